@@ -1,0 +1,196 @@
+"""Start, wait for and stop the real `tritonserver` shipped inside the `nvidia-pytriton` wheel.
+
+That binary has only the Python backend; it serves the models' `configs/embedded.pbtxt`
+(chosen with `--model-config-name`). Used by `make serve`, the demo, the tests and the benchmarks.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+EMBEDDED_CONFIG_NAME = "embedded"
+
+
+class ServerError(RuntimeError):
+    """The embedded server could not be found, started or did not become ready."""
+
+
+def _pytriton_root() -> Path:
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError("nvidia-pytriton is not installed: pip install --no-deps nvidia-pytriton==0.7.0")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _backend_directory(root: Path, workdir: Path) -> Path:
+    """A backend directory with the Python backend and the stub for this interpreter."""
+    triton = root / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = triton / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise ServerError(f"no Python-backend stub for Python {version} in {stub.parent.parent}")
+    python_dir = workdir / "backends" / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    for src in (triton / "backends" / "python" / "libtriton_python.so",
+                triton / "backends" / "python" / "triton_python_backend_utils.py", stub):
+        dst = python_dir / src.name
+        if not dst.exists():
+            dst.symlink_to(src)
+    return workdir / "backends"
+
+
+def server_environment(root: Path) -> dict[str, str]:
+    """Environment for tritonserver: libpython and the wheel's libraries, this venv first on PATH."""
+    env = dict(os.environ)
+    libs = [sysconfig.get_config_var("LIBDIR") or "", str(root.parent / "nvidia_pytriton.libs")]
+    if env.get("LD_LIBRARY_PATH"):
+        libs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in libs if p)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+class EmbeddedTritonServer:
+    """A tritonserver process on loopback ports; use as a context manager or start()/stop()."""
+
+    def __init__(self, model_repository: os.PathLike | str, *, http_port: int = 8000,
+                 grpc_port: int = 8001, metrics_port: int = 8002,
+                 config_name: Optional[str] = EMBEDDED_CONFIG_NAME,
+                 log_file: Optional[os.PathLike | str] = None, log_verbose: int = 0,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.model_repository = Path(model_repository).resolve()
+        self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
+        self.config_name = config_name
+        self.log_file = Path(log_file) if log_file else None
+        self.log_verbose = log_verbose
+        self.extra_args = tuple(extra_args)
+        self.process: Optional[subprocess.Popen] = None
+        self._workdir: Optional[Path] = None
+
+    @property
+    def http_url(self) -> str:
+        return f"localhost:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"localhost:{self.grpc_port}"
+
+    def command(self) -> list[str]:
+        root = _pytriton_root()
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="reranker-triton-"))
+        backends = _backend_directory(root, self._workdir)
+        cmd = [str(root / "tritonserver" / "bin" / "tritonserver"),
+               f"--model-repository={self.model_repository}",
+               f"--backend-directory={backends}",
+               f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
+               f"--metrics-port={self.metrics_port}",
+               "--http-address=127.0.0.1", "--grpc-address=127.0.0.1",
+               "--allow-metrics=true", "--allow-gpu-metrics=false", "--allow-cpu-metrics=true",
+               f"--log-verbose={self.log_verbose}",
+               "--exit-on-error=false", "--strict-readiness=true"]
+        if self.config_name:
+            cmd.append(f"--model-config-name={self.config_name}")
+        return cmd + list(self.extra_args)
+
+    def start(self, timeout: float = 120.0) -> "EmbeddedTritonServer":
+        """Start the server and block until it reports ready (all models loaded)."""
+        if not self.model_repository.is_dir():
+            raise ServerError(f"model repository not found: {self.model_repository}")
+        cmd = self.command()
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                        env=server_environment(_pytriton_root()),
+                                        start_new_session=True)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerError(f"tritonserver exited with code {self.process.returncode}"
+                                  + (f"; see {self.log_file}" if self.log_file else ""))
+            if self.is_ready():
+                return
+            time.sleep(0.25)
+        raise ServerError(f"tritonserver not ready after {timeout:.0f}s"
+                          + (f"; see {self.log_file}" if self.log_file else ""))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and remove its scratch directory."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            except ProcessLookupError:
+                pass
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> "EmbeddedTritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m reranker_server.embedded`: run the server in the foreground (make serve)."""
+    parser = argparse.ArgumentParser(description="Serve a model repository on the embedded Triton server")
+    parser.add_argument("--model-repository", default="model_repository")
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--log-verbose", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = EmbeddedTritonServer(args.model_repository, http_port=args.http_port,
+                                  grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+                                  log_verbose=args.log_verbose)
+    if not server.model_repository.is_dir():
+        print(f"error: model repository not found: {server.model_repository}", file=sys.stderr)
+        return 2
+    cmd = server.command()
+    print("starting:", " ".join(cmd), flush=True)
+    proc = subprocess.Popen(cmd, env=server_environment(_pytriton_root()))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Runs FlagEmbedding 1.4.2 in its own environment (transformers 4.47.1) and prints its results.
+
+Reads a JSON list of jobs on stdin and writes a JSON list of results on stdout, so one process
+start (the import costs seconds) serves many comparisons. A job:
+  {"kind": "encoder" | "llm" | "layerwise" | "lightweight",
+   "model": dir, "pairs": [[q, p], ...],
+   "init": {...FlagReranker kwargs...}, "score": {...compute_score kwargs...},
+   "tokenize": bool}   # also return the token ids FlagEmbedding feeds the model
+This file is run only by the oracle interpreter; the product never imports FlagEmbedding.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _reranker(job: dict):
+    from FlagEmbedding import (FlagLLMReranker, FlagReranker, LayerWiseFlagLLMReranker,
+                               LightWeightFlagLLMReranker)
+    classes = {"encoder": FlagReranker, "llm": FlagLLMReranker,
+               "layerwise": LayerWiseFlagLLMReranker, "lightweight": LightWeightFlagLLMReranker}
+    init = {"use_fp16": False, "devices": ["cpu"], **job.get("init", {})}
+    if job["kind"] in ("layerwise", "lightweight"):
+        init.setdefault("trust_remote_code", True)
+    return classes[job["kind"]](job["model"], **init)
+
+
+def _encoder_token_ids(reranker, pairs, score_kwargs) -> list[list[int]]:
+    """The ids FlagReranker feeds the model, rebuilt with its own helper and arguments."""
+    from FlagEmbedding.utils.tokenizer_compat import prepare_for_model_compat
+    max_length = score_kwargs.get("max_length") or reranker.max_length
+    qmax = score_kwargs.get("query_max_length") or reranker.query_max_length or max_length * 3 // 4
+    tok = reranker.tokenizer
+    out = []
+    for q, p in pairs:
+        q_ids = tok(q, add_special_tokens=False, max_length=qmax, truncation=True)["input_ids"]
+        p_ids = tok(p, add_special_tokens=False, max_length=max_length, truncation=True)["input_ids"]
+        item = prepare_for_model_compat(tok, q_ids, p_ids, truncation="only_second",
+                                        max_length=max_length, padding=False)
+        out.append(list(item["input_ids"]))
+    return out
+
+
+def run_job(job: dict, cache: dict) -> dict:
+    key = json.dumps([job["kind"], job["model"], job.get("init", {})], sort_keys=True)
+    if key not in cache:
+        cache[key] = _reranker(job)
+    reranker = cache[key]
+    pairs = job["pairs"]
+    score_kwargs = job.get("score", {})
+    scores = reranker.compute_score(pairs, **score_kwargs)
+    if not isinstance(scores, list):
+        scores = [scores]
+    result = {"scores": scores}
+    if job.get("tokenize") and job["kind"] == "encoder":
+        result["input_ids"] = _encoder_token_ids(reranker, pairs, score_kwargs)
+    return result
+
+
+def main() -> None:
+    jobs = json.load(sys.stdin)
+    cache: dict = {}
+    results = []
+    for job in jobs:
+        try:
+            results.append(run_job(job, cache))
+        except Exception as exc:  # reported to the test, which decides
+            results.append({"error": f"{type(exc).__name__}: {exc}"})
+    json.dump(results, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

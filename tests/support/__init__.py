@@ -1,0 +1,1 @@
+"""Test support: tiny deterministic checkpoints, the FlagEmbedding oracle, the embedded server."""

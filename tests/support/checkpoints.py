@@ -1,0 +1,61 @@
+"""Tiny deterministic checkpoints of the real architectures, built on the fly by the tests.
+
+Each builder writes a Hugging Face style directory (config.json, model.safetensors, tokenizer
+files) that both FlagEmbedding (the oracle) and this project load like a hub checkpoint.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from tests.support.tokenizers_builder import build_xlmr_tokenizer
+
+
+def _randomize(module: torch.nn.Module, seed: int, std: float = 0.2) -> None:
+    """Deterministic weights with enough spread that scores differ clearly between pairs."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in sorted(module.named_parameters()):
+            if "LayerNorm.weight" in name or name.endswith("norm.weight"):
+                param.copy_(1.0 + 0.1 * torch.randn(param.shape, generator=gen))
+            else:
+                param.copy_(std * torch.randn(param.shape, generator=gen))
+
+
+def build_xlmr_reranker(out_dir: Path, *, seed: int = 0, max_position_embeddings: int = 514,
+                        hidden_size: int = 32, num_hidden_layers: int = 2,
+                        num_attention_heads: int = 4, intermediate_size: int = 64) -> Path:
+    """An XLMRobertaForSequenceClassification reranker (num_labels=1) with a trained tokenizer.
+
+    `max_position_embeddings` = usable tokens + 2 (RoBERTa's padding_idx offset), as in the real
+    models (514 for base/large, 8194 for v2-m3); a small value forces truncation paths.
+    """
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    out_dir = Path(out_dir)
+    build_xlmr_tokenizer(out_dir, model_max_length=max_position_embeddings - 2)
+    from tokenizers import Tokenizer
+    vocab_size = Tokenizer.from_file(str(out_dir / "tokenizer.json")).get_vocab_size()
+    config = XLMRobertaConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings, type_vocab_size=1, num_labels=1,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_act="gelu",
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    config.architectures = ["XLMRobertaForSequenceClassification"]
+    torch.manual_seed(seed)
+    model = XLMRobertaForSequenceClassification(config).eval()
+    _randomize(model, seed)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    cfg = config.to_dict()
+    cfg.pop("dtype", None)
+    cfg["torch_dtype"] = "float32"
+    cfg["id2label"] = {"0": "LABEL_0"}
+    cfg["label2id"] = {"LABEL_0": 0}
+    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    return out_dir
