@@ -1,0 +1,61 @@
+# BGE rerankers on Triton. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+ORACLE_VENV ?= .venv-oracle
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+MODEL ?= BAAI/bge-reranker-v2-m3
+NAME ?=
+PRECISION ?= fp32
+MODEL_REPOSITORY ?= model_repository
+HTTP_PORT ?= 8000
+GRPC_PORT ?= 8001
+METRICS_PORT ?= 8002
+PYTEST_ARGS ?=
+
+.PHONY: setup oracle serve demo export test test-unit test-integration bench perf soak clean help
+
+help:
+	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
+	@echo "make test                        the whole test suite (installs what it needs)"
+	@echo "make serve                       run the embedded Triton server on MODEL_REPOSITORY"
+	@echo "make export MODEL=... NAME=...   export a reranker into MODEL_REPOSITORY"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/server.txt requirements/test.txt client/pyproject.toml server/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -r requirements/server.txt -r requirements/test.txt
+	$(PIP) install --no-deps nvidia-pytriton==0.7.0
+	$(PIP) install --no-deps -e ./client -e ./server
+	touch $@
+
+oracle: $(ORACLE_VENV)/.installed
+
+$(ORACLE_VENV)/.installed: requirements/oracle.txt
+	test -x $(ORACLE_VENV)/bin/python || $(PYTHON) -m venv $(ORACLE_VENV)
+	$(ORACLE_VENV)/bin/python -m pip --disable-pip-version-check -q install torch==2.13.0
+	$(ORACLE_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements/oracle.txt
+	touch $@
+
+serve: setup
+	$(PY) -m reranker_server.embedded --model-repository $(MODEL_REPOSITORY) \
+		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+export: setup
+	$(PY) -m export --model $(MODEL) $(if $(NAME),--name $(NAME)) --repository $(MODEL_REPOSITORY) --precision $(PRECISION)
+
+demo: setup
+	$(PY) -m tools.demo --model $(MODEL) --repository $(MODEL_REPOSITORY) \
+		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+test: setup oracle
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(ORACLE_VENV) .pytest_cache
