@@ -6,6 +6,9 @@ start (the import costs seconds) serves many comparisons. A job:
    "model": dir, "pairs": [[q, p], ...],
    "init": {...FlagReranker kwargs...}, "score": {...compute_score kwargs...},
    "tokenize": bool}   # also return the token ids FlagEmbedding feeds the model
+With "tokenize" the result holds "input_ids": one unpadded id list per pair, in input order; for
+the decoder kinds these are captured from the model's forward (each pair scored alone, padding
+stripped with the attention mask), and "lightweight" adds "query_lengths" and "prompt_lengths".
 This file is run only by the oracle interpreter; the product never imports FlagEmbedding.
 """
 from __future__ import annotations
@@ -41,6 +44,36 @@ def _encoder_token_ids(reranker, pairs, score_kwargs) -> list[list[int]]:
     return out
 
 
+def _decoder_token_ids(reranker, pairs, score_kwargs) -> dict[str, list]:
+    """The ids FlagLLMReranker / LayerWise / LightWeight feed the model, captured from the model's
+    forward: each pair is scored on its own and the padding is removed with the attention mask."""
+    model = reranker.model
+    calls: list[dict] = []
+    original = model.forward
+
+    def capture(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    model.forward = capture
+    out: dict[str, list] = {"input_ids": [], "query_lengths": [], "prompt_lengths": []}
+    try:
+        for pair in pairs:
+            calls.clear()
+            reranker.compute_score([list(pair)], **score_kwargs)
+            last = calls[-1]
+            ids, mask = last["input_ids"][0], last["attention_mask"][0]
+            out["input_ids"].append([int(t) for t, m in zip(ids.tolist(), mask.tolist()) if m])
+            if "query_lengths" in last:
+                out["query_lengths"].append(int(last["query_lengths"][0]))
+                out["prompt_lengths"].append(int(last["prompt_lengths"][0]))
+    finally:
+        model.forward = original
+    if not out["query_lengths"]:
+        del out["query_lengths"], out["prompt_lengths"]
+    return out
+
+
 def run_job(job: dict, cache: dict) -> dict:
     key = json.dumps([job["kind"], job["model"], job.get("init", {})], sort_keys=True)
     if key not in cache:
@@ -54,6 +87,8 @@ def run_job(job: dict, cache: dict) -> dict:
     result = {"scores": scores}
     if job.get("tokenize") and job["kind"] == "encoder":
         result["input_ids"] = _encoder_token_ids(reranker, pairs, score_kwargs)
+    elif job.get("tokenize"):
+        result.update(_decoder_token_ids(reranker, pairs, score_kwargs))
     return result
 
 
