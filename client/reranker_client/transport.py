@@ -1,0 +1,155 @@
+"""Thin synchronous wrappers over tritonclient's gRPC and HTTP clients.
+
+They turn connection failures and server errors into the client's exception types and send many
+requests concurrently (gRPC: a thread pool; HTTP: tritonclient's async_infer)."""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from reranker_client.batching import RequestBatch
+from reranker_client.errors import (InferenceError, ModelNotReadyError, RerankerError,
+                                    ServerUnavailableError)
+
+OUTPUT_NAME = "scores"
+
+
+def request_inputs(module: Any, batch: RequestBatch) -> list:
+    """tritonclient InferInput objects for one request."""
+    tensors = [("input_ids", batch.input_ids), ("attention_mask", batch.attention_mask)]
+    if batch.segment_lengths is not None:
+        tensors.append(("segment_lengths", batch.segment_lengths))
+    inputs = []
+    for name, array in tensors:
+        tensor = module.InferInput(name, list(array.shape), "INT64")
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
+
+
+def manifest_json_from_config(config: dict[str, Any]) -> Optional[str]:
+    param = (config.get("parameters") or {}).get("reranker_manifest")
+    return param.get("string_value") if isinstance(param, dict) else None
+
+
+def map_exception(exc: Exception, url: str, model: str) -> RerankerError:
+    """The client's exception for a tritonclient / socket error."""
+    from tritonclient.utils import InferenceServerException
+    if isinstance(exc, RerankerError):
+        return exc
+    if isinstance(exc, InferenceServerException):
+        status = (exc.status() or "").upper()
+        message = exc.message() or str(exc)
+        if "UNAVAILABLE" in status or "failed to connect" in message.lower():
+            return ServerUnavailableError(f"Triton server at {url} is unreachable: {message}")
+        if "DEADLINE" in status or "timed out" in message.lower() or "timeout" in message.lower():
+            return InferenceError(f"request to {model} timed out: {message}")
+        if "NOT_FOUND" in status or "unknown model" in message.lower() or "not found" in message.lower():
+            return ModelNotReadyError(f"model {model!r} not found on {url}: {message}")
+        return InferenceError(f"server error from {model}: {message}")
+    if isinstance(exc, (ConnectionError, OSError)):
+        return ServerUnavailableError(f"Triton server at {url} is unreachable: {exc}")
+    return InferenceError(f"request to {model} failed: {type(exc).__name__}: {exc}")
+
+
+class Transport:
+    """Common interface of the gRPC and HTTP transports."""
+
+    def __init__(self, url: str, *, timeout_s: Optional[float], concurrency: int,
+                 headers: Optional[dict[str, str]] = None) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.concurrency = max(1, concurrency)
+        self.headers = headers or {}
+
+    def model_config(self, model: str) -> dict[str, Any]:
+        """The model's config after checking that server and model are ready."""
+        try:
+            if not self._client.is_server_live(headers=self.headers):
+                raise ServerUnavailableError(f"Triton server at {self.url} is not live")
+            if not self._client.is_model_ready(model, headers=self.headers):
+                raise ModelNotReadyError(f"model {model!r} is not ready on {self.url} "
+                                         "(not found, still loading or failed to load)")
+            return self._config(model)
+        except Exception as exc:
+            raise map_exception(exc, self.url, model) from exc
+
+    def infer_many(self, model: str, batches: Sequence[RequestBatch],
+                   parameters: Optional[dict[str, Any]] = None) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class GrpcTransport(Transport):
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        import tritonclient.grpc as grpcclient
+        self._module = grpcclient
+        self._client = grpcclient.InferenceServerClient(url=url)
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="reranker-grpc")
+
+    def _config(self, model: str) -> dict[str, Any]:
+        return self._client.get_model_config(model, headers=self.headers, as_json=True)["config"]
+
+    def _infer(self, model: str, batch: RequestBatch, parameters: Optional[dict[str, Any]]) -> np.ndarray:
+        try:
+            result = self._client.infer(
+                model, request_inputs(self._module, batch),
+                outputs=[self._module.InferRequestedOutput(OUTPUT_NAME)], parameters=parameters,
+                headers=self.headers, client_timeout=self.timeout_s)
+        except Exception as exc:
+            raise map_exception(exc, self.url, model) from exc
+        return result.as_numpy(OUTPUT_NAME)
+
+    def infer_many(self, model, batches, parameters=None):
+        if len(batches) == 1:
+            return [self._infer(model, batches[0], parameters)]
+        futures = [self._pool.submit(self._infer, model, b, parameters) for b in batches]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        super().close()
+
+
+class HttpTransport(Transport):
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        import tritonclient.http as httpclient
+        self._module = httpclient
+        timeout = self.timeout_s if self.timeout_s is not None else 600.0
+        self._client = httpclient.InferenceServerClient(
+            url=url, concurrency=self.concurrency, connection_timeout=min(timeout, 60.0),
+            network_timeout=timeout)
+
+    def _config(self, model: str) -> dict[str, Any]:
+        return self._client.get_model_config(model, headers=self.headers)
+
+    def infer_many(self, model, batches, parameters=None):
+        outputs = [self._module.InferRequestedOutput(OUTPUT_NAME, binary_data=True)]
+        try:
+            pending = [self._client.async_infer(model, request_inputs(self._module, b), outputs=outputs,
+                                                parameters=parameters, headers=self.headers)
+                       for b in batches]
+            return [p.get_result().as_numpy(OUTPUT_NAME) for p in pending]
+        except Exception as exc:
+            raise map_exception(exc, self.url, model) from exc
+
+
+def make_transport(url: str, protocol: str, **kwargs: Any) -> Transport:
+    if protocol == "grpc":
+        return GrpcTransport(url, **kwargs)
+    if protocol == "http":
+        return HttpTransport(url, **kwargs)
+    from reranker_client.errors import InvalidInputError
+    raise InvalidInputError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
+
+
+def encode_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """Request parameters as Triton carries them: lists as JSON strings, scalars as they are."""
+    return {k: json.dumps(v) if isinstance(v, (list, tuple)) else v for k, v in values.items() if v is not None}

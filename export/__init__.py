@@ -1,0 +1,1 @@
+"""Export BGE reranker checkpoints into Triton model directories (`python -m export --help`)."""

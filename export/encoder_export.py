@@ -1,0 +1,127 @@
+"""Write a Triton model directory for an encoder (XLM-RoBERTa) reranker.
+
+<repository>/<name>/
+  config.pbtxt            Triton's native onnxruntime backend (GPU nodes)
+  configs/embedded.pbtxt  Python backend running ONNX Runtime (the embedded CPU server)
+  reranker.json           the model contract (also inside every config as "reranker_manifest")
+  tokenizer/              tokenizer.json (+ config) the client must use
+  1/model.onnx            fp32 or fp16 graph: input_ids, attention_mask INT64 -> scores FP32 [B, 1]
+  1/model.py              imports reranker_server.onnx_model.TritonPythonModel
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from export.checkpoint import read_config, require_safetensors
+from export.errors import ExportError
+from export.fill_template import fill_template, pbtxt_string
+from export.onnx_export import convert_to_fp16, export_encoder_onnx, onnx_scores
+from export.tokenizer_files import copy_tokenizer
+from reranker_client.manifest import ENCODER, ModelManifest
+
+ROBERTA_POSITION_OFFSET = 2  # position ids start at padding_idx + 1
+MODEL_PY = "from reranker_server.onnx_model import TritonPythonModel  # noqa: F401\n"
+# fp16 must stay close to fp32; beyond this the export fails rather than serve drifting scores.
+FP16_MAX_ABS_DIFF = 5e-2
+
+
+@dataclass
+class EncoderExportOptions:
+    precision: str = "fp32"           # fp32 | fp16
+    max_batch_size: int = 64
+    instance_count: int = 1
+    max_queue_delay_us: int = 2000
+    max_batch_tokens: int = 16384
+    intra_op_threads: int = 0
+    gpus: tuple[int, ...] = ()
+
+
+def encoder_manifest(checkpoint: Path, name: str, source: str, tokenizer, options: EncoderExportOptions) -> ModelManifest:
+    config = read_config(checkpoint)
+    max_positions = int(config["max_position_embeddings"]) - ROBERTA_POSITION_OFFSET
+    return ModelManifest(
+        family=ENCODER, name=name, tokenizer=tokenizer, max_positions=max_positions,
+        default_max_length=512, max_batch_size=options.max_batch_size,
+        vocab_size=int(config["vocab_size"]), precision=options.precision, source=source)
+
+
+def _verify_fp16(fp32: Path, fp16: Path, manifest: ModelManifest, progress: Callable[[str], None]) -> float:
+    """Compare fp16 against fp32 on sample sequences; return the max abs difference."""
+    gen = np.random.default_rng(0)
+    pad = manifest.tokenizer.pad_token_id if manifest.tokenizer.pad_token_id is not None else 1
+    length = min(64, manifest.max_positions)
+    ids = gen.integers(3, manifest.vocab_size, size=(8, length))
+    ids[:, 0] = manifest.tokenizer.cls_token_id or 0
+    mask = np.ones_like(ids)
+    for row in range(1, 8):
+        cut = length * row // 8
+        ids[row, cut:] = pad
+        mask[row, cut:] = 0
+    diff = float(np.abs(onnx_scores(fp32, ids, mask) - onnx_scores(fp16, ids, mask)).max())
+    progress(f"fp16 vs fp32 on 8 sample sequences: max abs score difference {diff:.2e}")
+    if diff > FP16_MAX_ABS_DIFF:
+        raise ExportError(f"fp16 export drifts {diff:.3g} from fp32 (limit {FP16_MAX_ABS_DIFF}); use fp32")
+    return diff
+
+
+def write_embedded_config(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions) -> Path:
+    text = fill_template("python_onnx_cpu", {
+        "model_name": manifest.name, "max_batch_size": options.max_batch_size,
+        "max_queue_delay_us": options.max_queue_delay_us, "instance_count": options.instance_count,
+        "onnx_file": "model.onnx", "intra_op_threads": options.intra_op_threads,
+        "max_batch_tokens": options.max_batch_tokens,
+        "manifest_json": pbtxt_string(manifest.to_json()),
+    })
+    path = model_dir / "configs" / "embedded.pbtxt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def write_gpu_config(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions) -> Path:
+    from export.gpu_configs import render_onnxruntime_gpu_config
+    path = model_dir / "config.pbtxt"
+    path.write_text(render_onnxruntime_gpu_config(
+        manifest, max_batch_size=options.max_batch_size, instance_count=options.instance_count,
+        gpus=list(options.gpus), max_queue_delay_us=options.max_queue_delay_us))
+    return path
+
+
+def export_encoder(checkpoint: Path, model_dir: Path, *, name: str, source: str,
+                   options: EncoderExportOptions, progress: Callable[[str], None] = print) -> ModelManifest:
+    """Export an XLM-R reranker checkpoint into `model_dir` (see the module docstring)."""
+    if options.precision not in ("fp32", "fp16"):
+        raise ExportError(f"precision {options.precision!r} is not supported for encoder models: fp32 or fp16")
+    require_safetensors(checkpoint)
+    version = model_dir / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    steps = 4 if options.precision == "fp16" else 3
+    step = iter(range(1, steps + 1))
+
+    def stage(msg: str) -> None:
+        progress(f"[{next(step)}/{steps}] {msg}")
+
+    stage("tokenizer")
+    tokenizer = copy_tokenizer(checkpoint, model_dir, source)
+    manifest = encoder_manifest(checkpoint, name, source, tokenizer, options)
+    stage("ONNX export (fp32)")
+    detail = lambda m: progress("      " + m)  # noqa: E731
+    if options.precision == "fp32":
+        export_encoder_onnx(checkpoint, version / "model.onnx", progress=detail)
+    else:
+        with tempfile.TemporaryDirectory(prefix="fp32-") as tmp:
+            fp32_path = export_encoder_onnx(checkpoint, Path(tmp) / "model.onnx", progress=detail)
+            stage("fp16 conversion (LayerNorm, Softmax and reductions kept in fp32)")
+            convert_to_fp16(fp32_path, version / "model.onnx")
+            _verify_fp16(fp32_path, version / "model.onnx", manifest, progress)
+    stage("model code, configs and manifest")
+    (version / "model.py").write_text(MODEL_PY)
+    write_embedded_config(model_dir, manifest, options)
+    write_gpu_config(model_dir, manifest, options)
+    manifest.save(model_dir)
+    return manifest

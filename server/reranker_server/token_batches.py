@@ -1,0 +1,86 @@
+"""Validation of token tensors sent by clients, and re-batching of many requests under a token budget.
+
+Pure numpy: shared by the Python-backend models and unit-tested without a server.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+class RequestError(ValueError):
+    """A request that must be answered with an error (the message is sent to the client)."""
+
+
+@dataclass(frozen=True)
+class TokenRows:
+    """One request's sequences, with padding stripped: rows[i] = ids of pair i."""
+    rows: list[np.ndarray]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(r) for r in self.rows]
+
+
+def validate_token_inputs(input_ids: Optional[np.ndarray], attention_mask: Optional[np.ndarray], *,
+                          vocab_size: int, max_positions: int, max_pairs: int) -> TokenRows:
+    """Check one request's tensors; return its unpadded rows or raise RequestError."""
+    if input_ids is None or attention_mask is None:
+        raise RequestError("both input_ids and attention_mask are required")
+    if input_ids.ndim != 2 or attention_mask.ndim != 2:
+        raise RequestError(f"input_ids and attention_mask must be 2-D [pairs, tokens]; got shapes "
+                           f"{list(input_ids.shape)} and {list(attention_mask.shape)}")
+    if input_ids.shape != attention_mask.shape:
+        raise RequestError(f"input_ids shape {list(input_ids.shape)} does not match attention_mask "
+                           f"shape {list(attention_mask.shape)}")
+    pairs, width = input_ids.shape
+    if pairs == 0 or width == 0:
+        raise RequestError("empty request: at least one pair with at least one token is required")
+    if pairs > max_pairs:
+        raise RequestError(f"{pairs} pairs in one request; the limit is {max_pairs}")
+    if not np.isin(attention_mask, (0, 1)).all():
+        raise RequestError("attention_mask must contain only 0 and 1")
+    lengths = attention_mask.sum(axis=1)
+    # Right padding only: each row is ones then zeros.
+    expected = np.arange(width)[None, :] < lengths[:, None]
+    if not np.array_equal(attention_mask.astype(bool), expected):
+        raise RequestError("attention_mask must be right-padded (ones, then zeros) in every row")
+    if (lengths == 0).any():
+        raise RequestError(f"pair {int(np.argmin(lengths))} has no tokens (attention_mask all zero)")
+    if int(lengths.max()) > max_positions:
+        raise RequestError(f"a sequence of {int(lengths.max())} tokens exceeds the model's maximum of "
+                           f"{max_positions}; truncate with max_length <= {max_positions}")
+    real = input_ids[attention_mask.astype(bool)]
+    if real.size and (int(real.min()) < 0 or int(real.max()) >= vocab_size):
+        raise RequestError(f"token id out of range: ids must be in [0, {vocab_size - 1}]")
+    return TokenRows([input_ids[i, : lengths[i]].astype(np.int64) for i in range(pairs)])
+
+
+def plan_chunks(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+    """Group row indices, longest first, into chunks whose padded size (rows x longest row) stays
+    within `max_batch_tokens` (a single over-long row still forms its own chunk)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) + 1) * width > max_batch_tokens:
+            chunks.append(current)
+            current = []
+        current.append(i)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def pad_rows(rows: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad rows into (input_ids, attention_mask) int64 matrices."""
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return ids, mask

@@ -1,0 +1,32 @@
+"""Small helpers around `triton_python_backend_utils` shared by the served models."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reranker_client.manifest import MANIFEST_PARAMETER, ModelManifest
+
+
+def config_parameters(model_config: dict[str, Any]) -> dict[str, str]:
+    """The `parameters { key value { string_value } }` of a model config as a plain dict."""
+    return {k: v.get("string_value", "") for k, v in (model_config.get("parameters") or {}).items()}
+
+
+def load_manifest(args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], ModelManifest]:
+    """Model config, its parameters and the reranker manifest from `initialize(args)`."""
+    model_config = json.loads(args["model_config"])
+    params = config_parameters(model_config)
+    if MANIFEST_PARAMETER not in params:
+        raise ValueError(f"model config has no '{MANIFEST_PARAMETER}' parameter; re-export the model")
+    return model_config, params, ModelManifest.from_json(params[MANIFEST_PARAMETER])
+
+
+def version_dir(args: dict[str, Any]) -> Path:
+    return Path(args["model_repository"]) / str(args["model_version"])
+
+
+def request_parameters(request: Any) -> dict[str, Any]:
+    """Per-request parameters sent by the client (empty dict when none)."""
+    raw = request.parameters()
+    return json.loads(raw) if raw else {}
