@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny checkpoints exported into a model repository, a real embedded Triton
+server serving it over gRPC and HTTP, and clients for it."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def test_repository(tmp_path_factory):
+    """Every test model exported into one Triton model repository."""
+    from tests.support.repository import build_repository
+    root = tmp_path_factory.mktemp("model_repository")
+    return build_repository(root, tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def triton_server(test_repository, tmp_path_factory):
+    """The real tritonserver (embedded, Python backend) serving the test repository."""
+    from reranker_server.embedded import EmbeddedTritonServer
+    from tests.support.ports import free_ports
+    http, grpc, metrics = free_ports(3)
+    log = tmp_path_factory.mktemp("server") / "tritonserver.log"
+    server = EmbeddedTritonServer(test_repository.root, http_port=http, grpc_port=grpc,
+                                  metrics_port=metrics, log_file=log)
+    try:
+        server.start(timeout=300)
+    except Exception:
+        print(log.read_text()[-6000:] if log.exists() else "no server log", file=sys.stderr)
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def make_client(triton_server):
+    """Factory: make_client(model, protocol="grpc", **kwargs) -> RerankerClient (closed at the end)."""
+    from reranker_client import RerankerClient
+    clients = []
+
+    def factory(model: str, protocol: str = "grpc", **kwargs):
+        url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
+        client = RerankerClient(url, model, protocol, **kwargs)
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.close()

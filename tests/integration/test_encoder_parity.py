@@ -1,0 +1,75 @@
+"""Encoder rerankers through the real embedded Triton server and the client, against FlagEmbedding."""
+from __future__ import annotations
+
+import pytest
+
+from tests.support.oracle import run_oracle
+from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
+
+pytestmark = pytest.mark.integration
+
+PAIRS = TUTORIAL_PAIRS + MULTILINGUAL_PAIRS
+MANY = many_pairs(150)
+# (model, pairs name, compute_score kwargs)
+CASES = [
+    ("tiny-encoder", "pairs", {}),
+    ("tiny-encoder", "pairs", {"normalize": True}),
+    ("tiny-encoder", "pairs", {"max_length": 16}),
+    ("tiny-encoder", "pairs", {"max_length": 20, "query_max_length": 5}),
+    ("tiny-encoder", "single", {}),
+    ("tiny-encoder", "many", {"batch_size": 16}),
+    ("tiny-encoder-short", "pairs", {"max_length": 24}),
+    ("tiny-encoder-short", "pairs", {"max_length": 12, "query_max_length": 4, "normalize": True}),
+]
+INPUTS = {"pairs": PAIRS, "single": ["what is panda?", "The giant panda 🐼 is a bear."], "many": MANY}
+
+
+@pytest.fixture(scope="module")
+def expected(test_repository):
+    jobs = [{"kind": "encoder", "model": str(test_repository.checkpoint(model)), "pairs": INPUTS[name],
+             "score": kwargs} for model, name, kwargs in CASES]
+    return run_oracle(jobs)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("case", range(len(CASES)),
+                         ids=[f"{m}-{n}-{'-'.join(f'{k}{v}' for k, v in kw.items()) or 'default'}"
+                              for m, n, kw in CASES])
+def test_scores_equal_flagembedding(make_client, expected, protocol, case):
+    model, name, kwargs = CASES[case]
+    client = make_client(model, protocol)
+    got = client.compute_score(INPUTS[name], **kwargs)
+    want = expected[case]["scores"]
+    assert len(got) == len(want)
+    assert max(abs(a - b) for a, b in zip(got, want)) < 1e-4
+
+
+def test_scores_differ_between_pairs(make_client, expected):
+    """Guards the parity test against a degenerate model that scores everything alike."""
+    scores = expected[0]["scores"]
+    assert max(scores) - min(scores) > 1e-2
+
+
+def test_rerank_sorts_by_score_and_cuts_top_n(make_client, expected):
+    client = make_client("tiny-encoder")
+    query = TUTORIAL_PAIRS[0][0]
+    passages = [p for _, p in PAIRS]
+    results = client.rerank(query, passages, top_n=3)
+    all_scores = client.compute_score([[query, p] for p in passages], normalize=True)
+    assert [r.index for r in results] == sorted(range(len(passages)), key=lambda i: -all_scores[i])[:3]
+    assert all(abs(r.score - all_scores[r.index]) < 1e-9 and r.passage == passages[r.index] for r in results)
+
+
+def test_fp16_export_agrees_with_fp32_and_ranks_the_same(make_client):
+    fp32 = make_client("tiny-encoder").compute_score(MANY[:60])
+    fp16 = make_client("tiny-encoder-fp16").compute_score(MANY[:60])
+    diff = max(abs(a - b) for a, b in zip(fp32, fp16))
+    assert diff < 1e-2, f"fp16 drift {diff}"
+    assert sorted(range(60), key=lambda i: -fp32[i])[:10] == sorted(range(60), key=lambda i: -fp16[i])[:10]
+
+
+def test_client_learns_model_from_server(make_client, test_repository):
+    client = make_client("tiny-encoder-short", "http")
+    assert client.manifest.family == "encoder"
+    assert client.manifest.max_positions == 24
+    assert client.manifest.source == str(test_repository.checkpoint("tiny-encoder-short"))
