@@ -1,0 +1,1 @@
+"""Developer tools: the demo and helpers shared by the benchmarks."""

@@ -1,0 +1,128 @@
+"""`make demo`: export a reranker, serve it on the embedded Triton server, score the tutorial's
+pairs through the client. Without a reachable hub it says so and uses a tiny local model."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from export.__main__ import default_name, main as export_main  # noqa: E402
+from export.checkpoint import resolve_checkpoint  # noqa: E402
+from export.errors import ExportError  # noqa: E402
+
+TUTORIAL_PAIRS = [
+    ["What is the capital of France?", "Paris is the capital of France."],
+    ["What is the capital of France?", "The population of China is over 1.4 billion people."],
+    ["What is the population of China?", "Paris is the capital of France."],
+    ["What is the population of China?", "The population of China is over 1.4 billion people."],
+]
+# The tutorial's arguments per family for the real checkpoints (40-layer MiniCPM, 42-layer Gemma2).
+SEED_ARGUMENTS = {
+    "encoder": {},
+    "gemma": {},
+    "minicpm_layerwise": {"cutoff_layers": [28]},
+    "gemma2_lightweight": {"cutoff_layers": [28], "compress_ratio": 2, "compress_layers": [24, 40]},
+}
+REAL_DEPTH = {"minicpm_layerwise": 40, "gemma2_lightweight": 42}
+
+
+def family_from_name(model: str) -> str:
+    name = model.lower()
+    if "lightweight" in name:
+        return "gemma2_lightweight"
+    if "layerwise" in name or "minicpm" in name:
+        return "minicpm_layerwise"
+    if "gemma" in name:
+        return "gemma"
+    return "encoder"
+
+
+def build_tiny(family: str, out: Path) -> Path:
+    """A tiny random checkpoint of the family's real architecture (as the tests build)."""
+    if family == "encoder":
+        from tests.support.checkpoints import build_xlmr_reranker
+        return build_xlmr_reranker(out)
+    from tests.support import llm_checkpoints
+    builder = {"gemma": llm_checkpoints.build_gemma_reranker,
+               "minicpm_layerwise": llm_checkpoints.build_minicpm_layerwise_reranker,
+               "gemma2_lightweight": llm_checkpoints.build_gemma2_lightweight_reranker}[family]
+    return builder(out)
+
+
+def scaled_arguments(family: str, manifest_llm: dict[str, Any]) -> dict[str, Any]:
+    """The seed's layer arguments, scaled from the real model's depth to this checkpoint's."""
+    args = json.loads(json.dumps(SEED_ARGUMENTS[family]))
+    layers = manifest_llm.get("num_hidden_layers")
+    real = REAL_DEPTH.get(family)
+    if not args or not layers or layers == real:
+        return args
+    allowed = manifest_llm.get("allowed_cutoff_layers") or list(range(1, layers + 1))
+
+    def nearest(layer: int) -> int:
+        target = layer * layers / real
+        return min(allowed, key=lambda a: (abs(a - target), a))
+
+    args["cutoff_layers"] = [nearest(c) for c in args["cutoff_layers"]]
+    if "compress_layers" in args:
+        args["compress_layers"] = sorted({round(c * layers / real) for c in args["compress_layers"]})
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default="BAAI/bge-reranker-v2-m3")
+    p.add_argument("--repository", default="model_repository")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    args = p.parse_args(argv)
+
+    name = default_name(args.model)
+    source = args.model
+    tiny = False
+    scratch = tempfile.TemporaryDirectory(prefix="reranker-demo-")
+    try:
+        resolve_checkpoint(args.model)
+    except ExportError as exc:
+        family = family_from_name(args.model)
+        print(f"NOTICE: {exc}. Using a tiny locally built {family} model of the same architecture "
+              "instead: its scores are MEANINGLESS (random weights).", flush=True)
+        source = str(build_tiny(family, Path(scratch.name) / "tiny-checkpoint"))
+        name = f"{name}-tiny"
+        tiny = True
+    code = export_main(["--model", source, "--name", name, "--repository", args.repository, "--force"])
+    if code != 0:
+        return code
+
+    from reranker_client import RerankerClient
+    from reranker_server.embedded import EmbeddedTritonServer
+    log = Path(args.repository) / f".{name}-server.log"
+    print(f"starting the embedded Triton server on {args.repository} (log: {log}) ...", flush=True)
+    with EmbeddedTritonServer(args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
+                              metrics_port=args.metrics_port, log_file=log) as server:
+        with RerankerClient(server.grpc_url, name, "grpc") as client:
+            family = client.manifest.family
+            extra = scaled_arguments(family, client.manifest.llm)
+            shown = ", ".join(f"{k}={v}" for k, v in extra.items())
+            print(f"\nmodel {name} ({family}{', ' + shown if shown else ''}) via gRPC {server.grpc_url}")
+            scores = client.compute_score(TUTORIAL_PAIRS, **extra)
+            normalized = client.compute_score(TUTORIAL_PAIRS, normalize=True, **extra)
+            for (q, passage), s, n in zip(TUTORIAL_PAIRS, scores, normalized):
+                print(f"  {s:+9.4f}  (sigmoid {n:.4f})  {q!r} / {passage!r}")
+            best = client.rerank(TUTORIAL_PAIRS[0][0], [pp for _, pp in TUTORIAL_PAIRS[:2]], top_n=1, **extra)[0]
+            print(f"  rerank({TUTORIAL_PAIRS[0][0]!r}) -> best passage #{best.index}: {best.passage!r}")
+    if tiny:
+        print("\n(tiny random model: the scores above only show the pipeline works, not relevance)")
+    scratch.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
