@@ -1,0 +1,132 @@
+"""python -m export for encoder rerankers: directory contents, configs, fp16, clear errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from export.__main__ import main as export_main
+from export.onnx_export import onnx_scores
+from reranker_client.manifest import MANIFEST_PARAMETER, ModelManifest
+from tests.support.checkpoints import build_xlmr_reranker
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return build_xlmr_reranker(tmp_path_factory.mktemp("ckpt"), seed=5)
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    for name, extra in (("m32", []), ("m16", ["--precision", "fp16"])):
+        assert export_main(["--model", str(checkpoint), "--name", name, "--repository", str(repo), *extra]) == 0
+    return repo
+
+
+def parse_config(path):
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def test_model_directory_layout(exported):
+    d = exported / "m32"
+    for rel in ("config.pbtxt", "configs/embedded.pbtxt", "reranker.json", "tokenizer/tokenizer.json",
+                "1/model.onnx", "1/model.py"):
+        assert (d / rel).is_file(), rel
+    assert "reranker_server.onnx_model" in (d / "1" / "model.py").read_text()
+
+
+def test_embedded_config_is_a_valid_python_backend_config(exported):
+    cfg = parse_config(exported / "m32" / "configs" / "embedded.pbtxt")
+    assert cfg.backend == "python" and cfg.name == "m32" and cfg.max_batch_size == 64
+    assert [i.name for i in cfg.input] == ["input_ids", "attention_mask"]
+    assert all(i.data_type == model_config_pb2.TYPE_INT64 and list(i.dims) == [-1] and i.allow_ragged_batch
+               for i in cfg.input)
+    assert [(o.name, list(o.dims)) for o in cfg.output] == [("scores", [1])]
+    assert cfg.HasField("dynamic_batching")
+    manifest = ModelManifest.from_json(cfg.parameters[MANIFEST_PARAMETER].string_value)
+    assert manifest == ModelManifest.load(exported / "m32")
+
+
+def test_gpu_config_uses_native_onnxruntime_backend(exported):
+    cfg = parse_config(exported / "m32" / "config.pbtxt")
+    assert cfg.backend == "onnxruntime" or cfg.platform == "onnxruntime_onnx"
+    assert [i.name for i in cfg.input] == ["input_ids", "attention_mask"]
+
+
+def test_manifest_describes_model_and_tokenizer(exported, checkpoint):
+    manifest = ModelManifest.load(exported / "m32")
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert manifest.family == "encoder"
+    assert manifest.max_positions == config["max_position_embeddings"] - 2
+    assert manifest.vocab_size == config["vocab_size"]
+    assert (manifest.tokenizer.cls_token_id, manifest.tokenizer.sep_token_id, manifest.tokenizer.pad_token_id) == (0, 2, 1)
+    assert manifest.source == str(checkpoint)
+
+
+def test_onnx_graph_has_dynamic_axes_and_opset_17(exported):
+    import onnx
+    model = onnx.load(str(exported / "m32" / "1" / "model.onnx"))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    for inp in model.graph.input:
+        assert inp.type.tensor_type.elem_type == onnx.TensorProto.INT64
+        dims = inp.type.tensor_type.shape.dim
+        assert [d.dim_param for d in dims] == ["batch", "sequence"]
+    (out,) = model.graph.output
+    assert out.name == "scores" and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_fp16_keeps_io_types_and_stays_close_to_fp32(exported):
+    import onnx
+    fp16 = onnx.load(str(exported / "m16" / "1" / "model.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(3, 200, size=(6, 40))
+    ids[:, 0] = 0
+    mask = np.ones_like(ids)
+    ids[3:, 25:], mask[3:, 25:] = 1, 0
+    a = onnx_scores(exported / "m32" / "1" / "model.onnx", ids, mask)
+    b = onnx_scores(exported / "m16" / "1" / "model.onnx", ids, mask)
+    assert b.dtype == np.float32 and b.shape == (6, 1)
+    assert np.abs(a - b).max() < 1e-2
+    assert np.abs(a - b).max() > 0  # really fp16
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "/no/such/dir"], "not found"),
+    (["--model", "BAAI/definitely-not-a-model"], "cannot download"),
+])
+def test_bad_sources_fail_with_one_clear_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert export_main([*args, "--repository", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_unsupported_architecture_is_named(tmp_path, capsys):
+    ckpt = tmp_path / "bert"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"architectures": ["BertForMaskedLM"], "model_type": "bert"}))
+    assert export_main(["--model", str(ckpt), "--repository", str(tmp_path / "repo")]) == 2
+    err = capsys.readouterr().err
+    assert "unsupported architecture BertForMaskedLM" in err
+    assert not (tmp_path / "repo" / "bert").exists()
+
+
+def test_pickle_only_checkpoint_is_refused(checkpoint, tmp_path, capsys):
+    ckpt = tmp_path / "pickled"
+    ckpt.mkdir()
+    for f in checkpoint.iterdir():
+        if f.suffix != ".safetensors":
+            (ckpt / f.name).write_bytes(f.read_bytes())
+    (ckpt / "pytorch_model.bin").write_bytes(b"not really")
+    assert export_main(["--model", str(ckpt), "--repository", str(tmp_path / "repo")]) == 2
+    assert "pickle" in capsys.readouterr().err
+
+
+def test_existing_model_needs_force(exported, checkpoint, capsys):
+    assert export_main(["--model", str(checkpoint), "--name", "m32", "--repository", str(exported)]) == 2
+    assert "--force" in capsys.readouterr().err
