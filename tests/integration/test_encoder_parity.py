@@ -73,3 +73,29 @@ def test_client_learns_model_from_server(make_client, test_repository):
     assert client.manifest.family == "encoder"
     assert client.manifest.max_positions == 24
     assert client.manifest.source == str(test_repository.checkpoint("tiny-encoder-short"))
+
+
+@pytest.mark.parametrize("ids, mask, message", [
+    ([[0, 5, 2]], [[1, 1]], "does not match"),
+    ([[0, 5, 99999, 2]], [[1, 1, 1, 1]], "out of range"),
+    ([[0, 5, 2]], [[1, 2, 1]], "only 0 and 1"),
+    ([[0, 5, 2, 1]], [[0, 1, 1, 0]], "right-padded"),
+    ([[0] * 30], [[1] * 30], "exceeds the model's maximum of 24"),
+])
+def test_malformed_raw_requests_get_clear_errors_and_server_keeps_serving(triton_server, make_client, ids, mask, message):
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    raw = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    inputs = []
+    for name, value in (("input_ids", ids), ("attention_mask", mask)):
+        array = np.array(value, dtype=np.int64)
+        tensor = grpcclient.InferInput(name, list(array.shape), "INT64")
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    with pytest.raises(InferenceServerException, match=message):
+        raw.infer("tiny-encoder-short", inputs)
+    raw.close()
+    good = make_client("tiny-encoder-short").compute_score(TUTORIAL_PAIRS, max_length=24)
+    assert len(good) == 4
