@@ -1,0 +1,297 @@
+"""Write a Triton model directory for a decoder (LLM) reranker: v2-gemma, MiniCPM layerwise,
+Gemma2 lightweight.
+
+<repository>/<name>/
+  config.pbtxt            Python backend on GPU (float16 / bfloat16 / float32 as exported)
+  configs/embedded.pbtxt  Python backend on CPU, float32 (the embedded server)
+  reranker.json           the model contract (also inside every config as "reranker_manifest",
+                          each copy with the dtype that config runs)
+  tokenizer/              tokenizer.json, tokenizer_config.json, special_tokens_map.json
+  1/model.py              imports reranker_server.llm_model.TritonPythonModel
+  1/checkpoint/           config.json + the safetensors weights (+ index), linked or copied;
+                          never the checkpoint's Python code
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from tokenizers import Tokenizer
+
+from export.checkpoint import read_config
+from export.errors import ExportError
+from export.fill_template import fill_template, pbtxt_string
+from export.tokenizer_files import copy_tokenizer
+from reranker_client.encoding.decoder import (DECODER_FAMILIES, SEP_TEXT, adds_bos,
+                                              default_encoding_settings, yes_token_id)
+from reranker_client.manifest import (GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest,
+                                      TokenizerInfo)
+
+MODEL_PY = "from reranker_server.llm_model import TritonPythonModel  # noqa: F401\n"
+CHECKPOINT_SUBDIR = "1/checkpoint"            # relative to the model directory
+DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # -> manifest precision
+COMPRESS_RATIOS = [1, 2, 4, 8]                # LightWeightFlagLLMReranker's supported ratios
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+SAFETENSORS_SINGLE = "model.safetensors"
+_MAX_HEADER = 100 * 1024 * 1024
+
+# Defaults of FlagEmbedding's configuration classes when config.json leaves a field out.
+MINICPM_DEFAULT_START_LAYER = 8               # LayerWiseMiniCPMConfig
+GEMMA2_DEFAULT_START_LAYER = 28               # CostWiseGemmaConfig
+GEMMA2_DEFAULT_LAYER_SEP = 28                 # CostWiseGemmaConfig
+GEMMA2_DEFAULT_SOFTCAP = 30.0                 # Gemma2Config.final_logit_softcapping
+LIGHTWEIGHT_DEFAULT_COMPRESS_LAYERS = [8]     # LightweightLLMReranker(compress_layers=[8])
+
+
+def detect_llm_family(config: dict[str, Any]) -> Optional[str]:
+    """The decoder family of a checkpoint's config.json, or None when it is none of the three."""
+    archs = set(config.get("architectures") or [])
+    model_type = config.get("model_type")
+    auto_lm = str((config.get("auto_map") or {}).get("AutoModelForCausalLM", ""))
+    if ("CostWiseGemmaForCausalLM" in archs or model_type == "cost_wise_gemma"
+            or auto_lm.endswith("CostWiseGemmaForCausalLM")
+            or (model_type == "gemma2" and "start_layer" in config and "layer_sep" in config)):
+        return GEMMA2_LIGHTWEIGHT
+    if ("LayerWiseMiniCPMForCausalLM" in archs or auto_lm.endswith("LayerWiseMiniCPMForCausalLM")
+            or (model_type == "minicpm" and "start_layer" in config and "head_multi" in config)):
+        return MINICPM_LAYERWISE
+    if "GemmaForCausalLM" in archs or (model_type == "gemma" and not archs):
+        return GEMMA
+    return None
+
+
+def _int_field(config: dict[str, Any], key: str, default: Any = None) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ExportError(f"config.json: {key} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def layer_settings(config: dict[str, Any], family: str) -> dict[str, Any]:
+    """Cutoff layers, compression and soft-capping as FlagEmbedding reads them from the config."""
+    layers = _int_field(config, "num_hidden_layers")
+    if layers < 1:
+        raise ExportError("config.json: num_hidden_layers must be at least 1")
+    settings: dict[str, Any] = {
+        "num_hidden_layers": layers, "start_layer": None, "layer_sep": None,
+        "cutoff_layers": [], "default_cutoff_layers": [],
+        "compress_ratios": [1], "default_compress_ratio": 1, "default_compress_layers": [],
+        "final_logit_softcapping": None,
+    }
+    if family == MINICPM_LAYERWISE:
+        if config.get("head_type", "simple") != "simple" or not config.get("head_multi", True):
+            raise ExportError("MiniCPM layerwise checkpoint: only head_type 'simple' with head_multi "
+                              f"true is a reranker (got head_type={config.get('head_type')!r}, "
+                              f"head_multi={config.get('head_multi')!r})")
+        start = _int_field(config, "start_layer", MINICPM_DEFAULT_START_LAYER)
+        allowed = list(range(start, layers + 1))
+        settings.update(start_layer=start, layer_sep=1)
+    elif family == GEMMA2_LIGHTWEIGHT:
+        if not config.get("layer_wise", False):
+            raise ExportError("Gemma2 lightweight checkpoint without layer_wise: true has no per-layer "
+                              "score heads; it is not a reranker")
+        start = _int_field(config, "start_layer", GEMMA2_DEFAULT_START_LAYER)
+        sep = _int_field(config, "layer_sep", GEMMA2_DEFAULT_LAYER_SEP)
+        if sep < 1:
+            raise ExportError("config.json: layer_sep must be at least 1")
+        allowed = list(range(start, layers + 1, sep))
+        cap = config.get("final_logit_softcapping", GEMMA2_DEFAULT_SOFTCAP)
+        settings.update(start_layer=start, layer_sep=sep, compress_ratios=list(COMPRESS_RATIOS),
+                        default_compress_layers=list(LIGHTWEIGHT_DEFAULT_COMPRESS_LAYERS),
+                        final_logit_softcapping=None if cap is None else float(cap))
+    else:
+        return settings
+    if not allowed:
+        raise ExportError(f"config.json: start_layer {start} is past num_hidden_layers {layers}; "
+                          "no layer can score")
+    settings.update(cutoff_layers=allowed, default_cutoff_layers=[layers])
+    return settings
+
+
+def expected_head_keys(family: str, settings: dict[str, Any]) -> list[str]:
+    """Weight names the score needs beyond the transformer body."""
+    if family == GEMMA:
+        return ["model.embed_tokens.weight"]  # the lm_head is tied to the embeddings
+    return [f"lm_head.{j}.linear_head.weight" for j in range(len(settings["cutoff_layers"]))]
+
+
+def read_safetensors_keys(path: Path) -> set[str]:
+    """Tensor names in a safetensors file (header only); ExportError when it is not one."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(8)
+            if len(raw) != 8:
+                raise ValueError("file too short")
+            (size,) = struct.unpack("<Q", raw)
+            if size > _MAX_HEADER:
+                raise ValueError("implausible header size")
+            header = json.loads(fh.read(size))
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{path.name} is not a readable safetensors file (a git-lfs pointer?): "
+                          f"{exc}") from exc
+    return {k for k in header if k != "__metadata__"}
+
+
+def weight_files(checkpoint: Path) -> list[str]:
+    """The safetensors files transformers would load, index first; ExportError for .bin-only."""
+    index = checkpoint / SAFETENSORS_INDEX
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ExportError(f"cannot read {index}: {exc}") from exc
+        shards = sorted(set(weight_map.values()))
+        missing = [s for s in shards if not (checkpoint / s).is_file()]
+        if missing:
+            raise ExportError(f"{checkpoint}: {SAFETENSORS_INDEX} names missing shards: "
+                              f"{', '.join(missing[:3])}")
+        return [SAFETENSORS_INDEX, *shards]
+    if (checkpoint / SAFETENSORS_SINGLE).is_file():
+        return [SAFETENSORS_SINGLE]
+    if any(checkpoint.glob("*.bin")) or any(checkpoint.glob("*.pt")):
+        raise ExportError(f"{checkpoint} has only pickle (*.bin) weights; LLM rerankers are served "
+                          "from safetensors only: convert them (save_pretrained(safe_serialization=True))")
+    raise ExportError(f"{checkpoint} has no {SAFETENSORS_SINGLE} or {SAFETENSORS_INDEX}")
+
+
+def check_weights(checkpoint: Path, files: Sequence[str], required: Sequence[str]) -> None:
+    """Every file is real safetensors and the score's weights are present."""
+    keys: set[str] = set()
+    for name in files:
+        if name.endswith(".safetensors"):
+            keys |= read_safetensors_keys(checkpoint / name)
+    missing = [k for k in required if k not in keys]
+    if missing:
+        raise ExportError(f"{checkpoint}: weights lack {len(missing)} tensor(s) the score needs, "
+                          f"e.g. {missing[0]} (layer heads do not match config.json?)")
+
+
+def place_weights(checkpoint: Path, dest: Path, files: Sequence[str], mode: str) -> None:
+    """config.json copied; weights symlinked (absolute) or copied into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint / "config.json", dest / "config.json")
+    for name in files:
+        src = (checkpoint / name).resolve()
+        if mode == "link":
+            os.symlink(src, dest / name)
+        else:
+            shutil.copyfile(src, dest / name)
+
+
+def _gpus_clause(gpus: Sequence[int]) -> str:
+    return f" gpus: [ {', '.join(str(int(g)) for g in gpus)} ]" if gpus else ""
+
+
+def render_config(template: str, manifest: ModelManifest, *, max_batch_size: int, instance_count: int,
+                  max_queue_delay_us: int, gpus: Sequence[int] = ()) -> str:
+    """config.pbtxt text from python_llm_gpu / python_llm_cpu with the manifest embedded."""
+    values: dict[str, Any] = {
+        "model_name": manifest.name, "family": manifest.family, "dtype": manifest.llm["dtype"],
+        "max_batch_size": max_batch_size, "instance_count": instance_count,
+        "max_queue_delay_us": max_queue_delay_us, "manifest_json": pbtxt_string(manifest.to_json()),
+    }
+    if template == "python_llm_gpu":
+        values["gpus"] = _gpus_clause(gpus)
+    return fill_template(template, values)
+
+
+def build_llm_manifest(config: dict[str, Any], tokenizer: Tokenizer, tok_info: TokenizerInfo, *,
+                       name: str, family: str, dtype: str, max_batch_size: int, source: str,
+                       truncation_side: str = "right") -> ModelManifest:
+    """The manifest of a decoder reranker; `llm` holds what the encoding and the server read."""
+    try:
+        add_bos = adds_bos(family, tok_info.bos_token_id, tok_info.pad_token_id)
+        yes_id = yes_token_id(tokenizer)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
+    llm: dict[str, Any] = {
+        "checkpoint_dir": CHECKPOINT_SUBDIR,
+        "dtype": dtype,
+        "architecture": (config.get("architectures") or [config.get("model_type", "")])[0],
+        "model_type": config.get("model_type"),
+        **default_encoding_settings(family),
+        "truncation_side": truncation_side,
+        "add_bos": add_bos,
+        "bos_token_id": tok_info.bos_token_id,
+        "sep_token_ids": [int(i) for i in tokenizer.encode(SEP_TEXT, add_special_tokens=False).ids],
+        "yes_token_id": yes_id,
+        "needs_segment_lengths": family == GEMMA2_LIGHTWEIGHT,
+        **layer_settings(config, family),
+    }
+    vocab = config.get("vocab_size") or tokenizer.get_vocab_size()
+    if not 0 <= yes_id < int(vocab):
+        raise ExportError(f"'Yes' token id {yes_id} is outside the model's vocabulary ({vocab})")
+    return ModelManifest(
+        family=family, name=name, tokenizer=tok_info,
+        max_positions=int(config.get("max_position_embeddings") or 0),
+        default_max_length=512, max_batch_size=max_batch_size, vocab_size=int(vocab),
+        precision=DTYPES[dtype], source=source, llm=llm)
+
+
+def _tokenizer_truncation_side(model_dir: Path) -> str:
+    path = model_dir / "tokenizer" / "tokenizer_config.json"
+    side = json.loads(path.read_text()).get("truncation_side", "right") if path.is_file() else "right"
+    if side not in ("right", "left"):
+        raise ExportError(f"tokenizer_config.json: truncation_side {side!r} is neither right nor left")
+    return side
+
+
+def _check_options(family: str, dtype: str, weights: str, max_batch_size: int, instance_count: int,
+                   max_queue_delay_us: int) -> None:
+    if family not in DECODER_FAMILIES:
+        raise ExportError(f"{family!r} is not an LLM reranker family ({', '.join(DECODER_FAMILIES)})")
+    if dtype not in DTYPES:
+        raise ExportError(f"dtype {dtype!r} is not supported: {', '.join(DTYPES)}")
+    if weights not in ("link", "copy"):
+        raise ExportError(f"weights must be 'link' or 'copy', not {weights!r}")
+    for label, value, low in (("max_batch_size", max_batch_size, 1), ("instance_count", instance_count, 1),
+                              ("max_queue_delay_us", max_queue_delay_us, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ExportError(f"{label} must be an integer >= {low}, not {value!r}")
+
+
+def export_llm(checkpoint: Path, out_dir: Path, *, name: str, family: str, dtype: str = "float16",
+               weights: str = "link", max_batch_size: int = 16, instance_count: int = 1,
+               gpus: Sequence[int] = (), max_queue_delay_us: int = 2000,
+               source: str = "") -> ModelManifest:
+    """Export a local decoder-reranker checkpoint into the model directory `out_dir`."""
+    checkpoint = Path(checkpoint)
+    out_dir = Path(out_dir)
+    _check_options(family, dtype, weights, max_batch_size, instance_count, max_queue_delay_us)
+    config = read_config(checkpoint)
+    detected = detect_llm_family(config)
+    if detected != family:
+        raise ExportError(f"{checkpoint} is a {detected or 'non-reranker'} checkpoint, not {family}")
+    if not (checkpoint / "tokenizer.json").is_file():
+        raise ExportError(f"{checkpoint} has no tokenizer.json (the client needs the fast tokenizer)")
+    files = weight_files(checkpoint)
+    settings = layer_settings(config, family)
+    check_weights(checkpoint, files, expected_head_keys(family, settings))
+
+    tok_info = copy_tokenizer(checkpoint, out_dir, source or str(checkpoint))
+    tokenizer = Tokenizer.from_file(str(out_dir / tok_info.file))
+    manifest = build_llm_manifest(config, tokenizer, tok_info, name=name, family=family, dtype=dtype,
+                                  max_batch_size=max_batch_size, source=source or str(checkpoint),
+                                  truncation_side=_tokenizer_truncation_side(out_dir))
+    version = out_dir / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    (version / "model.py").write_text(MODEL_PY)
+    place_weights(checkpoint, out_dir / CHECKPOINT_SUBDIR, files, weights)
+
+    (out_dir / "config.pbtxt").write_text(render_config(
+        "python_llm_gpu", manifest, max_batch_size=max_batch_size, instance_count=instance_count,
+        max_queue_delay_us=max_queue_delay_us, gpus=gpus))
+    cpu_manifest = ModelManifest.from_dict(json.loads(manifest.to_json()))
+    cpu_manifest.precision = DTYPES["float32"]
+    cpu_manifest.llm = {**cpu_manifest.llm, "dtype": "float32"}
+    embedded = out_dir / "configs" / "embedded.pbtxt"
+    embedded.parent.mkdir(parents=True, exist_ok=True)
+    embedded.write_text(render_config(
+        "python_llm_cpu", cpu_manifest, max_batch_size=max_batch_size, instance_count=instance_count,
+        max_queue_delay_us=max_queue_delay_us))
+    manifest.save(out_dir)
+    return manifest
