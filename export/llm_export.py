@@ -225,9 +225,12 @@ def build_llm_manifest(config: dict[str, Any], tokenizer: Tokenizer, tok_info: T
     vocab = config.get("vocab_size") or tokenizer.get_vocab_size()
     if not 0 <= yes_id < int(vocab):
         raise ExportError(f"'Yes' token id {yes_id} is outside the model's vocabulary ({vocab})")
+    max_positions = config.get("max_position_embeddings")
+    if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions < 1:
+        raise ExportError(f"config.json: max_position_embeddings must be a positive integer, "
+                          f"not {max_positions!r}")
     return ModelManifest(
-        family=family, name=name, tokenizer=tok_info,
-        max_positions=int(config.get("max_position_embeddings") or 0),
+        family=family, name=name, tokenizer=tok_info, max_positions=max_positions,
         default_max_length=512, max_batch_size=max_batch_size, vocab_size=int(vocab),
         precision=DTYPES[dtype], source=source, llm=llm)
 
