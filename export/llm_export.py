@@ -269,13 +269,16 @@ def export_llm(checkpoint: Path, out_dir: Path, *, name: str, family: str, dtype
     detected = detect_llm_family(config)
     if detected != family:
         raise ExportError(f"{checkpoint} is a {detected or 'non-reranker'} checkpoint, not {family}")
-    if not (checkpoint / "tokenizer.json").is_file():
-        raise ExportError(f"{checkpoint} has no tokenizer.json (the client needs the fast tokenizer)")
     files = weight_files(checkpoint)
     settings = layer_settings(config, family)
     check_weights(checkpoint, files, expected_head_keys(family, settings))
 
-    tok_info = copy_tokenizer(checkpoint, out_dir, source or str(checkpoint))
+    if not any((checkpoint / f).is_file() for f in ("tokenizer.json", "tokenizer.model")):
+        raise ExportError(f"{checkpoint} has no tokenizer.json (nor a tokenizer.model to convert)")
+    try:
+        tok_info = copy_tokenizer(checkpoint, out_dir, source or str(checkpoint))
+    except ExportError as exc:  # keep the CLI's error to one line
+        raise ExportError(" ".join(str(exc).split())) from exc
     tokenizer = Tokenizer.from_file(str(out_dir / tok_info.file))
     manifest = build_llm_manifest(config, tokenizer, tok_info, name=name, family=family, dtype=dtype,
                                   max_batch_size=max_batch_size, source=source or str(checkpoint),
