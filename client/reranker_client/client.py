@@ -8,6 +8,7 @@ from reranker_client.batching import DEFAULT_MAX_REQUEST_TOKENS
 from reranker_client.errors import InvalidInputError, ModelNotReadyError
 from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES, check_text, positive_int
 from reranker_client.manifest import ModelManifest
+from reranker_client.retry import RetryPolicy
 from reranker_client.scoring import Scores, ScoringCore
 from reranker_client.tokenizer_source import load_tokenizer
 from reranker_client.transport import Transport, make_transport, manifest_json_from_config
@@ -56,6 +57,9 @@ class RerankerClient:
     `url` is host:port of the server's gRPC (default 8001) or HTTP (8000) endpoint. The model's
     family, limits and tokenizer come from its config on the server (`tokenizer_path` or
     `model_repository` point at the tokenizer when the export source is not reachable).
+    `timeout_s` bounds each request attempt; `retry` (default RetryPolicy(): 3 attempts, backoff
+    0.2 s doubling to 2 s, no overall deadline) re-sends a call that failed because the server or
+    the model's backend process was unavailable; RetryPolicy.none() disables retries.
     """
 
     def __init__(self, url: str = "localhost:8001", model: str = "bge-reranker-v2-m3",
@@ -63,12 +67,14 @@ class RerankerClient:
                  model_repository: Optional[str] = None, timeout_s: Optional[float] = 120.0,
                  max_concurrency: int = 4, max_request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS,
                  max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
-                 headers: Optional[dict[str, str]] = None) -> None:
+                 headers: Optional[dict[str, str]] = None, retry: Optional[RetryPolicy] = None) -> None:
         self.url, self.model, self.protocol = url, model, protocol
         self._transport: Transport = make_transport(url, protocol, timeout_s=timeout_s,
-                                                    concurrency=max_concurrency, headers=headers)
+                                                    concurrency=max_concurrency, headers=headers,
+                                                    retry=retry)
         try:
-            manifest, max_batch_size = manifest_from_config(self._transport.model_config(model), model)
+            config = self._transport.retry.call(lambda _remaining: self._transport.model_config(model))
+            manifest, max_batch_size = manifest_from_config(config, model)
             tokenizer = load_tokenizer(manifest, tokenizer_path=tokenizer_path,
                                        model_repository=model_repository)
         except BaseException:

@@ -13,6 +13,7 @@ import numpy as np
 from reranker_client.batching import RequestBatch
 from reranker_client.errors import (InferenceError, ModelNotReadyError, RerankerError,
                                     ServerUnavailableError)
+from reranker_client.retry import RetryPolicy
 
 OUTPUT_NAME = "scores"
 
@@ -45,6 +46,10 @@ def map_exception(exc: Exception, url: str, model: str) -> RerankerError:
         message = exc.message() or str(exc)
         if "UNAVAILABLE" in status or "failed to connect" in message.lower():
             return ServerUnavailableError(f"Triton server at {url} is unreachable: {message}")
+        if "stub process" in message.lower() and "not healthy" in message.lower():
+            # The model's Python-backend process died; Triton 2.51 does not restart it by itself.
+            return ServerUnavailableError(f"model {model!r} on {url} is unavailable: its backend process "
+                                          f"crashed and must be reloaded or the server restarted ({message})")
         if "DEADLINE" in status or "timed out" in message.lower() or "timeout" in message.lower():
             return InferenceError(f"request to {model} timed out: {message}")
         if "NOT_FOUND" in status or "unknown model" in message.lower() or "not found" in message.lower():
@@ -59,11 +64,18 @@ class Transport:
     """Common interface of the gRPC and HTTP transports."""
 
     def __init__(self, url: str, *, timeout_s: Optional[float], concurrency: int,
-                 headers: Optional[dict[str, str]] = None) -> None:
+                 headers: Optional[dict[str, str]] = None, retry: Optional[RetryPolicy] = None) -> None:
         self.url = url
         self.timeout_s = timeout_s
         self.concurrency = max(1, concurrency)
         self.headers = headers or {}
+        self.retry = retry or RetryPolicy()
+
+    def attempt_timeout(self, remaining: Optional[float]) -> Optional[float]:
+        """The client timeout of one attempt: timeout_s, cut to what is left of the retry deadline."""
+        if remaining is None:
+            return self.timeout_s
+        return remaining if self.timeout_s is None else min(self.timeout_s, remaining)
 
     def model_config(self, model: str) -> dict[str, Any]:
         """The model's config after checking that server and model are ready."""
@@ -79,6 +91,12 @@ class Transport:
 
     def infer_many(self, model: str, batches: Sequence[RequestBatch],
                    parameters: Optional[dict[str, Any]] = None) -> list[np.ndarray]:
+        """All batches' outputs, or one error: the whole (idempotent) call is retried under
+        self.retry, so a caller never gets partial results."""
+        return self.retry.call(lambda remaining: self._infer_many_once(model, batches, parameters, remaining))
+
+    def _infer_many_once(self, model: str, batches: Sequence[RequestBatch],
+                         parameters: Optional[dict[str, Any]], remaining: Optional[float]) -> list[np.ndarray]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -96,20 +114,22 @@ class GrpcTransport(Transport):
     def _config(self, model: str) -> dict[str, Any]:
         return self._client.get_model_config(model, headers=self.headers, as_json=True)["config"]
 
-    def _infer(self, model: str, batch: RequestBatch, parameters: Optional[dict[str, Any]]) -> np.ndarray:
+    def _infer(self, model: str, batch: RequestBatch, parameters: Optional[dict[str, Any]],
+               timeout: Optional[float] = None) -> np.ndarray:
         try:
             result = self._client.infer(
                 model, request_inputs(self._module, batch),
                 outputs=[self._module.InferRequestedOutput(OUTPUT_NAME)], parameters=parameters,
-                headers=self.headers, client_timeout=self.timeout_s)
+                headers=self.headers, client_timeout=timeout)
         except Exception as exc:
             raise map_exception(exc, self.url, model) from exc
         return result.as_numpy(OUTPUT_NAME)
 
-    def infer_many(self, model, batches, parameters=None):
+    def _infer_many_once(self, model, batches, parameters, remaining):
+        timeout = self.attempt_timeout(remaining)
         if len(batches) == 1:
-            return [self._infer(model, batches[0], parameters)]
-        futures = [self._pool.submit(self._infer, model, b, parameters) for b in batches]
+            return [self._infer(model, batches[0], parameters, timeout)]
+        futures = [self._pool.submit(self._infer, model, b, parameters, timeout) for b in batches]
         return [f.result() for f in futures]
 
     def close(self) -> None:
@@ -130,7 +150,7 @@ class HttpTransport(Transport):
     def _config(self, model: str) -> dict[str, Any]:
         return self._client.get_model_config(model, headers=self.headers)
 
-    def infer_many(self, model, batches, parameters=None):
+    def _infer_many_once(self, model, batches, parameters, remaining):
         outputs = [self._module.InferRequestedOutput(OUTPUT_NAME, binary_data=True)]
         try:
             pending = [self._client.async_infer(model, request_inputs(self._module, b), outputs=outputs,

@@ -1,0 +1,91 @@
+"""Bounded retries of idempotent scoring requests.
+
+Scoring a pair has no side effect, so a request that failed because the server (or the model's
+backend process) was unreachable can be sent again. Retries are bounded three ways: a number of
+attempts, an exponential backoff capped at `backoff_max_s`, and an overall deadline for the whole
+call. Only ServerUnavailableError is retried; invalid input, unknown models, server-side rejections
+and timeouts are raised at once. When the budget runs out the caller gets ONE ServerUnavailableError
+that says how many attempts were made and why the last one failed.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, TypeVar
+
+from reranker_client.errors import InvalidInputError, RerankerError, ServerUnavailableError
+
+T = TypeVar("T")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for errors a later attempt may not see (server down, restarting, backend crashed)."""
+    return isinstance(exc, ServerUnavailableError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """attempts >= 1 (1 = no retry); delays base * 2**k (+-jitter) capped at backoff_max_s;
+    deadline_s bounds the whole call including the attempts themselves (None = no deadline)."""
+
+    attempts: int = 3
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 2.0
+    deadline_s: Optional[float] = None
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise InvalidInputError(f"RetryPolicy.attempts must be an int >= 1, got {self.attempts!r}")
+        for name in ("backoff_base_s", "backoff_max_s"):
+            if getattr(self, name) < 0:
+                raise InvalidInputError(f"RetryPolicy.{name} must be >= 0")
+        if self.deadline_s is not None and self.deadline_s <= 0:
+            raise InvalidInputError("RetryPolicy.deadline_s must be > 0 or None")
+        if not 0 <= self.jitter <= 1:
+            raise InvalidInputError("RetryPolicy.jitter must be in [0, 1]")
+
+    @classmethod
+    def none(cls) -> "RetryPolicy":
+        """A single attempt, no deadline beyond the transport's timeout."""
+        return cls(attempts=1, deadline_s=None)
+
+    def delay(self, retry: int) -> float:
+        """Sleep before retry number `retry` (1-based)."""
+        base = min(self.backoff_max_s, self.backoff_base_s * (2 ** (retry - 1)))
+        return base * (1 + self.jitter * (2 * random.random() - 1)) if base else 0.0
+
+    def call(self, fn: Callable[[Optional[float]], T], *,
+             sleep: Callable[[float], None] = time.sleep,
+             clock: Callable[[], float] = time.monotonic) -> T:
+        """Run fn(remaining_seconds_or_None) until it succeeds, fails with a non-retryable error, or
+        the attempts / deadline are used up (then one ServerUnavailableError)."""
+        start = clock()
+        last: Optional[BaseException] = None
+        made = 0
+        for attempt in range(1, self.attempts + 1):
+            remaining = None if self.deadline_s is None else self.deadline_s - (clock() - start)
+            if remaining is not None and remaining <= 0:
+                break
+            made += 1
+            try:
+                return fn(remaining)
+            except RerankerError as exc:
+                if not is_retryable(exc):
+                    raise
+                last = exc
+            if attempt == self.attempts:
+                break
+            pause = self.delay(attempt)
+            if self.deadline_s is not None:
+                left = self.deadline_s - (clock() - start)
+                if left <= pause:
+                    break
+            sleep(pause)
+        if self.attempts == 1 and last is not None:
+            raise last
+        elapsed = clock() - start
+        raise ServerUnavailableError(
+            f"gave up after {made} attempt(s) in {elapsed:.1f}s "
+            f"(retry policy: attempts={self.attempts}, deadline_s={self.deadline_s}): {last}") from last
