@@ -31,6 +31,8 @@ from reranker_client.encoding.decoder import (DECODER_FAMILIES, SEP_TEXT, adds_b
 from reranker_client.manifest import (GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest,
                                       TokenizerInfo)
 
+GPU_MAX_BATCH_TOKENS = 16384                  # padded tokens per forward pass (server defaults)
+CPU_MAX_BATCH_TOKENS = 4096
 MODEL_PY = "from reranker_server.llm_model import TritonPythonModel  # noqa: F401\n"
 CHECKPOINT_SUBDIR = "1/checkpoint"            # relative to the model directory
 DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # -> manifest precision
@@ -187,15 +189,19 @@ def _gpus_clause(gpus: Sequence[int]) -> str:
 
 
 def render_config(template: str, manifest: ModelManifest, *, max_batch_size: int, instance_count: int,
-                  max_queue_delay_us: int, gpus: Sequence[int] = ()) -> str:
+                  max_queue_delay_us: int, max_batch_tokens: int, gpus: Sequence[int] = (),
+                  intra_op_threads: int = 0) -> str:
     """config.pbtxt text from python_llm_gpu / python_llm_cpu with the manifest embedded."""
     values: dict[str, Any] = {
         "model_name": manifest.name, "family": manifest.family, "dtype": manifest.llm["dtype"],
         "max_batch_size": max_batch_size, "instance_count": instance_count,
-        "max_queue_delay_us": max_queue_delay_us, "manifest_json": pbtxt_string(manifest.to_json()),
+        "max_queue_delay_us": max_queue_delay_us, "max_batch_tokens": max_batch_tokens,
+        "manifest_json": pbtxt_string(manifest.to_json()),
     }
     if template == "python_llm_gpu":
         values["gpus"] = _gpus_clause(gpus)
+    else:
+        values["intra_op_threads"] = intra_op_threads
     return fill_template(template, values)
 
 
@@ -244,7 +250,7 @@ def _tokenizer_truncation_side(model_dir: Path) -> str:
 
 
 def _check_options(family: str, dtype: str, weights: str, max_batch_size: int, instance_count: int,
-                   max_queue_delay_us: int) -> None:
+                   max_queue_delay_us: int, max_batch_tokens: Optional[int], intra_op_threads: int) -> None:
     if family not in DECODER_FAMILIES:
         raise ExportError(f"{family!r} is not an LLM reranker family ({', '.join(DECODER_FAMILIES)})")
     if dtype not in DTYPES:
@@ -252,19 +258,24 @@ def _check_options(family: str, dtype: str, weights: str, max_batch_size: int, i
     if weights not in ("link", "copy"):
         raise ExportError(f"weights must be 'link' or 'copy', not {weights!r}")
     for label, value, low in (("max_batch_size", max_batch_size, 1), ("instance_count", instance_count, 1),
-                              ("max_queue_delay_us", max_queue_delay_us, 0)):
+                              ("max_queue_delay_us", max_queue_delay_us, 0),
+                              ("max_batch_tokens", 1 if max_batch_tokens is None else max_batch_tokens, 1),
+                              ("intra_op_threads", intra_op_threads, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ExportError(f"{label} must be an integer >= {low}, not {value!r}")
 
 
 def export_llm(checkpoint: Path, out_dir: Path, *, name: str, family: str, dtype: str = "float16",
                weights: str = "link", max_batch_size: int = 16, instance_count: int = 1,
-               gpus: Sequence[int] = (), max_queue_delay_us: int = 2000,
-               source: str = "") -> ModelManifest:
-    """Export a local decoder-reranker checkpoint into the model directory `out_dir`."""
+               gpus: Sequence[int] = (), max_queue_delay_us: int = 2000, source: str = "",
+               max_batch_tokens: Optional[int] = None, intra_op_threads: int = 0) -> ModelManifest:
+    """Export a local decoder-reranker checkpoint into the model directory `out_dir`.
+
+    `max_batch_tokens` None: 16384 in the GPU config, 4096 in the embedded CPU config."""
     checkpoint = Path(checkpoint)
     out_dir = Path(out_dir)
-    _check_options(family, dtype, weights, max_batch_size, instance_count, max_queue_delay_us)
+    _check_options(family, dtype, weights, max_batch_size, instance_count, max_queue_delay_us,
+                   max_batch_tokens, intra_op_threads)
     config = read_config(checkpoint)
     detected = detect_llm_family(config)
     if detected != family:
@@ -290,7 +301,8 @@ def export_llm(checkpoint: Path, out_dir: Path, *, name: str, family: str, dtype
 
     (out_dir / "config.pbtxt").write_text(render_config(
         "python_llm_gpu", manifest, max_batch_size=max_batch_size, instance_count=instance_count,
-        max_queue_delay_us=max_queue_delay_us, gpus=gpus))
+        max_queue_delay_us=max_queue_delay_us, gpus=gpus,
+        max_batch_tokens=max_batch_tokens or GPU_MAX_BATCH_TOKENS))
     cpu_manifest = ModelManifest.from_dict(json.loads(manifest.to_json()))
     cpu_manifest.precision = DTYPES["float32"]
     cpu_manifest.llm = {**cpu_manifest.llm, "dtype": "float32"}
@@ -298,6 +310,7 @@ def export_llm(checkpoint: Path, out_dir: Path, *, name: str, family: str, dtype
     embedded.parent.mkdir(parents=True, exist_ok=True)
     embedded.write_text(render_config(
         "python_llm_cpu", cpu_manifest, max_batch_size=max_batch_size, instance_count=instance_count,
-        max_queue_delay_us=max_queue_delay_us))
+        max_queue_delay_us=max_queue_delay_us, max_batch_tokens=max_batch_tokens or CPU_MAX_BATCH_TOKENS,
+        intra_op_threads=intra_op_threads))
     manifest.save(out_dir)
     return manifest

@@ -133,6 +133,7 @@ def test_gpu_config_is_a_python_backend_gpu_model(exported, family):
     assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert group.count == 2 and list(group.gpus) == [0, 1]
     _check_io(config)
+    assert config.parameters["max_batch_tokens"].string_value == "16384"
     embedded = ModelManifest.from_json(config.parameters[MANIFEST_PARAMETER].string_value)
     assert embedded == manifest
     assert embedded.llm["dtype"] == "bfloat16" and embedded.precision == "bf16"
@@ -149,15 +150,22 @@ def test_embedded_config_is_a_float32_cpu_model(exported, family):
     assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU and group.count == 2
     assert list(group.gpus) == []
     _check_io(config)
+    assert config.parameters["max_batch_tokens"].string_value == "4096"
+    assert config.parameters["intra_op_threads"].string_value == "0"
     cpu = ModelManifest.from_json(config.parameters[MANIFEST_PARAMETER].string_value)
     assert cpu.llm["dtype"] == "float32" and cpu.precision == "fp32"
     assert {**cpu.llm, "dtype": manifest.llm["dtype"]} == manifest.llm
 
 
 def test_gpu_config_without_gpu_list_uses_all_gpus(checkpoints, tmp_path):
-    _export(checkpoints[GEMMA], tmp_path, GEMMA, dtype="float16")
-    [group] = _parse(tmp_path / "out" / "config.pbtxt").instance_group
+    _export(checkpoints[GEMMA], tmp_path, GEMMA, dtype="float16", max_batch_tokens=2048, intra_op_threads=3)
+    gpu = _parse(tmp_path / "out" / "config.pbtxt")
+    [group] = gpu.instance_group
     assert list(group.gpus) == [] and group.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    cpu = _parse(tmp_path / "out" / "configs" / "embedded.pbtxt")
+    assert gpu.parameters["max_batch_tokens"].string_value == "2048"
+    assert cpu.parameters["max_batch_tokens"].string_value == "2048"
+    assert cpu.parameters["intra_op_threads"].string_value == "3"
 
 
 def test_manifest_with_quotes_and_unicode_survives_the_config(checkpoints, tmp_path):
@@ -337,6 +345,8 @@ def test_bad_checkpoints_fail_with_one_clear_line(checkpoints, tmp_path, built, 
     ({"max_batch_size": 0}, "max_batch_size must be an integer >= 1"),
     ({"instance_count": 0}, "instance_count must be an integer >= 1"),
     ({"max_queue_delay_us": -1}, "max_queue_delay_us must be an integer >= 0"),
+    ({"max_batch_tokens": 0}, "max_batch_tokens must be an integer >= 1"),
+    ({"intra_op_threads": -2}, "intra_op_threads must be an integer >= 0"),
     ({"family": "encoder"}, "'encoder' is not an LLM reranker family"),
 ])
 def test_bad_options_fail_with_one_clear_line(checkpoints, tmp_path, kwargs, message):
