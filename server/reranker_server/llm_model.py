@@ -1,0 +1,240 @@
+"""Triton Python-backend model serving the LLM (decoder) BGE rerankers: bge-reranker-v2-gemma,
+bge-reranker-v2-minicpm-layerwise and bge-reranker-v2.5-gemma2-lightweight.
+
+The served model's `1/model.py` is just `from reranker_server.llm_model import TritonPythonModel`.
+
+Tensors (per request; the client sends FlagEmbedding's token ids):
+  input_ids        INT64 [n, L]   left- or right-padded rows
+  attention_mask   INT64 [n, L]   0/1, the ones contiguous in each row
+  segment_lengths  INT64 [n, 2]   optional: (query_len, prompt_len) per pair; needed by the
+                                  lightweight family when a request compresses (compress_ratio != 1)
+  scores           FP32  [n, k]   output: one column per cutoff layer, ascending (k = 1 for gemma)
+
+Per-request parameters: see reranker_server.llm.requests (cutoff_layers, compress_ratio,
+compress_layers).
+
+Model config parameters:
+  reranker_manifest   the ModelManifest JSON (client/reranker_client/manifest.py); its `llm` dict:
+      checkpoint_dir           config.json + safetensors: absolute, or relative to the model
+                               directory (export writes "1/checkpoint"), or to the version directory
+      dtype                    float32 | float16 | bfloat16 (float16 falls back to float32 on CPU,
+                               as FlagEmbedding does)
+      cutoff_layers            allowed cutoffs (checked against the checkpoint)
+      default_cutoff_layers    used when a request names none (default: the last layer)
+      compress_ratios, default_compress_ratio, default_compress_layers   (lightweight)
+      yes_token_id             gemma: the 'Yes' logit row (default: from the checkpoint's tokenizer.json)
+      allow_pickle             load pytorch_model.bin checkpoints (default false)
+      max_batch_tokens         optional token budget (overridden by the config parameter)
+  max_batch_tokens    padded tokens per forward pass (rows x longest row); default 16384 on GPU,
+                      4096 on CPU
+  intra_op_threads    torch CPU threads (0 = torch's default)
+The device follows the instance kind: KIND_GPU -> cuda:<model_instance_device_id>, else CPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+import triton_python_backend_utils as pb_utils
+
+from reranker_server.llm.requests import (ParsedRequest, ScoreSettings, ServingLimits, parse_settings,
+                                          validate_rows, validate_segments)
+from reranker_server.token_batches import RequestError, pad_rows, plan_chunks
+from reranker_server.triton_glue import load_manifest, request_parameters
+
+GPU_MAX_BATCH_TOKENS = 16384
+CPU_MAX_BATCH_TOKENS = 4096
+
+
+def resolve_checkpoint(args: dict[str, Any], checkpoint_dir: str) -> Path:
+    """Absolute path, else relative to the model directory, else to the version directory."""
+    path = Path(checkpoint_dir)
+    if path.is_absolute():
+        return path
+    model_dir = Path(args["model_repository"])
+    for base in (model_dir, model_dir / str(args.get("model_version", "1"))):
+        if (base / path / "config.json").is_file():
+            return base / path
+    raise FileNotFoundError(f"checkpoint_dir {checkpoint_dir!r} (no config.json) under {model_dir}")
+
+
+def instance_device(args: dict[str, Any]) -> str:
+    kind = str(args.get("model_instance_kind", "CPU")).upper()
+    if kind in ("GPU", "KIND_GPU"):
+        return f"cuda:{int(args.get('model_instance_device_id', 0) or 0)}"
+    return "cpu"
+
+
+@dataclass
+class _Pending:
+    index: int                       # request position in the batch
+    request: ParsedRequest
+
+
+class LLMServing:
+    """Scoring of validated requests with one scorer; independent of Triton for unit tests."""
+
+    def __init__(self, scorer, limits: ServingLimits, *, max_batch_tokens: int, pad_id: int = 0) -> None:
+        self.scorer = scorer
+        self.limits = limits
+        self.max_batch_tokens = max_batch_tokens
+        self.pad_id = pad_id
+
+    def parse(self, ids: Optional[np.ndarray], mask: Optional[np.ndarray], segments: Optional[np.ndarray],
+              params: dict[str, Any]) -> ParsedRequest:
+        settings = parse_settings(params, self.limits)
+        rows = validate_rows(ids, mask, self.limits)
+        segs = validate_segments(segments, rows, needed=settings.compress_ratio != 1)
+        return ParsedRequest(rows, segs, settings)
+
+    def score_group(self, settings: ScoreSettings, requests: list[ParsedRequest]) -> list[np.ndarray]:
+        """Scores [n, k] per request; all requests share `settings`."""
+        import torch
+
+        rows = [row for req in requests for row in req.rows]
+        segs = None
+        if settings.compress_ratio != 1:
+            segs = np.concatenate([req.segments for req in requests], axis=0)
+        out = np.empty((len(rows), len(settings.cutoff_layers)), dtype=np.float32)
+        for chunk in plan_chunks([len(r) for r in rows], self.max_batch_tokens):
+            ids, mask = pad_rows([rows[i] for i in chunk], self.pad_id)
+            kwargs: dict[str, Any] = {}
+            if segs is not None:
+                kwargs = {"compress_ratio": settings.compress_ratio,
+                          "compress_layers": list(settings.compress_layers),
+                          "query_lengths": torch.from_numpy(segs[chunk, 0].copy()),
+                          "prompt_lengths": torch.from_numpy(segs[chunk, 1].copy())}
+            scores = self.scorer.score(torch.from_numpy(ids), torch.from_numpy(mask),
+                                       cutoff_layers=list(settings.cutoff_layers), **kwargs)
+            out[chunk] = scores.cpu().numpy()
+        results, start = [], 0
+        for req in requests:
+            results.append(out[start:start + len(req.rows)])
+            start += len(req.rows)
+        return results
+
+    def run(self, parsed: list[ParsedRequest | Exception]) -> list[np.ndarray | Exception]:
+        """Score every parsed request, grouped by settings; an exception stays per request or group."""
+        results: list[np.ndarray | Exception] = list(parsed)
+        groups: dict[ScoreSettings, list[_Pending]] = {}
+        for i, item in enumerate(parsed):
+            if isinstance(item, ParsedRequest):
+                groups.setdefault(item.settings, []).append(_Pending(i, item))
+        for settings, pending in groups.items():
+            try:
+                scores = self.score_group(settings, [p.request for p in pending])
+            except Exception as exc:  # one group's failure (e.g. out of memory) spares the others
+                for p in pending:
+                    results[p.index] = RuntimeError(f"scoring failed: {type(exc).__name__}: {exc}")
+                continue
+            for p, s in zip(pending, scores):
+                results[p.index] = s
+        return results
+
+
+def build_limits(manifest, scorer, model_config: dict[str, Any]) -> ServingLimits:
+    """Serving limits from the manifest, checked against what the checkpoint really has."""
+    llm = manifest.llm or {}
+    allowed = tuple(scorer.allowed_cutoffs())
+    if llm.get("cutoff_layers") and tuple(int(c) for c in llm["cutoff_layers"]) != allowed:
+        raise ValueError(f"manifest cutoff_layers {llm['cutoff_layers']} do not match the checkpoint "
+                         f"({list(allowed)}); re-export the model")
+    if manifest.vocab_size and int(manifest.vocab_size) != scorer.vocab_size:
+        raise ValueError(f"manifest vocab_size {manifest.vocab_size} does not match the checkpoint "
+                         f"({scorer.vocab_size})")
+    ratios = tuple(int(r) for r in (llm.get("compress_ratios") or [1]))
+    if not scorer.supports_compression and ratios != (1,):
+        raise ValueError(f"{manifest.family} models cannot compress; compress_ratios must be [1]")
+    defaults = tuple(int(c) for c in (llm.get("default_cutoff_layers") or scorer.default_cutoffs()))
+    if any(c not in allowed for c in defaults):
+        raise ValueError(f"default_cutoff_layers {list(defaults)} not among the allowed layers {list(allowed)}")
+    default_ratio = int(llm.get("default_compress_ratio", 1))
+    if default_ratio not in ratios:
+        raise ValueError(f"default_compress_ratio {default_ratio} not in compress_ratios {list(ratios)}")
+    return ServingLimits(
+        family=manifest.family, vocab_size=scorer.vocab_size,
+        max_positions=int(manifest.max_positions or 0),
+        max_pairs=int(model_config.get("max_batch_size") or manifest.max_batch_size),
+        num_hidden_layers=scorer.num_hidden_layers, allowed_cutoffs=allowed, default_cutoffs=defaults,
+        compress_ratios=ratios, default_compress_ratio=default_ratio,
+        default_compress_layers=tuple(int(c) for c in (llm.get("default_compress_layers") or [])))
+
+
+def _error(exc: Exception):
+    """A TritonError with INVALID_ARG for bad requests, INTERNAL otherwise (when codes exist)."""
+    code_name = "INVALID_ARG" if isinstance(exc, RequestError) else "INTERNAL"
+    code = getattr(pb_utils.TritonError, code_name, None)
+    return pb_utils.TritonError(str(exc)) if code is None else pb_utils.TritonError(str(exc), code)
+
+
+class TritonPythonModel:
+    """Entry point imported by the served model's 1/model.py."""
+
+    def initialize(self, args: dict) -> None:
+        import torch
+
+        from reranker_server.llm import load_scorer
+
+        model_config, params, manifest = load_manifest(args)
+        llm = manifest.llm or {}
+        if "checkpoint_dir" not in llm:
+            raise ValueError("manifest llm.checkpoint_dir is missing; re-export the model")
+        device = instance_device(args)
+        threads = int(params.get("intra_op_threads") or llm.get("intra_op_threads") or 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        dtype = str(llm.get("dtype", "float32"))
+        if device == "cpu" and dtype in ("float16", "fp16"):
+            dtype = "float32"        # FlagEmbedding also turns fp16 off on CPU
+        kwargs: dict[str, Any] = {"dtype": dtype, "device": device,
+                                  "allow_pickle": bool(llm.get("allow_pickle", False))}
+        if manifest.family == "gemma" and llm.get("yes_token_id") is not None:
+            kwargs["yes_token_id"] = int(llm["yes_token_id"])
+        checkpoint = resolve_checkpoint(args, str(llm["checkpoint_dir"]))
+        scorer = load_scorer(manifest.family, checkpoint, **kwargs)
+        limits = build_limits(manifest, scorer, model_config)
+        default_budget = GPU_MAX_BATCH_TOKENS if device.startswith("cuda") else CPU_MAX_BATCH_TOKENS
+        budget = int(params.get("max_batch_tokens") or llm.get("max_batch_tokens") or default_budget)
+        pad_id = manifest.tokenizer.pad_token_id
+        self.serving = LLMServing(scorer, limits, max_batch_tokens=budget,
+                                  pad_id=0 if pad_id is None or not 0 <= pad_id < scorer.vocab_size else pad_id)
+        # warm up (and fail at load, not at the first request, if the device or weights are broken)
+        self.serving.scorer.score(torch.ones(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.long),
+                                  cutoff_layers=list(limits.default_cutoffs))
+
+    def _parse(self, request) -> ParsedRequest:
+        def tensor(name: str) -> Optional[np.ndarray]:
+            t = pb_utils.get_input_tensor_by_name(request, name)
+            return None if t is None else t.as_numpy()
+
+        try:
+            params = request_parameters(request)
+        except ValueError as exc:
+            raise RequestError(f"request parameters are not valid JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise RequestError("request parameters must be a JSON object")
+        return self.serving.parse(tensor("input_ids"), tensor("attention_mask"), tensor("segment_lengths"), params)
+
+    def execute(self, requests: list) -> list:
+        parsed: list[ParsedRequest | Exception] = []
+        for request in requests:
+            try:
+                parsed.append(self._parse(request))
+            except RequestError as exc:
+                parsed.append(exc)
+            except Exception as exc:  # never let one request fail the batch
+                parsed.append(RequestError(f"invalid request: {type(exc).__name__}: {exc}"))
+        responses = []
+        for result in self.serving.run(parsed):
+            if isinstance(result, Exception):
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_error(result)))
+            else:
+                responses.append(pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor("scores", np.ascontiguousarray(result, dtype=np.float32))]))
+        return responses
+
+    def finalize(self) -> None:
+        self.serving = None

@@ -1,0 +1,97 @@
+"""A stand-in for Triton's `triton_python_backend_utils`, enough to run Python-backend models in
+unit tests without a server (the real module only exists inside the backend stub).
+
+    install()            # registers it as sys.modules["triton_python_backend_utils"]
+    req = FakeRequest({"input_ids": ids, "attention_mask": mask}, {"cutoff_layers": "[4, 6]"})
+"""
+from __future__ import annotations
+
+import json
+import sys
+import types
+from typing import Any, Optional
+
+import numpy as np
+
+MODULE_NAME = "triton_python_backend_utils"
+
+
+class TritonError(Exception):
+    UNKNOWN, INTERNAL, NOT_FOUND, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, ALREADY_EXISTS, CANCELLED = range(8)
+
+    def __init__(self, msg: str, code: int = 1) -> None:
+        super().__init__(msg)
+        self._msg = msg
+        self._code = code
+
+    def message(self) -> str:
+        return self._msg
+
+    def code(self) -> int:
+        return self._code
+
+
+class TritonModelException(Exception):
+    pass
+
+
+class Tensor:
+    def __init__(self, name: str, array: np.ndarray) -> None:
+        if not isinstance(array, np.ndarray):
+            raise TritonModelException(f"output {name!r} must be a numpy array")
+        self._name = name
+        self._array = array
+
+    def name(self) -> str:
+        return self._name
+
+    def as_numpy(self) -> np.ndarray:
+        return self._array
+
+
+class InferenceResponse:
+    def __init__(self, output_tensors: Optional[list[Tensor]] = None, error: Optional[TritonError] = None) -> None:
+        self._outputs = list(output_tensors or [])
+        self._error = error
+
+    def output_tensors(self) -> list[Tensor]:
+        return self._outputs
+
+    def has_error(self) -> bool:
+        return self._error is not None
+
+    def error(self) -> Optional[TritonError]:
+        return self._error
+
+
+class FakeRequest:
+    """A request with named numpy inputs and a parameters dict (sent as JSON, like Triton)."""
+
+    def __init__(self, inputs: dict[str, np.ndarray], parameters: Optional[dict[str, Any]] = None,
+                 raw_parameters: Optional[str] = None) -> None:
+        self._inputs = {k: Tensor(k, v) for k, v in inputs.items() if v is not None}
+        self._params = raw_parameters if raw_parameters is not None else json.dumps(parameters or {})
+
+    def parameters(self) -> str:
+        return self._params
+
+    def inputs(self) -> list[Tensor]:
+        return list(self._inputs.values())
+
+
+def get_input_tensor_by_name(request: FakeRequest, name: str) -> Optional[Tensor]:
+    return request._inputs.get(name)
+
+
+def get_output_tensor_by_name(response: InferenceResponse, name: str) -> Optional[Tensor]:
+    for tensor in response.output_tensors():
+        if tensor.name() == name:
+            return tensor
+    return None
+
+
+def install() -> types.ModuleType:
+    """Register this module as `triton_python_backend_utils` (idempotent); returns it."""
+    module = sys.modules[__name__]
+    sys.modules[MODULE_NAME] = module
+    return module
