@@ -99,7 +99,8 @@ class LLMServing:
         if settings.compress_ratio != 1:
             segs = np.concatenate([req.segments for req in requests], axis=0)
         out = np.empty((len(rows), len(settings.cutoff_layers)), dtype=np.float32)
-        for chunk in plan_chunks([len(r) for r in rows], self.max_batch_tokens):
+
+        def run(chunk: list[int]) -> None:
             ids, mask = pad_rows([rows[i] for i in chunk], self.pad_id)
             kwargs: dict[str, Any] = {}
             if segs is not None:
@@ -107,9 +108,22 @@ class LLMServing:
                           "compress_layers": list(settings.compress_layers),
                           "query_lengths": torch.from_numpy(segs[chunk, 0].copy()),
                           "prompt_lengths": torch.from_numpy(segs[chunk, 1].copy())}
-            scores = self.scorer.score(torch.from_numpy(ids), torch.from_numpy(mask),
-                                       cutoff_layers=list(settings.cutoff_layers), **kwargs)
+            try:
+                scores = self.scorer.score(torch.from_numpy(ids), torch.from_numpy(mask),
+                                           cutoff_layers=list(settings.cutoff_layers), **kwargs)
+            except RuntimeError as exc:     # torch.cuda.OutOfMemoryError is a RuntimeError
+                if "out of memory" not in str(exc) or len(chunk) == 1:
+                    raise
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                half = len(chunk) // 2       # retry in halves; a single row that does not fit fails
+                run(chunk[:half])
+                run(chunk[half:])
+                return
             out[chunk] = scores.cpu().numpy()
+
+        for chunk in plan_chunks([len(r) for r in rows], self.max_batch_tokens):
+            run(chunk)
         results, start = [], 0
         for req in requests:
             results.append(out[start:start + len(req.rows)])

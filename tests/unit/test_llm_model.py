@@ -288,6 +288,23 @@ def test_a_failing_group_does_not_fail_the_others(models, oracle, monkeypatch):
     np.testing.assert_allclose(_scores(resp[1]), _expected(oracle["layerwise_4"]), atol=ATOL, rtol=0)
 
 
+def test_out_of_memory_chunks_are_retried_in_halves(models, oracle, monkeypatch):
+    model = models["layerwise"]
+    original = model.serving.scorer.score
+    sizes = []
+
+    def small_memory(ids, mask, **kwargs):
+        sizes.append(ids.shape[0])
+        if ids.shape[0] > 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return original(ids, mask, **kwargs)
+
+    monkeypatch.setattr(model.serving.scorer, "score", small_memory)
+    resp = model.execute([_request(oracle, "layerwise", {"cutoff_layers": [2, 4, 6]}, rows=[0, 3, 2])])
+    np.testing.assert_allclose(_scores(resp[0]), _expected(oracle["layerwise_246"], [0, 3, 2]), atol=ATOL, rtol=0)
+    assert sizes.count(1) == 3 and max(sizes) > 1
+
+
 def test_initialize_checks_manifest_against_checkpoint(exported):
     _, model_dir, manifest = exported["layerwise"]
     wrong = replace(manifest, llm={**manifest.llm, "cutoff_layers": [1, 2, 3]})
