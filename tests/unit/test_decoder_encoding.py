@@ -58,6 +58,8 @@ CASES += [("gemma_left_truncation", v) for v in ("short", "cut")]
 CUSTOM_INSTRUCTIONS = {"query_instruction_for_rerank": "Query:", "query_instruction_format": "{}\\n{}",
                        "passage_instruction_for_rerank": "Doc:", "passage_instruction_format": "<{}>{}"}
 
+NO_INSTRUCTIONS = {"query_instruction_for_rerank": None, "passage_instruction_for_rerank": None}
+
 
 def _override_tokenizer(ckpt: Path, overrides: dict) -> None:
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
@@ -101,6 +103,9 @@ def oracle(models) -> dict:
     keys.append(("gemma", "custom_instructions"))
     jobs.append({"kind": "llm", "model": str(models["gemma"][3]), "pairs": PAIRS,
                  "init": CUSTOM_INSTRUCTIONS, "score": {"max_length": 16}, "tokenize": True})
+    keys.append(("layerwise", "no_instructions"))
+    jobs.append({"kind": "layerwise", "model": str(models["layerwise"][3]), "pairs": PAIRS,
+                 "init": NO_INSTRUCTIONS, "score": {"max_length": 16}, "tokenize": True})
     results = run_oracle(jobs)
     for key, result in zip(keys, results):
         assert "error" not in result, f"oracle failed for {key}: {result['error']}"
@@ -131,6 +136,13 @@ def test_custom_instructions_equal_flagembedding(models, oracle):
     manifest = _with_custom_instructions(models["gemma"][1])
     encoded = _encode(models, "gemma", {"max_length": 16}, manifest)
     assert [list(e.input_ids) for e in encoded] == oracle[("gemma", "custom_instructions")]["input_ids"]
+
+
+def test_no_instructions_equal_flagembedding(models, oracle):
+    manifest = models["layerwise"][1]
+    manifest = replace(manifest, llm={**manifest.llm, "query_instruction": None, "passage_instruction": None})
+    encoded = _encode(models, "layerwise", {"max_length": 16}, manifest)
+    assert [list(e.input_ids) for e in encoded] == oracle[("layerwise", "no_instructions")]["input_ids"]
 
 
 def test_cases_reach_every_branch(models, oracle):
