@@ -43,7 +43,8 @@ def copy_tokenizer(checkpoint: Path, model_dir: Path, source: str) -> TokenizerI
         if (checkpoint / name).is_file():
             shutil.copyfile(checkpoint / name, out / name)
     config: dict[str, Any] = {}
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+    # special_tokens_map.json wins over tokenizer_config.json, as in transformers' loading.
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
         if (out / name).is_file():
             config.update(json.loads((out / name).read_text()))
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))

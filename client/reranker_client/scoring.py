@@ -14,6 +14,7 @@ from reranker_client.encoding import encode_pairs
 from reranker_client.errors import InvalidInputError
 from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES, normalize_pairs, positive_int
 from reranker_client.manifest import ENCODER, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest
+from reranker_client.transport import encode_parameters
 
 Scores = Union[list[float], list[list[float]]]
 
@@ -30,7 +31,7 @@ FAMILY_KWARGS = {
 class ScoringPlan:
     count: int
     batches: list[RequestBatch]
-    parameters: dict[str, Any]
+    parameters: dict[str, Any]   # as sent to Triton: lists JSON-encoded
 
 
 def sigmoid(x: float) -> float:
@@ -104,7 +105,7 @@ class ScoringCore:
             encoded, max_pairs=min(batch_size or self.max_batch_size, self.max_batch_size),
             pad_id=0 if pad_id is None else pad_id, max_tokens=self.max_request_tokens,
             with_segments=self.manifest.family == GEMMA2_LIGHTWEIGHT)
-        return ScoringPlan(len(pairs), batches, params)
+        return ScoringPlan(len(pairs), batches, encode_parameters(params))
 
     @staticmethod
     def collect(plan: ScoringPlan, outputs: Sequence[np.ndarray], normalize: bool) -> Scores:
