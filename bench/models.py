@@ -1,0 +1,104 @@
+"""Random-weight checkpoints of the real reranker shapes, built and cached for the benchmarks.
+
+No real weights can be downloaded here, so the benchmarks time random-weight models of the real
+shapes (speed does not depend on the weight values). Every checkpoint is a Hugging Face style
+directory that FlagEmbedding (in .venv-oracle) and this project load alike.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("RERANKER_BENCH_CACHE", REPO / ".cache" / "bench"))
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    """The dimensions of an XLM-R sequence-classification reranker."""
+
+    name: str
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+
+    def matmul_flops_per_token(self, seq_len: int) -> float:
+        """Multiply-add FLOPs per token of the encoder stack (projections, MLP, attention)."""
+        h, i = self.hidden_size, self.intermediate_size
+        per_layer = 2 * (4 * h * h + 2 * h * i) + 2 * 2 * seq_len * h
+        return float(self.num_hidden_layers * per_layer)
+
+
+BASE = EncoderShape("bge-reranker-base-shape", 768, 12, 12, 3072, 250002, 514)
+QUICK = EncoderShape("quick-encoder", 64, 2, 4, 128, 1000, 514)
+
+
+def build_encoder_checkpoint(shape: EncoderShape, out_dir: Optional[Path] = None,
+                             seed: int = 0, weight_std: float = 0.02, head_gain: float = 50.0) -> Path:
+    """Write (once) a random-weight XLMRobertaForSequenceClassification of `shape`.
+
+    The tokenizer is the tests' small trained XLM-R style tokenizer (ids < 400): the vocabulary
+    only sizes the embedding table, so timing is unaffected. The classification head is scaled so
+    scores spread over about one unit, which makes rank agreement between precisions meaningful.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    from tests.support.tokenizers_builder import build_xlmr_tokenizer
+
+    meta = {**asdict(shape), "seed": seed, "weight_std": weight_std, "head_gain": head_gain}
+    out_dir = Path(out_dir or CACHE / f"{shape.name}-std{weight_std:g}")
+    if (out_dir / "model.safetensors").exists() and (out_dir / "shape.json").exists():
+        if json.loads((out_dir / "shape.json").read_text()) == meta:
+            return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    build_xlmr_tokenizer(out_dir, model_max_length=shape.max_position_embeddings - 2)
+    config = XLMRobertaConfig(
+        vocab_size=shape.vocab_size, hidden_size=shape.hidden_size,
+        num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
+        intermediate_size=shape.intermediate_size,
+        max_position_embeddings=shape.max_position_embeddings, type_vocab_size=1, num_labels=1,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_act="gelu",
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config.architectures = ["XLMRobertaForSequenceClassification"]
+    torch.manual_seed(seed)
+    model = XLMRobertaForSequenceClassification(config).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        # Linear weights ~ N(0, weight_std) (BERT's initializer_range is 0.02; deeper random
+        # stacks with wider weights become chaotic, which exaggerates reduced-precision drift),
+        # and a head gain so that scores spread over about one unit between passages.
+        for name, param in model.named_parameters():
+            if name.endswith("weight") and param.dim() == 2 and "embeddings" not in name:
+                param.normal_(0.0, weight_std, generator=gen)
+        model.classifier.out_proj.weight.mul_(head_gain)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    cfg = config.to_dict()
+    cfg.pop("dtype", None)
+    cfg["torch_dtype"] = "float32"
+    cfg["id2label"] = {"0": "LABEL_0"}
+    cfg["label2id"] = {"LABEL_0": 0}
+    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    (out_dir / "shape.json").write_text(json.dumps(meta))
+    return out_dir
+
+
+def export_encoder_onnx(checkpoint: Path, out_path: Optional[Path] = None) -> Path:
+    """Export with the project's exporter (export/onnx_export.py: input_ids/attention_mask INT64
+    [batch, seq] -> "scores" FP32 [batch, 1], opset 17), cached beside the checkpoint."""
+    checkpoint = Path(checkpoint)
+    out_path = Path(out_path or checkpoint / "onnx" / "model.onnx")
+    if out_path.exists():
+        return out_path
+    from export.onnx_export import export_encoder_onnx as project_export
+
+    project_export(checkpoint, out_path, progress=lambda _msg: None)
+    return out_path

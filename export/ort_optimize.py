@@ -1,0 +1,176 @@
+"""CPU speed-ups for an exported encoder reranker (`1/model.onnx`, XLM-R sequence classification).
+
+- `fuse_transformer`: ONNX Runtime's transformer fusions (Attention, SkipLayerNormalization,
+  BiasGelu) for the "bert" model type; scores stay equal to the unfused model (fp32, < 1e-5).
+- `quantize_int8`: dynamic int8 quantization of the MatMul weights (u8 activations x s8 weights,
+  which MLAS runs on AVX512-VNNI / AMX where the CPU has them). Opt-in: scores drift (measured by
+  bench/ort_variants.py and reported in docs/benchmarks.md).
+- `convert_fp16`: fp16 weights and compute; kept for completeness only: ONNX Runtime's x86 CPU
+  kernels have no fp16/bf16 GEMM, so it is slower there (see docs/benchmarks.md).
+- `cpu_session_options`: the SessionOptions the CPU runner should use.
+
+Usage: `python -m export.ort_optimize MODEL.onnx OUT.onnx --fuse [--int8] [--config config.json]`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import onnx
+import onnxruntime as ort
+
+# Ops whose weights int8 quantization touches. MatMul only: the fused Attention's QKV weights are
+# quantized too when it is listed, but QAttention was measured slower than MatMulInteger on CPU.
+INT8_OP_TYPES = ("MatMul",)
+
+
+class OptimizeError(ValueError):
+    """The model or its configuration cannot be optimised as asked."""
+
+
+def model_dims(config: os.PathLike | str | dict) -> tuple[int, int]:
+    """(num_attention_heads, hidden_size) from a Hugging Face config.json (path or dict)."""
+    cfg = config if isinstance(config, dict) else json.loads(Path(config).read_text())
+    try:
+        heads, hidden = int(cfg["num_attention_heads"]), int(cfg["hidden_size"])
+    except KeyError as exc:
+        raise OptimizeError(f"config has no {exc.args[0]!r}: not a transformer encoder config") from exc
+    if heads <= 0 or hidden % heads:
+        raise OptimizeError(f"hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
+    return heads, hidden
+
+
+def _save(model: onnx.ModelProto, dst: Path) -> Path:
+    """Save like the exporter does (external data file when over the protobuf limit)."""
+    from export.onnx_export import save_onnx
+
+    save_onnx(model, dst)
+    return dst
+
+
+def fuse_transformer(src: os.PathLike | str, dst: os.PathLike | str, *, num_heads: int,
+                     hidden_size: int) -> dict[str, int]:
+    """Fuse attention / LayerNorm / GELU subgraphs of an XLM-R encoder; returns fused-op counts.
+
+    The attention mask stays a raw 2D mask (not the "mask index" form), so left padding or any
+    other mask layout keeps working exactly like the unfused graph.
+    """
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.use_raw_attention_mask(True)
+    # Position ids come from a cumsum over the mask (RoBERTa), which EmbedLayerNormalization
+    # does not reproduce; keep the embeddings unfused.
+    options.enable_embed_layer_norm = False
+    options.enable_gelu_approximation = False  # exact erf GELU only: no score change
+    optimized = optimize_model(str(src), model_type="bert", num_heads=num_heads,
+                               hidden_size=hidden_size, optimization_options=options,
+                               opt_level=0, use_gpu=False)
+    stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
+    if not stats.get("Attention"):
+        raise OptimizeError("no attention subgraph was fused: is this an XLM-R/BERT encoder export?")
+    model = optimized.model
+    if not any(op.domain == "com.microsoft" for op in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    _save(model, Path(dst))
+    return stats
+
+
+def quantize_int8(src: os.PathLike | str, dst: os.PathLike | str, *, per_channel: bool = False,
+                  op_types: tuple[str, ...] = INT8_OP_TYPES) -> Path:
+    """Dynamic int8 quantization of constant-weight MatMuls (activations quantized per call)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # A ModelProto skips quantize_dynamic's ONNX shape inference, which rejects the fused
+    # com.microsoft ops (Attention, SkipLayerNormalization).
+    quantize_dynamic(onnx.load(str(src)), str(dst), op_types_to_quantize=list(op_types),
+                     per_channel=per_channel, reduce_range=False, weight_type=QuantType.QInt8,
+                     extra_options={"MatMulConstBOnly": True,
+                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
+    return dst
+
+
+def convert_fp16(src: os.PathLike | str, dst: os.PathLike | str) -> Path:
+    """fp16 weights and compute with fp32 inputs/outputs (measured only: slower on x86 CPUs)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    # The helper's default block list keeps ops without fp16 CPU kernels in fp32; the fused
+    # SkipLayerNormalization/Attention run fp16 with fp32 accumulation.
+    half = convert_float_to_float16(model, keep_io_types=True)
+    return _save(half, Path(dst))
+
+
+def physical_cores() -> int:
+    """CPUs this process may run on (cgroup/affinity aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_session_options(threads: Optional[int] = None, *, spinning: bool = False,
+                        pre_optimized: bool = False) -> ort.SessionOptions:
+    """SessionOptions for the CPU encoder runner.
+
+    - intra-op threads = the CPUs available (one GEMM at a time uses them all), inter-op 1,
+      sequential execution (the graph is a chain; parallel mode only adds scheduling).
+    - spinning off by default: on a small machine the Triton frontend, the Python stub and the
+      client share the cores with ORT's workers, and spinning workers steal their time between
+      calls (measured in docs/benchmarks.md).
+    - ORT_ENABLE_ALL (or EXTENDED when the file was already fused offline, which skips re-running
+      the layout transformations that ALL would otherwise repeat at load).
+    - memory arena on, memory patterns off (shapes change on every call).
+    """
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or physical_cores()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if pre_optimized
+                                     else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    opts.enable_cpu_mem_arena = True
+    opts.enable_mem_pattern = False
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("src")
+    parser.add_argument("dst")
+    parser.add_argument("--config", help="config.json (default: next to src, or its parent's)")
+    parser.add_argument("--fuse", action="store_true", help="transformer fusion (fp32, exact)")
+    parser.add_argument("--int8", action="store_true", help="dynamic int8 MatMul quantization")
+    parser.add_argument("--per-channel", action="store_true")
+    args = parser.parse_args(argv)
+    src, dst = Path(args.src), Path(args.dst)
+    if not (args.fuse or args.int8):
+        parser.error("nothing to do: pass --fuse and/or --int8")
+    current = src
+    if args.fuse:
+        cfg = Path(args.config) if args.config else next(
+            (p for p in (src.parent / "config.json", src.parent.parent / "config.json") if p.exists()),
+            None)
+        if cfg is None:
+            parser.error("no config.json found; pass --config")
+        heads, hidden = model_dims(cfg)
+        fused = dst if not args.int8 else dst.with_name(dst.stem + ".fused.onnx")
+        print(fuse_transformer(current, fused, num_heads=heads, hidden_size=hidden))
+        current = fused
+    if args.int8:
+        quantize_int8(current, dst, per_channel=args.per_channel)
+        if current != src:
+            current.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
