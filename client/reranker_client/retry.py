@@ -3,8 +3,8 @@
 Scoring a pair has no side effect, so a request that failed because the server (or the model's
 backend process) was unreachable can be sent again. Retries are bounded three ways: a number of
 attempts, an exponential backoff capped at `backoff_max_s`, and an overall deadline for the whole
-call. Only ServerUnavailableError is retried; invalid input, unknown models, server-side rejections
-and timeouts are raised at once. When the budget runs out the caller gets ONE ServerUnavailableError
+call. Only unavailability is retried (see is_retryable); invalid input, unknown models, server-side
+rejections and timeouts are raised at once. When the budget runs out the caller gets ONE ServerUnavailableError
 that says how many attempts were made and why the last one failed.
 """
 from __future__ import annotations
@@ -14,14 +14,18 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, TypeVar
 
-from reranker_client.errors import InvalidInputError, RerankerError, ServerUnavailableError
+from reranker_client.errors import InvalidInputError, ModelNotReadyError, RerankerError, ServerUnavailableError
 
 T = TypeVar("T")
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """True for errors a later attempt may not see (server down, restarting, backend crashed)."""
-    return isinstance(exc, ServerUnavailableError)
+    """True for errors a later attempt may not see: server down or restarting, the model's backend
+    process crashed, or the model is known but has no loaded version right now (being reloaded).
+    An unknown model name, bad input and server-side rejections are final."""
+    if isinstance(exc, ServerUnavailableError):
+        return True
+    return isinstance(exc, ModelNotReadyError) and "no available versions" in str(exc)
 
 
 @dataclass(frozen=True)

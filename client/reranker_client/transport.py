@@ -55,8 +55,9 @@ def map_exception(exc: Exception, url: str, model: str) -> RerankerError:
         if "NOT_FOUND" in status or "unknown model" in message.lower() or "not found" in message.lower():
             return ModelNotReadyError(f"model {model!r} not found on {url}: {message}")
         return InferenceError(f"server error from {model}: {message}")
-    if isinstance(exc, (ConnectionError, OSError)):
-        return ServerUnavailableError(f"Triton server at {url} is unreachable: {exc}")
+    if isinstance(exc, (ConnectionError, OSError)) or type(exc).__name__ == "HTTPConnectionClosed":
+        # HTTPConnectionClosed (geventhttpclient): the server went away mid-request (killed/restarted).
+        return ServerUnavailableError(f"Triton server at {url} is unreachable: {type(exc).__name__}: {exc}")
     return InferenceError(f"request to {model} failed: {type(exc).__name__}: {exc}")
 
 

@@ -89,6 +89,7 @@ class LoadReport:
     requests: int = 0
     pairs: int = 0
     errors: list[str] = field(default_factory=list)
+    error_types: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
     max_abs_diff: float = 0.0
@@ -124,9 +125,11 @@ class LoadConfig:
 
 
 def run_load(make_client: ClientFactory, config: LoadConfig, pool: Sequence[Sequence[str]],
-             reference: dict[Target, np.ndarray], server_pid: Optional[int] = None) -> LoadReport:
-    """Drive `config.workers` threads, each with its own clients, until max_requests or duration_s."""
-    report = LoadReport()
+             reference: dict[Target, np.ndarray], server_pid: Optional[int] = None,
+             report: Optional[LoadReport] = None) -> LoadReport:
+    """Drive `config.workers` threads, each with its own clients, until max_requests or duration_s.
+    Pass `report` to watch progress from another thread (fault injection)."""
+    report = report if report is not None else LoadReport()
     lock = threading.Lock()
     issued = [0]
     stop = threading.Event()
@@ -158,6 +161,7 @@ def run_load(make_client: ClientFactory, config: LoadConfig, pool: Sequence[Sequ
                 except Exception as exc:  # every failure is recorded, none ends the run
                     with lock:
                         report.errors.append(f"{protocol} {target}: {type(exc).__name__}: {exc}")
+                        report.error_types.append(type(exc).__name__)
                     continue
                 elapsed = time.monotonic() - start
                 want = reference[target][chosen]

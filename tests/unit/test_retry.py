@@ -51,6 +51,12 @@ def test_never_retries_non_transient_errors(exc):
     assert len(calls) == 1 and c.sleeps == []
 
 
+def test_retries_a_model_that_is_being_reloaded():
+    c = FakeClock()
+    fn, calls = failing([ModelNotReadyError("Request for unknown model: 'm' has no available versions")])
+    assert RetryPolicy(attempts=2).call(fn, sleep=c.sleep, clock=c.clock) == "ok" and len(calls) == 2
+
+
 def test_gives_up_after_attempts_with_one_clear_error():
     c = FakeClock()
     fn, calls = failing([ServerUnavailableError("conn refused")] * 10)
@@ -104,3 +110,11 @@ def test_transport_classifies_server_errors_for_retry(status, message, expected)
     from reranker_client.transport import map_exception
     mapped = map_exception(InferenceServerException(message, status=status), "h:1", "m")
     assert type(mapped) is expected and message in str(mapped)
+
+
+def test_transport_treats_a_dropped_http_connection_as_unavailable():
+    from geventhttpclient.response import HTTPConnectionClosed
+
+    from reranker_client.transport import map_exception
+    assert isinstance(map_exception(HTTPConnectionClosed("connection closed."), "h:1", "m"),
+                      ServerUnavailableError)
