@@ -317,9 +317,14 @@ class Parity:
 
 def compare(name: str, ref: np.ndarray, got: np.ndarray, groups: Sequence[int], *,
             atol: float, rtol: float) -> Parity:
+    if not (np.all(np.isfinite(got)) and np.all(np.isfinite(ref))):
+        bad = int(np.count_nonzero(~np.isfinite(got)) + np.count_nonzero(~np.isfinite(ref)))
+        return Parity(name=name, max_abs=float("inf"), mean_abs=float("inf"), within_tolerance=False,
+                      order_violations=0, separated_pairs=0, min_kendall_tau=float("nan"),
+                      passed=False, details={"non_finite_scores": bad, "atol": atol, "rtol": rtol})
     diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
     band = atol + rtol * np.abs(ref)
-    within = bool(np.all(diff <= band)) and bool(np.all(np.isfinite(got)))
+    within = bool(np.all(diff <= band))
     violations = separated = 0
     taus = []
     groups_arr = np.asarray(groups)
