@@ -59,3 +59,24 @@ test-unit: setup
 
 clean:
 	rm -rf $(VENV) $(ORACLE_VENV) .pytest_cache
+
+# ---- GPU deployment (docs/deployment.md) ----------------------------------------------------
+COMPOSE ?= docker compose
+TRT_ARGS ?=
+
+.PHONY: trt-plan compose-config gpu-check
+
+# Build <repo>/<NAME>/1/model.plan + configs/tensorrt_plan.pbtxt on this GPU node, inside the image.
+trt-plan:
+	$(COMPOSE) run --rm --no-deps --user $$(id -u):$$(id -g) --entrypoint python3 \
+		-v $(CURDIR)/export:/opt/reranker/export:ro -v $(abspath $(MODEL_REPOSITORY)):/build-models \
+		triton -m export.tensorrt --model-dir /build-models/$(NAME) $(TRT_ARGS)
+
+# Validate docker-compose.yml (no Docker engine needed).
+compose-config:
+	TRITON_ADMIN_KEY_FILE=$${TRITON_ADMIN_KEY_FILE:-/dev/null} $(COMPOSE) -f docker-compose.yml config -q
+	@echo "docker-compose.yml: valid"
+
+# Parity + throughput of the GPU Python-backend path on this machine's GPU (see scripts/gpu_check.py).
+gpu-check:
+	scripts/gpu_check.sh --out gpu-check-out
