@@ -45,10 +45,10 @@ def build_variant(fp32: Path, variant: str, heads: int, hidden: int) -> Path:
         return oo.quantize_int8(fused, out)
     if variant == "int8-pc":
         return oo.quantize_int8(fused, out, per_channel=True)
-    if variant == "int8-attn":
-        return oo.quantize_int8(fused, out, op_types=("MatMul", "Attention"))
+    if variant == "int8-matmul":
+        return oo.quantize_int8(fused, out, op_types=("MatMul",))
     if variant == "int8-unfused":
-        return oo.quantize_int8(fp32, out)
+        return oo.quantize_int8(fp32, out, op_types=("MatMul",))
     if variant == "fp16":
         return oo.convert_fp16(fused, out)
     raise ValueError(f"unknown variant {variant!r}")

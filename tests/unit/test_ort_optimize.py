@@ -81,9 +81,11 @@ def test_fused_scores_do_not_depend_on_batch_neighbours(fused):
 
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_int8_quantizes_matmul_weights_and_stays_close(fused, per_channel, tmp_path):
-    out = oo.quantize_int8(fused[0], tmp_path / "model.int8.onnx", per_channel=per_channel)
+    out = oo.quantize_int8(fused[0], tmp_path / "model.int8.onnx", per_channel=per_channel,
+                           op_types=("MatMul",))
     ops = op_counts(out)
     assert ops["MatMulInteger"] + ops["DynamicQuantizeMatMul"] >= 4
+    assert ops["Attention"] == 2  # MatMul only: the fused attention stays fp32
     assert ops["MatMul"] == 0  # every constant-weight MatMul was quantized
     weights = [t for t in onnx.load(str(out)).graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert weights, "no int8 weights in the quantized model"
@@ -95,10 +97,13 @@ def test_int8_quantizes_matmul_weights_and_stays_close(fused, per_channel, tmp_p
     assert np.corrcoef(got[:, 0], ref[:, 0])[0, 1] > 0.9
 
 
-def test_int8_with_attention_quantizes_the_fused_qkv_projection(fused, tmp_path):
-    out = oo.quantize_int8(fused[0], tmp_path / "m.onnx", op_types=("MatMul", "Attention"))
+def test_int8_default_also_quantizes_the_fused_qkv_projection(fused, tmp_path):
+    out = oo.quantize_int8(fused[0], tmp_path / "m.onnx")
     ops = op_counts(out)
-    assert ops["QAttention"] == 2 and ops["Attention"] == 0
+    assert ops["QAttention"] == 2 and ops["Attention"] == 0 and ops["MatMul"] == 0
+    ids, mask = batch()
+    ref, got = scores(fused[0], ids, mask), scores(out, ids, mask)
+    assert np.corrcoef(got[:, 0], ref[:, 0])[0, 1] > 0.9
 
 
 def test_fp16_variant_runs_with_fp32_io(fused, tmp_path):
@@ -145,5 +150,5 @@ def test_cli_fuses_and_quantizes(exported, tmp_path):
     out = tmp_path / "model.int8.onnx"
     assert oo.main([str(exported), str(out), "--fuse", "--int8"]) == 0
     ops = op_counts(out)
-    assert ops["Attention"] == 2 and ops["MatMul"] == 0
+    assert ops["QAttention"] == 2 and ops["MatMul"] == 0
     assert not (tmp_path / "model.int8.fused.onnx").exists()

@@ -1,0 +1,387 @@
+"""`make bench`: FlagEmbedding vs this project (client -> embedded Triton server) vs ONNX Runtime
+in-process, on random-weight models of the real shapes, in one invocation.
+
+    python -m bench.run [--quick] [--variants fp32,fused,int8] [--concurrency 1,4,16] [--llm]
+
+Workloads (encoder, bge-reranker-base shape): one query x 100 passages of ~200 tokens (a rerank
+call), 500 pairs of mixed lengths 16..256 (compute_score), and small rerank calls for latency at
+several concurrency levels. Reported: pairs/s, tokens/s (real tokens, no padding), p50/p95/p99
+latency, peak RSS of the tritonserver process tree, CPU seconds (contention-robust: this machine
+is shared), score drift and top-10 agreement of each variant against FlagEmbedding fp32.
+Results: bench/results/bench[-quick].json and .png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from bench import procstats
+from bench.models import BASE, CACHE, QUICK, EncoderShape, build_encoder_checkpoint, export_encoder_onnx
+from bench.ort_variants import build_variant, machine_info, top10_agreement
+from bench.workloads import Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+FLAG_RUNNER = REPO / "bench" / "flag_runner.py"
+
+
+# ----------------------------------------------------------------------------- configuration
+class Plan:
+    """Sizes of one benchmark run (full or --quick)."""
+
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.shape: EncoderShape = QUICK if quick else BASE
+        self.rerank = (20, 64) if quick else (100, 200)       # passages, tokens
+        self.mixed = (40, 16, 64) if quick else (500, 16, 256)  # pairs, low, high
+        self.latency = (5, 32) if quick else (10, 100)        # passages, tokens per latency call
+        self.reps = 1
+        self.latency_requests = (lambda c: max(4, 2 * c)) if quick else (lambda c: max(6, 2 * c))
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def latency_stats(values: list[float]) -> dict[str, float]:
+    return {"p50_s": percentile(values, 50), "p95_s": percentile(values, 95),
+            "p99_s": percentile(values, 99), "n": len(values)}
+
+
+def throughput(work: Workload, wall: float, cpu: Optional[float] = None, cores: int = 1) -> dict:
+    row = {"wall_s": wall, "pairs_per_s": len(work.pairs) / wall, "tokens_per_s": work.total_tokens / wall}
+    if cpu:
+        # What the run would reach if it had the cores to itself (CPU time / cores).
+        row.update({"cpu_s": cpu, "pairs_per_s_cpu_norm": len(work.pairs) * cores / cpu,
+                    "tokens_per_s_cpu_norm": work.total_tokens * cores / cpu})
+    return row
+
+
+def drift(ref: list[float], got: list[float]) -> dict:
+    a, b = np.asarray(ref, dtype=np.float64), np.asarray(got, dtype=np.float64)
+    return {"max_abs": float(np.abs(a - b).max()), "mean_abs": float(np.abs(a - b).mean()),
+            "score_std": float(a.std()), "spearman": _spearman(a, b), "top10": top10_agreement(a, b)}
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+# ----------------------------------------------------------------------------- FlagEmbedding
+def oracle_python() -> str:
+    return os.environ.get("RERANKER_ORACLE_PYTHON", str(REPO / ".venv-oracle" / "bin" / "python"))
+
+
+def run_flagembedding(ckpt: Path, works: dict[str, Workload], latency: Workload, plan: Plan,
+                      timeout: float = 1800) -> dict:
+    """FlagReranker fp32 on CPU in the oracle env; same checkpoint directory, same pairs."""
+    job = {"kind": "encoder", "model": str(ckpt), "warmup_pairs": [list(p) for p in latency.pairs],
+           "workloads": [{"name": name, "pairs": [list(p) for p in w.pairs], "reps": plan.reps,
+                          "latency_calls": 3 if name == "rerank" else 0,
+                          "latency_pairs": [list(p) for p in latency.pairs]}
+                         for name, w in works.items()]}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": ""}
+    proc = subprocess.run([oracle_python(), str(FLAG_RUNNER)], input=json.dumps(job), text=True,
+                          capture_output=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"FlagEmbedding benchmark failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout)
+    result: dict[str, Any] = {"load_s": out["load_s"], "threads": out["threads"],
+                              "peak_rss_mb": out["peak_rss_mb"], "workloads": {}}
+    for r in out["results"]:
+        w = works[r["name"]]
+        wall, cpu = float(np.median(r["wall_s"])), float(np.median(r["cpu_s"]))
+        result["workloads"][r["name"]] = {**throughput(w, wall, cpu, out["threads"]),
+                                          "scores": r["scores"]}
+        if r["latency_s"]:
+            result["latency_c1"] = latency_stats(r["latency_s"])
+    return result
+
+
+# ----------------------------------------------------------------------------- ORT in-process
+def _runner_modules():
+    """The server runner's own session factory and scorer (with a stand-in pb_utils)."""
+    if "triton_python_backend_utils" not in sys.modules:
+        from tests.support import fake_pb_utils
+        fake_pb_utils.install()
+    from reranker_server import onnx_model
+    from reranker_server.token_batches import TokenRows
+    return onnx_model, TokenRows
+
+
+def run_inprocess(onnx_path: Path, ckpt: Path, works: dict[str, Workload], plan: Plan) -> dict:
+    """Tokenize + score in this process with exactly the runner's session and re-batching."""
+    onnx_model, TokenRows = _runner_modules()
+    session = onnx_model.create_session(onnx_path)
+    scorer = onnx_model.EncoderScorer(session, pad_id=1, max_batch_tokens=onnx_model.DEFAULT_MAX_BATCH_TOKENS)
+    cores = procstats.os.cpu_count() or 1
+
+    def call(w: Workload) -> list[float]:
+        rows = [np.asarray(s, dtype=np.int64) for s in encode_encoder_pairs(ckpt, w.pairs)]
+        return scorer.score([TokenRows(rows)])[0][:, 0].tolist()
+
+    call(Workload("warm", list(works["rerank"].pairs[:4]), []))
+    out: dict[str, Any] = {}
+    for name, w in works.items():
+        walls, cpus, scores = [], [], None
+        for _ in range(plan.reps):
+            c0, t0 = time.process_time(), time.perf_counter()
+            scores = call(w)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+        out[name] = {**throughput(w, float(np.median(walls)), float(np.median(cpus)), cores),
+                     "scores": scores}
+    return out
+
+
+# ----------------------------------------------------------------------------- served
+def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: EncoderShape) -> Path:
+    """A model repository with one model per variant (exported once; variants hard-linked in)."""
+    from export.__main__ import main as export_main
+
+    repo = CACHE / f"repo-{ckpt.name}"
+    base = repo / "enc-fp32"
+    if not (base / "1" / "model.onnx").exists():
+        repo.mkdir(parents=True, exist_ok=True)
+        if export_main(["--model", str(ckpt), "--name", "enc-fp32", "--repository", str(repo),
+                        "--force"]) != 0:
+            raise RuntimeError("export of the benchmark model failed")
+    for variant in variants:
+        target = repo / f"enc-{variant}"
+        if variant == "fp32" or (target / "1" / "model.onnx").exists():
+            continue
+        src = build_variant(fp32, variant, shape.num_attention_heads, shape.hidden_size)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(base, target, ignore=shutil.ignore_patterns("model.onnx", "model.onnx.data"))
+        os.link(src, target / "1" / "model.onnx")
+        for cfg in [target / "config.pbtxt", *sorted((target / "configs").glob("*.pbtxt"))]:
+            if cfg.exists():
+                cfg.write_text(cfg.read_text().replace('name: "enc-fp32"', f'name: "enc-{variant}"', 1))
+    return repo
+
+
+def _client(url: str, model: str, ckpt: Path):
+    from reranker_client import RerankerClient
+    return RerankerClient(url, model, "grpc", tokenizer_path=str(ckpt), timeout_s=600.0)
+
+
+def run_served(repo: Path, model: str, ckpt: Path, works: dict[str, Workload], latency: Workload,
+               plan: Plan, levels: list[int], log: Callable[[str], None]) -> dict:
+    """Start the embedded server with only `model`, then time client calls against it."""
+    from reranker_server.embedded import EmbeddedTritonServer
+    from tests.support.ports import free_ports
+
+    http, grpc, metrics = free_ports(3)
+    log_file = RESULTS / f"server-{model}.log.tmp"
+    server = EmbeddedTritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                                  log_file=log_file,
+                                  extra_args=("--model-control-mode=explicit", f"--load-model={model}"))
+    t0 = time.perf_counter()
+    server.start(timeout=600)
+    out: dict[str, Any] = {"startup_s": time.perf_counter() - t0}
+    try:
+        pid = server.process.pid
+        cores = os.cpu_count() or 1
+        with procstats.PeakRss(pid) as rss:
+            out["idle_rss_mb"] = rss.sample()
+            client = _client(server.grpc_url, model, ckpt)
+            q, passages = latency.pairs[0][0], [p for _, p in latency.pairs]
+            client.rerank(q, passages)  # warm-up (first-call allocations, arena growth)
+            for name, w in works.items():
+                walls, cpus, scores = [], [], None
+                for _ in range(plan.reps):
+                    c0, s0, t0 = time.process_time(), procstats.cpu_s(pid), time.perf_counter()
+                    if name == "rerank":
+                        res = client.rerank(w.pairs[0][0], [p for _, p in w.pairs], normalize=False)
+                        by_index = {r.index: r.score for r in res}
+                        scores = [by_index[i] for i in range(len(w.pairs))]
+                    else:
+                        scores = client.compute_score([list(p) for p in w.pairs])
+                    walls.append(time.perf_counter() - t0)
+                    cpus.append(time.process_time() - c0 + procstats.cpu_s(pid) - s0)
+                out[name] = {**throughput(w, float(np.median(walls)), float(np.median(cpus)), cores),
+                             "scores": scores}
+                log(f"  {model} {name}: {out[name]['pairs_per_s']:.2f} pairs/s")
+            out["latency"] = {}
+            for c in levels:
+                out["latency"][str(c)] = _latency_level(server.grpc_url, model, ckpt, q, passages, c,
+                                                        plan.latency_requests(c), len(latency.pairs))
+                log(f"  {model} concurrency {c}: p50 {out['latency'][str(c)]['p50_s']:.3f}s")
+            client.close()
+        out["peak_rss_mb"] = rss.peak_mb
+    finally:
+        server.stop()
+    return out
+
+
+def _latency_level(url: str, model: str, ckpt: Path, query: str, passages: list[str], c: int,
+                   requests: int, pairs_per_call: int) -> dict:
+    clients = [_client(url, model, ckpt) for _ in range(c)]
+    times: list[float] = []
+
+    def worker(k: int) -> None:
+        cl = clients[k]
+        for _ in range(k, requests, c):
+            t0 = time.perf_counter()
+            cl.rerank(query, passages)
+            times.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(c) as pool:
+        list(pool.map(worker, range(c)))
+    elapsed = time.perf_counter() - t0
+    for cl in clients:
+        cl.close()
+    return {**latency_stats(times), "concurrency": c, "pairs_per_s": requests * pairs_per_call / elapsed}
+
+
+# ----------------------------------------------------------------------------- report
+def summarize(result: dict) -> dict:
+    """Ratios against FlagEmbedding and the client+server overhead over ORT in-process."""
+    summary: dict[str, Any] = {}
+    flag = result.get("flagembedding", {}).get("workloads", {})
+    for variant, served in result.get("served", {}).items():
+        for name, row in served.items():
+            if name not in ("rerank", "mixed"):
+                continue
+            s: dict[str, Any] = {"pairs_per_s": row["pairs_per_s"]}
+            if name in flag:
+                s["x_flagembedding_wall"] = row["pairs_per_s"] / flag[name]["pairs_per_s"]
+                s["x_flagembedding_cpu_norm"] = (row["pairs_per_s_cpu_norm"]
+                                                 / flag[name]["pairs_per_s_cpu_norm"])
+                s["drift_vs_flagembedding"] = drift(flag[name]["scores"], row["scores"])
+            inproc = result.get("inprocess", {}).get(variant, {}).get(name)
+            if inproc:
+                s["overhead_vs_inprocess_wall"] = inproc["pairs_per_s"] / row["pairs_per_s"] - 1
+                s["overhead_vs_inprocess_cpu"] = row["cpu_s"] / inproc["cpu_s"] - 1
+            if "gflop" in result and name in result["gflop"]:
+                s["gflops_wall"] = result["gflop"][name] / row["wall_s"]
+                s["gflops_cpu_norm"] = result["gflop"][name] * (os.cpu_count() or 1) / row["cpu_s"]
+            summary[f"{variant}/{name}"] = s
+    return summary
+
+
+def chart(result: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    labels, rerank, mixed = [], [], []
+    flag = result.get("flagembedding", {}).get("workloads")
+    if flag:
+        labels.append("FlagEmbedding fp32")
+        rerank.append(flag["rerank"]["pairs_per_s"])
+        mixed.append(flag["mixed"]["pairs_per_s"])
+    for group, title in (("inprocess", "ORT in-process"), ("served", "client+Triton")):
+        for variant, rows in result.get(group, {}).items():
+            labels.append(f"{title} {variant}")
+            rerank.append(rows["rerank"]["pairs_per_s"])
+            mixed.append(rows["mixed"]["pairs_per_s"])
+    x = np.arange(len(labels))
+    ax1.bar(x - 0.2, rerank, 0.4, label=result["workloads"]["rerank"])
+    ax1.bar(x + 0.2, mixed, 0.4, label=result["workloads"]["mixed"])
+    ax1.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    ax1.set_ylabel("pairs / s (wall)")
+    ax1.set_title(f"{result['shape']['name']} throughput")
+    ax1.legend(fontsize=8)
+    for variant, rows in result.get("served", {}).items():
+        lat = rows.get("latency", {})
+        levels = sorted(int(c) for c in lat)
+        for q, style in (("p50_s", "-o"), ("p99_s", "--x")):
+            ax2.plot(levels, [lat[str(c)][q] for c in levels], style, label=f"{variant} {q[:3]}")
+    ax2.set_xscale("log", base=2)
+    ax2.set_xlabel("concurrent rerank calls")
+    ax2.set_ylabel(f"latency of one {result['workloads']['latency']} call (s)")
+    ax2.set_title("client+Triton latency")
+    ax2.legend(fontsize=8)
+    fig.suptitle(f"{result['machine']['cpu']} ({result['machine']['cpus']} CPUs), {result['machine']['date']}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- LLM hook
+def run_llm(quick: bool, log: Callable[[str], None]) -> dict:
+    """Decoder rerankers (gemma-2b shape; minicpm-layerwise shape at two cutoffs): bench/llm_bench.py."""
+    try:
+        from bench import llm_bench
+    except ImportError as exc:  # pragma: no cover - hook while the LLM bench is not present
+        return {"skipped": f"bench/llm_bench.py not available: {exc}"}
+    return llm_bench.run(quick=quick, log=log)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes (CI smoke test)")
+    parser.add_argument("--variants", default="fused,int8",
+                        help="served and in-process graph variants: fp32 (as exported), fused, int8, int8-matmul")
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--skip-flagembedding", action="store_true")
+    parser.add_argument("--skip-server", action="store_true")
+    parser.add_argument("--llm", action="store_true", help="also the LLM reranker workloads")
+    parser.add_argument("--out", default=None, help="JSON path (PNG written beside it)")
+    args = parser.parse_args(argv)
+    plan = Plan(args.quick)
+    variants = [v for v in args.variants.split(",") if v]
+    levels = [int(c) for c in args.concurrency.split(",") if c]
+    log = lambda msg: print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
+    RESULTS.mkdir(parents=True, exist_ok=True)
+
+    shape = plan.shape
+    ckpt = build_encoder_checkpoint(shape)
+    fp32 = export_encoder_onnx(ckpt)
+    works = {"rerank": rerank_1x100(ckpt, *plan.rerank),
+             "mixed": mixed_pairs(ckpt, *plan.mixed)}
+    latency = rerank_1x100(ckpt, *plan.latency, seed=5)
+    gflop = {name: sum(shape.matmul_flops_per_token(len(s)) * len(s)
+                       for s in encode_encoder_pairs(ckpt, w.pairs)) / 1e9 for name, w in works.items()}
+    result: dict[str, Any] = {
+        "machine": machine_info(), "shape": shape.__dict__, "quick": args.quick,
+        "workloads": {**{k: f"{w.name} ({w.total_tokens} tokens)" for k, w in works.items()},
+                      "latency": latency.name},
+        "gflop": gflop, "load_avg_start": os.getloadavg()}
+    if not args.skip_flagembedding:
+        log("FlagEmbedding fp32 (oracle env)")
+        result["flagembedding"] = run_flagembedding(ckpt, works, latency, plan)
+    result["inprocess"] = {}
+    for variant in variants:
+        log(f"ORT in-process {variant}")
+        path = build_variant(fp32, variant, shape.num_attention_heads, shape.hidden_size)
+        result["inprocess"][variant] = run_inprocess(path, ckpt, works, plan)
+    if not args.skip_server:
+        repo = served_repository(ckpt, fp32, variants, shape)
+        result["served"] = {}
+        for variant in variants:
+            log(f"client -> embedded Triton, {variant}")
+            result["served"][variant] = run_served(repo, f"enc-{variant}", ckpt, works, latency,
+                                                   plan, levels, log)
+    if args.llm:
+        result["llm"] = run_llm(args.quick, log)
+    result["load_avg_end"] = os.getloadavg()
+    result["summary"] = summarize(result)
+    out = Path(args.out) if args.out else RESULTS / f"bench{'-quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    chart(result, out.with_suffix(".png"))
+    log(f"wrote {out} and {out.with_suffix('.png')}")
+    for key, s in result["summary"].items():
+        log(f"{key}: " + ", ".join(f"{k}={v:.3g}" for k, v in s.items() if isinstance(v, float)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
