@@ -40,12 +40,19 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-# The check never needs scipy or scikit-learn, but transformers imports them when installed; on
-# an image whose scipy needs numpy 2 they fail under the numpy<2 that the bundled stub needs.
-# A None entry makes importlib.util.find_spec report them absent, so transformers skips them.
-if int(np.__version__.split(".")[0]) < 2:
-    for _name in ("sklearn", "scipy"):
-        sys.modules.setdefault(_name, None)  # type: ignore[arg-type]
+
+
+def hide_scipy_under_numpy1() -> None:
+    """Make transformers skip scipy/scikit-learn in this process when numpy is 1.x.
+
+    The check never needs them, but transformers imports them when installed; on an image whose
+    scipy needs numpy 2 they fail under the numpy<2 that the bundled stub needs. A None entry
+    makes importlib.util.find_spec report them absent. Called by the check's own processes only.
+    """
+    if int(np.__version__.split(".")[0]) < 2:
+        for name in ("sklearn", "scipy"):
+            if name not in sys.modules:
+                sys.modules[name] = None  # type: ignore[assignment]
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 CLS_ID, PAD_ID, EOS_ID = 0, 1, 2
 
@@ -56,6 +63,7 @@ class TritonPythonModel:
     """Scores input_ids/attention_mask [B, L] with a transformers sequence classifier on a GPU."""
 
     def initialize(self, args: dict[str, Any]) -> None:
+        hide_scipy_under_numpy1()
         import torch
         import triton_python_backend_utils as pb_utils
         from transformers import AutoModelForSequenceClassification
@@ -468,6 +476,7 @@ def environment_report() -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    hide_scipy_under_numpy1()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"environment": environment_report(), "args": vars(args)}
