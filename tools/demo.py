@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -63,7 +62,7 @@ def scaled_arguments(family: str, manifest_llm: dict[str, Any]) -> dict[str, Any
     real = REAL_DEPTH.get(family)
     if not args or not layers or layers == real:
         return args
-    allowed = manifest_llm.get("allowed_cutoff_layers") or list(range(1, layers + 1))
+    allowed = manifest_llm.get("cutoff_layers") or list(range(1, layers + 1))
 
     def nearest(layer: int) -> int:
         target = layer * layers / real
@@ -87,14 +86,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     name = default_name(args.model)
     source = args.model
     tiny = False
-    scratch = tempfile.TemporaryDirectory(prefix="reranker-demo-")
     try:
         resolve_checkpoint(args.model)
     except ExportError as exc:
         family = family_from_name(args.model)
         print(f"NOTICE: {exc}. Using a tiny locally built {family} model of the same architecture "
               "instead: its scores are MEANINGLESS (random weights).", flush=True)
-        source = str(build_tiny(family, Path(scratch.name) / "tiny-checkpoint"))
+        # Kept under .cache/: LLM model directories link to their checkpoint's weights.
+        source = str(build_tiny(family, REPO / ".cache" / "demo-checkpoints" / f"{name}-tiny"))
         name = f"{name}-tiny"
         tiny = True
     code = export_main(["--model", source, "--name", name, "--repository", args.repository, "--force"])
@@ -105,8 +104,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     from reranker_server.embedded import EmbeddedTritonServer
     log = Path(args.repository) / f".{name}-server.log"
     print(f"starting the embedded Triton server on {args.repository} (log: {log}) ...", flush=True)
-    with EmbeddedTritonServer(args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
-                              metrics_port=args.metrics_port, log_file=log) as server:
+    from reranker_server.embedded import ServerError
+    # Only the demo's model is loaded: other models in the repository cannot hold the demo up.
+    server = EmbeddedTritonServer(args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
+                                  metrics_port=args.metrics_port, log_file=log,
+                                  extra_args=("--model-control-mode=explicit", f"--load-model={name}"))
+    try:
+        server.start(timeout=600)
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    with server:
         with RerankerClient(server.grpc_url, name, "grpc") as client:
             family = client.manifest.family
             extra = scaled_arguments(family, client.manifest.llm)
@@ -120,7 +128,6 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"  rerank({TUTORIAL_PAIRS[0][0]!r}) -> best passage #{best.index}: {best.passage!r}")
     if tiny:
         print("\n(tiny random model: the scores above only show the pipeline works, not relevance)")
-    scratch.cleanup()
     return 0
 
 

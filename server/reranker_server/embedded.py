@@ -159,7 +159,7 @@ class EmbeddedTritonServer:
             self._workdir = None
 
     def __enter__(self) -> "EmbeddedTritonServer":
-        return self.start()
+        return self if self.process is not None else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
