@@ -26,7 +26,10 @@ class TokenRows:
 
 def validate_token_inputs(input_ids: Optional[np.ndarray], attention_mask: Optional[np.ndarray], *,
                           vocab_size: int, max_positions: int, max_pairs: int) -> TokenRows:
-    """Check one request's tensors; return its unpadded rows or raise RequestError."""
+    """Check one request's tensors; return its unpadded rows or raise RequestError.
+
+    Rows may be left- or right-padded (the ones of each mask row must be contiguous);
+    `max_positions` 0 means no length limit."""
     if input_ids is None or attention_mask is None:
         raise RequestError("both input_ids and attention_mask are required")
     if input_ids.ndim != 2 or attention_mask.ndim != 2:
@@ -35,6 +38,8 @@ def validate_token_inputs(input_ids: Optional[np.ndarray], attention_mask: Optio
     if input_ids.shape != attention_mask.shape:
         raise RequestError(f"input_ids shape {list(input_ids.shape)} does not match attention_mask "
                            f"shape {list(attention_mask.shape)}")
+    if not (np.issubdtype(input_ids.dtype, np.integer) and np.issubdtype(attention_mask.dtype, np.integer)):
+        raise RequestError("input_ids and attention_mask must be integer tensors (INT64)")
     pairs, width = input_ids.shape
     if pairs == 0 or width == 0:
         raise RequestError("empty request: at least one pair with at least one token is required")
@@ -42,20 +47,22 @@ def validate_token_inputs(input_ids: Optional[np.ndarray], attention_mask: Optio
         raise RequestError(f"{pairs} pairs in one request; the limit is {max_pairs}")
     if not np.isin(attention_mask, (0, 1)).all():
         raise RequestError("attention_mask must contain only 0 and 1")
-    lengths = attention_mask.sum(axis=1)
-    # Right padding only: each row is ones then zeros.
-    expected = np.arange(width)[None, :] < lengths[:, None]
-    if not np.array_equal(attention_mask.astype(bool), expected):
-        raise RequestError("attention_mask must be right-padded (ones, then zeros) in every row")
+    mask = attention_mask.astype(bool)
+    lengths = mask.sum(axis=1)
     if (lengths == 0).any():
         raise RequestError(f"pair {int(np.argmin(lengths))} has no tokens (attention_mask all zero)")
-    if int(lengths.max()) > max_positions:
+    first = mask.argmax(axis=1)
+    last = width - 1 - mask[:, ::-1].argmax(axis=1)
+    if (last - first + 1 != lengths).any():
+        bad = int(np.argmax(last - first + 1 != lengths))
+        raise RequestError(f"pair {bad}: attention_mask ones must be contiguous (left or right padding only)")
+    if max_positions and int(lengths.max()) > max_positions:
         raise RequestError(f"a sequence of {int(lengths.max())} tokens exceeds the model's maximum of "
                            f"{max_positions}; truncate with max_length <= {max_positions}")
-    real = input_ids[attention_mask.astype(bool)]
-    if real.size and (int(real.min()) < 0 or int(real.max()) >= vocab_size):
+    real = input_ids[mask]
+    if int(real.min()) < 0 or int(real.max()) >= vocab_size:
         raise RequestError(f"token id out of range: ids must be in [0, {vocab_size - 1}]")
-    return TokenRows([input_ids[i, : lengths[i]].astype(np.int64) for i in range(pairs)])
+    return TokenRows([input_ids[i, first[i]:last[i] + 1].astype(np.int64) for i in range(pairs)])
 
 
 def plan_chunks(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:

@@ -79,7 +79,7 @@ def test_client_learns_model_from_server(make_client, test_repository):
     ([[0, 5, 2]], [[1, 1]], "does not match"),
     ([[0, 5, 99999, 2]], [[1, 1, 1, 1]], "out of range"),
     ([[0, 5, 2]], [[1, 2, 1]], "only 0 and 1"),
-    ([[0, 5, 2, 1]], [[0, 1, 1, 0]], "right-padded"),
+    ([[0, 5, 2, 1]], [[1, 0, 1, 1]], "contiguous"),
     ([[0] * 30], [[1] * 30], "exceeds the model's maximum of 24"),
 ])
 def test_malformed_raw_requests_get_clear_errors_and_server_keeps_serving(triton_server, make_client, ids, mask, message):

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from reranker_server.llm.decoder import describe_layers
-from reranker_server.token_batches import RequestError
+from reranker_server.token_batches import RequestError, validate_token_inputs
 
 
 @dataclass(frozen=True)
@@ -123,39 +123,8 @@ def parse_settings(params: dict[str, Any], limits: ServingLimits) -> ScoreSettin
 def validate_rows(input_ids: Optional[np.ndarray], attention_mask: Optional[np.ndarray],
                   limits: ServingLimits) -> list[np.ndarray]:
     """One request's token tensors -> unpadded rows (left or right padding accepted)."""
-    if input_ids is None or attention_mask is None:
-        raise RequestError("both input_ids and attention_mask are required")
-    if input_ids.ndim != 2 or attention_mask.ndim != 2:
-        raise RequestError(f"input_ids and attention_mask must be 2-D [pairs, tokens]; got shapes "
-                           f"{list(input_ids.shape)} and {list(attention_mask.shape)}")
-    if input_ids.shape != attention_mask.shape:
-        raise RequestError(f"input_ids shape {list(input_ids.shape)} does not match attention_mask "
-                           f"shape {list(attention_mask.shape)}")
-    if not (np.issubdtype(input_ids.dtype, np.integer) and np.issubdtype(attention_mask.dtype, np.integer)):
-        raise RequestError("input_ids and attention_mask must be integer tensors (INT64)")
-    pairs, width = input_ids.shape
-    if pairs == 0 or width == 0:
-        raise RequestError("empty request: at least one pair with at least one token is required")
-    if pairs > limits.max_pairs:
-        raise RequestError(f"{pairs} pairs in one request; the limit is {limits.max_pairs}")
-    if not np.isin(attention_mask, (0, 1)).all():
-        raise RequestError("attention_mask must contain only 0 and 1")
-    mask = attention_mask.astype(bool)
-    lengths = mask.sum(axis=1)
-    if (lengths == 0).any():
-        raise RequestError(f"pair {int(np.argmin(lengths))} has no tokens (attention_mask all zero)")
-    first = mask.argmax(axis=1)
-    last = width - 1 - mask[:, ::-1].argmax(axis=1)
-    if (last - first + 1 != lengths).any():
-        bad = int(np.argmax(last - first + 1 != lengths))
-        raise RequestError(f"pair {bad}: attention_mask ones must be contiguous (left or right padding only)")
-    if limits.max_positions and int(lengths.max()) > limits.max_positions:
-        raise RequestError(f"a sequence of {int(lengths.max())} tokens exceeds the model's maximum of "
-                           f"{limits.max_positions}; truncate with a smaller max_length")
-    real = input_ids[mask]
-    if int(real.min()) < 0 or int(real.max()) >= limits.vocab_size:
-        raise RequestError(f"token id out of range: ids must be in [0, {limits.vocab_size - 1}]")
-    return [input_ids[i, first[i]:last[i] + 1].astype(np.int64) for i in range(pairs)]
+    return validate_token_inputs(input_ids, attention_mask, vocab_size=limits.vocab_size,
+                                 max_positions=limits.max_positions, max_pairs=limits.max_pairs).rows
 
 
 def validate_segments(segments: Optional[np.ndarray], rows: Sequence[np.ndarray], needed: bool) -> Optional[np.ndarray]:

@@ -1,0 +1,85 @@
+"""The encoder Python-backend model (ONNX Runtime runner) without a server: fake pb_utils."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.support import fake_pb_utils
+
+fake_pb_utils.install()
+
+from reranker_server import onnx_model  # noqa: E402
+from reranker_server.token_batches import plan_chunks  # noqa: E402
+from tests.support.fake_pb_utils import FakeRequest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    from export.__main__ import main as export_main
+    from tests.support.checkpoints import build_xlmr_reranker
+    ckpt = build_xlmr_reranker(tmp_path_factory.mktemp("ckpt"), seed=7)
+    repo = tmp_path_factory.mktemp("repo")
+    assert export_main(["--model", str(ckpt), "--name", "enc", "--repository", str(repo)]) == 0
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+    cfg = text_format.Parse((repo / "enc" / "configs" / "embedded.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    m = onnx_model.TritonPythonModel()
+    m.initialize({"model_config": json.dumps(json_format.MessageToDict(cfg, preserving_proto_field_name=True)),
+                  "model_repository": str(repo / "enc"), "model_version": "1",
+                  "model_instance_kind": "CPU", "model_instance_device_id": "0"})
+    return m
+
+
+def request(rows, pad=1):
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)], mask[i, :len(r)] = r, 1
+    return FakeRequest({"input_ids": ids, "attention_mask": mask})
+
+
+def scores(response):
+    return fake_pb_utils.get_output_tensor_by_name(response, "scores").as_numpy()
+
+
+ROWS = [[0, 5, 6, 7, 2, 2, 8, 2], [0, 9, 2, 2, 10, 11, 12, 13, 14, 15, 16, 2], [0, 20, 2, 2, 21, 2]]
+
+
+def test_scores_do_not_depend_on_batch_neighbours(model):
+    alone = [scores(model.execute([request([r])])[0])[0, 0] for r in ROWS]
+    together = model.execute([request(ROWS[:2]), request(ROWS[2:])])
+    merged = np.concatenate([scores(r) for r in together]).ravel()
+    assert np.abs(merged - np.array(alone)).max() < 1e-5
+    assert scores(together[0]).shape == (2, 1) and scores(together[0]).dtype == np.float32
+
+
+def test_bad_request_gets_its_own_error_and_others_are_answered(model):
+    bad = FakeRequest({"input_ids": np.array([[0, 5, 2]]), "attention_mask": np.array([[1, 1]])})
+    out_of_vocab = request([[0, 10 ** 6, 2]])
+    good = request(ROWS)
+    responses = model.execute([bad, good, out_of_vocab])
+    assert responses[0].has_error() and "does not match" in responses[0].error().message()
+    assert responses[0].error().code() == fake_pb_utils.TritonError.INVALID_ARG
+    assert not responses[1].has_error() and scores(responses[1]).shape == (3, 1)
+    assert responses[2].has_error() and "out of range" in responses[2].error().message()
+
+
+def test_runtime_failure_answers_the_batch_with_an_error(model, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("kaboom")
+    monkeypatch.setattr(model.scorer.session, "run", boom)
+    (response,) = model.execute([request(ROWS)])
+    assert response.has_error() and "kaboom" in response.error().message()
+    assert response.error().code() == fake_pb_utils.TritonError.INTERNAL
+
+
+def test_chunks_respect_the_token_budget_and_keep_every_row():
+    lengths = [5, 100, 7, 100, 3, 50]
+    chunks = plan_chunks(lengths, max_batch_tokens=200)
+    assert sorted(i for c in chunks for i in c) == list(range(6))
+    for chunk in chunks:
+        assert len(chunk) * max(lengths[i] for i in chunk) <= 200 or len(chunk) == 1
+    assert plan_chunks([500], max_batch_tokens=10) == [[0]]
