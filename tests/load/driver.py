@@ -55,21 +55,41 @@ def reference_scores(make_client: ClientFactory, targets: Sequence[Target],
                      pool: Sequence[Sequence[str]]) -> dict[Target, np.ndarray]:
     """Each pair scored ALONE (one pair per call, one call at a time): [len(pool), layers]."""
     out = {}
+
+    def score_alone(model_targets: list[Target]) -> None:
+        client = make_client(model_targets[0].model, "grpc")
+        try:
+            for target in model_targets:
+                out[target] = np.concatenate([as_rows(client.compute_score([list(p)], **target.call_kwargs), 1)
+                                              for p in pool])
+        finally:
+            client.close()
+
+    # One thread per model: requests to different models never share a batch, so each pair is
+    # still alone in its model's execute() call.
+    by_model: dict[str, list[Target]] = {}
     for target in targets:
-        client = make_client(target.model, "grpc")
-        out[target] = np.concatenate([as_rows(client.compute_score([list(p)], **target.call_kwargs), 1)
-                                      for p in pool])
+        by_model.setdefault(target.model, []).append(target)
+    threads = [threading.Thread(target=score_alone, args=(ts,)) for ts in by_model.values()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    missing = [str(t) for t in targets if t not in out]
+    if missing:
+        raise RuntimeError(f"reference scoring failed for {missing}")
     return out
 
 
 def warm_up_peak(make_client: ClientFactory, targets: Sequence[Target], pool: Sequence[Sequence[str]],
                  *, workers: int = 6, pairs: int = 8, rounds: int = 2) -> None:
-    """Drive every target to its peak working set: `workers` clients at once, each sending the
+    """Drive every model to its peak working set: `workers` clients at once, each sending the
     `pairs` longest pairs, so the server merges them into its largest batches. ONNX Runtime's
     arena keeps its peak size, so memory is only comparable after this."""
     longest = sorted(range(len(pool)), key=lambda i: -sum(len(t) for t in pool[i]))[:pairs]
     batch = [list(pool[i]) for i in longest]
-    for target in targets:
+    first_per_model = {t.model: t for t in reversed(list(targets))}
+    for target in first_per_model.values():
         clients = [make_client(target.model, "grpc") for _ in range(workers)]
         try:
             for _ in range(rounds):

@@ -9,9 +9,11 @@ from tests.load.driver import Target
 LLM_PROMPT = "Given a query A and a passage B, say whether B answers A with Yes or No."
 
 
-def targets_for_repository(root: Path, models: list[str] | None = None) -> list[Target]:
-    """Every exported model under `root` (or just `models`); LLM families twice: with the default
-    prompt and with a custom one, plus each single cutoff layer the manifest lists."""
+def targets_for_repository(root: Path, models: list[str] | None = None,
+                           max_length: int | None = None) -> list[Target]:
+    """Every exported model under `root` (or just `models`). LLM families several times: default
+    and custom prompt, one and two cutoff layers, token compression, where the family has them.
+    `max_length` lowers every model's truncation length (the CI run uses it to stay short)."""
     targets: list[Target] = []
     for manifest_path in sorted(Path(root).glob("*/reranker.json")):
         manifest = ModelManifest.load(manifest_path.parent)
@@ -20,15 +22,21 @@ def targets_for_repository(root: Path, models: list[str] | None = None) -> list[
             continue
         fp16 = manifest.precision not in ("fp32", "float32")
         tolerance = 2e-3 if fp16 else 1e-4
+        limit = min(max_length or manifest.default_max_length, manifest.max_positions)
         base: tuple = ()
-        if manifest.default_max_length > manifest.max_positions:   # tiny test models: short positions
-            base = (("max_length", manifest.max_positions),)
+        if limit < manifest.default_max_length:   # CI: shorter sequences; tiny models: short positions
+            base = (("max_length", limit),)
         if manifest.family == ENCODER:
             targets.append(Target(name, base, tolerance))
             continue
         tolerance = max(tolerance, 1e-3)
         targets += [Target(name, base, tolerance), Target(name, base + (("prompt", LLM_PROMPT),), tolerance)]
-        layers = manifest.llm.get("cutoff_layers") or manifest.llm.get("layers") or []
-        if isinstance(layers, list) and layers:
-            targets.append(Target(name, base + (("cutoff_layers", [int(layers[0])]),), tolerance))
+        layers = [int(x) for x in manifest.llm.get("cutoff_layers") or []]
+        if layers:   # one layer, and several at once (one score column per layer)
+            targets.append(Target(name, base + (("cutoff_layers", (layers[0],)),), tolerance))
+            targets.append(Target(name, base + (("cutoff_layers", (layers[0], layers[-1])),), tolerance))
+        ratios = [int(x) for x in manifest.llm.get("compress_ratios") or [] if int(x) > 1]
+        if ratios and layers:
+            targets.append(Target(name, base + (("compress_ratio", ratios[0]),
+                                                ("compress_layers", (layers[-1],))), tolerance))
     return targets
