@@ -23,6 +23,7 @@ from reranker_client.errors import ServerUnavailableError
 from reranker_client.retry import RetryPolicy
 from tests.load.driver import LoadConfig, LoadReport, Target, pair_pool, reference_scores, run_load
 from tests.load.procs import is_alive, stub_pids
+from tests.load.servers import start_private_server
 
 pytestmark = pytest.mark.integration
 
@@ -32,23 +33,12 @@ RIDE_THROUGH = RetryPolicy(attempts=12, backoff_base_s=0.2, backoff_max_s=1.0, d
 REQUESTS = 48
 
 
-def start_server(root, log_dir, name: str, ports=None, models=(MODEL, OTHER)):
-    from reranker_server.embedded import EmbeddedTritonServer
-    from tests.support.ports import free_ports
-    http, grpc, metrics = ports or free_ports(3)
-    server = EmbeddedTritonServer(
-        root, http_port=http, grpc_port=grpc, metrics_port=metrics, log_file=log_dir / f"{name}.log",
-        extra_args=("--model-control-mode=explicit", *(f"--load-model={m}" for m in models),
-                    "--exit-timeout-secs=3"))
-    return server.start(timeout=300)
-
-
 @pytest.fixture
 def own_server(test_repository, tmp_path):
     servers = []
 
     def factory(name: str = "faults", ports=None):
-        servers.append(start_server(test_repository.root, tmp_path, name, ports))
+        servers.append(start_private_server(test_repository.root, tmp_path, name, (MODEL, OTHER), ports))
         return servers[-1]
     yield factory
     for server in servers:
