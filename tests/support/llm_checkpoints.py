@@ -45,7 +45,13 @@ def flagembedding_models_dir() -> Path:
 
 
 def _copy_model_files(out_dir: Path, names: tuple[str, ...]) -> None:
-    src = flagembedding_models_dir()
+    """FlagEmbedding's model code next to the weights, for the oracle's trust_remote_code loading.
+    Skipped when the oracle environment is absent (e.g. `make demo` on a fresh machine): this
+    project's server never runs checkpoint code, so the checkpoint is complete without it."""
+    try:
+        src = flagembedding_models_dir()
+    except FileNotFoundError:
+        return
     for name in names:
         shutil.copyfile(src / name, out_dir / name)
 
