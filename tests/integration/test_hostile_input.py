@@ -335,3 +335,59 @@ def test_huge_declared_grpc_shape_is_rejected_cleanly(triton_server, bystander):
             client.infer(MODEL, inputs)
     finally:
         client.close()
+
+
+# ---------------------------------------------------------------- LLM families (when exported)
+
+def _llm_models(root) -> list[str]:
+    from reranker_client.manifest import ENCODER, ModelManifest
+    return [p.parent.name for p in sorted(root.glob("*/reranker.json"))
+            if ModelManifest.load(p.parent).family != ENCODER]
+
+
+LLM_BAD_PARAMETERS = [{"cutoff_layers": "not json ["}, {"cutoff_layers": "[999]"}, {"cutoff_layers": "[-1]"},
+                      {"cutoff_layers": "{}"}, {"compress_ratio": "abc"}, {"compress_ratio": -4},
+                      {"compress_layers": "[[1]]"}, {"cutoff_layers": "[" + "1," * 5000 + "1]"}]
+
+
+@pytest.mark.parametrize("params", LLM_BAD_PARAMETERS, ids=lambda p: str(p)[:40])
+def test_llm_models_answer_malformed_parameters_per_request(triton_server, test_repository, make_client,
+                                                            bystander, params):
+    """Raw requests with malformed LLM parameters: an INVALID_ARG error, or (a parameter the
+    family does not take) the normal scores; never an internal error or a crash."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+    models = _llm_models(test_repository.root)
+    if not models:
+        pytest.skip("no LLM models in the test repository yet")
+    raw = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    try:
+        for model in models:
+            client = make_client(model, "grpc", model_repository=str(test_repository.root))
+            plan = client._core.plan(GOOD[:2], max_length=64, query_max_length=None, batch_size=None)
+            batch = plan.batches[0]
+            inputs = [_tensor(grpcclient, "input_ids", batch.input_ids),
+                      _tensor(grpcclient, "attention_mask", batch.attention_mask)]
+            if batch.segment_lengths is not None:
+                inputs.append(_tensor(grpcclient, "segment_lengths", batch.segment_lengths))
+            try:
+                out = raw.infer(model, inputs, parameters=params).as_numpy("scores")
+            except InferenceServerException as exc:
+                assert "INVALID_ARG" in (exc.status() or ""), f"{model} {params}: {exc}"
+                continue
+            assert np.isfinite(out).all(), f"{model} {params}: {out}"
+    finally:
+        raw.close()
+
+
+def test_llm_client_rejects_or_reports_bad_layers(test_repository, make_client, bystander):
+    models = _llm_models(test_repository.root)
+    if not models:
+        pytest.skip("no LLM models in the test repository yet")
+    for model in models:
+        client = make_client(model, "http", model_repository=str(test_repository.root))
+        for kwargs in ({"cutoff_layers": [999]}, {"cutoff_layers": "x"}, {"compress_ratio": 3.5},
+                       {"prompt": 5}, {"cutoff_layers": [True]}):
+            with pytest.raises((InvalidInputError, InferenceError)) as info:
+                client.compute_score(GOOD[:2], max_length=64, **kwargs)
+            assert "Stub process" not in str(info.value) and "inference failed" not in str(info.value)
