@@ -36,6 +36,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--weights", choices=["link", "copy"], default="link",
                    help="LLM rerankers: symlink or copy the safetensors weights into the model dir")
     p.add_argument("--force", action="store_true", help="replace an existing model directory")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="encoder models: accept a checkpoint that has only pickle (*.bin) weights "
+                        "(loaded with torch.load(weights_only=True)); refused by default")
     return p.parse_args(argv)
 
 
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> Path:
             from export.encoder_export import EncoderExportOptions, export_encoder
             options = EncoderExportOptions(
                 precision=args.precision, max_batch_size=args.max_batch_size or 64,
-                instance_count=args.instance_count, max_queue_delay_us=args.max_queue_delay_us, gpus=gpus)
+                instance_count=args.instance_count, max_queue_delay_us=args.max_queue_delay_us, gpus=gpus,
+                allow_pickle=args.allow_pickle)
             export_encoder(checkpoint, model_dir, name=name, source=args.model, options=options,
                            progress=progress)
         else:

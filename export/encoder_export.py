@@ -39,6 +39,7 @@ class EncoderExportOptions:
     max_batch_tokens: int = 16384
     intra_op_threads: int = 0
     gpus: tuple[int, ...] = ()
+    allow_pickle: bool = False        # accept *.bin-only checkpoints (--allow-pickle)
 
 
 def encoder_manifest(checkpoint: Path, name: str, source: str, tokenizer, options: EncoderExportOptions) -> ModelManifest:
@@ -97,7 +98,7 @@ def export_encoder(checkpoint: Path, model_dir: Path, *, name: str, source: str,
     """Export an XLM-R reranker checkpoint into `model_dir` (see the module docstring)."""
     if options.precision not in ("fp32", "fp16"):
         raise ExportError(f"precision {options.precision!r} is not supported for encoder models: fp32 or fp16")
-    require_safetensors(checkpoint)
+    require_safetensors(checkpoint, options.allow_pickle)
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)
     steps = 4 if options.precision == "fp16" else 3
