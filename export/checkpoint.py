@@ -9,7 +9,7 @@ from export.errors import ExportError
 
 HUB_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json",
              "tokenizer_config.json", "special_tokens_map.json", "sentencepiece.bpe.model",
-             "tokenizer.model", "*.py"]
+             "tokenizer.model"]  # never checkpoint code: it is not run
 
 
 def looks_like_hub_id(model: str) -> bool:
