@@ -84,11 +84,31 @@ class Transport:
             if not self._client.is_server_live(headers=self.headers):
                 raise ServerUnavailableError(f"Triton server at {self.url} is not live")
             if not self._client.is_model_ready(model, headers=self.headers):
+                state = self._index_state(model)
+                if state is not None:   # known to the server: loading, reloading or failed to load
+                    raise ModelNotReadyError(f"model {model!r} on {self.url} has no available versions "
+                                             f"right now (state {state})")
                 raise ModelNotReadyError(f"model {model!r} is not ready on {self.url} "
                                          "(not found, still loading or failed to load)")
             return self._config(model)
         except Exception as exc:
             raise map_exception(exc, self.url, model) from exc
+
+    def _index_state(self, model: str) -> Optional[str]:
+        """The model's state and reason in the server's repository index; None when it is not
+        listed or the index cannot be read (restricted API)."""
+        try:
+            index = self._client.get_model_repository_index(headers=self.headers)
+        except Exception:
+            return None
+        if isinstance(index, dict):          # gRPC with as_json=False gives a protobuf; see below
+            index = index.get("models", [])
+        elif not isinstance(index, list):
+            index = [{"name": m.name, "state": m.state, "reason": m.reason} for m in index.models]
+        for entry in index:
+            if entry.get("name") == model:
+                return f"{entry.get('state') or 'UNKNOWN'}: {entry.get('reason') or 'no reason given'}"
+        return None
 
     def infer_many(self, model: str, batches: Sequence[RequestBatch],
                    parameters: Optional[dict[str, Any]] = None) -> list[np.ndarray]:

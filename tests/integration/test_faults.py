@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -96,7 +97,10 @@ def test_killed_stub_mid_load_recovered_by_reload_callers_get_correct_scores(own
     admin = grpcclient.InferenceServerClient(server.grpc_url)
     admin.unload_model(MODEL)
     wait_until(lambda: not admin.is_model_ready(MODEL), what="unload")
-    admin.load_model(MODEL)
+    with ThreadPoolExecutor(1) as executor:   # a client created while the model is unloaded waits for it
+        late = executor.submit(lambda: make(MODEL, "http").compute_score([pool[0]]))  # HTTP: one thread
+        admin.load_model(MODEL)
+        assert late.result(timeout=120) == pytest.approx([reference[Target(MODEL)][0, 0]], abs=1e-4)
     thread.join(timeout=300)
     assert not thread.is_alive(), "load did not finish: a caller hung"
     print("stub kill:", report.summary())
