@@ -104,3 +104,13 @@ def test_product_code_never_enables_remote_code_or_unsafe_pickle():
                 if "weights_only=True" not in call:
                     offenders.append(f"{path}: {call}")
     assert not offenders, offenders
+
+
+def test_hub_download_fetches_no_pickle_and_no_code():
+    """`python -m export --model org/name` downloads only config, safetensors and tokenizer files."""
+    from fnmatch import fnmatch
+
+    from export.checkpoint import HUB_FILES
+    for name in ("pytorch_model.bin", "model.pt", "modeling_evil.py", "tf_model.h5", "flax_model.msgpack"):
+        assert not any(fnmatch(name, pattern) for pattern in HUB_FILES), name
+    assert any(fnmatch("model-00001-of-00002.safetensors", p) for p in HUB_FILES)
