@@ -147,6 +147,25 @@ def run_inprocess(onnx_path: Path, ckpt: Path, works: dict[str, Workload], plan:
 
 
 # ----------------------------------------------------------------------------- served
+# Served variants ending in "+opts" run the runner with export.ort_optimize.cpu_session_options
+# (spinning off, ...) instead of its own session options: this 1/model.py swaps the factory in.
+RECOMMENDED_MODEL_PY = f"""import sys
+sys.path.insert(0, {str(REPO)!r})
+import onnxruntime as _ort
+import reranker_server.onnx_model as _runner
+from export.ort_optimize import cpu_session_options as _options
+
+
+def _create_session(path, intra_op_threads=0):
+    return _ort.InferenceSession(str(path), _options(intra_op_threads or None),
+                                 providers=["CPUExecutionProvider"])
+
+
+_runner.create_session = _create_session
+from reranker_server.onnx_model import TritonPythonModel  # noqa: E402,F401
+"""
+
+
 def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: EncoderShape) -> Path:
     """A model repository with one model per variant (exported once; variants hard-linked in)."""
     from export.__main__ import main as export_main
@@ -160,15 +179,18 @@ def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: Encode
             raise RuntimeError("export of the benchmark model failed")
     for variant in variants:
         target = repo / f"enc-{variant}"
+        graph, _, opts = variant.partition("+")
         if variant == "fp32" or (target / "1" / "model.onnx").exists():
             continue
-        src = build_variant(fp32, variant, shape.num_attention_heads, shape.hidden_size)
+        src = build_variant(fp32, graph, shape.num_attention_heads, shape.hidden_size)
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(base, target, ignore=shutil.ignore_patterns("model.onnx", "model.onnx.data"))
         os.link(src, target / "1" / "model.onnx")
         for cfg in [target / "config.pbtxt", *sorted((target / "configs").glob("*.pbtxt"))]:
             if cfg.exists():
                 cfg.write_text(cfg.read_text().replace('name: "enc-fp32"', f'name: "enc-{variant}"', 1))
+        if opts:
+            (target / "1" / "model.py").write_text(RECOMMENDED_MODEL_PY)
     return repo
 
 
@@ -262,7 +284,7 @@ def summarize(result: dict) -> dict:
                 s["x_flagembedding_cpu_norm"] = (row["pairs_per_s_cpu_norm"]
                                                  / flag[name]["pairs_per_s_cpu_norm"])
                 s["drift_vs_flagembedding"] = drift(flag[name]["scores"], row["scores"])
-            inproc = result.get("inprocess", {}).get(variant, {}).get(name)
+            inproc = result.get("inprocess", {}).get(variant.partition("+")[0], {}).get(name)
             if inproc:
                 s["overhead_vs_inprocess_wall"] = inproc["pairs_per_s"] / row["pairs_per_s"] - 1
                 s["overhead_vs_inprocess_cpu"] = row["cpu_s"] / inproc["cpu_s"] - 1
@@ -279,20 +301,22 @@ def chart(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    labels, rerank, mixed = [], [], []
+    names = [k for k in result["workloads"] if k != "latency"]
+    labels: list[str] = []
+    values: dict[str, list[float]] = {k: [] for k in names}
     flag = result.get("flagembedding", {}).get("workloads")
-    if flag:
-        labels.append("FlagEmbedding fp32")
-        rerank.append(flag["rerank"]["pairs_per_s"])
-        mixed.append(flag["mixed"]["pairs_per_s"])
-    for group, title in (("inprocess", "ORT in-process"), ("served", "client+Triton")):
-        for variant, rows in result.get(group, {}).items():
-            labels.append(f"{title} {variant}")
-            rerank.append(rows["rerank"]["pairs_per_s"])
-            mixed.append(rows["mixed"]["pairs_per_s"])
+    groups = ([("FlagEmbedding fp32", flag)] if flag else []) + [
+        (f"{title} {variant}", rows) for group, title in (("inprocess", "ORT in-process"),
+                                                          ("served", "client+Triton"))
+        for variant, rows in result.get(group, {}).items()]
+    for label, rows in groups:
+        labels.append(label)
+        for k in names:
+            values[k].append(rows.get(k, {}).get("pairs_per_s", 0.0))
     x = np.arange(len(labels))
-    ax1.bar(x - 0.2, rerank, 0.4, label=result["workloads"]["rerank"])
-    ax1.bar(x + 0.2, mixed, 0.4, label=result["workloads"]["mixed"])
+    width = 0.8 / max(1, len(names))
+    for j, k in enumerate(names):
+        ax1.bar(x + (j - (len(names) - 1) / 2) * width, values[k], width, label=result["workloads"][k])
     ax1.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     ax1.set_ylabel("pairs / s (wall)")
     ax1.set_title(f"{result['shape']['name']} throughput")
@@ -332,6 +356,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--skip-flagembedding", action="store_true")
     parser.add_argument("--skip-server", action="store_true")
+    parser.add_argument("--skip-inprocess", action="store_true")
+    parser.add_argument("--workloads", default="rerank,mixed", help="subset of rerank,mixed")
     parser.add_argument("--llm", action="store_true", help="also the LLM reranker workloads")
     parser.add_argument("--out", default=None, help="JSON path (PNG written beside it)")
     args = parser.parse_args(argv)
@@ -346,6 +372,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     fp32 = export_encoder_onnx(ckpt)
     works = {"rerank": rerank_1x100(ckpt, *plan.rerank),
              "mixed": mixed_pairs(ckpt, *plan.mixed)}
+    works = {k: w for k, w in works.items() if k in args.workloads.split(",")}
     latency = rerank_1x100(ckpt, *plan.latency, seed=5)
     gflop = {name: sum(shape.matmul_flops_per_token(len(s)) * len(s)
                        for s in encode_encoder_pairs(ckpt, w.pairs)) / 1e9 for name, w in works.items()}
@@ -359,6 +386,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         result["flagembedding"] = run_flagembedding(ckpt, works, latency, plan)
     result["inprocess"] = {}
     for variant in variants:
+        if "+" in variant or args.skip_inprocess:
+            continue  # in-process runs once per graph
         log(f"ORT in-process {variant}")
         path = build_variant(fp32, variant, shape.num_attention_heads, shape.hidden_size)
         result["inprocess"][variant] = run_inprocess(path, ckpt, works, plan)
