@@ -82,3 +82,13 @@ def stub_pids(server_pid: int, model: Optional[str] = None, *, alive_only: bool 
         out.append(pid)
     return out
 
+
+
+def rss_by_model_mib(server_pid: int) -> dict[str, float]:
+    """RSS per process: "tritonserver" and one entry per model's stub(s)."""
+    out = {"tritonserver": rss_kib(server_pid) / 1024}
+    for pid in stub_pids(server_pid):
+        argv = cmdline(pid)
+        model = Path(argv[1]).parent.parent.name if len(argv) > 1 else str(pid)
+        out[model] = out.get(model, 0.0) + rss_kib(pid) / 1024
+    return {k: round(v, 1) for k, v in sorted(out.items())}

@@ -23,7 +23,7 @@ from typing import Optional
 
 from tests.load.driver import (LoadConfig, LoadReport, pair_pool, reference_scores, run_load,
                                warm_up_peak)
-from tests.load.procs import is_alive, stub_pids, tree_rss_mib
+from tests.load.procs import is_alive, rss_by_model_mib, stub_pids, tree_rss_mib
 from tests.load.servers import start_private_server
 from tests.load.targets import targets_for_repository
 
@@ -111,7 +111,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                             seed=args.seed + 10 + window), pool, reference,
                            server_pid=server.process.pid)
             windows.append({"window": window, **{k: rep.summary()[k] for k in
-                                                 ("requests", "errors", "mismatches", "p99_ms", "rss_mib_last")}})
+                                                 ("requests", "errors", "mismatches", "p99_ms", "rss_mib_last")},
+                            "rss_by_process_mib": rss_by_model_mib(server.process.pid)})
             print(json.dumps(windows[-1]), file=sys.stderr, flush=True)
             total.requests += rep.requests
             total.pairs += rep.pairs
