@@ -64,6 +64,22 @@ deploy-tools:
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# FlagEmbedding vs client+embedded Triton vs ONNX Runtime in-process (docs/benchmarks.md).
+BENCH_ARGS ?=
+bench: setup oracle
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Concurrency sweep against a served model: make perf PERF_MODEL=name [PERF_URL=localhost:8001]
+PERF_MODEL ?= $(NAME)
+PERF_URL ?=
+perf: setup
+	$(PY) -m bench.perf_sweep --model $(PERF_MODEL) $(if $(PERF_URL),--url $(PERF_URL),--repository $(MODEL_REPOSITORY))
+
+# Long load run with score checks and memory tracking (a short form runs in make test).
+SOAK_ARGS ?= --duration 600
+soak: setup oracle
+	$(PY) -m tests.load.soak $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) $(ORACLE_VENV) .pytest_cache
 
