@@ -113,10 +113,12 @@ def export_encoder(checkpoint: Path, model_dir: Path, *, name: str, source: str,
     stage("ONNX export (fp32)")
     detail = lambda m: progress("      " + m)  # noqa: E731
     if options.precision == "fp32":
-        export_encoder_onnx(checkpoint, version / "model.onnx", progress=detail)
+        export_encoder_onnx(checkpoint, version / "model.onnx", progress=detail,
+                            allow_pickle=options.allow_pickle)
     else:
         with tempfile.TemporaryDirectory(prefix="fp32-") as tmp:
-            fp32_path = export_encoder_onnx(checkpoint, Path(tmp) / "model.onnx", progress=detail)
+            fp32_path = export_encoder_onnx(checkpoint, Path(tmp) / "model.onnx", progress=detail,
+                                            allow_pickle=options.allow_pickle)
             stage("fp16 conversion (LayerNorm, Softmax and reductions kept in fp32)")
             convert_to_fp16(fp32_path, version / "model.onnx")
             _verify_fp16(fp32_path, version / "model.onnx", manifest, progress)

@@ -23,13 +23,14 @@ FP16_KEEP_FP32_OPS = ["LayerNormalization", "Softmax", "ReduceMean", "Pow", "Sqr
 Progress = Callable[[str], None]
 
 
-def _load_model(checkpoint: Path):
+def _load_model(checkpoint: Path, allow_pickle: bool = False):
     import torch
     from transformers import AutoModelForSequenceClassification
 
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            str(checkpoint), attn_implementation="eager", dtype=torch.float32)
+            str(checkpoint), attn_implementation="eager", dtype=torch.float32,
+            use_safetensors=None if allow_pickle else True)
     except Exception as exc:
         raise ExportError(f"cannot load {checkpoint} as a sequence-classification model: {exc}") from exc
     return model.eval()
@@ -64,13 +65,14 @@ def _sample_inputs(pad_id: int, vocab_size: int):
     return ids, mask
 
 
-def export_encoder_onnx(checkpoint: Path, out_path: Path, *, progress: Progress = print) -> Path:
+def export_encoder_onnx(checkpoint: Path, out_path: Path, *, progress: Progress = print,
+                        allow_pickle: bool = False) -> Path:
     """Export the fp32 ONNX graph of an XLM-R reranker to `out_path` (plus external data if big)."""
     import onnx
     import torch
 
     progress("loading checkpoint weights")
-    model = _load_model(checkpoint)
+    model = _load_model(checkpoint, allow_pickle)
     config = model.config
     wrapper = _ScoreHead(model)
     ids, mask = _sample_inputs(config.pad_token_id if config.pad_token_id is not None else 1,

@@ -11,6 +11,7 @@ from reranker_client.client import RerankResult, manifest_from_config, rank, rer
 from reranker_client.errors import InvalidInputError, ModelNotReadyError, ServerUnavailableError
 from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES
 from reranker_client.manifest import ModelManifest
+from reranker_client.retry import RetryPolicy
 from reranker_client.scoring import Scores, ScoringCore
 from reranker_client.tokenizer_source import load_tokenizer
 from reranker_client.transport import OUTPUT_NAME, map_exception, request_inputs
@@ -21,12 +22,14 @@ class AsyncRerankerClient:
     `await client.compute_score(...)` / `await client.rerank(...)`; `await client.close()`."""
 
     def __init__(self, url: str, model: str, protocol: str, module: Any, client: Any, core: ScoringCore,
-                 *, timeout_s: Optional[float], max_concurrency: int, headers: Optional[dict[str, str]]) -> None:
+                 *, timeout_s: Optional[float], max_concurrency: int, headers: Optional[dict[str, str]],
+                 retry: RetryPolicy) -> None:
         self.url, self.model, self.protocol = url, model, protocol
         self._module, self._client, self._core = module, client, core
         self._timeout_s = timeout_s
         self._semaphore = asyncio.Semaphore(max(1, max_concurrency))
         self._headers = headers or {}
+        self._retry = retry
 
     @classmethod
     async def connect(cls, url: str = "localhost:8001", model: str = "bge-reranker-v2-m3",
@@ -34,7 +37,10 @@ class AsyncRerankerClient:
                       model_repository: Optional[str] = None, timeout_s: Optional[float] = 120.0,
                       max_concurrency: int = 4, max_request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS,
                       max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
-                      headers: Optional[dict[str, str]] = None) -> "AsyncRerankerClient":
+                      headers: Optional[dict[str, str]] = None,
+                      retry: Optional[RetryPolicy] = None) -> "AsyncRerankerClient":
+        """Connect and read the model's manifest; arguments as for RerankerClient."""
+        retry = retry or RetryPolicy()
         if protocol == "grpc":
             import tritonclient.grpc.aio as module
             client = module.InferenceServerClient(url=url)
@@ -44,7 +50,7 @@ class AsyncRerankerClient:
         else:
             raise InvalidInputError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
         try:
-            config = await cls._model_config(client, protocol, url, model, headers or {})
+            config = await retry.acall(lambda _left: cls._model_config(client, protocol, url, model, headers or {}))
             manifest, max_batch_size = manifest_from_config(config, model)
             tokenizer = load_tokenizer(manifest, tokenizer_path=tokenizer_path,
                                        model_repository=model_repository)
@@ -54,7 +60,7 @@ class AsyncRerankerClient:
         core = ScoringCore(manifest, tokenizer, max_batch_size=max_batch_size,
                            max_request_tokens=max_request_tokens, max_text_bytes=max_text_bytes)
         return cls(url, model, protocol, module, client, core, timeout_s=timeout_s,
-                   max_concurrency=max_concurrency, headers=headers)
+                   max_concurrency=max_concurrency, headers=headers, retry=retry)
 
     @staticmethod
     async def _model_config(client: Any, protocol: str, url: str, model: str,
@@ -75,10 +81,11 @@ class AsyncRerankerClient:
     def manifest(self) -> ModelManifest:
         return self._core.manifest
 
-    async def _infer(self, batch: RequestBatch, parameters: Optional[dict[str, Any]]) -> np.ndarray:
+    async def _infer(self, batch: RequestBatch, parameters: Optional[dict[str, Any]],
+                     timeout: Optional[float]) -> np.ndarray:
         kwargs: dict[str, Any] = {"parameters": parameters, "headers": self._headers}
         if self.protocol == "grpc":
-            kwargs["client_timeout"] = self._timeout_s
+            kwargs["client_timeout"] = timeout
             outputs = [self._module.InferRequestedOutput(OUTPUT_NAME)]
         else:
             outputs = [self._module.InferRequestedOutput(OUTPUT_NAME, binary_data=True)]
@@ -96,7 +103,14 @@ class AsyncRerankerClient:
         """See RerankerClient.compute_score."""
         plan = self._core.plan(sentence_pairs, max_length=max_length, query_max_length=query_max_length,
                                batch_size=batch_size, **kwargs)
-        outputs = await asyncio.gather(*(self._infer(b, plan.parameters or None) for b in plan.batches))
+
+        async def attempt(left: Optional[float]) -> list[np.ndarray]:
+            timeout = self._timeout_s if left is None else min(left, self._timeout_s or left)
+            return list(await asyncio.gather(*(self._infer(b, plan.parameters or None, timeout)
+                                               for b in plan.batches)))
+
+        # Idempotent: the whole call is retried, so callers never get partial results.
+        outputs = await self._retry.acall(attempt)
         return self._core.collect(plan, outputs, normalize)
 
     async def rerank(self, query: str, passages: Sequence[str], top_n: Optional[int] = None,

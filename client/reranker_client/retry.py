@@ -9,10 +9,11 @@ that says how many attempts were made and why the last one failed.
 """
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, TypeVar
+from typing import Awaitable, Callable, Optional, TypeVar
 
 from reranker_client.errors import InvalidInputError, ModelNotReadyError, RerankerError, ServerUnavailableError
 
@@ -65,31 +66,70 @@ class RetryPolicy:
              clock: Callable[[], float] = time.monotonic) -> T:
         """Run fn(remaining_seconds_or_None) until it succeeds, fails with a non-retryable error, or
         the attempts / deadline are used up (then one ServerUnavailableError)."""
-        start = clock()
-        last: Optional[BaseException] = None
-        made = 0
-        for attempt in range(1, self.attempts + 1):
-            remaining = None if self.deadline_s is None else self.deadline_s - (clock() - start)
-            if remaining is not None and remaining <= 0:
-                break
-            made += 1
+        run = _Attempts(self, clock)
+        while (remaining := run.next()) is not False:
             try:
                 return fn(remaining)
             except RerankerError as exc:
-                if not is_retryable(exc):
-                    raise
-                last = exc
-            if attempt == self.attempts:
-                break
-            pause = self.delay(attempt)
-            if self.deadline_s is not None:
-                left = self.deadline_s - (clock() - start)
-                if left <= pause:
-                    break
-            sleep(pause)
-        if self.attempts == 1 and last is not None:
-            raise last
-        elapsed = clock() - start
-        raise ServerUnavailableError(
-            f"gave up after {made} attempt(s) in {elapsed:.1f}s "
-            f"(retry policy: attempts={self.attempts}, deadline_s={self.deadline_s}): {last}") from last
+                pause = run.failed(exc)
+            if pause is not None:
+                sleep(pause)
+        raise run.final_error()
+
+    async def acall(self, fn: Callable[[Optional[float]], Awaitable[T]], *,
+                    clock: Callable[[], float] = time.monotonic) -> T:
+        """`call` for coroutines, under the same attempts, backoff and deadline."""
+        run = _Attempts(self, clock)
+        while (remaining := run.next()) is not False:
+            try:
+                return await fn(remaining)
+            except RerankerError as exc:
+                pause = run.failed(exc)
+            if pause is not None:
+                await asyncio.sleep(pause)
+        raise run.final_error()
+
+
+class _Attempts:
+    """Book-keeping of one retried call, shared by RetryPolicy.call and acall."""
+
+    def __init__(self, policy: RetryPolicy, clock: Callable[[], float]) -> None:
+        self.policy, self.clock = policy, clock
+        self.start = clock()
+        self.made = 0
+        self.last: Optional[BaseException] = None
+        self.stopped = False
+
+    def _left(self) -> Optional[float]:
+        return None if self.policy.deadline_s is None else self.policy.deadline_s - (self.clock() - self.start)
+
+    def next(self) -> "Optional[float] | bool":
+        """Seconds left for the next attempt (None: no deadline), or False when none may be made."""
+        left = self._left()
+        if self.stopped or self.made >= self.policy.attempts or (left is not None and left <= 0):
+            return False
+        self.made += 1
+        return left
+
+    def failed(self, exc: RerankerError) -> Optional[float]:
+        """Record a failure: re-raise a final one, else the pause before the next attempt (None: stop)."""
+        if not is_retryable(exc):
+            raise exc
+        self.last = exc
+        if self.made >= self.policy.attempts:
+            return None
+        pause = self.policy.delay(self.made)
+        left = self._left()
+        if left is not None and left <= pause:
+            self.stopped = True
+            return None
+        return pause
+
+    def final_error(self) -> BaseException:
+        if self.policy.attempts == 1 and self.last is not None:
+            return self.last
+        error = ServerUnavailableError(
+            f"gave up after {self.made} attempt(s) in {self.clock() - self.start:.1f}s "
+            f"(retry policy: attempts={self.policy.attempts}, deadline_s={self.policy.deadline_s}): {self.last}")
+        error.__cause__ = self.last
+        return error

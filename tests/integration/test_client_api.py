@@ -94,3 +94,16 @@ def test_tokenizer_other_than_the_exported_one_is_refused(triton_server, test_re
     path.write_text(wrong)
     with pytest.raises(TokenizerMismatchError, match="not the tokenizer"):
         RerankerClient(triton_server.grpc_url, "tiny-encoder", "grpc", tokenizer_path=str(path))
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_async_client_retries_then_reports_one_error(protocol):
+    from reranker_client.retry import RetryPolicy
+    (port,) = free_ports(1)
+
+    async def connect():
+        await AsyncRerankerClient.connect(f"localhost:{port}", "tiny-encoder", protocol, timeout_s=5,
+                                          retry=RetryPolicy(attempts=2, backoff_base_s=0.01))
+
+    with pytest.raises(ServerUnavailableError, match="gave up after 2 attempt"):
+        asyncio.run(connect())

@@ -118,3 +118,41 @@ def test_transport_treats_a_dropped_http_connection_as_unavailable():
     from reranker_client.transport import map_exception
     assert isinstance(map_exception(HTTPConnectionClosed("connection closed."), "h:1", "m"),
                       ServerUnavailableError)
+
+
+def test_async_retry_shares_the_policy():
+    import asyncio
+
+    from reranker_client.errors import InvalidInputError, ServerUnavailableError
+    from reranker_client.retry import RetryPolicy
+
+    calls = []
+
+    async def flaky(left):
+        calls.append(left)
+        if len(calls) < 3:
+            raise ServerUnavailableError("down")
+        return "ok"
+
+    policy = RetryPolicy(attempts=3, backoff_base_s=0.001, backoff_max_s=0.002)
+    assert asyncio.run(policy.acall(flaky)) == "ok" and len(calls) == 3
+
+    async def bad(left):
+        calls.append(left)
+        raise InvalidInputError("no")
+
+    calls.clear()
+    try:
+        asyncio.run(policy.acall(bad))
+    except InvalidInputError:
+        pass
+    assert len(calls) == 1
+
+    async def down(left):
+        raise ServerUnavailableError("still down")
+
+    try:
+        asyncio.run(RetryPolicy(attempts=2, backoff_base_s=0.001).acall(down))
+        raise AssertionError("expected ServerUnavailableError")
+    except ServerUnavailableError as exc:
+        assert "gave up after 2 attempt(s)" in str(exc) and "still down" in str(exc)
