@@ -27,6 +27,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--repository", default="model_repository", help="Triton model repository")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="encoder models: ONNX precision (fp16 keeps LayerNorm/Softmax in fp32)")
+    p.add_argument("--cpu-graph", choices=["fused", "int8", "plain"], default="fused",
+                   help="encoder models: graph of the embedded CPU server: ORT-fused fp32 (exact, "
+                        "default), fused + dynamic int8 (faster, scores drift: opt-in), or model.onnx as is")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
                    help="LLM rerankers: GPU compute dtype (the embedded CPU config runs float32)")
     p.add_argument("--max-batch-size", type=int, default=None, help="pairs per request")
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> Path:
         if family == ENCODER:
             from export.encoder_export import EncoderExportOptions, export_encoder
             options = EncoderExportOptions(
-                precision=args.precision, max_batch_size=args.max_batch_size or 64,
+                precision=args.precision, cpu_graph=args.cpu_graph, max_batch_size=args.max_batch_size or 64,
                 instance_count=args.instance_count, max_queue_delay_us=args.max_queue_delay_us, gpus=gpus,
                 allow_pickle=args.allow_pickle)
             export_encoder(checkpoint, model_dir, name=name, source=args.model, options=options,

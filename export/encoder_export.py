@@ -6,6 +6,9 @@
   reranker.json           the model contract (also inside every config as "reranker_manifest")
   tokenizer/              tokenizer.json (+ config) the client must use
   1/model.onnx            fp32 or fp16 graph: input_ids, attention_mask INT64 -> scores FP32 [B, 1]
+                          (standard ONNX ops only: the GPU backends and TensorRT take it as is)
+  1/model.cpu.onnx        the embedded CPU runner's graph: ONNX Runtime transformer fusion (fp32,
+                          exact) or fused + int8 (opt-in, --cpu-graph int8); absent with --cpu-graph plain
   1/model.py              imports reranker_server.onnx_model.TritonPythonModel
 """
 from __future__ import annotations
@@ -36,7 +39,8 @@ class EncoderExportOptions:
     max_batch_size: int = 64
     instance_count: int = 1
     max_queue_delay_us: int = 2000
-    max_batch_tokens: int = 16384
+    max_batch_tokens: int = 1024      # per ORT run on CPU: small runs stay in cache (docs/benchmarks.md)
+    cpu_graph: str = "fused"          # fused | int8 | plain (the embedded runner uses model.onnx)
     intra_op_threads: int = 0
     gpus: tuple[int, ...] = ()
     allow_pickle: bool = False        # accept *.bin-only checkpoints (--allow-pickle)
@@ -70,11 +74,34 @@ def _verify_fp16(fp32: Path, fp16: Path, manifest: ModelManifest, progress: Call
     return diff
 
 
-def write_embedded_config(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions) -> Path:
+CPU_GRAPHS = ("fused", "int8", "plain")
+CPU_GRAPH_FILE = "model.cpu.onnx"
+
+
+def write_cpu_graph(fp32_onnx: Path, version: Path, checkpoint: Path, graph: str,
+                    progress: Callable[[str], None]) -> str:
+    """The embedded runner's ONNX file name: fused (exact) or fused + int8, built from fp32."""
+    if graph == "plain":
+        return "model.onnx"
+    from export.ort_optimize import fuse_transformer, model_dims, quantize_int8
+    heads, hidden = model_dims(read_config(checkpoint))
+    target = version / CPU_GRAPH_FILE
+    if graph == "fused":
+        stats = fuse_transformer(fp32_onnx, target, num_heads=heads, hidden_size=hidden)
+    else:
+        with tempfile.TemporaryDirectory(prefix="fused-") as tmp:
+            stats = fuse_transformer(fp32_onnx, Path(tmp) / "fused.onnx", num_heads=heads, hidden_size=hidden)
+            quantize_int8(Path(tmp) / "fused.onnx", target)
+    progress("      fused: " + ", ".join(f"{k} x{v}" for k, v in sorted(stats.items())))
+    return CPU_GRAPH_FILE
+
+
+def write_embedded_config(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions,
+                          onnx_file: str = "model.onnx") -> Path:
     text = fill_template("python_onnx_cpu", {
         "model_name": manifest.name, "max_batch_size": options.max_batch_size,
         "max_queue_delay_us": options.max_queue_delay_us, "instance_count": options.instance_count,
-        "onnx_file": "model.onnx", "intra_op_threads": options.intra_op_threads,
+        "onnx_file": onnx_file, "intra_op_threads": options.intra_op_threads,
         "max_batch_tokens": options.max_batch_tokens,
         "manifest_json": pbtxt_string(manifest.to_json()),
     })
@@ -98,10 +125,12 @@ def export_encoder(checkpoint: Path, model_dir: Path, *, name: str, source: str,
     """Export an XLM-R reranker checkpoint into `model_dir` (see the module docstring)."""
     if options.precision not in ("fp32", "fp16"):
         raise ExportError(f"precision {options.precision!r} is not supported for encoder models: fp32 or fp16")
+    if options.cpu_graph not in CPU_GRAPHS:
+        raise ExportError(f"cpu graph {options.cpu_graph!r} is not supported: {', '.join(CPU_GRAPHS)}")
     require_safetensors(checkpoint, options.allow_pickle)
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)
-    steps = 4 if options.precision == "fp16" else 3
+    steps = 3 + (options.precision == "fp16") + (options.cpu_graph != "plain")
     step = iter(range(1, steps + 1))
 
     def stage(msg: str) -> None:
@@ -112,19 +141,19 @@ def export_encoder(checkpoint: Path, model_dir: Path, *, name: str, source: str,
     manifest = encoder_manifest(checkpoint, name, source, tokenizer, options)
     stage("ONNX export (fp32)")
     detail = lambda m: progress("      " + m)  # noqa: E731
-    if options.precision == "fp32":
-        export_encoder_onnx(checkpoint, version / "model.onnx", progress=detail,
-                            allow_pickle=options.allow_pickle)
-    else:
-        with tempfile.TemporaryDirectory(prefix="fp32-") as tmp:
-            fp32_path = export_encoder_onnx(checkpoint, Path(tmp) / "model.onnx", progress=detail,
-                                            allow_pickle=options.allow_pickle)
+    with tempfile.TemporaryDirectory(prefix="fp32-") as tmp:
+        fp32_path = version / "model.onnx" if options.precision == "fp32" else Path(tmp) / "model.onnx"
+        export_encoder_onnx(checkpoint, fp32_path, progress=detail, allow_pickle=options.allow_pickle)
+        if options.precision == "fp16":
             stage("fp16 conversion (LayerNorm, Softmax and reductions kept in fp32)")
             convert_to_fp16(fp32_path, version / "model.onnx")
             _verify_fp16(fp32_path, version / "model.onnx", manifest, progress)
+        if options.cpu_graph != "plain":
+            stage(f"CPU graph for the embedded server: {options.cpu_graph}")
+        cpu_file = write_cpu_graph(fp32_path, version, checkpoint, options.cpu_graph, progress)
     stage("model code, configs and manifest")
     (version / "model.py").write_text(MODEL_PY)
-    write_embedded_config(model_dir, manifest, options)
+    write_embedded_config(model_dir, manifest, options, cpu_file)
     write_gpu_config(model_dir, manifest, options)
     manifest.save(model_dir)
     return manifest

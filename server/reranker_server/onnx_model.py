@@ -19,17 +19,22 @@ from reranker_server.token_batches import (RequestError, TokenRows, pad_rows, pl
                                            validate_token_inputs)
 from reranker_server.triton_glue import load_manifest, version_dir
 
-DEFAULT_MAX_BATCH_TOKENS = 16384
+DEFAULT_MAX_BATCH_TOKENS = 1024
 
 
 def create_session(path: Path, intra_op_threads: int = 0):
-    """An ONNX Runtime CPU session with full graph optimisation."""
+    """An ONNX Runtime CPU session: full graph optimisation, one GEMM at a time on every core,
+    no thread spinning (the Triton frontend and stub share the cores), no memory patterns
+    (shapes change on every call). Measured in docs/benchmarks.md."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = intra_op_threads or (os.cpu_count() or 1)
+    opts.intra_op_num_threads = intra_op_threads or len(os.sched_getaffinity(0))
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.enable_mem_pattern = False
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

@@ -25,7 +25,7 @@ class TestModel:
 ENCODER_MODELS = [
     TestModel("tiny-encoder", "encoder", lambda d: build_xlmr_reranker(d, seed=1)),
     TestModel("tiny-encoder-fp16", "encoder", lambda d: build_xlmr_reranker(d, seed=1),
-              ("--precision", "fp16"), checkpoint_name="tiny-encoder"),
+              ("--precision", "fp16", "--cpu-graph", "plain"), checkpoint_name="tiny-encoder"),
     # 24 usable positions: FlagEmbedding's truncation paths with small max_length.
     TestModel("tiny-encoder-short", "encoder",
               lambda d: build_xlmr_reranker(d, seed=2, max_position_embeddings=26)),
