@@ -23,7 +23,7 @@ import numpy as np
 from bench import procstats
 from bench.models import build_encoder_checkpoint, export_encoder_onnx
 from bench.ort_variants import build_variant, machine_info
-from bench.run import RESULTS, Plan, _client, _runner_modules, served_repository
+from bench.run import RESULTS, Plan, _client, _runner_modules, batch_tokens, served_repository
 from bench.workloads import encode_encoder_pairs, rerank_1x100
 
 
@@ -43,12 +43,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     fp32 = export_encoder_onnx(ckpt)
     work = rerank_1x100(ckpt, *plan.rerank)
     query, passages = work.pairs[0][0], [p for _, p in work.pairs]
-    graph = build_variant(fp32, args.variant.partition("+")[0], shape.num_attention_heads, shape.hidden_size)
+    graph = build_variant(fp32, args.variant.split("+")[0], shape.num_attention_heads, shape.hidden_size)
     repo = served_repository(ckpt, fp32, [args.variant], shape)
 
     onnx_model, TokenRows = _runner_modules()
     scorer = onnx_model.EncoderScorer(onnx_model.create_session(graph), pad_id=1,
-                                      max_batch_tokens=onnx_model.DEFAULT_MAX_BATCH_TOKENS)
+                                      max_batch_tokens=batch_tokens(args.variant, 16384))
 
     def inprocess() -> list[float]:
         rows = [np.asarray(s, dtype=np.int64) for s in encode_encoder_pairs(ckpt, work.pairs)]

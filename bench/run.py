@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -121,11 +122,21 @@ def _runner_modules():
     return onnx_model, TokenRows
 
 
-def run_inprocess(onnx_path: Path, ckpt: Path, works: dict[str, Workload], plan: Plan) -> dict:
+def batch_tokens(variant: str, default: int) -> int:
+    """The runner's max_batch_tokens for a variant name such as "int8+t1024"."""
+    for opt in variant.split("+")[1:]:
+        if opt.startswith("t") and opt[1:].isdigit():
+            return int(opt[1:])
+    return default
+
+
+def run_inprocess(onnx_path: Path, ckpt: Path, works: dict[str, Workload], plan: Plan,
+                  max_batch_tokens: Optional[int] = None) -> dict:
     """Tokenize + score in this process with exactly the runner's session and re-batching."""
     onnx_model, TokenRows = _runner_modules()
     session = onnx_model.create_session(onnx_path)
-    scorer = onnx_model.EncoderScorer(session, pad_id=1, max_batch_tokens=onnx_model.DEFAULT_MAX_BATCH_TOKENS)
+    scorer = onnx_model.EncoderScorer(session, pad_id=1, max_batch_tokens=max_batch_tokens
+                                      or onnx_model.DEFAULT_MAX_BATCH_TOKENS)
     cores = procstats.os.cpu_count() or 1
 
     def call(w: Workload) -> list[float]:
@@ -147,7 +158,7 @@ def run_inprocess(onnx_path: Path, ckpt: Path, works: dict[str, Workload], plan:
 
 
 # ----------------------------------------------------------------------------- served
-# Served variants ending in "+opts" run the runner with export.ort_optimize.cpu_session_options
+# Served variant suffixes: "+t<N>" sets the runner's max_batch_tokens to N; "+opts" runs the runner with export.ort_optimize.cpu_session_options
 # (spinning off, ...) instead of its own session options: this 1/model.py swaps the factory in.
 RECOMMENDED_MODEL_PY = f"""import sys
 sys.path.insert(0, {str(REPO)!r})
@@ -179,7 +190,7 @@ def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: Encode
             raise RuntimeError("export of the benchmark model failed")
     for variant in variants:
         target = repo / f"enc-{variant}"
-        graph, _, opts = variant.partition("+")
+        graph, *opts = variant.split("+")
         if variant == "fp32" or (target / "1" / "model.onnx").exists():
             continue
         src = build_variant(fp32, graph, shape.num_attention_heads, shape.hidden_size)
@@ -189,8 +200,13 @@ def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: Encode
         for cfg in [target / "config.pbtxt", *sorted((target / "configs").glob("*.pbtxt"))]:
             if cfg.exists():
                 cfg.write_text(cfg.read_text().replace('name: "enc-fp32"', f'name: "enc-{variant}"', 1))
-        if opts:
+        if "opts" in opts:
             (target / "1" / "model.py").write_text(RECOMMENDED_MODEL_PY)
+        for opt in opts:
+            if opt.startswith("t") and opt[1:].isdigit():  # +t1024: the runner's max_batch_tokens
+                cfg = target / "configs" / "embedded.pbtxt"
+                cfg.write_text(re.sub(r'(key: "max_batch_tokens" value: \{ string_value: ")\d+',
+                                      rf"\g<1>{opt[1:]}", cfg.read_text()))
     return repo
 
 
@@ -284,7 +300,7 @@ def summarize(result: dict) -> dict:
                 s["x_flagembedding_cpu_norm"] = (row["pairs_per_s_cpu_norm"]
                                                  / flag[name]["pairs_per_s_cpu_norm"])
                 s["drift_vs_flagembedding"] = drift(flag[name]["scores"], row["scores"])
-            inproc = result.get("inprocess", {}).get(variant.partition("+")[0], {}).get(name)
+            inproc = result.get("inprocess", {}).get(variant, {}).get(name)
             if inproc:
                 s["overhead_vs_inprocess_wall"] = inproc["pairs_per_s"] / row["pairs_per_s"] - 1
                 s["overhead_vs_inprocess_cpu"] = row["cpu_s"] / inproc["cpu_s"] - 1
@@ -351,8 +367,9 @@ def run_llm(quick: bool, log: Callable[[str], None]) -> dict:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes (CI smoke test)")
-    parser.add_argument("--variants", default="fused,int8",
-                        help="served and in-process graph variants: fp32 (as exported), fused, int8, int8-matmul")
+    parser.add_argument("--variants", default="fused+t1024,int8+t1024",
+                        help="graph (fp32 as exported, fused, int8, int8-pc, int8-matmul) plus options: "
+                             "+t<N> the runner's max_batch_tokens, +opts cpu_session_options")
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--skip-flagembedding", action="store_true")
     parser.add_argument("--skip-server", action="store_true")
@@ -386,11 +403,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         result["flagembedding"] = run_flagembedding(ckpt, works, latency, plan)
     result["inprocess"] = {}
     for variant in variants:
-        if "+" in variant or args.skip_inprocess:
-            continue  # in-process runs once per graph
+        if "opts" in variant.split("+") or args.skip_inprocess:
+            continue  # the in-process baseline uses the runner's own session options
         log(f"ORT in-process {variant}")
-        path = build_variant(fp32, variant, shape.num_attention_heads, shape.hidden_size)
-        result["inprocess"][variant] = run_inprocess(path, ckpt, works, plan)
+        path = build_variant(fp32, variant.split("+")[0], shape.num_attention_heads, shape.hidden_size)
+        result["inprocess"][variant] = run_inprocess(path, ckpt, works, plan,
+                                                     batch_tokens(variant, 16384))
     if not args.skip_server:
         repo = served_repository(ckpt, fp32, variants, shape)
         result["served"] = {}

@@ -23,7 +23,7 @@ needs_oracle = pytest.mark.skipif(not Path(oracle_python()).exists(),
 def quick_result(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "bench-quick.json"
     skip = [] if Path(oracle_python()).exists() else ["--skip-flagembedding"]
-    assert bench_run.main(["--quick", "--variants", "fused,int8", "--concurrency", "1,2",
+    assert bench_run.main(["--quick", "--variants", "fused,int8+t256", "--concurrency", "1,2",
                            "--out", str(out), *skip]) == 0
     assert out.with_suffix(".png").stat().st_size > 10_000
     return json.loads(out.read_text())
@@ -64,21 +64,26 @@ def test_drift_and_agreement_helpers():
 def test_quick_bench_runs_all_three_paths_and_they_agree(quick_result):
     r = quick_result
     flag = r["flagembedding"]["workloads"]
-    for variant in ("fused", "int8"):
+    for variant in ("fused", "int8+t256"):
         for name in ("rerank", "mixed"):
             served, inproc = r["served"][variant][name], r["inprocess"][variant][name]
             assert served["pairs_per_s"] > 0 and inproc["pairs_per_s"] > 0
             assert len(served["scores"]) == len(flag[name]["scores"])
-            # same graph in and out of the server: same scores
-            np.testing.assert_allclose(served["scores"], inproc["scores"], atol=1e-5)
+            if variant == "fused":  # same exact graph in and out of the server: same scores
+                np.testing.assert_allclose(served["scores"], inproc["scores"], atol=1e-5)
+            else:  # int8 activation scales are per batch: scores move with batch composition
+                assert np.corrcoef(served["scores"], inproc["scores"])[0, 1] > 0.9
         lat = r["served"][variant]["latency"]
         assert set(lat) == {"1", "2"} and all(v["p50_s"] <= v["p99_s"] for v in lat.values())
         assert r["served"][variant]["peak_rss_mb"] > r["served"][variant]["idle_rss_mb"] * 0.5 > 0
     # fused fp32 is exact: client + server scores equal FlagEmbedding's (fp32 CPU parity, 1e-4)
     for name in ("rerank", "mixed"):
         np.testing.assert_allclose(r["served"]["fused"][name]["scores"], flag[name]["scores"], atol=1e-4)
+    cfg = (CACHE / f"repo-{build_encoder_checkpoint(QUICK).name}" / "enc-int8+t256" / "configs"
+           / "embedded.pbtxt").read_text()
+    assert 'key: "max_batch_tokens" value: { string_value: "256" }' in cfg
     s = r["summary"]
-    assert {"fused/rerank", "fused/mixed", "int8/rerank", "int8/mixed"} <= set(s)
+    assert {"fused/rerank", "fused/mixed", "int8+t256/rerank", "int8+t256/mixed"} <= set(s)
     assert s["fused/rerank"]["drift_vs_flagembedding"]["top10"]["overlap"] == 1.0
     assert all(v["x_flagembedding_wall"] > 0 for v in s.values())
 
