@@ -48,7 +48,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     onnx_model, TokenRows = _runner_modules()
     scorer = onnx_model.EncoderScorer(onnx_model.create_session(graph), pad_id=1,
-                                      max_batch_tokens=batch_tokens(args.variant, 16384))
+                                      max_batch_tokens=batch_tokens(args.variant, 16384),
+                                      max_rows_per_run=onnx_model.rows_per_run_for(graph))
 
     def inprocess() -> list[float]:
         rows = [np.asarray(s, dtype=np.int64) for s in encode_encoder_pairs(ckpt, work.pairs)]

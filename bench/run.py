@@ -136,7 +136,8 @@ def run_inprocess(onnx_path: Path, ckpt: Path, works: dict[str, Workload], plan:
     onnx_model, TokenRows = _runner_modules()
     session = onnx_model.create_session(onnx_path)
     scorer = onnx_model.EncoderScorer(session, pad_id=1, max_batch_tokens=max_batch_tokens
-                                      or onnx_model.DEFAULT_MAX_BATCH_TOKENS)
+                                      or onnx_model.DEFAULT_MAX_BATCH_TOKENS,
+                                      max_rows_per_run=onnx_model.rows_per_run_for(onnx_path))
     cores = procstats.os.cpu_count() or 1
 
     def call(w: Workload) -> list[float]:
@@ -186,7 +187,7 @@ def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: Encode
     if not (base / "1" / "model.onnx").exists():
         repo.mkdir(parents=True, exist_ok=True)
         if export_main(["--model", str(ckpt), "--name", "enc-fp32", "--repository", str(repo),
-                        "--force"]) != 0:
+                        "--force", "--cpu-graph", "plain"]) != 0:
             raise RuntimeError("export of the benchmark model failed")
     for variant in variants:
         target = repo / f"enc-{variant}"

@@ -38,19 +38,34 @@ def create_session(path: Path, intra_op_threads: int = 0):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+DYNAMIC_QUANT_OPS = {"DynamicQuantizeMatMul", "DynamicQuantizeLinear", "QAttention", "MatMulInteger"}
+
+
+def rows_per_run_for(path: Path) -> int:
+    """1 for dynamically quantized (int8) graphs, else 0 (no limit).
+
+    Dynamic quantization computes activation scales over the whole input of a run, so a pair's
+    int8 score would depend on the other pairs batched with it; one row per run keeps every score
+    independent of its dynamic-batch neighbours."""
+    import onnx
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return 1 if any(node.op_type in DYNAMIC_QUANT_OPS for node in graph.node) else 0
+
+
 class EncoderScorer:
     """Scores token rows with an ONNX session; independent of Triton for unit tests."""
 
-    def __init__(self, session, *, pad_id: int, max_batch_tokens: int) -> None:
+    def __init__(self, session, *, pad_id: int, max_batch_tokens: int, max_rows_per_run: int = 0) -> None:
         self.session = session
         self.pad_id = pad_id
         self.max_batch_tokens = max_batch_tokens
+        self.max_rows_per_run = max_rows_per_run
 
     def score(self, requests: Sequence[TokenRows]) -> list[np.ndarray]:
         """Scores [n, 1] float32 per request, computed in shared length-sorted chunks."""
         rows = [row for req in requests for row in req.rows]
         scores = np.empty(len(rows), dtype=np.float32)
-        for chunk in plan_chunks([len(r) for r in rows], self.max_batch_tokens):
+        for chunk in plan_chunks([len(r) for r in rows], self.max_batch_tokens, self.max_rows_per_run):
             ids, mask = pad_rows([rows[i] for i in chunk], self.pad_id)
             out = self.session.run(["scores"], {"input_ids": ids, "attention_mask": mask})[0]
             scores[chunk] = out.reshape(-1)
@@ -73,7 +88,8 @@ class TritonPythonModel:
         pad_id = self.manifest.tokenizer.pad_token_id
         self.scorer = EncoderScorer(session, pad_id=1 if pad_id is None else pad_id,
                                     max_batch_tokens=int(params.get("max_batch_tokens")
-                                                         or DEFAULT_MAX_BATCH_TOKENS))
+                                                         or DEFAULT_MAX_BATCH_TOKENS),
+                                    max_rows_per_run=rows_per_run_for(onnx_path))
 
     def _rows(self, request) -> TokenRows:
         ids = pb_utils.get_input_tensor_by_name(request, "input_ids")

@@ -65,15 +65,17 @@ def validate_token_inputs(input_ids: Optional[np.ndarray], attention_mask: Optio
     return TokenRows([input_ids[i, first[i]:last[i] + 1].astype(np.int64) for i in range(pairs)])
 
 
-def plan_chunks(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+def plan_chunks(lengths: Sequence[int], max_batch_tokens: int, max_rows: int = 0) -> list[list[int]]:
     """Group row indices, longest first, into chunks whose padded size (rows x longest row) stays
-    within `max_batch_tokens` (a single over-long row still forms its own chunk)."""
+    within `max_batch_tokens` (a single over-long row still forms its own chunk) and, when
+    `max_rows` > 0, that hold at most `max_rows` rows."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     chunks: list[list[int]] = []
     current: list[int] = []
     for i in order:
         width = lengths[current[0]] if current else lengths[i]
-        if current and (len(current) + 1) * width > max_batch_tokens:
+        if current and ((len(current) + 1) * width > max_batch_tokens
+                        or (max_rows and len(current) >= max_rows)):
             chunks.append(current)
             current = []
         current.append(i)

@@ -69,10 +69,9 @@ def test_quick_bench_runs_all_three_paths_and_they_agree(quick_result):
             served, inproc = r["served"][variant][name], r["inprocess"][variant][name]
             assert served["pairs_per_s"] > 0 and inproc["pairs_per_s"] > 0
             assert len(served["scores"]) == len(flag[name]["scores"])
-            if variant == "fused":  # same exact graph in and out of the server: same scores
-                np.testing.assert_allclose(served["scores"], inproc["scores"], atol=1e-5)
-            else:  # int8 activation scales are per batch: scores move with batch composition
-                assert np.corrcoef(served["scores"], inproc["scores"])[0, 1] > 0.9
+            # Same graph in and out of the server: same scores (int8 runs one row per ORT call,
+            # so its per-call activation scales do not depend on batch neighbours either).
+            np.testing.assert_allclose(served["scores"], inproc["scores"], atol=1e-5)
         lat = r["served"][variant]["latency"]
         assert set(lat) == {"1", "2"} and all(v["p50_s"] <= v["p99_s"] for v in lat.values())
         assert r["served"][variant]["peak_rss_mb"] > r["served"][variant]["idle_rss_mb"] * 0.5 > 0

@@ -83,3 +83,21 @@ def test_chunks_respect_the_token_budget_and_keep_every_row():
     for chunk in chunks:
         assert len(chunk) * max(lengths[i] for i in chunk) <= 200 or len(chunk) == 1
     assert plan_chunks([500], max_batch_tokens=10) == [[0]]
+
+
+def test_int8_graph_scores_do_not_depend_on_batch_neighbours(tmp_path):
+    """Dynamic int8 quantization scales activations per ORT run: the runner runs such graphs one
+    row at a time, so a pair's score is the same alone or inside any dynamic batch."""
+    from export.__main__ import main as export_main
+    from reranker_server.onnx_model import EncoderScorer, create_session, rows_per_run_for
+    from reranker_server.token_batches import TokenRows
+    from tests.support.checkpoints import build_xlmr_reranker
+    ckpt = build_xlmr_reranker(tmp_path / "ckpt", seed=8)
+    assert export_main(["--model", str(ckpt), "--name", "q", "--repository", str(tmp_path), "--cpu-graph", "int8"]) == 0
+    graph = tmp_path / "q" / "1" / "model.cpu.onnx"
+    assert rows_per_run_for(graph) == 1 and rows_per_run_for(tmp_path / "q" / "1" / "model.onnx") == 0
+    scorer = EncoderScorer(create_session(graph), pad_id=1, max_batch_tokens=4096, max_rows_per_run=1)
+    rows = [np.array(r) for r in ROWS]
+    alone = [scorer.score([TokenRows([r])])[0][0, 0] for r in rows]
+    together = scorer.score([TokenRows(rows)])[0][:, 0]
+    assert np.array_equal(np.array(alone, dtype=np.float32), together)
