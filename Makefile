@@ -14,7 +14,7 @@ GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 
-.PHONY: setup oracle deploy-tools serve demo export test test-unit test-integration bench perf soak clean help
+.PHONY: setup oracle deploy-tools serve demo export test test-unit test-integration bench bench-quick perf soak clean help
 
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
@@ -69,11 +69,15 @@ BENCH_ARGS ?=
 bench: setup oracle
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+bench-quick: setup oracle
+	$(PY) -m bench.run --quick $(BENCH_ARGS)
+
 # Concurrency sweep against a served model: make perf PERF_MODEL=name [PERF_URL=localhost:8001]
 PERF_MODEL ?= $(NAME)
 PERF_URL ?=
+PERF_ARGS ?=
 perf: setup
-	$(PY) -m bench.perf_sweep --model $(PERF_MODEL) $(if $(PERF_URL),--url $(PERF_URL),--repository $(MODEL_REPOSITORY))
+	$(PY) -m bench.perf_sweep --model $(PERF_MODEL) $(if $(PERF_URL),--url $(PERF_URL),--repository $(MODEL_REPOSITORY)) $(PERF_ARGS)
 
 # Long load run with score checks and memory tracking (a short form runs in make test).
 SOAK_ARGS ?= --duration 600
