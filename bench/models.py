@@ -48,8 +48,9 @@ def build_encoder_checkpoint(shape: EncoderShape, out_dir: Optional[Path] = None
     scores spread over about one unit, which makes rank agreement between precisions meaningful.
     """
     import torch
-    from safetensors.torch import save_file
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    from tests.support.checkpoints import save_sequence_classifier
 
     from tests.support.tokenizers_builder import build_xlmr_tokenizer
 
@@ -79,14 +80,7 @@ def build_encoder_checkpoint(shape: EncoderShape, out_dir: Optional[Path] = None
             if name.endswith("weight") and param.dim() == 2 and "embeddings" not in name:
                 param.normal_(0.0, weight_std, generator=gen)
         model.classifier.out_proj.weight.mul_(head_gain)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-    cfg = config.to_dict()
-    cfg.pop("dtype", None)
-    cfg["torch_dtype"] = "float32"
-    cfg["id2label"] = {"0": "LABEL_0"}
-    cfg["label2id"] = {"LABEL_0": 0}
-    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    save_sequence_classifier(model, out_dir)
     (out_dir / "shape.json").write_text(json.dumps(meta))
     return out_dir
 

@@ -97,11 +97,6 @@ def encode_encoder_pairs(checkpoint: Path, pairs: list[tuple[str, str]],
 
 
 def pad_batch(seqs: list[list[int]], pad_id: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad to the longest sequence: (input_ids, attention_mask) int64."""
-    width = max(len(s) for s in seqs)
-    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(seqs), width), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = s
-        mask[i, :len(s)] = 1
-    return ids, mask
+    """Right-pad to the longest sequence: (input_ids, attention_mask) int64 (the runner's own padding)."""
+    from reranker_server.token_batches import pad_rows
+    return pad_rows([np.asarray(s, dtype=np.int64) for s in seqs], pad_id)

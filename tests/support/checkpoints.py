@@ -50,9 +50,15 @@ def build_xlmr_reranker(out_dir: Path, *, seed: int = 0, max_position_embeddings
     torch.manual_seed(seed)
     model = XLMRobertaForSequenceClassification(config).eval()
     _randomize(model, seed)
+    return save_sequence_classifier(model, out_dir)
+
+
+def save_sequence_classifier(model: torch.nn.Module, out_dir: Path) -> Path:
+    """Write a one-label sequence classifier as a hub-style checkpoint (safetensors + config.json)
+    that transformers 4.47 (the oracle) and 5.x both load."""
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-    cfg = config.to_dict()
+    cfg = model.config.to_dict()
     cfg.pop("dtype", None)
     cfg["torch_dtype"] = "float32"
     cfg["id2label"] = {"0": "LABEL_0"}
