@@ -65,7 +65,11 @@ def test_fp16_export_agrees_with_fp32_and_ranks_the_same(make_client):
     fp16 = make_client("tiny-encoder-fp16").compute_score(MANY[:60])
     diff = max(abs(a - b) for a, b in zip(fp32, fp16))
     assert diff < 1e-2, f"fp16 drift {diff}"
-    assert sorted(range(60), key=lambda i: -fp32[i])[:10] == sorted(range(60), key=lambda i: -fp16[i])[:10]
+    # Same ranking: no two pairs whose fp32 scores are clearly apart (more than twice the drift)
+    # swap order in fp16. Near-ties may swap: their order is within float noise either way.
+    separated = [(i, j) for i in range(60) for j in range(60) if fp32[i] - fp32[j] > 2 * diff]
+    assert len(separated) > 1000  # the check covers most of the 1770 pairs of pairs
+    assert all(fp16[i] > fp16[j] for i, j in separated)
 
 
 def test_client_learns_model_from_server(make_client, test_repository):
