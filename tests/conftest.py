@@ -57,3 +57,17 @@ def make_client(triton_server):
     yield factory
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """One intra-op thread in this process and in subprocesses (the oracle): tiny models on a shared
+    2-core machine, where spinning thread pools cost far more than they give."""
+    import torch
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    mp.undo()

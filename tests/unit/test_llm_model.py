@@ -49,14 +49,8 @@ ORACLE_JOBS = {  # key -> (label, compute_score kwargs)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    mp = pytest.MonkeyPatch()
-    mp.setenv("OMP_NUM_THREADS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    mp.undo()
+def single_thread(single_torch_thread):
+    """One intra-op thread here and in the oracle (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")

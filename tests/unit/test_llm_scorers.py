@@ -57,16 +57,8 @@ def _key(label: str, score: dict) -> str:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One intra-op thread here and in the oracle: tiny models, and a shared 2-core machine where
-    spinning thread pools cost far more than they give."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("OMP_NUM_THREADS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    mp.undo()
+def single_thread(single_torch_thread):
+    """One intra-op thread here and in the oracle (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")
