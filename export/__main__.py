@@ -12,6 +12,7 @@ from typing import Optional
 from export.checkpoint import read_config, resolve_checkpoint
 from export.detect import detect_family
 from export.errors import ExportError
+from export.text_export import export_text_model, text_model_dir
 from reranker_core.manifest import ENCODER
 
 
@@ -54,10 +55,12 @@ def run(args: argparse.Namespace) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ExportError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
     model_dir = Path(args.repository) / name
-    if model_dir.exists():
-        if not args.force:
-            raise ExportError(f"{model_dir} already exists; pass --force to replace it")
-        shutil.rmtree(model_dir)
+    text_dir = text_model_dir(model_dir)
+    for existing in (model_dir, text_dir):
+        if existing.exists():
+            if not args.force:
+                raise ExportError(f"{existing} already exists; pass --force to replace it")
+            shutil.rmtree(existing)
     gpus = tuple(int(g) for g in args.gpus.split(",") if g.strip())
     print(f"exporting {family} reranker {checkpoint} -> {model_dir}", flush=True)
     progress = lambda msg: print(msg, flush=True)  # noqa: E731
@@ -76,10 +79,13 @@ def run(args: argparse.Namespace) -> Path:
                        weights=args.weights, max_batch_size=args.max_batch_size or 16,
                        instance_count=args.instance_count, gpus=gpus,
                        max_queue_delay_us=args.max_queue_delay_us, source=args.model)
+        export_text_model(model_dir)
     except BaseException:
-        shutil.rmtree(model_dir, ignore_errors=True)  # never leave a half-written model behind
+        for written in (model_dir, text_dir):   # never leave a half-written model behind
+            shutil.rmtree(written, ignore_errors=True)
         raise
-    print(f"done in {time.monotonic() - start:.1f}s: {model_dir}", flush=True)
+    print(f"done in {time.monotonic() - start:.1f}s: {model_dir} (token ids; the Python SDK) and "
+          f"{text_dir} (text in, scores out; any language)", flush=True)
     return model_dir
 
 

@@ -8,6 +8,7 @@ from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
 from reranker_client.errors import InvalidInputError, ModelNotReadyError, caller_errors
 from reranker_core.texts import check_text, positive_int
 from reranker_core.manifest import ModelManifest
+from reranker_core.pipeline import ranking
 from reranker_client.retry import RetryPolicy
 from reranker_client.scoring import Scores, ScoringCore
 from reranker_client.tokenizer_source import load_tokenizer
@@ -31,10 +32,7 @@ def manifest_from_config(config: dict[str, Any], model: str) -> tuple[ModelManif
 
 
 def rank(passages: Sequence[str], scores: list[float], top_n: Optional[int]) -> list[RerankResult]:
-    order = sorted(range(len(passages)), key=lambda i: (-scores[i], i))
-    if top_n is not None:
-        order = order[:top_n]
-    return [RerankResult(i, scores[i], passages[i]) for i in order]
+    return [RerankResult(i, scores[i], passages[i]) for i in ranking(scores, top_n)]
 
 
 def rerank_pairs(query: Any, passages: Any, top_n: Any, max_text_bytes: int) -> list[list[str]]:

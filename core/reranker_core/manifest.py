@@ -50,6 +50,12 @@ class ModelManifest:
     format_version: int = FORMAT_VERSION
     llm: dict[str, Any] = field(default_factory=dict)  # decoder-family details (prompt, layers, ...)
 
+    @property
+    def pad_id(self) -> int:
+        """The id padding positions carry (masked out, so any id in the vocabulary works)."""
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None and (not self.vocab_size or 0 <= pad < self.vocab_size) else 0
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 

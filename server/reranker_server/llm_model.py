@@ -214,9 +214,8 @@ class TritonPythonModel:
         limits = build_limits(manifest, scorer, model_config)
         default_budget = GPU_MAX_BATCH_TOKENS if device.startswith("cuda") else CPU_MAX_BATCH_TOKENS
         budget = int(params.get("max_batch_tokens") or llm.get("max_batch_tokens") or default_budget)
-        pad_id = manifest.tokenizer.pad_token_id
         self.serving = LLMServing(scorer, limits, max_batch_tokens=budget,
-                                  pad_id=0 if pad_id is None or not 0 <= pad_id < scorer.vocab_size else pad_id)
+                                  pad_id=manifest.pad_id)
         # warm up (and fail at load, not at the first request, if the device or weights are broken)
         self.serving.scorer.score(torch.ones(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.long),
                                   cutoff_layers=list(limits.default_cutoffs))

@@ -86,8 +86,7 @@ class TritonPythonModel:
         onnx_path = version_dir(args) / params.get("onnx_file", "model.onnx")
         self.max_pairs = int(model_config.get("max_batch_size") or self.manifest.max_batch_size)
         session = create_session(onnx_path, int(params.get("intra_op_threads") or 0))
-        pad_id = self.manifest.tokenizer.pad_token_id
-        self.scorer = EncoderScorer(session, pad_id=1 if pad_id is None else pad_id,
+        self.scorer = EncoderScorer(session, pad_id=self.manifest.pad_id,
                                     max_batch_tokens=int(params.get("max_batch_tokens")
                                                          or DEFAULT_MAX_BATCH_TOKENS),
                                     max_rows_per_run=rows_per_run_for(onnx_path))

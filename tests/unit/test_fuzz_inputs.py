@@ -7,6 +7,8 @@ returns exactly the unpadded rows of a well-formed request.
 """
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,10 @@ from hypothesis.extra import numpy as hnp
 
 from reranker_client.errors import InvalidInputError
 from reranker_core.manifest import ENCODER, FAMILIES, ModelManifest
-from reranker_client.scoring import FAMILY_KWARGS, ScoringCore
+from reranker_client.scoring import ScoringCore
+from reranker_core.errors import InputError
+from reranker_core.families import family_spec
+from reranker_core.options import COMMON_OPTIONS, parse_options
 from reranker_server.token_batches import RequestError, validate_token_inputs
 
 MAX_POSITIONS = 40
@@ -174,18 +179,19 @@ def test_plan_is_invalid_input_or_requests_the_server_accepts(core, pairs, max_l
                                                "bogus", "normalize_x"]),
                               junk | texts | st.lists(st.integers() | st.booleans() | st.text(max_size=2),
                                                       max_size=4), max_size=4))
-def test_family_parameters_are_checked_or_encoded_as_ints(core, family, kwargs):
-    probe = ScoringCore(ModelManifest(**{**core.manifest.__dict__, "family": family}), core.tokenizer,
-                        max_batch_size=MAX_BATCH, max_request_tokens=64)
+def test_family_options_are_checked_or_encoded_as_ints(core, family, kwargs):
+    manifest = ModelManifest(**{**core.manifest.__dict__, "family": family})
     try:
-        prompt, params = probe.llm_parameters(kwargs)
-    except InvalidInputError as exc:
+        options = parse_options(kwargs, manifest)
+    except InputError as exc:
         assert str(exc)
         return
-    assert set(kwargs) <= FAMILY_KWARGS[family]
-    assert prompt is None or isinstance(prompt, str)
+    assert set(k for k, v in kwargs.items() if v is not None) <= COMMON_OPTIONS | family_spec(family).options
+    assert options.prompt is None or isinstance(options.prompt, str)
+    params = options.token_parameters()
     for key in ("cutoff_layers", "compress_layers"):
         if key in params:
-            assert params[key] and all(type(v) is int for v in params[key])
+            values = json.loads(params[key])
+            assert values and all(type(v) is int for v in values)
     if "compress_ratio" in params:
-        assert type(params["compress_ratio"]) is int
+        assert type(params["compress_ratio"]) is int and params["compress_ratio"] >= 1

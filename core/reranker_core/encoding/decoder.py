@@ -152,6 +152,18 @@ class DecoderEncoder:
                 out.append(EncodedPair(ids))
         return out
 
+    def passage_budgets(self, queries: Sequence[str], *, max_length: int, query_max_length: int,
+                        prompt: Optional[str] = None) -> list[int]:
+        """Raw passage tokens that fit next to each query before truncation cuts the passage
+        (the passage instruction's tokens are taken off)."""
+        formatted = [apply_instruction(self.query_instruction, self.query_instruction_format, q) for q in queries]
+        q_all = self._cut(_tokenize(self.tokenizer, formatted), query_max_length)
+        prompt_length = len(self.prompt_ids(prompt))
+        instruction = apply_instruction(self.passage_instruction, self.passage_instruction_format, "")
+        overhead = len(_tokenize(self.tokenizer, [instruction])[0]) if instruction else 0
+        return [min(max_length, max_length + prompt_length - len(self.bos_ids) - len(q)) - overhead
+                for q in q_all]
+
     def _cut(self, ids: list[list[int]], limit: int) -> list[list[int]]:
         """HF `truncation=True, max_length=limit` on a single sequence, honouring truncation_side."""
         if self.truncation_side == "left":
