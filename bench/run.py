@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from bench import procstats
+from reranker_core.limits import ONNX_CPU_MAX_BATCH_TOKENS
 from bench.models import BASE, CACHE, QUICK, EncoderShape, build_encoder_checkpoint, export_encoder_onnx
 from bench.ort_variants import build_variant, machine_info, top10_agreement
 from bench.workloads import Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
@@ -136,7 +137,7 @@ def run_inprocess(onnx_path: Path, ckpt: Path, works: dict[str, Workload], plan:
     onnx_model, TokenRows = _runner_modules()
     session = onnx_model.create_session(onnx_path)
     scorer = onnx_model.EncoderScorer(session, pad_id=1, max_batch_tokens=max_batch_tokens
-                                      or onnx_model.DEFAULT_MAX_BATCH_TOKENS,
+                                      or ONNX_CPU_MAX_BATCH_TOKENS,
                                       max_rows_per_run=onnx_model.rows_per_run_for(onnx_path))
     cores = procstats.os.cpu_count() or 1
 

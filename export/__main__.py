@@ -13,7 +13,8 @@ from export.checkpoint import read_config, resolve_checkpoint
 from export.detect import detect_family
 from export.errors import ExportError
 from export.text_export import export_text_model, text_model_dir
-from reranker_core.manifest import ENCODER
+from reranker_core.families import ENCODER
+from reranker_core.limits import ENCODER_MAX_BATCH_SIZE, LLM_MAX_BATCH_SIZE
 
 
 def default_name(model: str) -> str:
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> Path:
         if family == ENCODER:
             from export.encoder_export import EncoderExportOptions, export_encoder
             options = EncoderExportOptions(
-                precision=args.precision, cpu_graph=args.cpu_graph, max_batch_size=args.max_batch_size or 64,
+                precision=args.precision, cpu_graph=args.cpu_graph, max_batch_size=args.max_batch_size or ENCODER_MAX_BATCH_SIZE,
                 instance_count=args.instance_count, max_queue_delay_us=args.max_queue_delay_us, gpus=gpus,
                 allow_pickle=args.allow_pickle)
             export_encoder(checkpoint, model_dir, name=name, source=args.model, options=options,
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> Path:
         else:
             from export.llm_export import export_llm
             export_llm(checkpoint, model_dir, name=name, family=family, dtype=args.dtype or "float16",
-                       weights=args.weights, max_batch_size=args.max_batch_size or 16,
+                       weights=args.weights, max_batch_size=args.max_batch_size or LLM_MAX_BATCH_SIZE,
                        instance_count=args.instance_count, gpus=gpus,
                        max_queue_delay_us=args.max_queue_delay_us, source=args.model)
         export_text_model(model_dir)

@@ -15,6 +15,7 @@ if str(REPO) not in sys.path:
 from export.__main__ import default_name, main as export_main  # noqa: E402
 from export.checkpoint import resolve_checkpoint  # noqa: E402
 from export.errors import ExportError  # noqa: E402
+from reranker_core.manifest import LLMSettings  # noqa: E402
 
 TUTORIAL_PAIRS = [
     ["What is the capital of France?", "Paris is the capital of France."],
@@ -55,14 +56,14 @@ def build_tiny(family: str, out: Path) -> Path:
     return builder(out)
 
 
-def scaled_arguments(family: str, manifest_llm: dict[str, Any]) -> dict[str, Any]:
+def scaled_arguments(family: str, manifest_llm: LLMSettings) -> dict[str, Any]:
     """The seed's layer arguments, scaled from the real model's depth to this checkpoint's."""
     args = json.loads(json.dumps(SEED_ARGUMENTS[family]))
-    layers = manifest_llm.get("num_hidden_layers")
+    layers = manifest_llm.num_hidden_layers
     real = REAL_DEPTH.get(family)
     if not args or not layers or layers == real:
         return args
-    allowed = manifest_llm.get("cutoff_layers") or list(range(1, layers + 1))
+    allowed = manifest_llm.cutoff_layers or list(range(1, layers + 1))
 
     def nearest(layer: int) -> int:
         target = layer * layers / real

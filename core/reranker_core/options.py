@@ -8,6 +8,7 @@ from typing import Any, Mapping, Optional
 
 from reranker_core.errors import InputError
 from reranker_core.families import (COMPRESS_LAYERS, COMPRESS_RATIO, CUTOFF_LAYERS, PROMPT, family_spec)
+from reranker_core.layers import LayerLimits, resolve_layers
 from reranker_core.limits import default_query_max_length
 from reranker_core.manifest import ModelManifest
 
@@ -76,7 +77,7 @@ def parse_options(raw: Mapping[str, Any], manifest: ModelManifest, *, from_text:
     prompt = values.get(PROMPT)
     if prompt is not None and not isinstance(prompt, str):
         raise InputError(f"prompt must be a string, not {type(prompt).__name__}")
-    return ScoreOptions(
+    options = ScoreOptions(
         max_length=max_length, query_max_length=query_max_length,
         normalize=_bool(values.get(NORMALIZE, False), NORMALIZE),
         prompt=prompt,
@@ -86,6 +87,10 @@ def parse_options(raw: Mapping[str, Any], manifest: ModelManifest, *, from_text:
         long_passages=policy,
         window_stride=_positive(values.get(WINDOW_STRIDE), WINDOW_STRIDE, from_text),
         top_n=_positive(values.get(TOP_N), TOP_N, from_text))
+    if manifest.llm is not None and any(getattr(options, name) is not None for name in TOKEN_MODEL_OPTIONS):
+        resolve_layers(options.cutoff_layers, options.compress_ratio, options.compress_layers,
+                       LayerLimits.from_manifest(manifest))
+    return options
 
 
 def _reserved(key: str) -> bool:
@@ -100,9 +105,21 @@ def _bool(value: Any, name: str) -> bool:
     raise InputError(f"{name} must be true or false, not {value!r}")
 
 
+def parse_int(value: Any, name: str) -> int:
+    """An integer given as a number or as text (Triton request parameters)."""
+    return _int(value, name, True)
+
+
+def parse_int_list(value: Any, name: str) -> list[int]:
+    """An int, a list of ints, or text holding either ("8", "[8, 16]", "8,16"); may be empty."""
+    return list(_int_tuple(value, name, True) or ())
+
+
 def _int(value: Any, name: str, from_text: bool) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    if from_text and isinstance(value, float) and value.is_integer():
+        return int(value)
     if from_text and isinstance(value, str):
         try:
             return int(value.strip())
@@ -114,26 +131,26 @@ def _int(value: Any, name: str, from_text: bool) -> int:
 def _positive(value: Any, name: str, from_text: bool) -> Optional[int]:
     if value is None:
         return None
-    number = _int(value, name, from_text)
+    try:
+        number = _int(value, name, from_text)
+    except InputError:
+        number = 0
     if number < 1:
         raise InputError(f"{name} must be a positive integer, not {value!r}")
     return number
 
 
 def _int_tuple(value: Any, name: str, from_text: bool) -> Optional[tuple[int, ...]]:
-    """An int or a non-empty list of ints; from text also "[8, 16]" or "8,16"."""
+    """An int or a list of ints; from text also "[8, 16]" or "8,16". An empty list stays empty
+    (resolve_layers names what is allowed)."""
     if value is None:
         return None
     if from_text and isinstance(value, str):
         text = value.strip()
         try:
-            value = json.loads(text)
+            value = json.loads(text) if text else []
         except ValueError:
-            value = [part.strip() for part in text.split(",")]
+            value = [part for part in text.strip("[]").split(",") if part.strip()]
     items = value if isinstance(value, (list, tuple)) else [value]
-    if not items:
-        raise InputError(f"{name} must be an integer or a non-empty list of integers, not {value!r}")
-    try:
-        return tuple(_int(v, name, from_text) for v in items)
-    except InputError:
-        raise InputError(f"{name} must be an integer or a non-empty list of integers, not {value!r}") from None
+    return tuple(_int(v, f"every entry of {name}" if isinstance(value, (list, tuple)) else name, from_text)
+                 for v in items)

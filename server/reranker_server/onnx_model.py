@@ -15,13 +15,11 @@ import numpy as np
 
 import triton_python_backend_utils as pb_utils
 
+from reranker_core.errors import InputError
+from reranker_core.limits import ONNX_CPU_MAX_BATCH_TOKENS
 from reranker_core.packing import pad_rows, plan_chunks
-from reranker_server.token_batches import (RequestError, TokenRows,
-                                           validate_token_inputs)
+from reranker_server.token_batches import TokenRows, validate_token_inputs
 from reranker_server.triton_glue import load_manifest, version_dir
-
-DEFAULT_MAX_BATCH_TOKENS = 1024
-
 
 def create_session(path: Path, intra_op_threads: int = 0):
     """An ONNX Runtime CPU session: full graph optimisation, one GEMM at a time on every core,
@@ -88,7 +86,7 @@ class TritonPythonModel:
         session = create_session(onnx_path, int(params.get("intra_op_threads") or 0))
         self.scorer = EncoderScorer(session, pad_id=self.manifest.pad_id,
                                     max_batch_tokens=int(params.get("max_batch_tokens")
-                                                         or DEFAULT_MAX_BATCH_TOKENS),
+                                                         or ONNX_CPU_MAX_BATCH_TOKENS),
                                     max_rows_per_run=rows_per_run_for(onnx_path))
 
     def _rows(self, request) -> TokenRows:
@@ -105,7 +103,7 @@ class TritonPythonModel:
         for i, request in enumerate(requests):
             try:
                 valid.append((i, self._rows(request)))
-            except RequestError as exc:
+            except InputError as exc:
                 responses[i] = _error(str(exc), pb_utils.TritonError.INVALID_ARG)
         if valid:
             try:

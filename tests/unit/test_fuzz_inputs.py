@@ -2,7 +2,7 @@
 
 Client: whatever compute_score receives, ScoringCore.plan either raises InvalidInputError or builds
 requests that cover every pair exactly once, respect the model's limits, and pass the server's
-own validator. Server: validate_token_inputs either raises RequestError (never anything else) or
+own validator. Server: validate_token_inputs either raises InputError (never anything else) or
 returns exactly the unpadded rows of a well-formed request.
 """
 from __future__ import annotations
@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from reranker_client.errors import InvalidInputError
-from reranker_core.manifest import ENCODER, FAMILIES, ModelManifest
+from reranker_core.families import ENCODER, FAMILIES
+from reranker_core.manifest import ModelManifest
 from reranker_client.scoring import ScoringCore
 from reranker_core.errors import InputError
 from reranker_core.families import family_spec
 from reranker_core.options import COMMON_OPTIONS, parse_options
-from reranker_server.token_batches import RequestError, validate_token_inputs
+from reranker_server.token_batches import validate_token_inputs
 
 MAX_POSITIONS = 40
 MAX_BATCH = 5
@@ -68,7 +69,7 @@ def _validate(ids, mask):
 def test_validator_only_ever_raises_request_error(ids, mask):
     try:
         rows = _validate(ids, mask)
-    except RequestError as exc:
+    except InputError as exc:
         assert str(exc)
         return
     # Accepted: then it really was a well-formed request.
@@ -86,7 +87,7 @@ def test_validator_accepts_well_formed_requests_and_returns_their_rows(request):
     ids, mask = request
     lengths = mask.sum(axis=1)
     if lengths.max() > MAX_POSITIONS:
-        with pytest.raises(RequestError, match="exceeds"):
+        with pytest.raises(InputError, match="exceeds"):
             _validate(ids, mask)
         return
     rows = _validate(ids, mask)
@@ -117,7 +118,7 @@ def test_validator_rejects_each_single_corruption(request, data):
         mask[r] = 0
     else:
         mask = np.concatenate([mask, mask[:, :1]], axis=1)
-    with pytest.raises(RequestError):
+    with pytest.raises(InputError):
         _validate(ids, mask)
 
 

@@ -300,10 +300,10 @@ def test_out_of_memory_chunks_are_retried_in_halves(models, oracle, monkeypatch)
 
 def test_initialize_checks_manifest_against_checkpoint(exported):
     _, model_dir, manifest = exported["layerwise"]
-    wrong = replace(manifest, llm={**manifest.llm, "cutoff_layers": [1, 2, 3]})
+    wrong = replace(manifest, llm=replace(manifest.llm, cutoff_layers=[1, 2, 3]))
     with pytest.raises(ValueError, match="do not match the checkpoint"):
         TritonPythonModel().initialize(_args(model_dir, wrong))
-    missing = replace(manifest, llm={k: v for k, v in manifest.llm.items() if k != "checkpoint_dir"})
+    missing = replace(manifest, llm=replace(manifest.llm, checkpoint_dir=""))
     with pytest.raises(ValueError, match="checkpoint_dir"):
         TritonPythonModel().initialize(_args(model_dir, missing))
 
@@ -311,11 +311,10 @@ def test_initialize_checks_manifest_against_checkpoint(exported):
 def test_checkpoint_dir_and_device_resolution(exported, tmp_path):
     ckpt, model_dir, manifest = exported["gemma"]
     args = {"model_repository": str(model_dir), "model_version": "1"}
-    assert resolve_checkpoint(args, manifest.llm["checkpoint_dir"]) == model_dir / "1" / "checkpoint"
+    assert resolve_checkpoint(args, manifest.llm.checkpoint_dir) == model_dir / "1" / "checkpoint"
     assert resolve_checkpoint(args, "checkpoint") == model_dir / "1" / "checkpoint"   # version-relative
     assert resolve_checkpoint(args, str(ckpt)) == ckpt
     with pytest.raises(FileNotFoundError):
         resolve_checkpoint(args, "nowhere")
     assert instance_device({"model_instance_kind": "GPU", "model_instance_device_id": "1"}) == "cuda:1"
     assert instance_device({"model_instance_kind": "CPU", "model_instance_device_id": "0"}) == "cpu"
-    assert llm_model.CPU_MAX_BATCH_TOKENS > 0

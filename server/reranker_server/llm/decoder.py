@@ -6,7 +6,6 @@ positions other than the scored one, and any vocabulary projection (the heads ar
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -14,6 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from reranker_core.layers import describe_layers
 from reranker_server.llm import ops
 from reranker_server.llm.weights import CheckpointError, WeightReader, expect_shape, load_config, resolve_dtype
 
@@ -307,12 +307,3 @@ class LLMScorer:
         if bool((q < 0).any()) or bool((p < 0).any()) or bool((q + p > lengths).any()):
             raise ValueError("query_length + prompt_length must not exceed the row's token count")
         return q, p
-
-
-def describe_layers(layers: Sequence[int]) -> str:
-    layers = list(layers)
-    if len(layers) > 2:
-        step = layers[1] - layers[0]
-        if all(b - a == step for a, b in zip(layers, layers[1:])):
-            return f"{layers[0]}..{layers[-1]}" + (f" step {step}" if step != 1 else "")
-    return ", ".join(map(str, layers))
