@@ -468,7 +468,7 @@ def test_hpa_metrics_are_served_by_the_adapter_rules(rendered):
     assert k8s.metric_names(queue) == {"nv_inference_queue_duration_us", "nv_inference_request_success"}
 
 
-def test_dashboard_shows_what_the_issue_asks_and_uses_known_metrics():
+def test_dashboard_has_the_operator_panels_and_uses_known_metrics():
     dash = k8s.dashboard()
     assert dash["uid"] and dash["title"] and dash["schemaVersion"] >= 36
     ids = [p["id"] for p in dash["panels"]]
@@ -505,3 +505,21 @@ def test_serve_sh_accepts_object_storage_repositories_only_as_urls(tmp_path):
         out = subprocess.run(["bash", str(SERVE)], env={**base, "MODEL_REPOSITORY": bad},
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 64 and "model repository" in out.stderr, bad
+
+
+def test_the_api_contract_here_matches_the_api_package():
+    """tests/support/k8s.py holds the API's contract once; where the API package is installed,
+    it must agree with it (names, port, routes, the image's entry point)."""
+    pytest.importorskip("reranker_api", reason="the rerank API package (api/) is not installed")
+    from reranker_api.metrics import Metrics
+    from reranker_api.observe import ROUTES
+    from reranker_api.settings import KEYS_FILE_ENV, Settings
+    assert KEYS_FILE_ENV == k8s.API_KEYS_FILE_ENV
+    assert Settings().port == k8s.API_PORT
+    families = {m.name for m in Metrics().registry.collect()}
+    assert {re.sub(r"_total$", "", n) for n in k8s.API_METRICS} <= families
+    assert {k8s.API_READY_PATH, k8s.API_LIVE_PATH, k8s.API_METRICS_PATH} <= set(ROUTES)
+    dockerfile = (REPO / "docker" / "api.Dockerfile").read_text()
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.M).group(1))
+    assert entry[:len(k8s.API_COMMAND)] == k8s.API_COMMAND
+    assert compose_image("rerank-api") is not None
