@@ -97,7 +97,7 @@ def parse_settings(argv: Optional[Sequence[str]] = None, env: Optional[dict[str,
     if args.request_timeout <= 0:
         raise SystemExit("--request-timeout must be positive")
     return Settings(
-        triton_url=args.triton_url, host=args.host, port=args.port, default_model=args.default_model,
+        triton_url=args.triton_url, host=args.host, port=args.port, default_model=args.default_model or None,
         models=tuple(args.models), text_suffix=args.text_suffix,
         api_keys=read_api_keys(args.api_keys_file, env),
         max_body_bytes=args.max_body_bytes, max_documents=args.max_documents,
