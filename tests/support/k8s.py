@@ -21,15 +21,31 @@ DEPLOY_VENV = REPO / ".venv-deploy"
 KUBERNETES_VERSION = "1.32.0"     # the oldest release the manifests are validated against
 CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 
-# The rerank API's contract (package api/reranker_api), in one place for every test here.
-API_PORT = 8080
+# The rerank API's contract, read from the package itself (api/reranker_api) and its image.
+def _api_contract() -> dict[str, Any]:
+    from reranker_api.metrics import Metrics
+    from reranker_api.observe import ROUTES
+    from reranker_api.settings import KEYS_FILE_ENV, Settings
+    metrics = set()
+    for family in Metrics().registry.collect():
+        metrics.add(family.name + "_total" if family.type == "counter" else family.name)
+    dockerfile = (REPO / "docker" / "api.Dockerfile").read_text()
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.M).group(1))
+    return {"port": Settings().port, "keys_env": KEYS_FILE_ENV, "metrics": metrics,
+            "routes": set(ROUTES), "entrypoint": entry}
+
+
+API = _api_contract()
+API_PORT: int = API["port"]
+API_KEYS_FILE_ENV: str = API["keys_env"]
+API_METRICS: set[str] = API["metrics"]
+API_COMMAND: list[str] = API["entrypoint"][:3]          # python -m reranker_api
+# Which route serves which probe is the API's documented meaning: ready = Triton and model ready,
+# live = the process answers. Both must be routes of the package.
 API_READY_PATH = "/health"
 API_LIVE_PATH = "/v1/health/live"
 API_METRICS_PATH = "/metrics"
-API_KEYS_FILE_ENV = "RERANKER_API_KEYS_FILE"
-API_COMMAND = ["python", "-m", "reranker_api"]
-API_METRICS = {"reranker_api_requests_total", "reranker_api_request_duration_seconds",
-               "reranker_api_pairs_total", "reranker_api_errors_total"}
+assert {API_READY_PATH, API_LIVE_PATH, API_METRICS_PATH} <= API["routes"], API["routes"]
 
 # Triton's GPU metrics (Triton's metrics documentation, "GPU Metrics"): the embedded CPU server in
 # the tests cannot expose these, so the names used are checked against this list instead.
