@@ -72,7 +72,7 @@ def test_compose_file_matches_the_compose_spec(tmp_path):
     ok = check_compose_spec(resolved)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     data = yaml.safe_load(resolved.read_text())
-    assert set(data["services"]) == {"triton", "prometheus"}
+    assert set(data["services"]) == {"triton", "rerank-api", "prometheus"}
     assert data["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["0"]
     # the validator rejects broken files (else this test proves nothing)
     for breakage in (lambda d: d["services"]["triton"].__setitem__("not_a_compose_key", 1),
@@ -123,7 +123,7 @@ def test_compose_file_validates_with_the_compose_cli_where_installed(tmp_path):
     services = _run_compose(cli, COMPOSE, "--profile", "monitoring", "config", "--services",
                             tmp_path=tmp_path)
     assert services.returncode == 0, services.stderr
-    assert set(services.stdout.split()) == {"triton", "prometheus"}
+    assert set(services.stdout.split()) == {"triton", "rerank-api", "prometheus"}
     broken = tmp_path / "broken.yml"
     data = compose()
     data["services"]["triton"]["healthcheck"]["retries"] = "many"
