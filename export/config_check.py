@@ -9,9 +9,10 @@ import json
 from typing import Optional
 
 from export.gpu_configs import INPUT_NAMES, TRT_PROFILES_PARAMETER, TrtProfile
-from reranker_client.manifest import MANIFEST_PARAMETER, ModelManifest
+from reranker_core.manifest import MANIFEST_PARAMETER, ModelManifest
+from reranker_core.tensors import SCORES
 
-OUTPUT_NAME = "scores"
+OUTPUT_NAME = SCORES
 
 
 def parse_config(text: str):

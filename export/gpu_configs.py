@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from export.fill_template import fill_template, pbtxt_string
-from reranker_client.manifest import ENCODER, ModelManifest
+from reranker_core.manifest import ENCODER, ModelManifest
+from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS
 
 ORT_GPU = "onnxruntime_gpu"
 ORT_TRT = "onnxruntime_trt"
@@ -34,7 +35,7 @@ TRT_PLAN = "tensorrt_plan"
 VARIANTS = (ORT_GPU, ORT_TRT, TRT_PLAN)
 EXPORTED_VARIANTS = (ORT_GPU, ORT_TRT)        # written by `python -m export`; the plan's config
 DEFAULT_VARIANT = ORT_GPU                     # comes with the plan (python -m export.tensorrt)
-INPUT_NAMES = ("input_ids", "attention_mask")
+INPUT_NAMES = (INPUT_IDS, ATTENTION_MASK)
 TRT_PROFILES_PARAMETER = "tensorrt_profiles"
 DEFAULT_TRT_CACHE_ROOT = "/var/cache/reranker-trt"
 TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32"}

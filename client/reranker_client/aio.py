@@ -6,11 +6,11 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from reranker_client.batching import DEFAULT_MAX_REQUEST_TOKENS, RequestBatch
+from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
+from reranker_core.packing import RequestBatch
 from reranker_client.client import RerankResult, manifest_from_config, rank, rerank_pairs, single_column
 from reranker_client.errors import InvalidInputError, ModelNotReadyError, ServerUnavailableError
-from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES
-from reranker_client.manifest import ModelManifest
+from reranker_core.manifest import ModelManifest
 from reranker_client.retry import RetryPolicy
 from reranker_client.scoring import Scores, ScoringCore
 from reranker_client.tokenizer_source import load_tokenizer
@@ -35,8 +35,8 @@ class AsyncRerankerClient:
     async def connect(cls, url: str = "localhost:8001", model: str = "bge-reranker-v2-m3",
                       protocol: str = "grpc", *, tokenizer_path: Optional[str] = None,
                       model_repository: Optional[str] = None, timeout_s: Optional[float] = 120.0,
-                      max_concurrency: int = 4, max_request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS,
-                      max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+                      max_concurrency: int = 4, max_request_tokens: int = CLIENT_MAX_REQUEST_TOKENS,
+                      max_text_bytes: int = MAX_TEXT_BYTES,
                       headers: Optional[dict[str, str]] = None,
                       retry: Optional[RetryPolicy] = None) -> "AsyncRerankerClient":
         """Connect and read the model's manifest; arguments as for RerankerClient."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from reranker_client.batching import DEFAULT_MAX_REQUEST_TOKENS
-from reranker_client.errors import InvalidInputError, ModelNotReadyError
-from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES, check_text, positive_int
-from reranker_client.manifest import ModelManifest
+from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
+from reranker_client.errors import InvalidInputError, ModelNotReadyError, caller_errors
+from reranker_core.texts import check_text, positive_int
+from reranker_core.manifest import ModelManifest
 from reranker_client.retry import RetryPolicy
 from reranker_client.scoring import Scores, ScoringCore
 from reranker_client.tokenizer_source import load_tokenizer
@@ -38,10 +38,11 @@ def rank(passages: Sequence[str], scores: list[float], top_n: Optional[int]) -> 
 
 
 def rerank_pairs(query: Any, passages: Any, top_n: Any, max_text_bytes: int) -> list[list[str]]:
-    check_text(query, "query", max_text_bytes)
+    with caller_errors():
+        check_text(query, "query", max_text_bytes)
+        positive_int(top_n, "top_n")
     if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence) or not passages:
         raise InvalidInputError("passages must be a non-empty list of strings")
-    positive_int(top_n, "top_n")
     return [[query, p] for p in passages]
 
 
@@ -65,8 +66,8 @@ class RerankerClient:
     def __init__(self, url: str = "localhost:8001", model: str = "bge-reranker-v2-m3",
                  protocol: str = "grpc", *, tokenizer_path: Optional[str] = None,
                  model_repository: Optional[str] = None, timeout_s: Optional[float] = 120.0,
-                 max_concurrency: int = 4, max_request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS,
-                 max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+                 max_concurrency: int = 4, max_request_tokens: int = CLIENT_MAX_REQUEST_TOKENS,
+                 max_text_bytes: int = MAX_TEXT_BYTES,
                  headers: Optional[dict[str, str]] = None, retry: Optional[RetryPolicy] = None) -> None:
         self.url, self.model, self.protocol = url, model, protocol
         self._transport: Transport = make_transport(url, protocol, timeout_s=timeout_s,

@@ -1,12 +1,17 @@
 """Exceptions raised by the reranker client. All derive from RerankerError."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
+from reranker_core.errors import InputError
+
 
 class RerankerError(Exception):
     """Base class of every error the client raises."""
 
 
-class InvalidInputError(RerankerError, ValueError):
+class InvalidInputError(RerankerError, InputError):
     """The pairs or arguments given to the client are not valid (raised before any request)."""
 
 
@@ -24,3 +29,14 @@ class TokenizerMismatchError(RerankerError):
 
 class InferenceError(RerankerError):
     """The server answered a request with an error (its message is kept)."""
+
+
+@contextmanager
+def caller_errors() -> Iterator[None]:
+    """Raise the shared core's InputError (and encoding ValueError/TypeError) as InvalidInputError."""
+    try:
+        yield
+    except InvalidInputError:
+        raise
+    except (InputError, ValueError, TypeError) as exc:
+        raise InvalidInputError(str(exc)) from exc

@@ -9,11 +9,12 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from tokenizers import Tokenizer
 
-from reranker_client.batching import RequestBatch, plan_requests
-from reranker_client.encoding import encode_pairs
-from reranker_client.errors import InvalidInputError
-from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES, normalize_pairs, positive_int
-from reranker_client.manifest import ENCODER, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest
+from reranker_core.packing import RequestBatch, plan_requests
+from reranker_core.encoding import encode_pairs
+from reranker_client.errors import InvalidInputError, caller_errors
+from reranker_core.limits import MAX_TEXT_BYTES
+from reranker_core.texts import normalize_pairs, positive_int
+from reranker_core.manifest import ENCODER, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest
 from reranker_client.transport import encode_parameters
 
 Scores = Union[list[float], list[list[float]]]
@@ -50,7 +51,7 @@ class ScoringCore:
     """Per-model state of a client: manifest, tokenizer, request limits."""
 
     def __init__(self, manifest: ModelManifest, tokenizer: Tokenizer, *, max_batch_size: int,
-                 max_request_tokens: int, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> None:
+                 max_request_tokens: int, max_text_bytes: int = MAX_TEXT_BYTES) -> None:
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -83,18 +84,14 @@ class ScoringCore:
     def plan(self, pairs: Any, *, max_length: Optional[int], query_max_length: Optional[int],
              batch_size: Optional[int], **kwargs: Any) -> ScoringPlan:
         """Validate, encode and pack a compute_score call."""
-        pairs = normalize_pairs(pairs, max_text_bytes=self.max_text_bytes)
-        max_length = positive_int(max_length, "max_length") or self.manifest.default_max_length
-        query_max_length = positive_int(query_max_length, "query_max_length") or max_length * 3 // 4
-        batch_size = positive_int(batch_size, "batch_size")
-        prompt, params = self.llm_parameters(kwargs)
-        try:
+        with caller_errors():
+            pairs = normalize_pairs(pairs, max_text_bytes=self.max_text_bytes)
+            max_length = positive_int(max_length, "max_length") or self.manifest.default_max_length
+            query_max_length = positive_int(query_max_length, "query_max_length") or max_length * 3 // 4
+            batch_size = positive_int(batch_size, "batch_size")
+            prompt, params = self.llm_parameters(kwargs)
             encoded = encode_pairs(self.tokenizer, self.manifest, pairs, max_length=max_length,
                                    query_max_length=query_max_length, prompt=prompt)
-        except InvalidInputError:
-            raise
-        except (ValueError, TypeError) as exc:
-            raise InvalidInputError(str(exc)) from exc
         longest = max(len(e.input_ids) for e in encoded)
         if longest > self.manifest.max_positions:
             raise InvalidInputError(

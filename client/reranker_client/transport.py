@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from reranker_client.batching import RequestBatch
+from reranker_core.packing import RequestBatch
 from reranker_client.errors import (InferenceError, ModelNotReadyError, RerankerError,
                                     ServerUnavailableError)
 from reranker_client.retry import RetryPolicy

@@ -10,7 +10,7 @@ from tritonclient.grpc import model_config_pb2
 
 from export.__main__ import main as export_main
 from export.onnx_export import onnx_scores
-from reranker_client.manifest import MANIFEST_PARAMETER, ModelManifest
+from reranker_core.manifest import MANIFEST_PARAMETER, ModelManifest
 from tests.support.checkpoints import build_xlmr_reranker
 
 

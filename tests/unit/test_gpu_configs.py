@@ -17,7 +17,7 @@ from export.config_check import check_config, parse_config  # noqa: E402
 from export.gpu_configs import (  # noqa: E402
     ORT_GPU, ORT_TRT, TRT_PLAN, VARIANTS, GpuOptions, TrtProfile, config_path, render_gpu_config,
     render_gpu_configs, write_gpu_configs)
-from reranker_client.manifest import (  # noqa: E402
+from reranker_core.manifest import (  # noqa: E402
     ENCODER, GEMMA, MANIFEST_PARAMETER, ModelManifest, TokenizerInfo)
 
 
