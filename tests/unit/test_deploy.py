@@ -63,7 +63,7 @@ def test_compose_file_validates_with_the_compose_cli(tmp_path):
     services = _run_compose(cli, COMPOSE, "--profile", "monitoring", "config", "--services",
                             tmp_path=tmp_path)
     assert services.returncode == 0, services.stderr
-    assert set(services.stdout.split()) == {"triton", "prometheus"}
+    assert set(services.stdout.split()) == {"triton", "rerank-api", "prometheus"}
     # the validator must reject a broken file (else this test proves nothing)
     broken = tmp_path / "broken.yml"
     data = compose()
