@@ -313,7 +313,7 @@ def _encoder_dir(tmp_path: Path, max_positions: int = 8192) -> Path:
 
 
 def test_tensorrt_dry_run_builds_a_consistent_plan_config(tmp_path):
-    from export.gpu_configs import check_config, parse_config
+    from export.config_check import check_config, parse_config
     from export.tensorrt import BuildOptions, GpuOptions, build_plan, fp32_layer_names
 
     model_dir = _encoder_dir(tmp_path)
@@ -375,7 +375,7 @@ def gpu_check():
 
 
 def test_gpu_check_model_configs_parse(gpu_check, tmp_path):
-    from export.gpu_configs import parse_config
+    from export.config_check import parse_config
 
     names = gpu_check.write_repository(tmp_path, Path("/ckpt"), ["fp32", "fp16", "bf16"],
                                        max_batch_size=64, max_length=8192, gpus=[0, 1], instances=2)
