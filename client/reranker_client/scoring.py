@@ -11,10 +11,10 @@ from tokenizers import Tokenizer
 
 from reranker_client.batching import RequestBatch, plan_requests
 from reranker_client.encoding import encode_pairs
-from reranker_client.errors import InvalidInputError
+from reranker_client.errors import InferenceError, InvalidInputError
 from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES, normalize_pairs, positive_int
 from reranker_client.manifest import ENCODER, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest
-from reranker_client.transport import encode_parameters
+from reranker_client.ops import InferRequest, Tensor, encode_parameters
 
 Scores = Union[list[float], list[list[float]]]
 
@@ -27,11 +27,26 @@ FAMILY_KWARGS = {
 }
 
 
+OUTPUT_NAME = "scores"
+
+
 @dataclass
 class ScoringPlan:
     count: int
     batches: list[RequestBatch]
     parameters: dict[str, Any]   # as sent to Triton: lists JSON-encoded
+
+    @property
+    def requests(self) -> tuple[InferRequest, ...]:
+        """One token-model request per batch."""
+        return tuple(batch_request(b, self.parameters or None) for b in self.batches)
+
+
+def batch_request(batch: RequestBatch, parameters: Optional[dict[str, Any]]) -> InferRequest:
+    tensors = [Tensor("input_ids", "INT64", batch.input_ids), Tensor("attention_mask", "INT64", batch.attention_mask)]
+    if batch.segment_lengths is not None:
+        tensors.append(Tensor("segment_lengths", "INT64", batch.segment_lengths))
+    return InferRequest(tuple(tensors), (OUTPUT_NAME,), parameters)
 
 
 def sigmoid(x: float) -> float:
@@ -108,8 +123,11 @@ class ScoringCore:
         return ScoringPlan(len(pairs), batches, encode_parameters(params))
 
     @staticmethod
-    def collect(plan: ScoringPlan, outputs: Sequence[np.ndarray], normalize: bool) -> Scores:
+    def collect(plan: ScoringPlan, answers: Sequence[dict[str, np.ndarray]], normalize: bool) -> Scores:
         """Scores in input order: a flat list, or one list per cutoff layer when several."""
+        if any(OUTPUT_NAME not in answer for answer in answers):
+            raise InferenceError(f"the server answered without a {OUTPUT_NAME!r} output")
+        outputs = [answer[OUTPUT_NAME] for answer in answers]
         width = outputs[0].reshape(len(plan.batches[0].indices), -1).shape[1]
         scores = np.empty((plan.count, width), dtype=np.float64)
         for batch, out in zip(plan.batches, outputs):
