@@ -14,9 +14,9 @@ from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES
 from reranker_client.manifest import ModelManifest
 from reranker_client.ops import Flow, InferAll, ModelConfig, ModelReady, Op, adrive
 from reranker_client.retry import RetryPolicy
-from reranker_client.scoring import Scores, ScoringCore
-from reranker_client.session import (RerankResult, ScoringOptions, connect_flow, infer_flow, rank, rerank_pairs,
-                                     single_column)
+from reranker_client.scoring import Scores
+from reranker_client.session import (Core, RerankResult, ScoringOptions, connect_flow, infer_flow, rank,
+                                     rerank_pairs, single_column)
 from reranker_client.settings import ConnectionSettings
 from reranker_client.wire import TritonCalls
 
@@ -89,7 +89,7 @@ class AsyncRerankerClient:
     RerankerClient), then `await client.compute_score(...)` / `await client.rerank(...)`;
     `await client.close()` or `async with`."""
 
-    def __init__(self, settings: ConnectionSettings, transport: AsyncTransport, core: ScoringCore,
+    def __init__(self, settings: ConnectionSettings, transport: AsyncTransport, core: Core,
                  retry: RetryPolicy) -> None:
         self.url, self.model, self.protocol = settings.url, settings.model, settings.protocol
         self._settings, self._transport, self._core, self._retry = settings, transport, core, retry
@@ -104,13 +104,14 @@ class AsyncRerankerClient:
                       retry: Optional[RetryPolicy] = None, ssl: bool = False,
                       root_certificates: Optional[str] = None, private_key: Optional[str] = None,
                       certificate_chain: Optional[str] = None, insecure: bool = False,
-                      ssl_context: Optional[ssl_module.SSLContext] = None) -> "AsyncRerankerClient":
+                      ssl_context: Optional[ssl_module.SSLContext] = None,
+                      tokenize: str = "auto") -> "AsyncRerankerClient":
         """Connect and read the model's manifest; arguments as for RerankerClient."""
         settings = ConnectionSettings.create(
             url, protocol, model, model_version=model_version, timeout_s=timeout_s, concurrency=max_concurrency,
             headers=headers, ssl=ssl, root_certificates=root_certificates, private_key=private_key,
             certificate_chain=certificate_chain, insecure=insecure, ssl_context=ssl_context)
-        options = ScoringOptions(tokenizer_path, model_repository, max_request_tokens, max_text_bytes)
+        options = ScoringOptions(tokenizer_path, model_repository, max_request_tokens, max_text_bytes, tokenize)
         retry = retry or RetryPolicy()
         transport = AsyncTransport(settings)
         try:
@@ -124,6 +125,11 @@ class AsyncRerankerClient:
     def manifest(self) -> ModelManifest:
         return self._core.manifest
 
+    @property
+    def tokenize(self) -> str:
+        """Where pairs are tokenized: "client" (here) or "server" (the model's text model)."""
+        return self._core.tokenize
+
     async def compute_score(self, sentence_pairs: Any, normalize: bool = False,
                             max_length: Optional[int] = None, query_max_length: Optional[int] = None,
                             batch_size: Optional[int] = None, **kwargs: Any) -> Scores:
@@ -131,7 +137,7 @@ class AsyncRerankerClient:
         plan = self._core.plan(sentence_pairs, max_length=max_length, query_max_length=query_max_length,
                                batch_size=batch_size, **kwargs)
         requests = plan.requests
-        answers = await self._transport.call(lambda: infer_flow(self._settings, requests), self._retry)
+        answers = await self._transport.call(lambda: infer_flow(self._core, requests), self._retry)
         return self._core.collect(plan, answers, normalize)
 
     async def rerank(self, query: str, passages: Sequence[str], top_n: Optional[int] = None,

@@ -21,9 +21,14 @@ class RerankerClient:
     """Scores (query, passage) pairs with a reranker served by Triton.
 
     `url` is host:port of the server's gRPC (default 8001) or HTTP (8000) endpoint; `model_version`
-    picks a version (default: the server's version policy). The model's family, limits and
-    tokenizer come from its config on the server (`tokenizer_path` or `model_repository` point at
-    the tokenizer when the export source is not reachable).
+    picks a version of `model` (default: the server's version policy). The model's family, limits
+    and tokenizer come from its config on the server.
+
+    Tokenization: `tokenize="client"` tokenizes here with the tokenizer the model was exported
+    with (from `tokenizer_path`, `model_repository`, the export source directory or the hub) and
+    sends token ids; `"server"` sends UTF-8 text to the model's text model (`<model>-text`), which
+    tokenizes identically; `"auto"` (default) tokenizes here when that tokenizer is at hand
+    without downloading it, else sends text. Scores are the same either way.
 
     Reliability: `timeout_s` bounds every request of an attempt; `retry` (default RetryPolicy():
     3 attempts, backoff 0.2 s doubling to 2 s, no overall deadline) re-sends a call that failed
@@ -44,13 +49,13 @@ class RerankerClient:
                  headers: Optional[dict[str, str]] = None, retry: Optional[RetryPolicy] = None,
                  ssl: bool = False, root_certificates: Optional[str] = None, private_key: Optional[str] = None,
                  certificate_chain: Optional[str] = None, insecure: bool = False,
-                 ssl_context: Optional[ssl_module.SSLContext] = None) -> None:
+                 ssl_context: Optional[ssl_module.SSLContext] = None, tokenize: str = "auto") -> None:
         self.url, self.model, self.protocol = url, model, protocol
         self._settings = ConnectionSettings.create(
             url, protocol, model, model_version=model_version, timeout_s=timeout_s, concurrency=max_concurrency,
             headers=headers, ssl=ssl, root_certificates=root_certificates, private_key=private_key,
             certificate_chain=certificate_chain, insecure=insecure, ssl_context=ssl_context)
-        options = ScoringOptions(tokenizer_path, model_repository, max_request_tokens, max_text_bytes)
+        options = ScoringOptions(tokenizer_path, model_repository, max_request_tokens, max_text_bytes, tokenize)
         self._retry = retry or RetryPolicy()
         self._transport = Transport(self._settings)
         try:
@@ -63,6 +68,11 @@ class RerankerClient:
     def manifest(self) -> ModelManifest:
         return self._core.manifest
 
+    @property
+    def tokenize(self) -> str:
+        """Where pairs are tokenized: "client" (here) or "server" (the model's text model)."""
+        return self._core.tokenize
+
     def compute_score(self, sentence_pairs: Any, normalize: bool = False, max_length: Optional[int] = None,
                       query_max_length: Optional[int] = None, batch_size: Optional[int] = None,
                       **kwargs: Any) -> Scores:
@@ -73,7 +83,7 @@ class RerankerClient:
         plan = self._core.plan(sentence_pairs, max_length=max_length, query_max_length=query_max_length,
                                batch_size=batch_size, **kwargs)
         requests = plan.requests
-        answers = self._transport.call(lambda: infer_flow(self._settings, requests), self._retry)
+        answers = self._transport.call(lambda: infer_flow(self._core, requests), self._retry)
         return self._core.collect(plan, answers, normalize)
 
     def rerank(self, query: str, passages: Sequence[str], top_n: Optional[int] = None,

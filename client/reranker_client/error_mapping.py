@@ -36,6 +36,11 @@ def _classify(exc: BaseException, url: str, model: str) -> RerankerError:
         status = (exc.status() or "").upper()
         message = exc.message() or str(exc)
         lowered = message.lower()
+        if "is restricted" in lowered or status == "403":
+            # Triton answers a restricted API without its key header with gRPC UNAVAILABLE / HTTP 403:
+            # final, a retry would carry the same headers.
+            return InferenceError(f"the server refused {model!r}: a restricted API needs its key header "
+                                  f"(headers=...): {message}")
         if "UNAVAILABLE" in status or "failed to connect" in lowered:
             return ServerUnavailableError(f"Triton server at {url} is unreachable: {message}")
         if "stub process" in lowered and "not healthy" in lowered:

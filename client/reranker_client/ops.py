@@ -96,14 +96,20 @@ def index_entries(index: Any) -> list[dict[str, Any]]:
 
 
 # Triton's repository-index states of a model that is known but has no ready version.
-_TRANSIENT_STATES = {"LOADING", "UNLOADING"}
+_TRANSIENT_STATES = {"LOADING", "UNLOADING", "READY"}   # READY: it came back meanwhile
 
 
-def not_ready_error(url: str, model: str, index: Any) -> ModelNotReadyError:
-    """Why `model` is not ready, from the repository index (None when it could not be read)."""
-    for entry in index_entries(index):
-        if entry.get("name") != model:
-            continue
+def not_ready_error(url: str, model: str, index: Any, version: str = "") -> ModelNotReadyError:
+    """Why `model` (`version`, "" for any) is not ready, from the repository index (None when it
+    could not be read)."""
+    entries = [e for e in index_entries(index) if e.get("name") == model]
+    if version:
+        listed = [e for e in entries if str(e.get("version") or "") == version]
+        if entries and not listed:
+            known = ", ".join(sorted(str(e.get("version") or "?") for e in entries))
+            return ModelNotReadyError(f"model {model!r} on {url} has no version {version} (versions: {known})")
+        entries = listed
+    for entry in entries:
         state = (entry.get("state") or "UNKNOWN").upper()
         reason = entry.get("reason") or "no reason given"
         text = f"model {model!r} on {url} has no available versions right now (state {state}: {reason})"
@@ -125,7 +131,7 @@ def probe_model(url: str, model: str, version: str = "") -> Flow[dict[str, Any]]
             index = yield RepositoryIndex()
         except RerankerError:        # restricted API (admin key) or an older server
             index = None
-        raise not_ready_error(url, model, index)
+        raise not_ready_error(url, model, index, version)
     return config_dict((yield ModelConfig(model, version)))
 
 

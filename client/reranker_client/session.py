@@ -2,17 +2,21 @@
 manifest, load the tokenizer) and score (send the planned requests)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 from reranker_client.batching import DEFAULT_MAX_REQUEST_TOKENS
-from reranker_client.errors import InvalidInputError, ModelNotReadyError
+from reranker_client.errors import InvalidInputError, ModelNotReadyError, TokenizerMismatchError
 from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES, check_text, positive_int
 from reranker_client.manifest import MANIFEST_PARAMETER, ModelManifest
 from reranker_client.ops import Flow, InferAll, InferRequest, probe_model
 from reranker_client.scoring import Scores, ScoringCore
 from reranker_client.settings import ConnectionSettings
+from reranker_client.text_scoring import DEFAULT_MAX_PAIRS, TextScoringCore, config_int
 from reranker_client.tokenizer_source import load_tokenizer
+
+Core = Union[ScoringCore, TextScoringCore]
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,9 @@ class RerankResult:
     passage: str
 
 
+TOKENIZE_MODES = ("auto", "client", "server")
+
+
 @dataclass(frozen=True)
 class ScoringOptions:
     """Client-side options of both clients (see RerankerClient)."""
@@ -29,6 +36,13 @@ class ScoringOptions:
     model_repository: Optional[str] = None
     max_request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
+    tokenize: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.tokenize not in TOKENIZE_MODES:
+            raise InvalidInputError(f"tokenize must be one of {', '.join(TOKENIZE_MODES)}, got {self.tokenize!r}")
+        positive_int(self.max_request_tokens, "max_request_tokens")
+        positive_int(self.max_text_bytes, "max_text_bytes")
 
 
 def manifest_json_from_config(config: dict[str, Any]) -> Optional[str]:
@@ -45,21 +59,61 @@ def manifest_from_config(config: dict[str, Any], model: str) -> tuple[ModelManif
     return ModelManifest.from_json(text), int(config.get("max_batch_size") or 1)
 
 
-def connect_flow(settings: ConnectionSettings, options: ScoringOptions) -> Flow[ScoringCore]:
-    """Probe the model, read its manifest and load the tokenizer it was exported with."""
-    positive_int(options.max_request_tokens, "max_request_tokens")
-    positive_int(options.max_text_bytes, "max_text_bytes")
+def served_models(manifest_text: str, probed: str) -> tuple[str, Optional[str]]:
+    """(token model, text model or None) from a manifest read off the model named `probed`,
+    which may be either of the two."""
+    raw = json.loads(manifest_text)
+    token_model = raw.get("token_model") or probed
+    text_model = raw.get("text_model") or (probed if token_model != probed else None)
+    return token_model, text_model
+
+
+def connect_flow(settings: ConnectionSettings, options: ScoringOptions) -> Flow[Core]:
+    """Probe the model, read its manifest, and pick how to tokenize: load the tokenizer it was
+    exported with (tokenize="client"), or send text to its text model (tokenize="server"), or
+    the first when the tokenizer is at hand without the hub and the second otherwise ("auto").
+    `model_version` applies to the model the caller named; the other one is served by policy."""
     config = yield from probe_model(settings.url, settings.model, settings.model_version)
     manifest, max_batch_size = manifest_from_config(config, settings.model)
-    tokenizer = load_tokenizer(manifest, tokenizer_path=options.tokenizer_path,
-                               model_repository=options.model_repository)
-    return ScoringCore(manifest, tokenizer, max_batch_size=max_batch_size,
-                       max_request_tokens=options.max_request_tokens, max_text_bytes=options.max_text_bytes)
+    token_model, text_model = served_models(manifest_json_from_config(config) or "{}", settings.model)
+    versions = {settings.model: settings.model_version}
+    tokenizer, missing = None, None
+    if options.tokenize != "server":
+        try:
+            tokenizer = load_tokenizer(manifest, tokenizer_path=options.tokenizer_path,
+                                       model_repository=options.model_repository,
+                                       hub="cache" if options.tokenize == "auto" and text_model else "download")
+        except TokenizerMismatchError as exc:
+            if options.tokenize == "client" or options.tokenizer_path or not text_model:
+                raise
+            missing = exc
+    if tokenizer is not None:
+        if token_model != settings.model:
+            config = yield from probe_model(settings.url, token_model, "")
+            max_batch_size = manifest_from_config(config, token_model)[1]
+        return ScoringCore(manifest, tokenizer, max_batch_size=max_batch_size,
+                           max_request_tokens=options.max_request_tokens, max_text_bytes=options.max_text_bytes,
+                           model=token_model, version=versions.get(token_model, ""))
+    if not text_model:
+        raise ModelNotReadyError(f"model {settings.model!r} has no text model on the server (export it with "
+                                 "this version's export to get one); use tokenize='client'")
+    if text_model != settings.model:
+        try:
+            config = yield from probe_model(settings.url, text_model, "")
+        except ModelNotReadyError as exc:
+            if missing is not None:
+                raise TokenizerMismatchError(f"{missing}; and the server's text model is not available: {exc}") \
+                    from exc
+            raise
+    return TextScoringCore(manifest, text_model, versions.get(text_model, ""),
+                           max_pairs=config_int(config, "max_pairs", DEFAULT_MAX_PAIRS),
+                           max_text_bytes=options.max_text_bytes,
+                           server_max_text_bytes=config_int(config, "max_text_bytes", 0) or None)
 
 
-def infer_flow(settings: ConnectionSettings, requests: Sequence[InferRequest]) -> Flow[list[dict[str, Any]]]:
+def infer_flow(core: Core, requests: Sequence[InferRequest]) -> Flow[list[dict[str, Any]]]:
     """All requests' outputs, or one error (the caller retries the whole flow: never partial results)."""
-    return (yield InferAll(settings.model, settings.model_version, tuple(requests)))
+    return (yield InferAll(core.model, core.version, tuple(requests)))
 
 
 def rank(passages: Sequence[str], scores: list[float], top_n: Optional[int]) -> list[RerankResult]:

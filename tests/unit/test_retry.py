@@ -149,6 +149,9 @@ def test_jitter_stays_within_bounds():
     ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", RequestTimeoutError),
     ("StatusCode.INVALID_ARGUMENT", "attention_mask must contain only 0 and 1", InferenceError),
     ("StatusCode.INTERNAL", "inference failed: boom", InferenceError),
+    ("StatusCode.UNAVAILABLE", "This protocol is restricted, expecting header 'triton-grpc-protocol-k'",
+     InferenceError),
+    ("403", "This API is restricted, expecting header 'k'", InferenceError),
 ])
 def test_server_errors_are_classified_for_retry(status, message, expected):
     mapped = map_exception(InferenceServerException(message, status=status), "h:1", "m")
@@ -259,14 +262,21 @@ def run_flow(mode: str, protocol: str, script: Script, make_flow, retry: RetryPo
     return asyncio.run(main())
 
 
+def target(model: str = "m", version: str = ""):
+    """What infer_flow needs of a scoring core: the model and version it sends to."""
+    from types import SimpleNamespace
+    return SimpleNamespace(model=model, version=version)
+
+
 FAST = RetryPolicy(attempts=4, backoff_base_s=0.001, backoff_max_s=0.002)
 TRANSPORTS = [(m, p) for m in MODES for p in ("grpc", "http")]
 
 
 @pytest.mark.parametrize("mode,protocol", TRANSPORTS)
 def test_probe_rides_through_an_unavailable_server_and_a_reloading_model(mode, protocol):
+    index = [dict(INDEX_UNLOADED[0], version="3")]
     script = Script(is_server_live=[unavailable(), True], is_model_ready=[False, True],
-                    get_model_repository_index=[INDEX_UNLOADED], get_model_config=[CONFIG])
+                    get_model_repository_index=[index], get_model_config=[CONFIG])
     config = run_flow(mode, protocol, script, lambda: probe_model("localhost:1", "m", "3"), FAST,
                       headers={"authorization": "Bearer t"}, timeout_s=7)
     assert config == CONFIG
@@ -280,8 +290,8 @@ def test_probe_rides_through_an_unavailable_server_and_a_reloading_model(mode, p
 @pytest.mark.parametrize("mode,protocol", TRANSPORTS)
 @pytest.mark.parametrize("index, expected, match", [
     (INDEX_FAILED, ModelNotReadyError, "failed to load: bad onnx"),
-    (InferenceServerException("This API is restricted", status="StatusCode.UNAVAILABLE"), ModelNotReadyError,
-     "not readable"),
+    (InferenceServerException("This protocol is restricted, expecting header 'triton-grpc-protocol-k'",
+                              status="StatusCode.UNAVAILABLE"), ModelNotReadyError, "not readable"),
     ([], ModelNotReadyError, "not in the model repository"),
 ])
 def test_probe_final_model_states_are_not_retried(mode, protocol, index, expected, match):
@@ -290,6 +300,15 @@ def test_probe_final_model_states_are_not_retried(mode, protocol, index, expecte
     with pytest.raises(expected, match=match) as info:
         run_flow(mode, protocol, script, lambda: probe_model("localhost:1", "m"), FAST)
     assert type(info.value) is expected and script.count("is_model_ready") == 1
+
+
+@pytest.mark.parametrize("mode,protocol", TRANSPORTS)
+def test_probe_names_a_missing_version(mode, protocol):
+    script = Script(is_server_live=[True], is_model_ready=[False], get_model_repository_index=[
+        [{"name": "m", "version": "1", "state": "READY", "reason": ""}]])
+    with pytest.raises(ModelNotReadyError, match=r"has no version 7 \(versions: 1\)") as info:
+        run_flow(mode, protocol, script, lambda: probe_model("localhost:1", "m", "7"), FAST)
+    assert type(info.value) is ModelNotReadyError
 
 
 @pytest.mark.parametrize("mode,protocol", TRANSPORTS)
@@ -303,9 +322,8 @@ def test_probe_gives_up_on_a_model_that_stays_unloaded(mode, protocol):
 @pytest.mark.parametrize("mode,protocol", TRANSPORTS)
 def test_infer_retries_the_whole_call_through_a_reload(mode, protocol):
     script = Script(infer=[no_versions(), unavailable(), SCORES])
-    answers = run_flow(mode, protocol, script, lambda: infer_flow(
-        ConnectionSettings.create("localhost:1", protocol, "m", model_version=2), [REQUEST]), FAST,
-        model_version=2)
+    answers = run_flow(mode, protocol, script, lambda: infer_flow(target("m", "2"), [REQUEST]), FAST,
+                       model_version=2)
     assert [list(a) for a in answers] == [["scores"]] and answers[0]["scores"].tolist() == [[0.5], [1.5]]
     assert script.count("infer") == 3
     kwargs = script.calls[-1][2]
@@ -317,8 +335,7 @@ def test_server_rejection_is_final_and_keeps_the_message(mode, protocol):
     rejected = InferenceServerException("input_ids: too long", status="StatusCode.INVALID_ARGUMENT")
     script = Script(infer=[rejected, SCORES])
     with pytest.raises(InferenceError, match="input_ids: too long"):
-        run_flow(mode, protocol, script, lambda: infer_flow(
-            ConnectionSettings.create("localhost:1", protocol, "m"), [REQUEST]), FAST)
+        run_flow(mode, protocol, script, lambda: infer_flow(target(), [REQUEST]), FAST)
     assert script.count("infer") == 1
 
 
@@ -337,7 +354,6 @@ def test_a_request_past_the_timeout_is_a_request_timeout_not_retried(mode, proto
             await asyncio.sleep(5)
         script = Script(infer=[never])
     with pytest.raises(RequestTimeoutError):
-        run_flow(mode, protocol, script, lambda: infer_flow(
-            ConnectionSettings.create("localhost:1", protocol, "m"), [REQUEST]), FAST, timeout_s=0.05)
+        run_flow(mode, protocol, script, lambda: infer_flow(target(), [REQUEST]), FAST, timeout_s=0.05)
     assert script.count("infer") == 1
 
