@@ -98,5 +98,5 @@ def encode_encoder_pairs(checkpoint: Path, pairs: list[tuple[str, str]],
 
 def pad_batch(seqs: list[list[int]], pad_id: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad to the longest sequence: (input_ids, attention_mask) int64 (the runner's own padding)."""
-    from reranker_server.token_batches import pad_rows
+    from reranker_core.packing import pad_rows
     return pad_rows([np.asarray(s, dtype=np.int64) for s in seqs], pad_id)

@@ -12,7 +12,7 @@ from typing import Optional
 from export.checkpoint import read_config, resolve_checkpoint
 from export.detect import detect_family
 from export.errors import ExportError
-from reranker_client.manifest import ENCODER
+from reranker_core.manifest import ENCODER
 
 
 def default_name(model: str) -> str:

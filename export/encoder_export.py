@@ -25,7 +25,7 @@ from export.errors import ExportError
 from export.fill_template import fill_template, pbtxt_string
 from export.onnx_export import convert_to_fp16, export_encoder_onnx, onnx_scores
 from export.tokenizer_files import copy_tokenizer
-from reranker_client.manifest import ENCODER, ModelManifest
+from reranker_core.manifest import ENCODER, ModelManifest
 
 ROBERTA_POSITION_OFFSET = 2  # position ids start at padding_idx + 1
 MODEL_PY = "from reranker_server.onnx_model import TritonPythonModel  # noqa: F401\n"

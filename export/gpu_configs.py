@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from export.fill_template import fill_template, pbtxt_string
-from reranker_client.manifest import ENCODER, MANIFEST_PARAMETER, ModelManifest
+from reranker_core.manifest import ENCODER, MANIFEST_PARAMETER, ModelManifest
 
 ORT_GPU = "onnxruntime_gpu"
 ORT_TRT = "onnxruntime_trt"

@@ -26,9 +26,9 @@ from export.checkpoint import read_config
 from export.errors import ExportError
 from export.fill_template import fill_template, pbtxt_string
 from export.tokenizer_files import copy_tokenizer
-from reranker_client.encoding.decoder import (DECODER_FAMILIES, SEP_TEXT, adds_bos,
+from reranker_core.encoding.decoder import (DECODER_FAMILIES, SEP_TEXT, adds_bos,
                                               default_encoding_settings, yes_token_id)
-from reranker_client.manifest import (GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest,
+from reranker_core.manifest import (GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest,
                                       TokenizerInfo)
 
 GPU_MAX_BATCH_TOKENS = 16384                  # padded tokens per forward pass (server defaults)

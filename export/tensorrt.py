@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 from export.gpu_configs import (
     INPUT_NAMES, TRT_PLAN, GpuOptions, TrtProfile, check_config, config_path, parse_config,
     render_gpu_config, trt_profiles)
-from reranker_client.manifest import ModelManifest
+from reranker_core.manifest import ModelManifest
 
 # ONNX op types kept in fp32 under --precision fp16 (overflow-prone in fp16; TensorRT #2564, #3101)
 FP32_OPS = ("LayerNormalization", "Softmax")

@@ -9,7 +9,7 @@ from typing import Any, Optional
 from tokenizers import Tokenizer
 
 from export.errors import ExportError
-from reranker_client.manifest import TokenizerInfo, file_sha256
+from reranker_core.manifest import TokenizerInfo, file_sha256
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 

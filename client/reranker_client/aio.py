@@ -8,10 +8,7 @@ import asyncio
 import ssl as ssl_module
 from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
-from reranker_client.batching import DEFAULT_MAX_REQUEST_TOKENS
 from reranker_client.error_mapping import AttemptTimeout
-from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES
-from reranker_client.manifest import ModelManifest
 from reranker_client.ops import Flow, InferAll, ModelConfig, ModelReady, Op, adrive
 from reranker_client.retry import RetryPolicy
 from reranker_client.scoring import Scores
@@ -19,6 +16,8 @@ from reranker_client.session import (Core, RerankResult, ScoringOptions, connect
                                      rerank_pairs, single_column)
 from reranker_client.settings import ConnectionSettings
 from reranker_client.wire import TritonCalls
+from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
+from reranker_core.manifest import ModelManifest
 
 T = TypeVar("T")
 
@@ -99,8 +98,8 @@ class AsyncRerankerClient:
                       protocol: str = "grpc", *, model_version: Union[None, int, str] = None,
                       tokenizer_path: Optional[str] = None, model_repository: Optional[str] = None,
                       timeout_s: Optional[float] = 120.0, max_concurrency: int = 4,
-                      max_request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS,
-                      max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES, headers: Optional[dict[str, str]] = None,
+                      max_request_tokens: int = CLIENT_MAX_REQUEST_TOKENS,
+                      max_text_bytes: int = MAX_TEXT_BYTES, headers: Optional[dict[str, str]] = None,
                       retry: Optional[RetryPolicy] = None, ssl: bool = False,
                       root_certificates: Optional[str] = None, private_key: Optional[str] = None,
                       certificate_chain: Optional[str] = None, insecure: bool = False,

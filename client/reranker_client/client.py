@@ -4,15 +4,14 @@ from __future__ import annotations
 import ssl as ssl_module
 from typing import Any, Optional, Sequence, Union
 
-from reranker_client.batching import DEFAULT_MAX_REQUEST_TOKENS
-from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES
-from reranker_client.manifest import ModelManifest
 from reranker_client.retry import RetryPolicy
 from reranker_client.scoring import Scores
 from reranker_client.session import (RerankResult, ScoringOptions, connect_flow, infer_flow, rank, rerank_pairs,
                                      single_column)
 from reranker_client.settings import ConnectionSettings
 from reranker_client.transport import Transport
+from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
+from reranker_core.manifest import ModelManifest
 
 __all__ = ["RerankerClient", "RerankResult"]
 
@@ -45,7 +44,7 @@ class RerankerClient:
                  protocol: str = "grpc", *, model_version: Union[None, int, str] = None,
                  tokenizer_path: Optional[str] = None, model_repository: Optional[str] = None,
                  timeout_s: Optional[float] = 120.0, max_concurrency: int = 4,
-                 max_request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+                 max_request_tokens: int = CLIENT_MAX_REQUEST_TOKENS, max_text_bytes: int = MAX_TEXT_BYTES,
                  headers: Optional[dict[str, str]] = None, retry: Optional[RetryPolicy] = None,
                  ssl: bool = False, root_certificates: Optional[str] = None, private_key: Optional[str] = None,
                  certificate_chain: Optional[str] = None, insecure: bool = False,

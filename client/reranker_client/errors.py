@@ -1,12 +1,17 @@
 """Exceptions raised by the reranker client. All derive from RerankerError."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
+from reranker_core.errors import InputError
+
 
 class RerankerError(Exception):
     """Base class of every error the client raises."""
 
 
-class InvalidInputError(RerankerError, ValueError):
+class InvalidInputError(RerankerError, InputError):
     """The pairs or arguments given to the client are not valid (raised before any request)."""
 
 
@@ -34,3 +39,14 @@ class InferenceError(RerankerError):
 class RequestTimeoutError(InferenceError):
     """A request attempt ran past the client's timeout_s (or what was left of the retry deadline).
     Not retried: the time budget is spent."""
+
+
+@contextmanager
+def caller_errors() -> Iterator[None]:
+    """Raise the shared core's InputError (and encoding ValueError/TypeError) as InvalidInputError."""
+    try:
+        yield
+    except InvalidInputError:
+        raise
+    except (InputError, ValueError, TypeError) as exc:
+        raise InvalidInputError(str(exc)) from exc

@@ -9,12 +9,14 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from tokenizers import Tokenizer
 
-from reranker_client.batching import RequestBatch, plan_requests
-from reranker_client.encoding import encode_pairs
-from reranker_client.errors import InferenceError, InvalidInputError
-from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES, normalize_pairs, positive_int
-from reranker_client.manifest import ENCODER, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest
+from reranker_client.errors import InferenceError, InvalidInputError, caller_errors
 from reranker_client.ops import InferRequest, Tensor, encode_parameters
+from reranker_core.encoding import encode_pairs
+from reranker_core.limits import MAX_TEXT_BYTES
+from reranker_core.manifest import ENCODER, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest
+from reranker_core.packing import RequestBatch, plan_requests
+from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES, SEGMENT_LENGTHS
+from reranker_core.texts import normalize_pairs, positive_int
 
 Scores = Union[list[float], list[list[float]]]
 
@@ -27,7 +29,7 @@ FAMILY_KWARGS = {
 }
 
 
-OUTPUT_NAME = "scores"
+OUTPUT_NAME = SCORES
 
 
 @dataclass
@@ -43,9 +45,9 @@ class ScoringPlan:
 
 
 def batch_request(batch: RequestBatch, parameters: Optional[dict[str, Any]]) -> InferRequest:
-    tensors = [Tensor("input_ids", "INT64", batch.input_ids), Tensor("attention_mask", "INT64", batch.attention_mask)]
+    tensors = [Tensor(INPUT_IDS, "INT64", batch.input_ids), Tensor(ATTENTION_MASK, "INT64", batch.attention_mask)]
     if batch.segment_lengths is not None:
-        tensors.append(Tensor("segment_lengths", "INT64", batch.segment_lengths))
+        tensors.append(Tensor(SEGMENT_LENGTHS, "INT64", batch.segment_lengths))
     return InferRequest(tuple(tensors), (OUTPUT_NAME,), parameters)
 
 
@@ -100,7 +102,7 @@ class ScoringCore:
     tokenize = "client"
 
     def __init__(self, manifest: ModelManifest, tokenizer: Tokenizer, *, max_batch_size: int,
-                 max_request_tokens: int, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+                 max_request_tokens: int, max_text_bytes: int = MAX_TEXT_BYTES,
                  model: str = "", version: str = "") -> None:
         self.manifest = manifest
         self.tokenizer = tokenizer
@@ -116,18 +118,14 @@ class ScoringCore:
     def plan(self, pairs: Any, *, max_length: Optional[int], query_max_length: Optional[int],
              batch_size: Optional[int], **kwargs: Any) -> ScoringPlan:
         """Validate, encode and pack a compute_score call."""
-        pairs = normalize_pairs(pairs, max_text_bytes=self.max_text_bytes)
-        max_length = positive_int(max_length, "max_length") or self.manifest.default_max_length
-        query_max_length = positive_int(query_max_length, "query_max_length") or max_length * 3 // 4
-        batch_size = positive_int(batch_size, "batch_size")
-        prompt, params = self.llm_parameters(kwargs)
-        try:
+        with caller_errors():
+            pairs = normalize_pairs(pairs, max_text_bytes=self.max_text_bytes)
+            max_length = positive_int(max_length, "max_length") or self.manifest.default_max_length
+            query_max_length = positive_int(query_max_length, "query_max_length") or max_length * 3 // 4
+            batch_size = positive_int(batch_size, "batch_size")
+            prompt, params = self.llm_parameters(kwargs)
             encoded = encode_pairs(self.tokenizer, self.manifest, pairs, max_length=max_length,
                                    query_max_length=query_max_length, prompt=prompt)
-        except InvalidInputError:
-            raise
-        except (ValueError, TypeError) as exc:
-            raise InvalidInputError(str(exc)) from exc
         longest = max(len(e.input_ids) for e in encoded)
         if longest > self.manifest.max_positions:
             raise InvalidInputError(

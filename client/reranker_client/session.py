@@ -6,15 +6,16 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
-from reranker_client.batching import DEFAULT_MAX_REQUEST_TOKENS
-from reranker_client.errors import InvalidInputError, ModelNotReadyError, TokenizerMismatchError
-from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES, check_text, positive_int
-from reranker_client.manifest import MANIFEST_PARAMETER, ModelManifest
+from reranker_client.errors import InvalidInputError, ModelNotReadyError, TokenizerMismatchError, caller_errors
 from reranker_client.ops import Flow, InferAll, InferRequest, probe_model
 from reranker_client.scoring import Scores, ScoringCore
 from reranker_client.settings import ConnectionSettings
 from reranker_client.text_scoring import DEFAULT_MAX_PAIRS, TextScoringCore, config_int
 from reranker_client.tokenizer_source import load_tokenizer
+
+from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
+from reranker_core.manifest import MANIFEST_PARAMETER, ModelManifest
+from reranker_core.texts import check_text, positive_int
 
 Core = Union[ScoringCore, TextScoringCore]
 
@@ -34,15 +35,16 @@ class ScoringOptions:
     """Client-side options of both clients (see RerankerClient)."""
     tokenizer_path: Optional[str] = None
     model_repository: Optional[str] = None
-    max_request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS
-    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
+    max_request_tokens: int = CLIENT_MAX_REQUEST_TOKENS
+    max_text_bytes: int = MAX_TEXT_BYTES
     tokenize: str = "auto"
 
     def __post_init__(self) -> None:
         if self.tokenize not in TOKENIZE_MODES:
             raise InvalidInputError(f"tokenize must be one of {', '.join(TOKENIZE_MODES)}, got {self.tokenize!r}")
-        positive_int(self.max_request_tokens, "max_request_tokens")
-        positive_int(self.max_text_bytes, "max_text_bytes")
+        with caller_errors():
+            positive_int(self.max_request_tokens, "max_request_tokens")
+            positive_int(self.max_text_bytes, "max_text_bytes")
 
 
 def manifest_json_from_config(config: dict[str, Any]) -> Optional[str]:
@@ -124,10 +126,11 @@ def rank(passages: Sequence[str], scores: list[float], top_n: Optional[int]) -> 
 
 
 def rerank_pairs(query: Any, passages: Any, top_n: Any, max_text_bytes: int) -> list[list[str]]:
-    check_text(query, "query", max_text_bytes)
+    with caller_errors():
+        check_text(query, "query", max_text_bytes)
+        positive_int(top_n, "top_n")
     if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence) or not passages:
         raise InvalidInputError("passages must be a non-empty list of strings")
-    positive_int(top_n, "top_n")
     return [[query, p] for p in passages]
 
 

@@ -8,13 +8,15 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from reranker_client.errors import InferenceError
-from reranker_client.inputs import DEFAULT_MAX_TEXT_BYTES, normalize_pairs, positive_int
-from reranker_client.manifest import ModelManifest
+from reranker_client.errors import InferenceError, caller_errors
 from reranker_client.ops import InferRequest, Tensor, encode_parameters
 from reranker_client.scoring import OUTPUT_NAME, Scores, family_parameters, to_columns
+from reranker_core.limits import MAX_TEXT_BYTES, TEXT_MODEL_MAX_PAIRS
+from reranker_core.manifest import ModelManifest
+from reranker_core.tensors import PASSAGES, QUERIES, QUERY
+from reranker_core.texts import normalize_pairs, positive_int
 
-DEFAULT_MAX_PAIRS = 1000            # the text model's max_pairs config parameter, when absent
+DEFAULT_MAX_PAIRS = TEXT_MODEL_MAX_PAIRS   # the text model's max_pairs config parameter, when absent
 DEFAULT_CHUNK_PAIRS = 256           # pairs per request unless batch_size / max_pairs say fewer
 MAX_REQUEST_TEXT_BYTES = 16 << 20   # UTF-8 bytes of text per request
 
@@ -46,7 +48,7 @@ class TextScoringCore:
     tokenize = "server"
 
     def __init__(self, manifest: ModelManifest, model: str, version: str, *, max_pairs: int = DEFAULT_MAX_PAIRS,
-                 max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES, server_max_text_bytes: Optional[int] = None) -> None:
+                 max_text_bytes: int = MAX_TEXT_BYTES, server_max_text_bytes: Optional[int] = None) -> None:
         self.manifest = manifest
         self.model, self.version = model, version
         self.max_pairs = max(1, max_pairs)
@@ -56,10 +58,11 @@ class TextScoringCore:
     def plan(self, pairs: Any, *, max_length: Optional[int], query_max_length: Optional[int],
              batch_size: Optional[int], **kwargs: Any) -> TextPlan:
         """Validate a compute_score call and split it into text-model requests."""
-        pairs = normalize_pairs(pairs, max_text_bytes=self.max_text_bytes)
-        params: dict[str, Any] = {"max_length": positive_int(max_length, "max_length"),
-                                  "query_max_length": positive_int(query_max_length, "query_max_length")}
-        limit = min(self.max_pairs, positive_int(batch_size, "batch_size") or DEFAULT_CHUNK_PAIRS)
+        with caller_errors():
+            pairs = normalize_pairs(pairs, max_text_bytes=self.max_text_bytes)
+            params: dict[str, Any] = {"max_length": positive_int(max_length, "max_length"),
+                                      "query_max_length": positive_int(query_max_length, "query_max_length")}
+            limit = min(self.max_pairs, positive_int(batch_size, "batch_size") or DEFAULT_CHUNK_PAIRS)
         prompt, family = family_parameters(self.manifest.family, kwargs)
         params.update(family, prompt=prompt)
         parameters = encode_parameters(params) or None
@@ -76,11 +79,11 @@ class TextScoringCore:
     @staticmethod
     def _request(pairs: Sequence[tuple[str, str]], parameters: Optional[dict[str, Any]]) -> InferRequest:
         queries = [q for q, _ in pairs]
-        passages = _bytes_tensor("passages", [p for _, p in pairs])
+        passages = _bytes_tensor(PASSAGES, [p for _, p in pairs])
         if all(q == queries[0] for q in queries):      # one query for all: the rerank shape
-            inputs = (_bytes_tensor("query", queries[:1]), passages)
+            inputs = (_bytes_tensor(QUERY, queries[:1]), passages)
         else:
-            inputs = (_bytes_tensor("queries", queries), passages)
+            inputs = (_bytes_tensor(QUERIES, queries), passages)
         return InferRequest(inputs, (OUTPUT_NAME,), parameters)
 
     @staticmethod

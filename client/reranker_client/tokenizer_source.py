@@ -8,7 +8,7 @@ from typing import Optional
 from tokenizers import Tokenizer
 
 from reranker_client.errors import TokenizerMismatchError
-from reranker_client.manifest import ModelManifest
+from reranker_core.manifest import ModelManifest
 
 
 def _candidate_files(manifest: ModelManifest, tokenizer_path: Optional[str],

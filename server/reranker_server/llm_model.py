@@ -42,7 +42,9 @@ import triton_python_backend_utils as pb_utils
 
 from reranker_server.llm.requests import (ParsedRequest, ScoreSettings, ServingLimits, parse_settings,
                                           validate_rows, validate_segments)
-from reranker_server.token_batches import RequestError, pad_rows, plan_chunks
+from reranker_core.families import GEMMA
+from reranker_core.packing import pad_rows, plan_chunks
+from reranker_server.token_batches import RequestError
 from reranker_server.triton_glue import load_manifest, request_parameters
 
 GPU_MAX_BATCH_TOKENS = 16384
@@ -205,7 +207,7 @@ class TritonPythonModel:
             dtype = "float32"        # FlagEmbedding also turns fp16 off on CPU
         kwargs: dict[str, Any] = {"dtype": dtype, "device": device,
                                   "allow_pickle": bool(llm.get("allow_pickle", False))}
-        if manifest.family == "gemma" and llm.get("yes_token_id") is not None:
+        if manifest.family == GEMMA and llm.get("yes_token_id") is not None:
             kwargs["yes_token_id"] = int(llm["yes_token_id"])
         checkpoint = resolve_checkpoint(args, str(llm["checkpoint_dir"]))
         scorer = load_scorer(manifest.family, checkpoint, **kwargs)

@@ -15,7 +15,8 @@ import numpy as np
 
 import triton_python_backend_utils as pb_utils
 
-from reranker_server.token_batches import (RequestError, TokenRows, pad_rows, plan_chunks,
+from reranker_core.packing import pad_rows, plan_chunks
+from reranker_server.token_batches import (RequestError, TokenRows,
                                            validate_token_inputs)
 from reranker_server.triton_glue import load_manifest, version_dir
 

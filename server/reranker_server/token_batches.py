@@ -63,33 +63,3 @@ def validate_token_inputs(input_ids: Optional[np.ndarray], attention_mask: Optio
     if int(real.min()) < 0 or int(real.max()) >= vocab_size:
         raise RequestError(f"token id out of range: ids must be in [0, {vocab_size - 1}]")
     return TokenRows([input_ids[i, first[i]:last[i] + 1].astype(np.int64) for i in range(pairs)])
-
-
-def plan_chunks(lengths: Sequence[int], max_batch_tokens: int, max_rows: int = 0) -> list[list[int]]:
-    """Group row indices, longest first, into chunks whose padded size (rows x longest row) stays
-    within `max_batch_tokens` (a single over-long row still forms its own chunk) and, when
-    `max_rows` > 0, that hold at most `max_rows` rows."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    chunks: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        width = lengths[current[0]] if current else lengths[i]
-        if current and ((len(current) + 1) * width > max_batch_tokens
-                        or (max_rows and len(current) >= max_rows)):
-            chunks.append(current)
-            current = []
-        current.append(i)
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def pad_rows(rows: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad rows into (input_ids, attention_mask) int64 matrices."""
-    width = max(len(r) for r in rows)
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = r
-        mask[i, : len(r)] = 1
-    return ids, mask

@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reranker_client.manifest import MANIFEST_PARAMETER, ModelManifest
+from reranker_core.manifest import ModelManifest
+from reranker_core.tensors import MANIFEST_PARAMETER
 
 
 def config_parameters(model_config: dict[str, Any]) -> dict[str, str]:

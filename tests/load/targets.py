@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reranker_client.manifest import ENCODER, ModelManifest
+from reranker_core.manifest import ENCODER, ModelManifest
 from tests.load.driver import Target
 
 LLM_PROMPT = "Given a query A and a passage B, say whether B answers A with Yes or No."

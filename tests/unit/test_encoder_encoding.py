@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from tokenizers import Tokenizer
 
-from reranker_client.encoding.encoder import encode_encoder_pairs
-from reranker_client.manifest import ModelManifest
+from reranker_core.encoding.encoder import encode_encoder_pairs
+from reranker_core.manifest import ModelManifest
 from tests.support.checkpoints import build_xlmr_reranker
 from tests.support.oracle import run_oracle
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from reranker_client.errors import InvalidInputError
-from reranker_client.manifest import ENCODER, FAMILIES, ModelManifest
+from reranker_core.manifest import ENCODER, FAMILIES, ModelManifest
 from reranker_client.scoring import FAMILY_KWARGS, ScoringCore
 from reranker_server.token_batches import RequestError, validate_token_inputs
 

@@ -17,7 +17,7 @@ from export.gpu_configs import (  # noqa: E402
     ORT_GPU, ORT_TRT, TRT_PLAN, VARIANTS, GpuOptions, TrtProfile, check_config, config_path,
     parse_config, render_gpu_config, render_gpu_configs, render_onnxruntime_gpu_config,
     write_gpu_configs)
-from reranker_client.manifest import (  # noqa: E402
+from reranker_core.manifest import (  # noqa: E402
     ENCODER, GEMMA, MANIFEST_PARAMETER, ModelManifest, TokenizerInfo)
 
 

@@ -11,7 +11,7 @@ from tests.support import fake_pb_utils
 fake_pb_utils.install()
 
 from reranker_server import onnx_model  # noqa: E402
-from reranker_server.token_batches import plan_chunks  # noqa: E402
+from reranker_core.packing import plan_chunks  # noqa: E402
 from tests.support.fake_pb_utils import FakeRequest  # noqa: E402
 
 
@@ -78,11 +78,11 @@ def test_runtime_failure_answers_the_batch_with_an_error(model, monkeypatch):
 
 def test_chunks_respect_the_token_budget_and_keep_every_row():
     lengths = [5, 100, 7, 100, 3, 50]
-    chunks = plan_chunks(lengths, max_batch_tokens=200)
+    chunks = plan_chunks(lengths, max_tokens=200)
     assert sorted(i for c in chunks for i in c) == list(range(6))
     for chunk in chunks:
         assert len(chunk) * max(lengths[i] for i in chunk) <= 200 or len(chunk) == 1
-    assert plan_chunks([500], max_batch_tokens=10) == [[0]]
+    assert plan_chunks([500], max_tokens=10) == [[0]]
 
 
 def test_int8_graph_scores_do_not_depend_on_batch_neighbours(tmp_path):

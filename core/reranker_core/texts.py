@@ -3,44 +3,43 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from reranker_client.errors import InvalidInputError
-
-DEFAULT_MAX_TEXT_BYTES = 1 << 20  # 1 MiB per query or passage
-DEFAULT_MAX_PAIRS = 100_000
+from reranker_core.errors import InputError
+from reranker_core.limits import MAX_PAIRS_PER_CALL, MAX_TEXT_BYTES
 
 
-def normalize_pairs(pairs: Any, *, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
-                    max_pairs: int = DEFAULT_MAX_PAIRS) -> list[tuple[str, str]]:
+
+def normalize_pairs(pairs: Any, *, max_text_bytes: int = MAX_TEXT_BYTES,
+                    max_pairs: int = MAX_PAIRS_PER_CALL) -> list[tuple[str, str]]:
     """A single [query, passage] or a list of them -> list of (query, passage) tuples."""
     if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
-        raise InvalidInputError("pairs must be a [query, passage] pair or a list of such pairs")
+        raise InputError("pairs must be a [query, passage] pair or a list of such pairs")
     if len(pairs) == 0:
-        raise InvalidInputError("pairs is empty: give at least one [query, passage] pair")
+        raise InputError("pairs is empty: give at least one [query, passage] pair")
     if len(pairs) == 2 and all(isinstance(x, str) for x in pairs):
         pairs = [pairs]
     if len(pairs) > max_pairs:
-        raise InvalidInputError(f"{len(pairs)} pairs in one call; the limit is {max_pairs}")
+        raise InputError(f"{len(pairs)} pairs in one call; the limit is {max_pairs}")
     out = []
     for i, pair in enumerate(pairs):
         if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
-            raise InvalidInputError(f"pair {i} must be a [query, passage] sequence of two strings")
+            raise InputError(f"pair {i} must be a [query, passage] sequence of two strings")
         for role, text in zip(("query", "passage"), pair):
             check_text(text, f"pair {i} {role}", max_text_bytes)
         out.append((pair[0], pair[1]))
     return out
 
 
-def check_text(text: Any, what: str, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> str:
+def check_text(text: Any, what: str, max_text_bytes: int = MAX_TEXT_BYTES) -> str:
     if not isinstance(text, str):
-        raise InvalidInputError(f"{what} must be a str, not {type(text).__name__}")
+        raise InputError(f"{what} must be a str, not {type(text).__name__}")
     if not text.strip():
-        raise InvalidInputError(f"{what} is empty")
+        raise InputError(f"{what} is empty")
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
-        raise InvalidInputError(f"{what} is not valid Unicode text (lone surrogate at {exc.start})") from None
+        raise InputError(f"{what} is not valid Unicode text (lone surrogate at {exc.start})") from None
     if size > max_text_bytes:
-        raise InvalidInputError(f"{what} is {size} bytes; the limit is {max_text_bytes} bytes "
+        raise InputError(f"{what} is {size} bytes; the limit is {max_text_bytes} bytes "
                                 "(max_text_bytes)")
     return text
 
@@ -49,7 +48,7 @@ def positive_int(value: Any, name: str, *, maximum: Optional[int] = None, allow_
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
     if maximum is not None and value > maximum:
-        raise InvalidInputError(f"{name}={value} exceeds the model's maximum of {maximum}")
+        raise InputError(f"{name}={value} exceeds the model's maximum of {maximum}")
     return value

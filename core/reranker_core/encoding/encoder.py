@@ -5,8 +5,8 @@ from typing import Sequence
 
 from tokenizers import Tokenizer
 
-from reranker_client.encoding.base import EncodedPair, token_ids, truncate_only_second
-from reranker_client.manifest import ModelManifest
+from reranker_core.encoding.base import EncodedPair, token_ids, truncate_only_second
+from reranker_core.manifest import ModelManifest
 
 PAIR_SPECIAL_TOKENS = 4  # cls, sep, sep, sep
 

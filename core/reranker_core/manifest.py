@@ -12,15 +12,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from reranker_core.families import ENCODER, FAMILIES, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE  # noqa: F401
+from reranker_core.limits import DEFAULT_MAX_LENGTH, ENCODER_MAX_BATCH_SIZE
+from reranker_core.tensors import MANIFEST_PARAMETER  # noqa: F401
+
 MANIFEST_FILE = "reranker.json"
-MANIFEST_PARAMETER = "reranker_manifest"
 FORMAT_VERSION = 1
 
-ENCODER = "encoder"
-GEMMA = "gemma"                       # bge-reranker-v2-gemma (FlagLLMReranker)
-MINICPM_LAYERWISE = "minicpm_layerwise"  # bge-reranker-v2-minicpm-layerwise
-GEMMA2_LIGHTWEIGHT = "gemma2_lightweight"  # bge-reranker-v2.5-gemma2-lightweight
-FAMILIES = (ENCODER, GEMMA, MINICPM_LAYERWISE, GEMMA2_LIGHTWEIGHT)
 
 
 @dataclass
@@ -44,8 +42,8 @@ class ModelManifest:
     name: str
     tokenizer: TokenizerInfo
     max_positions: int               # longest token sequence the model can take
-    default_max_length: int = 512    # FlagEmbedding's default max_length
-    max_batch_size: int = 64         # pairs per request the server accepts
+    default_max_length: int = DEFAULT_MAX_LENGTH
+    max_batch_size: int = ENCODER_MAX_BATCH_SIZE  # pairs per request the server accepts
     vocab_size: int = 0
     precision: str = "fp32"
     source: str = ""                 # checkpoint hub id or directory
@@ -60,7 +58,7 @@ class ModelManifest:
         data = dict(data)
         if data.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(f"manifest format {data['format_version']} is newer than this client "
-                             f"supports ({FORMAT_VERSION}); upgrade reranker-client")
+                             f"supports ({FORMAT_VERSION}); upgrade reranker-core")
         tok_fields = {f.name for f in fields(TokenizerInfo)}
         data["tokenizer"] = TokenizerInfo(**{k: v for k, v in data["tokenizer"].items() if k in tok_fields})
         known = {f.name for f in fields(cls)}

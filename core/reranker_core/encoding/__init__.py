@@ -5,18 +5,18 @@ from typing import Optional, Sequence
 
 from tokenizers import Tokenizer
 
-from reranker_client.encoding.base import EncodedPair
-from reranker_client.manifest import ENCODER, ModelManifest
+from reranker_core.encoding.base import EncodedPair
+from reranker_core.manifest import ENCODER, ModelManifest
 
 
 def encode_pairs(tokenizer: Tokenizer, manifest: ModelManifest, pairs: Sequence[tuple[str, str]], *,
                  max_length: int, query_max_length: int, prompt: Optional[str] = None) -> list[EncodedPair]:
     """Encode (query, passage) pairs for the model described by `manifest`."""
     if manifest.family == ENCODER:
-        from reranker_client.encoding.encoder import encode_encoder_pairs
+        from reranker_core.encoding.encoder import encode_encoder_pairs
         return encode_encoder_pairs(tokenizer, manifest, pairs, max_length=max_length,
                                     query_max_length=query_max_length)
-    from reranker_client.encoding.decoder import encode_decoder_pairs
+    from reranker_core.encoding.decoder import encode_decoder_pairs
     return encode_decoder_pairs(tokenizer, manifest, pairs, max_length=max_length,
                                 query_max_length=query_max_length, prompt=prompt)
 

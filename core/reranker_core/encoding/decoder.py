@@ -25,17 +25,12 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from tokenizers import Tokenizer
 
-from ..manifest import GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest
-from .base import EncodedPair, token_ids, truncate_only_second
+from reranker_core.families import DECODER_FAMILIES, GEMMA, GEMMA2_LIGHTWEIGHT, family_spec
+from reranker_core.manifest import ModelManifest
+from reranker_core.encoding.base import EncodedPair, token_ids, truncate_only_second
 
-DECODER_FAMILIES = (GEMMA, MINICPM_LAYERWISE, GEMMA2_LIGHTWEIGHT)
-
-# FlagEmbedding 1.4.2's defaults (BaseLLMReranker / LayerWiseLLMReranker / LightweightLLMReranker).
-GEMMA_PROMPT = ("Given a query A and a passage B, determine whether the passage contains an answer "
-                "to the query by providing a prediction of either 'Yes' or 'No'.")
-LIGHTWEIGHT_PROMPT = "Predict whether passage B contains an answer to query A."
-DEFAULT_PROMPTS = {GEMMA: GEMMA_PROMPT, MINICPM_LAYERWISE: GEMMA_PROMPT,
-                   GEMMA2_LIGHTWEIGHT: LIGHTWEIGHT_PROMPT}
+# FlagEmbedding 1.4.2's defaults (BaseLLMReranker / LayerWiseLLMReranker / LightweightLLMReranker);
+# the default prompts are in reranker_core.families.
 DEFAULT_QUERY_INSTRUCTION = "A: "
 DEFAULT_PASSAGE_INSTRUCTION = "B: "
 DEFAULT_INSTRUCTION_FORMAT = "{}{}"
@@ -47,7 +42,7 @@ def default_encoding_settings(family: str) -> dict[str, Any]:
     """The manifest `llm` entries the encoding reads, with FlagEmbedding's defaults for `family`."""
     _check_family(family)
     return {
-        "default_prompt": DEFAULT_PROMPTS[family],
+        "default_prompt": family_spec(family).default_prompt,
         "query_instruction": DEFAULT_QUERY_INSTRUCTION,
         "query_instruction_format": DEFAULT_INSTRUCTION_FORMAT,
         "passage_instruction": DEFAULT_PASSAGE_INSTRUCTION,

@@ -1,0 +1,5 @@
+"""The contract of the BGE rerankers served by Triton, shared by the client, the server's models,
+the rerank API and export: families and their defaults, limits, tensor and parameter names, the
+model manifest, FlagEmbedding-exact encoding, validated scoring options and request packing.
+
+Dependencies: `tokenizers` and `numpy` only (no tritonclient, no torch)."""
