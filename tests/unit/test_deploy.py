@@ -313,7 +313,7 @@ def _encoder_dir(tmp_path: Path, max_positions: int = 8192) -> Path:
 
 
 def test_tensorrt_dry_run_builds_a_consistent_plan_config(tmp_path):
-    from export.gpu_configs import check_config, parse_config
+    from export.config_check import check_config, parse_config
     from export.tensorrt import BuildOptions, GpuOptions, build_plan, fp32_layer_names
 
     model_dir = _encoder_dir(tmp_path)
