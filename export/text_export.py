@@ -36,8 +36,8 @@ def export_text_model(token_model_dir: Path, *, instance_count: int = DEFAULT_TE
     shutil.copytree(token_model_dir / "tokenizer", out / "tokenizer")
     manifest.save(out)
     (out / "config.pbtxt").write_text(fill_template("python_text", {
-        "model_name": out.name, "token_model": token_model_dir.name, "family": manifest.family,
+        "name": out.name, "token_model": token_model_dir.name, "family": manifest.family,
         "instance_count": instance_count, "max_pairs": max_pairs, "max_text_bytes": MAX_TEXT_BYTES,
-        "max_request_tokens": CLIENT_MAX_REQUEST_TOKENS, "manifest_json": pbtxt_string(manifest.to_json()),
+        "max_request_tokens": CLIENT_MAX_REQUEST_TOKENS, "manifest": pbtxt_string(manifest.to_json()),
     }))
     return out

@@ -2,10 +2,16 @@
 
 That binary has only the Python backend; it serves the models' `configs/embedded.pbtxt`
 (chosen with `--model-config-name`). Used by `make serve`, the demo, the tests and the benchmarks.
+
+Lifetime: the server never outlives its owner. `python -m reranker_server.embedded` stops it and
+removes its scratch directory on SIGTERM, SIGHUP and SIGINT, and when its own parent dies; the
+server process also gets SIGTERM from the kernel when the process that started it dies (Linux
+parent-death signal), and a scratch directory left by a killed owner is removed by the next start.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.util
 import os
 import shutil
@@ -14,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +28,9 @@ from pathlib import Path
 from typing import Optional
 
 EMBEDDED_CONFIG_NAME = "embedded"
+WORKDIR_PREFIX = "reranker-triton-"
+OWNER_FILE = "owner"  # in the scratch directory: "<owner pid> <server pid>"
+PR_SET_PDEATHSIG = 1
 
 
 class ServerError(RuntimeError):
@@ -64,6 +74,62 @@ def server_environment(root: Path) -> dict[str, str]:
     return env
 
 
+def _pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def sweep_stale_workdirs(tmp_root: Optional[os.PathLike | str] = None) -> list[Path]:
+    """Remove this user's scratch directories whose owner and server processes are both gone
+    (left behind when an owner was killed with SIGKILL); returns the removed paths."""
+    root = Path(tmp_root or tempfile.gettempdir())
+    removed = []
+    for path in root.glob(WORKDIR_PREFIX + "*"):
+        try:
+            if not path.is_dir() or path.stat().st_uid != os.getuid():
+                continue
+            pids = [int(p) for p in (path / OWNER_FILE).read_text().split()]
+        except (OSError, ValueError):
+            continue  # being created right now, or not one of ours
+        if pids and not any(_pid_alive(pid) for pid in pids):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _parent_death_signal(sig: int = signal.SIGTERM):
+    """A `preexec_fn` that makes the kernel send `sig` to the child when its parent dies.
+
+    Linux only (None elsewhere). The signal follows the *thread* that forks, so it is only
+    used from the main thread. prctl is looked up before the fork; the child re-checks its
+    parent in case it died between fork and prctl.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    parent = os.getpid()
+
+    def set_in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+    return set_in_child
+
+
 class EmbeddedTritonServer:
     """A tritonserver process on loopback ports; use as a context manager or start()/stop()."""
 
@@ -92,7 +158,9 @@ class EmbeddedTritonServer:
     def command(self) -> list[str]:
         root = _pytriton_root()
         if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="reranker-triton-"))
+            sweep_stale_workdirs()
+            self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+            self._write_owner()
         backends = _backend_directory(root, self._workdir)
         cmd = [str(root / "tritonserver" / "bin" / "tritonserver"),
                f"--model-repository={self.model_repository}",
@@ -107,15 +175,28 @@ class EmbeddedTritonServer:
             cmd.append(f"--model-config-name={self.config_name}")
         return cmd + list(self.extra_args)
 
-    def start(self, timeout: float = 120.0) -> "EmbeddedTritonServer":
-        """Start the server and block until it reports ready (all models loaded)."""
+    def _write_owner(self) -> None:
+        pids = [os.getpid()] + ([self.process.pid] if self.process is not None else [])
+        if self._workdir is not None:
+            (self._workdir / OWNER_FILE).write_text(" ".join(map(str, pids)))
+
+    def launch(self, stdout=None) -> subprocess.Popen:
+        """Start the server process without waiting for it (in its own session, stopped by the
+        kernel with SIGTERM if this process dies)."""
         if not self.model_repository.is_dir():
             raise ServerError(f"model repository not found: {self.model_repository}")
         cmd = self.command()
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+        if stdout is None:
+            stdout = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        self.process = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT,
                                         env=server_environment(_pytriton_root()),
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=_parent_death_signal())
+        self._write_owner()
+        return self.process
+
+    def start(self, timeout: float = 120.0) -> "EmbeddedTritonServer":
+        """Start the server and block until it reports ready (all models loaded)."""
+        self.launch()
         try:
             self.wait_ready(timeout)
         except BaseException:
@@ -165,8 +246,46 @@ class EmbeddedTritonServer:
         self.stop()
 
 
+class _StopRequested(Exception):
+    """Raised in the main thread by the first SIGTERM/SIGHUP/SIGINT."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+def _install_stop_handlers() -> None:
+    """The first stop signal raises _StopRequested; later ones are ignored while stopping."""
+    def handler(signum: int, _frame) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise _StopRequested(signum)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
+
+
+def watch_parent(interval_s: float = 0.5) -> threading.Thread:
+    """A daemon thread that sends SIGTERM to this process when its parent process dies
+    (the process is re-parented, so getppid() changes)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+    thread = threading.Thread(target=watch, name="parent-watchdog", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """`python -m reranker_server.embedded`: run the server in the foreground (make serve)."""
+    """`python -m reranker_server.embedded`: run the server in the foreground (make serve).
+
+    Exits with the server's exit code, or 0 after a clean stop on SIGTERM, SIGHUP, SIGINT or the
+    death of this process's parent; the server is stopped and its scratch directory removed."""
     parser = argparse.ArgumentParser(description="Serve a model repository on the embedded Triton server")
     parser.add_argument("--model-repository", default="model_repository")
     parser.add_argument("--http-port", type=int, default=8000)
@@ -180,14 +299,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not server.model_repository.is_dir():
         print(f"error: model repository not found: {server.model_repository}", file=sys.stderr)
         return 2
-    cmd = server.command()
-    print("starting:", " ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, env=server_environment(_pytriton_root()))
+    _install_stop_handlers()
     try:
+        watch_parent()
+        print("starting:", " ".join(server.command()), flush=True)
+        proc = server.launch(stdout=sys.stdout)
         return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        return proc.wait()
+    except _StopRequested as stop:
+        print(f"{stop}: stopping tritonserver", file=sys.stderr, flush=True)
+        return 0
     finally:
         server.stop()
 

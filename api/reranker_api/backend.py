@@ -1,0 +1,97 @@
+"""What the HTTP layer needs from a scoring backend, independent of Triton.
+
+`TritonBackend` (triton.py) is the real one; tests use an in-process fake with the same interface.
+Every failure a backend raises is one of the `BackendError` subclasses below, which the HTTP layer
+turns into each API's own status code and error body.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Per-request options sent to the text model as Triton request parameters.
+
+    None means "the model's default"; `truncate=False` asks the model to reject an input longer
+    than `max_length` instead of truncating it.
+    """
+    normalize: bool = False
+    truncate: bool = True
+    max_length: Optional[int] = None
+    query_max_length: Optional[int] = None
+    long_passages: Optional[str] = None
+    window_stride: Optional[int] = None
+    llm: dict[str, Any] = field(default_factory=dict)   # prompt, cutoff_layers, compress_ratio, compress_layers
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A served model: its public name, the names that also select it, and what is known of it."""
+    name: str
+    aliases: tuple[str, ...] = ()
+    family: str = ""
+    max_positions: Optional[int] = None
+    default_max_length: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reason: str = ""
+
+
+class BackendError(Exception):
+    """Base class: a request could not be scored."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BackendUnavailable(BackendError):
+    """The inference server is unreachable, or the model is not ready (loading, crashed, unloaded)."""
+
+
+class BackendTimeout(BackendError):
+    """The inference server did not answer within the request timeout."""
+
+
+class InvalidRequest(BackendError):
+    """The model refused the input (empty text, over-long input with truncation off, bad option...)."""
+
+
+class ModelNotFound(BackendError):
+    """No served model has that name."""
+
+
+class BackendFailure(BackendError):
+    """The model failed while scoring (an internal error, or a non-finite score)."""
+
+
+class Backend(Protocol):
+    """Scores one query against passages with a served text model."""
+
+    async def score(self, model: str, query: bytes, passages: Sequence[bytes], options: ScoreOptions,
+                    timeout_s: Optional[float]) -> np.ndarray:
+        """UTF-8 query and passages -> scores in passage order, shape [layers, len(passages)] (one row unless several cutoff
+        layers, ascending); raises a BackendError."""
+        ...
+
+    async def models(self) -> list[ModelInfo]:
+        """The served models (may ask the server)."""
+        ...
+
+    async def resolve(self, name: str) -> ModelInfo:
+        """The served model called `name` (or one of its aliases); raises ModelNotFound."""
+        ...
+
+    async def readiness(self, model: str) -> Readiness:
+        """Whether the server and that model can take requests now."""
+        ...
+
+    async def close(self) -> None:
+        ...

@@ -1,0 +1,94 @@
+"""What every rerank route shares: auth, body reading and validation, error rendering in the
+route's API style, and the request facts the access log records (never any text)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Type, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from reranker_api.auth import ApiKeys
+from reranker_api.backend import Backend, ScoreOptions
+from reranker_api.bodies import read_json
+from reranker_api.errors import ApiError, error_response
+from reranker_api.metrics import Metrics
+from reranker_api.schemas import ExtraOptions
+from reranker_api.service import RerankService
+from reranker_api.settings import Settings
+
+log = logging.getLogger("reranker_api")
+M = TypeVar("M", bound=BaseModel)
+LLM_OPTIONS = ("prompt", "cutoff_layers", "compress_ratio", "compress_layers")
+
+
+@dataclass
+class Context:
+    settings: Settings
+    backend: Backend
+    service: RerankService
+    metrics: Metrics
+    keys: ApiKeys
+
+
+def validation_message(error: ValidationError, limit: int = 3) -> str:
+    """'`texts[2]`: Input should be a valid string; ...' (the offending values are never echoed)."""
+    parts = []
+    for item in error.errors(include_url=False, include_input=False)[:limit]:
+        where = ""
+        for loc in item["loc"]:
+            where += f"[{loc}]" if isinstance(loc, int) else (f".{loc}" if where else str(loc))
+        parts.append(f"`{where}`: {item['msg']}" if where else item["msg"])
+    more = error.error_count() - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def validate(model: Type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise ApiError("validation", f"the request body must be a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError("validation", validation_message(exc)) from None
+
+
+def score_options(body: ExtraOptions, *, normalize: bool, truncate: bool, long_passages: str) -> ScoreOptions:
+    """ScoreOptions from a request's extra fields; the service's long-passage policy by default."""
+    llm = {name: getattr(body, name) for name in LLM_OPTIONS if getattr(body, name) is not None}
+    policy = body.long_passages or long_passages
+    return ScoreOptions(normalize=normalize, truncate=truncate, max_length=body.max_length,
+                        query_max_length=body.query_max_length,
+                        long_passages=None if policy == "truncate" else policy,
+                        window_stride=body.window_stride, llm=llm)
+
+
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+async def run(request: Request, ctx: Context, style: str, schema: Type[M],
+              handler: Callable[[M], Awaitable[Response]]) -> Response:
+    """Authenticate, read and validate the body, run the handler; any failure becomes one
+    error response in `style`, counted in reranker_api_errors_total{type}."""
+    try:
+        ctx.keys.check(request.headers.get("authorization"))
+        body = validate(schema, await read_json(request, ctx.settings.max_body_bytes))
+        return await handler(body)
+    except ApiError as exc:
+        return failed(request, ctx, style, exc)
+    except Exception:       # a bug: log it (no request content), answer 500, keep serving
+        log.exception("unexpected error on %s", request.url.path)
+        return failed(request, ctx, style, ApiError("internal", "internal server error"))
+
+
+def failed(request: Request, ctx: Context, style: str, exc: ApiError) -> Response:
+    ctx.metrics.errors.labels(exc.kind).inc()
+    request.state.error = exc.kind
+    return error_response(exc, style)
+
+
+def note(request: Request, model: str, documents: int) -> None:
+    """Facts for the access log."""
+    request.state.model = model
+    request.state.documents = documents

@@ -1,0 +1,144 @@
+"""Scoring one rerank request, whatever its wire shape: limits, model choice, the backend call
+with its timeout and concurrency bound, and backend errors turned into ApiErrors."""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence
+
+import numpy as np
+
+from reranker_api.backend import (Backend, BackendError, BackendFailure, BackendTimeout, BackendUnavailable,
+                                  InvalidRequest, ModelInfo, ModelNotFound, ScoreOptions)
+from reranker_api.errors import ApiError
+from reranker_api.metrics import Metrics
+from reranker_api.settings import Settings
+
+TIMEOUT_MARGIN_S = 2.0   # the backend's own deadline fires first; this only guards against a hang
+
+
+@dataclass
+class RerankJob:
+    """One request in shape-neutral form; the field names are the caller's, for error messages."""
+    model: Optional[str]
+    query: str
+    documents: Sequence[str]
+    options: ScoreOptions
+    documents_field: str = "documents"
+    query_field: str = "query"
+    length_cap: Optional[int] = None      # Cohere max_tokens_per_doc: max_length, at most the model's
+
+
+@dataclass
+class Scored:
+    model: ModelInfo
+    scores: np.ndarray        # [layers, n]; rank by the last row
+
+    @property
+    def ranking_row(self) -> np.ndarray:
+        return self.scores[-1]
+
+
+def ranking(scores: np.ndarray, ties_high_index_first: bool = False) -> list[int]:
+    """Indices by score, best first; equal scores by index (ascending, or descending as TEI does)."""
+    index = np.arange(len(scores))
+    return np.lexsort((-index if ties_high_index_first else index, -np.asarray(scores, dtype=np.float64))).tolist()
+
+
+def encode_text(text: str, where: str, max_bytes: int) -> bytes:
+    """UTF-8 bytes of one query or document, or an ApiError naming it."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError("validation", f"`{where}` is not valid Unicode (it holds a lone surrogate)") from None
+    if len(data) > max_bytes:
+        raise ApiError("validation", f"`{where}` has {len(data)} bytes, over the limit of {max_bytes} bytes")
+    if not text.strip():
+        raise ApiError("validation", f"`{where}` is empty")
+    return data
+
+
+class RerankService:
+    def __init__(self, backend: Backend, settings: Settings, metrics: Metrics) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.metrics = metrics
+        self._in_flight = 0
+
+    def encode(self, job: RerankJob) -> tuple[bytes, list[bytes]]:
+        """Check the request against the limits; the UTF-8 texts."""
+        n = len(job.documents)
+        if n == 0:
+            raise ApiError("empty", f"`{job.documents_field}` must not be empty")
+        if n > self.settings.max_documents:
+            raise ApiError("too_many_documents", f"`{job.documents_field}` has {n} items, more than the limit "
+                                                 f"of {self.settings.max_documents}")
+        limit = self.settings.max_text_bytes
+        query = encode_text(job.query, job.query_field, limit)
+        return query, [encode_text(d, f"{job.documents_field}[{i}]", limit) for i, d in enumerate(job.documents)]
+
+    async def resolve(self, name: Optional[str]) -> ModelInfo:
+        """The model a request names, or the default: the configured one, else the only one served."""
+        name = name or self.settings.default_model
+        try:
+            if name:
+                return await self.backend.resolve(name)
+            models = await self.backend.models()
+        except ModelNotFound as exc:
+            raise ApiError("model_not_found", exc.message) from None
+        except BackendError as exc:
+            raise self.backend_error(exc) from None
+        if len(models) == 1:
+            return models[0]
+        if not models:
+            raise ApiError("unavailable", "no reranker model is being served", self.settings.retry_after_s)
+        raise ApiError("validation", "`model` is required: this server serves "
+                                     + ", ".join(m.name for m in models))
+
+    def backend_error(self, exc: BackendError) -> ApiError:
+        if isinstance(exc, BackendUnavailable):
+            return ApiError("unavailable", exc.message, self.settings.retry_after_s)
+        if isinstance(exc, BackendTimeout):
+            return ApiError("timeout", exc.message)
+        if isinstance(exc, InvalidRequest):
+            return ApiError("validation", exc.message)
+        if isinstance(exc, ModelNotFound):
+            return ApiError("model_not_found", exc.message)
+        return ApiError("backend", exc.message)
+
+    async def rank(self, job: RerankJob) -> Scored:
+        """All scores of the job, or one ApiError: never partial results."""
+        query, documents = self.encode(job)
+        info = await self.resolve(job.model)
+        options = job.options
+        if job.length_cap is not None and options.max_length is None:
+            cap = job.length_cap if info.max_positions is None else min(job.length_cap, info.max_positions)
+            options = replace(options, max_length=cap)
+        if self._in_flight >= self.settings.max_concurrent_requests:
+            raise ApiError("overloaded", f"the server is scoring {self._in_flight} requests, its limit; retry later")
+        self._in_flight += 1
+        self.metrics.in_flight.inc()
+        timeout = self.settings.request_timeout_s
+        started = time.perf_counter()
+        try:
+            scores = await asyncio.wait_for(self.backend.score(info.name, query, documents, options, timeout),
+                                            timeout + TIMEOUT_MARGIN_S)
+        except BackendError as exc:
+            raise self.backend_error(exc) from None
+        except asyncio.TimeoutError:
+            raise ApiError("timeout", f"model {info.name!r} did not answer within {timeout:g} s") from None
+        finally:
+            self._in_flight -= 1
+            self.metrics.in_flight.dec()
+            self.metrics.backend_duration.labels(info.name).observe(time.perf_counter() - started)
+        scores = np.asarray(scores, dtype=np.float32)
+        if scores.ndim == 1:
+            scores = scores.reshape(1, -1)
+        if scores.ndim != 2 or scores.shape[1] != len(documents):
+            raise self.backend_error(BackendFailure(
+                f"model {info.name!r} returned scores of shape {list(scores.shape)} for {len(documents)} documents"))
+        if not np.isfinite(scores).all():
+            raise self.backend_error(BackendFailure(f"model {info.name!r} returned a non-finite score"))
+        self.metrics.pairs.labels(info.name).inc(len(documents))
+        return Scored(info, scores)

@@ -1,0 +1,180 @@
+"""The real backend: the `<name>-text` models on Triton, over asyncio gRPC (tritonclient.grpc.aio).
+
+Text model contract: inputs `query` BYTES [1] and `passages` BYTES [n]; request parameters
+(normalize, truncate, max_length, query_max_length, long_passages, window_stride and the LLM
+options); output `scores` FP32 [layers, n]. The model's manifest (config parameter
+`reranker_manifest`) gives the family, positions and hub id of each model.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from reranker_api.backend import (BackendFailure, BackendTimeout, BackendUnavailable, InvalidRequest,
+                                  ModelInfo, ModelNotFound, Readiness, ScoreOptions)
+
+QUERY, PASSAGES, SCORES = "query", "passages", "scores"
+MANIFEST_PARAMETER = "reranker_manifest"
+PROBE_TIMEOUT_S = 5.0
+
+
+def request_parameters(options: ScoreOptions) -> dict[str, Any]:
+    """Triton request parameters: only what differs from the model's defaults; lists as JSON."""
+    params: dict[str, Any] = {}
+    if options.normalize:
+        params["normalize"] = True
+    if not options.truncate:
+        params["truncate"] = False
+    for name in ("max_length", "query_max_length", "long_passages", "window_stride"):
+        value = getattr(options, name)
+        if value is not None:
+            params[name] = value
+    for name, value in options.llm.items():
+        if value is not None:
+            params[name] = json.dumps(value) if isinstance(value, (list, tuple)) else value
+    return params
+
+
+def classify(exc: Exception, model: str, url: str) -> Exception:
+    """A backend error for a tritonclient / gRPC failure."""
+    from tritonclient.utils import InferenceServerException
+    if not isinstance(exc, InferenceServerException):
+        return BackendUnavailable(f"Triton at {url} failed: {type(exc).__name__}: {exc}")
+    status = str(exc.status() or "").upper()
+    message = exc.message() or str(exc)
+    lower = message.lower()
+    if "UNAVAILABLE" in status or "failed to connect" in lower or "connection refused" in lower:
+        return BackendUnavailable(f"Triton at {url} is unreachable")
+    if "DEADLINE" in status:
+        return BackendTimeout(f"model {model!r} did not answer in time")
+    if "stub process" in lower and "not healthy" in lower:
+        return BackendUnavailable(f"model {model!r} is unavailable: its backend process is not running "
+                                  "(the model must be reloaded or Triton restarted)")
+    if "NOT_FOUND" in status or "unknown model" in lower or "no available versions" in lower:
+        return BackendUnavailable(f"model {model!r} is not loaded on Triton right now")
+    if "INVALID_ARG" in status:
+        return InvalidRequest(message)
+    if "UNAVAILABLE" in lower or "not ready" in lower:
+        return BackendUnavailable(f"model {model!r} is not ready: {message}")
+    return BackendFailure(f"model {model!r} failed: {message}")
+
+
+class TritonBackend:
+    """Serves the Triton models named `<name><suffix>` as `<name>`; discovers them from the
+    repository index unless a fixed list is given."""
+
+    def __init__(self, url: str, *, models: Sequence[str] = (), suffix: str = "-text",
+                 refresh_s: float = 5.0) -> None:
+        self.url = url
+        self.suffix = suffix
+        self.fixed = tuple(m[: -len(suffix)] if suffix and m.endswith(suffix) else m for m in models)
+        self.refresh_s = refresh_s
+        self._client: Any = None
+        self._models: dict[str, ModelInfo] = {}
+        self._aliases: dict[str, str] = {}
+        self._listed_at = float("-inf")
+        self._lock: Optional[asyncio.Lock] = None
+
+    @property
+    def client(self) -> Any:
+        """The gRPC client, made in the running event loop on first use."""
+        if self._client is None:
+            import tritonclient.grpc.aio as grpcaio
+            self._client = grpcaio.InferenceServerClient(url=self.url)
+        return self._client
+
+    def triton_name(self, model: str) -> str:
+        return model + self.suffix
+
+    async def _info(self, name: str) -> ModelInfo:
+        """What the model's manifest says; just the name when it cannot be read."""
+        try:
+            config = (await self.client.get_model_config(self.triton_name(name), as_json=True,
+                                                         client_timeout=PROBE_TIMEOUT_S))["config"]
+            text = config.get("parameters", {}).get(MANIFEST_PARAMETER, {}).get("string_value", "")
+            manifest = json.loads(text) if text else {}
+        except Exception:
+            return ModelInfo(name, aliases=(self.triton_name(name),))
+        source = str(manifest.get("source") or "")
+        aliases = (self.triton_name(name),) + ((source,) if "/" in source and source != name else ())
+        return ModelInfo(name, aliases=aliases, family=str(manifest.get("family") or ""),
+                         max_positions=manifest.get("max_positions"),
+                         default_max_length=manifest.get("default_max_length"))
+
+    async def _list(self) -> list[str]:
+        if self.fixed:
+            return list(self.fixed)
+        index = await self.client.get_model_repository_index(as_json=True, client_timeout=PROBE_TIMEOUT_S)
+        names = [m.get("name", "") for m in index.get("models", [])]
+        return sorted(n[: -len(self.suffix)] for n in set(names) if self.suffix and n.endswith(self.suffix))
+
+    async def refresh(self, force: bool = False) -> None:
+        """Re-read the served models (at most once per refresh_s unless forced)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not force and time.monotonic() - self._listed_at < self.refresh_s:
+                return
+            try:
+                names = await self._list()
+            except Exception as exc:
+                raise classify(exc, "*", self.url) from None
+            models = {n: self._models.get(n) or await self._info(n) for n in names}
+            if any(not m.family for m in models.values()):     # retry manifests not read last time
+                models = {n: m if m.family else await self._info(n) for n, m in models.items()}
+            self._models = models
+            self._aliases = {a: m.name for m in models.values() for a in m.aliases}
+            self._listed_at = time.monotonic()
+
+    async def models(self) -> list[ModelInfo]:
+        await self.refresh()
+        return list(self._models.values())
+
+    async def resolve(self, name: str) -> ModelInfo:
+        for attempt in (False, True):
+            await self.refresh(force=attempt)
+            key = name if name in self._models else self._aliases.get(name)
+            if key is not None:
+                return self._models[key]
+            if self.fixed:
+                break
+        served = ", ".join(sorted(self._models)) or "none"
+        raise ModelNotFound(f"model {name!r} is not served here; served models: {served}")
+
+    async def readiness(self, model: str) -> Readiness:
+        try:
+            if not await self.client.is_server_ready(client_timeout=PROBE_TIMEOUT_S):
+                return Readiness(False, f"Triton at {self.url} is not ready")
+            if not await self.client.is_model_ready(self.triton_name(model), client_timeout=PROBE_TIMEOUT_S):
+                return Readiness(False, f"model {model!r} is not ready on Triton")
+        except Exception as exc:
+            return Readiness(False, classify(exc, model, self.url).args[0])
+        return Readiness(True)
+
+    async def score(self, model: str, query: bytes, passages: Sequence[bytes], options: ScoreOptions,
+                    timeout_s: Optional[float]) -> np.ndarray:
+        import tritonclient.grpc.aio as grpcaio
+        query_in = grpcaio.InferInput(QUERY, [1], "BYTES")
+        query_in.set_data_from_numpy(np.array([query], dtype=np.object_))
+        passages_in = grpcaio.InferInput(PASSAGES, [len(passages)], "BYTES")
+        passages_in.set_data_from_numpy(np.array(passages, dtype=np.object_))
+        try:
+            result = await self.client.infer(self.triton_name(model), [query_in, passages_in],
+                                             outputs=[grpcaio.InferRequestedOutput(SCORES)],
+                                             parameters=request_parameters(options) or None,
+                                             client_timeout=timeout_s)
+        except Exception as exc:
+            raise classify(exc, model, self.url) from None
+        scores = result.as_numpy(SCORES)
+        if scores is None:
+            raise BackendFailure(f"model {model!r} returned no '{SCORES}' output")
+        return scores.reshape(-1, len(passages)) if scores.ndim == 1 else scores
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
