@@ -45,6 +45,18 @@ class ScoreOptions:
     window_stride: Optional[int] = None
     top_n: Optional[int] = None
 
+    def text_parameters(self) -> dict[str, Any]:
+        """Request parameters for a text model scoring with these options (scores left raw: the
+        caller applies `normalize`, and ranks)."""
+        params: dict[str, Any] = {MAX_LENGTH: self.max_length, QUERY_MAX_LENGTH: self.query_max_length}
+        if self.prompt is not None:
+            params[PROMPT] = self.prompt
+        if self.long_passages != TRUNCATE:
+            params[LONG_PASSAGES] = self.long_passages
+        if self.window_stride is not None:
+            params[WINDOW_STRIDE] = self.window_stride
+        return {**params, **self.token_parameters()}
+
     def token_parameters(self) -> dict[str, Any]:
         """Request parameters for the token model, as Triton carries them (lists as JSON)."""
         params: dict[str, Any] = {}

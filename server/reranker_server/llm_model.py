@@ -101,16 +101,14 @@ class LLMServing:
         out = np.empty((len(rows), len(settings.cutoff_layers)), dtype=np.float32)
 
         def run(chunk: list[int]) -> None:
-            ids, mask = pad_rows([rows[i] for i in chunk], self.pad_id)
-            kwargs: dict[str, Any] = {}
+            ids, _ = pad_rows([rows[i] for i in chunk], self.pad_id)
+            lengths = torch.tensor([len(rows[i]) for i in chunk], dtype=torch.long)
+            segments: tuple = ()
             if segs is not None:
-                kwargs = {"compress_ratio": settings.compress_ratio,
-                          "compress_layers": list(settings.compress_layers),
-                          "query_lengths": torch.from_numpy(segs[chunk, 0].copy()),
-                          "prompt_lengths": torch.from_numpy(segs[chunk, 1].copy())}
+                segments = (torch.from_numpy(segs[chunk, 0].copy()), torch.from_numpy(segs[chunk, 1].copy()))
             try:
-                scores = self.scorer.score(torch.from_numpy(ids), torch.from_numpy(mask),
-                                           cutoff_layers=list(settings.cutoff_layers), **kwargs)
+                scores = self.scorer.score_rows(torch.from_numpy(ids), lengths, list(settings.cutoff_layers),
+                                                settings.compress_ratio, list(settings.compress_layers), *segments)
             except RuntimeError as exc:     # torch.cuda.OutOfMemoryError is a RuntimeError
                 if "out of memory" not in str(exc) or len(chunk) == 1:
                     raise

@@ -21,7 +21,7 @@ from reranker_core.errors import InputError
 from reranker_core.limits import ONNX_CPU_MAX_BATCH_TOKENS
 from reranker_core.packing import pad_rows, plan_chunks
 from reranker_server.token_batches import TokenRows, validate_token_inputs
-from reranker_server.ort_session import EXECUTION_PROVIDERS, create_session, session_providers  # noqa: F401
+from reranker_server.ort_session import create_session, session_providers
 from reranker_server.triton_glue import load_manifest, version_dir
 
 

@@ -16,7 +16,6 @@ from tests.support import fake_pb_utils
 fake_pb_utils.install()
 
 from export.llm_export import export_llm  # noqa: E402
-from reranker_server import llm_model  # noqa: E402
 from reranker_server.llm_model import TritonPythonModel, instance_device, resolve_checkpoint  # noqa: E402
 from tests.support.fake_pb_utils import FakeRequest  # noqa: E402
 from tests.support.llm_checkpoints import (build_gemma2_lightweight_reranker, build_gemma_reranker,  # noqa: E402

@@ -14,7 +14,8 @@ from reranker_client.scoring import ScoringCore
 from reranker_client.session import ScoringOptions, connect_flow, served_models
 from reranker_client.settings import ConnectionSettings
 from reranker_client.text_scoring import TextScoringCore
-from reranker_core.manifest import ENCODER, MINICPM_LAYERWISE, ModelManifest
+from reranker_core.families import ENCODER, MINICPM_LAYERWISE
+from reranker_core.manifest import ModelManifest
 
 NAME = "rr"
 TEXT = "rr-text"
