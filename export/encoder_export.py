@@ -31,6 +31,7 @@ from export.tokenizer_files import copy_tokenizer
 from reranker_core.families import ENCODER
 from reranker_core.limits import ENCODER_MAX_BATCH_SIZE, ONNX_CPU_MAX_BATCH_TOKENS
 from reranker_core.manifest import ModelManifest
+from reranker_core.tensors import text_model_name
 
 ROBERTA_POSITION_OFFSET = 2  # position ids start at padding_idx + 1
 MODEL_PY = "from reranker_server.onnx_model import TritonPythonModel  # noqa: F401\n"
@@ -57,7 +58,8 @@ def encoder_manifest(checkpoint: Path, name: str, source: str, tokenizer, option
     return ModelManifest(
         family=ENCODER, name=name, tokenizer=tokenizer, max_positions=max_positions,
         default_max_length=512, max_batch_size=options.max_batch_size,
-        vocab_size=int(config["vocab_size"]), precision=options.precision, source=source)
+        vocab_size=int(config["vocab_size"]), precision=options.precision, source=source,
+        text_model=text_model_name(name))
 
 
 def _verify_fp16(fp32: Path, fp16: Path, manifest: ModelManifest, progress: Callable[[str], None]) -> float:

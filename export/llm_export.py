@@ -33,6 +33,7 @@ from reranker_core.families import (DECODER_FAMILIES, GEMMA, GEMMA2_LIGHTWEIGHT,
 from reranker_core.limits import (DEFAULT_MAX_LENGTH, LLM_CPU_MAX_BATCH_TOKENS, LLM_GPU_MAX_BATCH_TOKENS,
                                   LLM_MAX_BATCH_SIZE)
 from reranker_core.manifest import LLMSettings, ModelManifest, TokenizerInfo
+from reranker_core.tensors import text_model_name
 
 MODEL_PY = "from reranker_server.llm_model import TritonPythonModel  # noqa: F401\n"
 CHECKPOINT_SUBDIR = "1/checkpoint"            # relative to the model directory
@@ -207,7 +208,7 @@ def build_llm_manifest(config: dict[str, Any], tokenizer: Tokenizer, tok_info: T
     return ModelManifest(
         family=family, name=name, tokenizer=tok_info, max_positions=max_positions,
         default_max_length=DEFAULT_MAX_LENGTH, max_batch_size=max_batch_size, vocab_size=int(vocab),
-        precision=DTYPES[dtype], source=source, llm=llm)
+        precision=DTYPES[dtype], source=source, llm=llm, text_model=text_model_name(name))
 
 
 def _tokenizer_truncation_side(model_dir: Path) -> str:

@@ -4,11 +4,12 @@
   config.pbtxt     Python backend (BLS) on CPU: BYTES query/queries/passages -> scores, indices
   1/model.py       imports reranker_server.text_model.TritonPythonModel
   tokenizer/       a copy of the token model's tokenizer (the text model never reads the hub)
-  reranker.json    the same manifest as the token model's
+  reranker.json    the token model's manifest, naming the token model this one calls
 """
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from export.fill_template import fill_template, pbtxt_string
@@ -27,8 +28,8 @@ def text_model_dir(token_model_dir: Path) -> Path:
 def export_text_model(token_model_dir: Path, *, instance_count: int = DEFAULT_TEXT_INSTANCES,
                       max_pairs: int = TEXT_MODEL_MAX_PAIRS) -> Path:
     """Write `<name>-text` for the token model exported at `token_model_dir`; returns its directory."""
-    manifest = ModelManifest.load(token_model_dir)
     out = text_model_dir(token_model_dir)
+    manifest = replace(ModelManifest.load(token_model_dir), text_model=out.name, token_model=token_model_dir.name)
     if out.exists():
         shutil.rmtree(out)
     (out / "1").mkdir(parents=True)

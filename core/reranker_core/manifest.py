@@ -82,6 +82,10 @@ class ModelManifest:
     source: str = ""                 # checkpoint hub id or directory
     format_version: int = FORMAT_VERSION
     llm: Optional[LLMSettings] = None  # decoder families only
+    # The two models of one export: `<name>` takes token ids, `<name>-text` takes text. The token
+    # model's manifest names its text model; the text model's names the token model it calls.
+    text_model: str = ""
+    token_model: str = ""
 
     @property
     def pad_id(self) -> int:
