@@ -38,7 +38,7 @@ LIGHT_MANIFEST = ModelManifest(
     ({"max_length": 8, "query_max_length": 0}, "query_max_length must be a positive integer"),
     ({"normalize": "yes"}, "normalize must be true or false"),
     ({"long_passages": "chunk"}, "long_passages must be one of truncate, max_window"),
-    ({"prompt": "p"}, "unknown option(s) prompt for a encoder model"),
+    ({"prompt": "p"}, "unknown option(s) prompt: encoder models accept long_passages"),
     ({"window_stride": -1}, "window_stride must be a positive integer"),
 ])
 def test_bad_options_are_clear_errors(raw, message):

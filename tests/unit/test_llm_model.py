@@ -243,13 +243,13 @@ def test_too_long_rows_are_rejected(models, oracle):
 def test_equal_settings_share_length_sorted_chunks_under_the_token_budget(models, oracle, monkeypatch):
     model = models["layerwise"]
     calls = []
-    original = model.serving.scorer.score
+    original = model.serving.scorer.score_rows
 
-    def spy(ids, mask, **kwargs):
-        calls.append((tuple(ids.shape), tuple(kwargs["cutoff_layers"])))
-        return original(ids, mask, **kwargs)
+    def spy(ids, lengths, cutoffs, *args):
+        calls.append((tuple(ids.shape), tuple(cutoffs)))
+        return original(ids, lengths, cutoffs, *args)
 
-    monkeypatch.setattr(model.serving.scorer, "score", spy)
+    monkeypatch.setattr(model.serving.scorer, "score_rows", spy)
     reqs = [_request(oracle, "layerwise", {"cutoff_layers": [4]}, rows=[i]) for i in range(len(PAIRS))]
     reqs.append(_request(oracle, "layerwise", {"cutoff_layers": [2, 6]}))
     resp = model.execute(reqs)
@@ -265,14 +265,14 @@ def test_equal_settings_share_length_sorted_chunks_under_the_token_budget(models
 
 def test_a_failing_group_does_not_fail_the_others(models, oracle, monkeypatch):
     model = models["layerwise"]
-    original = model.serving.scorer.score
+    original = model.serving.scorer.score_rows
 
-    def flaky(ids, mask, **kwargs):
-        if kwargs["cutoff_layers"] == [3]:
+    def flaky(ids, lengths, cutoffs, *args):
+        if list(cutoffs) == [3]:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return original(ids, mask, **kwargs)
+        return original(ids, lengths, cutoffs, *args)
 
-    monkeypatch.setattr(model.serving.scorer, "score", flaky)
+    monkeypatch.setattr(model.serving.scorer, "score_rows", flaky)
     resp = model.execute([_request(oracle, "layerwise", {"cutoff_layers": 3}),
                           _request(oracle, "layerwise", {"cutoff_layers": 4})])
     assert "out of memory" in _error(resp[0])
@@ -282,16 +282,16 @@ def test_a_failing_group_does_not_fail_the_others(models, oracle, monkeypatch):
 
 def test_out_of_memory_chunks_are_retried_in_halves(models, oracle, monkeypatch):
     model = models["layerwise"]
-    original = model.serving.scorer.score
+    original = model.serving.scorer.score_rows
     sizes = []
 
-    def small_memory(ids, mask, **kwargs):
+    def small_memory(ids, lengths, cutoffs, *args):
         sizes.append(ids.shape[0])
         if ids.shape[0] > 1:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
-        return original(ids, mask, **kwargs)
+        return original(ids, lengths, cutoffs, *args)
 
-    monkeypatch.setattr(model.serving.scorer, "score", small_memory)
+    monkeypatch.setattr(model.serving.scorer, "score_rows", small_memory)
     resp = model.execute([_request(oracle, "layerwise", {"cutoff_layers": [2, 4, 6]}, rows=[0, 3, 2])])
     np.testing.assert_allclose(_scores(resp[0]), _expected(oracle["layerwise_246"], [0, 3, 2]), atol=ATOL, rtol=0)
     assert sizes.count(1) == 3 and max(sizes) > 1
