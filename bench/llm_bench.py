@@ -169,19 +169,15 @@ def _served(ckpt: Path, shape: DecoderShape, work: list[list[str]], calls: list[
     t0 = time.perf_counter()
     server.start(timeout=900)
     out: dict[str, Any] = {"startup_s": time.perf_counter() - t0, "calls": {}}
-    try:
-        with procstats.PeakRss(server.process.pid) as rss:
-            client = RerankerClient(server.grpc_url, name, "grpc", tokenizer_path=str(ckpt), timeout_s=1800)
-            client.compute_score(work[:1], **calls[0])
-            for c in calls:
-                t0 = time.perf_counter()
-                scores = client.compute_score(work, **c)
-                out["calls"][json.dumps(c)] = {"wall_s": time.perf_counter() - t0, "scores": scores}
-                log(f"  served {shape.name} {c}: {len(work) / (time.perf_counter() - t0):.3f} pairs/s")
-            client.close()
-        out["peak_rss_mb"] = rss.peak_mb
-    finally:
-        server.stop()
+    with server, procstats.PeakRss(server.process.pid) as rss, \
+            RerankerClient(server.grpc_url, name, "grpc", tokenizer_path=str(ckpt), timeout_s=1800) as client:
+        client.compute_score(work[:1], **calls[0])
+        for c in calls:
+            t0 = time.perf_counter()
+            scores = client.compute_score(work, **c)
+            out["calls"][json.dumps(c)] = {"wall_s": time.perf_counter() - t0, "scores": scores}
+            log(f"  served {shape.name} {c}: {len(work) / (time.perf_counter() - t0):.3f} pairs/s")
+    out["peak_rss_mb"] = rss.peak_mb
     return out
 
 
