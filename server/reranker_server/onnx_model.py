@@ -1,7 +1,10 @@
-"""Triton Python-backend model running an exported encoder reranker with ONNX Runtime (CPU).
+"""Triton Python-backend model running an exported encoder reranker with ONNX Runtime.
 
-This is what the embedded server (Python backend only) serves; GPU nodes run the same ONNX file
-on Triton's native onnxruntime/TensorRT backends with the same tensor contract.
+This is what the embedded server (Python backend only) serves, on the CPU by default; GPU nodes
+run the same ONNX file on Triton's native onnxruntime/TensorRT backends with the same tensor
+contract. The config parameter `execution_providers` (comma list of cpu, cuda, tensorrt; default
+cpu) lets this runner use ONNX Runtime's CUDA/TensorRT providers where onnxruntime-gpu is
+installed (a KIND_GPU instance runs on its own GPU).
 Requests arriving in one dynamic batch are validated one by one (a bad request gets its own error),
 then all their pairs are re-batched, length-sorted, under a token budget
 (reranker_server.encoder_scorer). Failures are logged and counted (reranker_server.triton_io).
@@ -13,7 +16,8 @@ from typing import Optional
 import triton_python_backend_utils as pb_utils
 
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES
-from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer
+from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer, rows_per_run_for
+from reranker_server.ort_session import create_session, session_providers
 from reranker_server.token_batches import RequestError, TokenRows, validate_token_inputs
 from reranker_server.triton_glue import load_manifest, version_dir
 from reranker_server.triton_io import (INVALID_ARGUMENT, Failures, OutputSpec, error_response,
@@ -29,11 +33,16 @@ class TritonPythonModel:
         self.failures = Failures(str(model_config.get("name") or self.manifest.name))
         onnx_path = version_dir(args) / params.get("onnx_file", "model.onnx")
         self.max_pairs = int(model_config.get("max_batch_size") or self.manifest.max_batch_size)
+        device_id = int(args.get("model_instance_device_id") or 0)
+        providers = session_providers(params.get("execution_providers") or "cpu", device_id)
+        session = create_session(onnx_path, int(params.get("intra_op_threads") or 0), providers)
+        print(f"{model_config.get('name')}: {onnx_path.name} on {', '.join(session.get_providers())}",
+              flush=True)
         pad_id = self.manifest.tokenizer.pad_token_id
-        self.scorer = EncoderScorer.from_file(
-            onnx_path, pad_id=1 if pad_id is None else pad_id,
+        self.scorer = EncoderScorer(
+            session, pad_id=1 if pad_id is None else pad_id,
             max_batch_tokens=int(params.get("max_batch_tokens") or DEFAULT_MAX_BATCH_TOKENS),
-            intra_op_threads=int(params.get("intra_op_threads") or 0))
+            max_rows_per_run=rows_per_run_for(onnx_path))
 
     def _rows(self, request) -> TokenRows:
         ids = pb_utils.get_input_tensor_by_name(request, INPUT_IDS)

@@ -31,9 +31,10 @@ def model(tmp_path_factory):
     from tritonclient.grpc import model_config_pb2
     cfg = text_format.Parse((repo / "enc" / "configs" / "embedded.pbtxt").read_text(), model_config_pb2.ModelConfig())
     m = onnx_model.TritonPythonModel()
-    m.initialize({"model_config": json.dumps(json_format.MessageToDict(cfg, preserving_proto_field_name=True)),
-                  "model_repository": str(repo / "enc"), "model_version": "1",
-                  "model_instance_kind": "CPU", "model_instance_device_id": "0"})
+    m.init_args = {"model_config": json.dumps(json_format.MessageToDict(cfg, preserving_proto_field_name=True)),
+                   "model_repository": str(repo / "enc"), "model_version": "1",
+                   "model_instance_kind": "CPU", "model_instance_device_id": "0"}
+    m.initialize(m.init_args)
     return m
 
 
@@ -121,3 +122,34 @@ def test_int8_graph_scores_do_not_depend_on_batch_neighbours(tmp_path):
     alone = [scorer.score([TokenRows([r])])[0][0, 0] for r in rows]
     together = scorer.score([TokenRows(rows)])[0][:, 0]
     assert np.array_equal(np.array(alone, dtype=np.float32), together)
+
+
+def test_execution_providers_default_to_cpu_and_keep_cpu_as_fallback():
+    have = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_model.session_providers("", 0, have) == ["CPUExecutionProvider"]
+    assert onnx_model.session_providers("cpu", 0, have) == ["CPUExecutionProvider"]
+    assert onnx_model.session_providers("tensorrt, CUDA", 3, have) == [
+        ("TensorrtExecutionProvider", {"device_id": "3"}), ("CUDAExecutionProvider", {"device_id": "3"}),
+        "CPUExecutionProvider"]
+
+
+def test_execution_providers_name_the_problem():
+    with pytest.raises(ValueError, match="unknown execution provider.*rocm"):
+        onnx_model.session_providers("rocm", 0, ["CPUExecutionProvider"])
+    with pytest.raises(ValueError, match="no CUDAExecutionProvider.*onnxruntime-gpu"):
+        onnx_model.session_providers("cuda", 0, ["CPUExecutionProvider"])
+
+
+def test_served_session_uses_the_configured_provider(model):
+    """The runner reads `execution_providers` from the config (absent: cpu); a provider this
+    ONNX Runtime lacks fails the model load with a message naming it."""
+    import onnxruntime as ort
+    assert model.scorer.session.get_providers() == ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime has the CUDA provider: the missing-provider path cannot be shown")
+    args = dict(model.init_args)
+    config = json.loads(args["model_config"])
+    config["parameters"]["execution_providers"] = {"string_value": "cuda"}
+    args["model_config"] = json.dumps(config)
+    with pytest.raises(ValueError, match="no CUDAExecutionProvider"):
+        onnx_model.TritonPythonModel().initialize(args)
