@@ -48,7 +48,7 @@ from reranker_core.families import GEMMA
 from reranker_core.packing import pad_rows, plan_chunks
 from reranker_core.errors import InputError
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES, SEGMENT_LENGTHS
-from reranker_server.triton_glue import load_manifest, request_parameters
+from reranker_server.triton_glue import input_array, load_manifest, request_parameters
 from reranker_server.triton_io import Failures, OutputSpec, error_response, failure_kind
 
 def resolve_checkpoint(args: dict[str, Any], checkpoint_dir: str) -> Path:
@@ -210,17 +210,8 @@ class TritonPythonModel:
                                   cutoff_layers=list(limits.layers.default_cutoffs))
 
     def _parse(self, request) -> ParsedRequest:
-        def tensor(name: str) -> Optional[np.ndarray]:
-            t = pb_utils.get_input_tensor_by_name(request, name)
-            return None if t is None else t.as_numpy()
-
-        try:
-            params = request_parameters(request)
-        except ValueError as exc:
-            raise InputError(f"request parameters are not valid JSON: {exc}") from None
-        if not isinstance(params, dict):
-            raise InputError("request parameters must be a JSON object")
-        return self.serving.parse(tensor(INPUT_IDS), tensor(ATTENTION_MASK), tensor(SEGMENT_LENGTHS), params)
+        return self.serving.parse(input_array(request, INPUT_IDS), input_array(request, ATTENTION_MASK),
+                                  input_array(request, SEGMENT_LENGTHS), request_parameters(request))
 
     def execute(self, requests: list) -> list:
         parsed: list[ParsedRequest | Exception] = []

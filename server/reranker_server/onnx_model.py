@@ -20,7 +20,7 @@ from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES
 from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer, rows_per_run_for
 from reranker_server.ort_session import create_session, session_providers
 from reranker_server.token_batches import TokenRows, validate_token_inputs
-from reranker_server.triton_glue import load_manifest, version_dir
+from reranker_server.triton_glue import input_array, load_manifest, version_dir
 from reranker_server.triton_io import (INVALID_ARGUMENT, Failures, OutputSpec, error_response,
                                        failure_kind)
 
@@ -45,11 +45,8 @@ class TritonPythonModel:
             max_rows_per_run=rows_per_run_for(onnx_path))
 
     def _rows(self, request) -> TokenRows:
-        ids = pb_utils.get_input_tensor_by_name(request, INPUT_IDS)
-        mask = pb_utils.get_input_tensor_by_name(request, ATTENTION_MASK)
         return validate_token_inputs(
-            None if ids is None else ids.as_numpy(), None if mask is None else mask.as_numpy(),
-            vocab_size=self.manifest.vocab_size, max_positions=self.manifest.max_positions,
+            input_array(request, INPUT_IDS), input_array(request, ATTENTION_MASK), vocab_size=self.manifest.vocab_size, max_positions=self.manifest.max_positions,
             max_pairs=self.max_pairs)
 
     def execute(self, requests: list) -> list:

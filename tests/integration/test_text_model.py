@@ -181,7 +181,7 @@ def test_bad_requests_get_invalid_arg_naming_the_problem(triton_server, inputs, 
 
 @pytest.mark.parametrize("parameters, message", [({"cutoff_layers": "[1]"}, "not available"),
                                                  ({"compress_ratio": 3}, "compress_ratio 3 not supported")])
-def test_token_model_rejections_reach_the_caller_as_invalid_arg(triton_server, parameters, message):
+def test_layer_options_the_model_lacks_are_invalid_arg(triton_server, parameters, message):
     with pytest.raises(TextModelError) as info:
         grpc_text_infer(triton_server.grpc_url, "tiny-lightweight-text", ["p"], query="q", parameters=parameters)
     assert "INVALID_ARG" in info.value.status and message in info.value.message

@@ -20,7 +20,7 @@ from reranker_core.pipeline import PreparedPairs, ranking
 from reranker_core.texts import normalize_pairs
 from reranker_core.windows import default_stride, window_texts
 from reranker_server.text_requests import parse_text_request
-from tests.support.tokenizers_builder import build_xlmr_tokenizer
+from export.tiny.tokenizer_builder import build_xlmr_tokenizer
 
 ENCODER_MANIFEST = ModelManifest(family=ENCODER, name="m", tokenizer=TokenizerInfo(sha256="x", pad_token_id=1),
                                  max_positions=64, vocab_size=100)
