@@ -17,7 +17,7 @@ API_HOST ?= 127.0.0.1
 API_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup oracle serve demo export test test-unit test-integration bench bench-quick perf soak clean help
+.PHONY: setup oracle serve demo export test test-unit bench bench-quick perf soak clean help
 
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
@@ -28,12 +28,12 @@ help:
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml
+$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
 	$(PIP) install -r requirements/server.txt -r requirements/test.txt
 	$(PIP) install --no-deps nvidia-pytriton==0.7.0
-	$(PIP) install --no-deps -e ./core -e ./client -e ./server
+	$(PIP) install --no-deps -e ./core -e ./client -e ./server -e .
 	$(PIP) install -e ./api
 	touch $@
 

@@ -28,6 +28,7 @@ from export.errors import ExportError, require_ints
 from export.fill_template import fill_template, pbtxt_string
 from export.tokenizer_files import copy_tokenizer
 from reranker_core.encoding.decoder import adds_bos, yes_token_id
+from reranker_core.files import CHECKPOINT_SUBDIR, SAFETENSORS_FILE, SAFETENSORS_INDEX
 from reranker_core.families import (DECODER_FAMILIES, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE,
                                     family_spec)
 from reranker_core.limits import (DEFAULT_MAX_LENGTH, LLM_CPU_MAX_BATCH_TOKENS, LLM_GPU_MAX_BATCH_TOKENS,
@@ -36,10 +37,7 @@ from reranker_core.manifest import LLMSettings, ModelManifest, TokenizerInfo
 from reranker_core.tensors import text_model_name
 
 MODEL_PY = "from reranker_server.llm_model import TritonPythonModel  # noqa: F401\n"
-CHECKPOINT_SUBDIR = "1/checkpoint"            # relative to the model directory
 DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # -> manifest precision
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-SAFETENSORS_SINGLE = "model.safetensors"
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -141,12 +139,12 @@ def weight_files(checkpoint: Path) -> list[str]:
             raise ExportError(f"{checkpoint}: {SAFETENSORS_INDEX} names missing shards: "
                               f"{', '.join(missing[:3])}")
         return [SAFETENSORS_INDEX, *shards]
-    if (checkpoint / SAFETENSORS_SINGLE).is_file():
-        return [SAFETENSORS_SINGLE]
+    if (checkpoint / SAFETENSORS_FILE).is_file():
+        return [SAFETENSORS_FILE]
     if any(checkpoint.glob("*.bin")) or any(checkpoint.glob("*.pt")):
         raise ExportError(f"{checkpoint} has only pickle (*.bin) weights; LLM rerankers are served "
                           "from safetensors only: convert them (save_pretrained(safe_serialization=True))")
-    raise ExportError(f"{checkpoint} has no {SAFETENSORS_SINGLE} or {SAFETENSORS_INDEX}")
+    raise ExportError(f"{checkpoint} has no {SAFETENSORS_FILE} or {SAFETENSORS_INDEX}")
 
 
 def check_weights(checkpoint: Path, files: Sequence[str], required: Sequence[str]) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from reranker_core.families import FAMILIES
+from reranker_core.files import CHECKPOINT_SUBDIR, MANIFEST_FILE, TOKENIZER_FILE
 from reranker_core.limits import DEFAULT_MAX_LENGTH, ENCODER_MAX_BATCH_SIZE
 
-MANIFEST_FILE = "reranker.json"
 FORMAT_VERSION = 1
 
 
@@ -24,7 +24,7 @@ FORMAT_VERSION = 1
 class TokenizerInfo:
     """Which tokenizer the model was exported with and the special ids the encoding needs."""
     sha256: str                      # of tokenizer.json's bytes
-    file: str = "tokenizer/tokenizer.json"  # relative to the model directory
+    file: str = TOKENIZER_FILE       # relative to the model directory
     source: str = ""                 # hub id or local directory it came from
     padding_side: str = "right"
     pad_token_id: Optional[int] = None
@@ -38,7 +38,7 @@ class TokenizerInfo:
 @dataclass
 class LLMSettings:
     """What the decoder (LLM) families' encoding and server read, written by export."""
-    checkpoint_dir: str = "1/checkpoint"       # config.json + safetensors, relative to the model directory
+    checkpoint_dir: str = CHECKPOINT_SUBDIR    # config.json + safetensors, relative to the model directory
     dtype: str = "float32"                     # float32 | float16 | bfloat16 (compute dtype of this config)
     default_prompt: str = ""
     query_instruction: Optional[str] = "A: "   # FlagEmbedding's LLM reranker defaults

@@ -75,8 +75,8 @@ def parse_options(raw: Mapping[str, Any], manifest: ModelManifest, *, from_text:
     allowed = COMMON_OPTIONS | spec.options
     unknown = sorted(set(values) - allowed)
     if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)} for a {manifest.family} model; "
-                         f"accepted: {', '.join(sorted(allowed))}")
+        raise InputError(f"unknown option(s) {', '.join(unknown)}: {manifest.family} models accept "
+                         f"{', '.join(sorted(allowed))}")
     max_length = _positive(values.get(MAX_LENGTH), MAX_LENGTH, from_text) or manifest.default_max_length
     query_max_length = (_positive(values.get(QUERY_MAX_LENGTH), QUERY_MAX_LENGTH, from_text)
                         or default_query_max_length(max_length))

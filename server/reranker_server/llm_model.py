@@ -47,7 +47,9 @@ from reranker_server.llm.requests import (ParsedRequest, ServingLimits, parse_se
 from reranker_core.families import GEMMA
 from reranker_core.packing import pad_rows, plan_chunks
 from reranker_core.errors import InputError
-from reranker_server.triton_glue import load_manifest, request_parameters
+from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES, SEGMENT_LENGTHS
+from reranker_server.triton_glue import input_array, load_manifest, request_parameters
+from reranker_server.triton_io import Failures, OutputSpec, error_response, failure_kind
 
 def resolve_checkpoint(args: dict[str, Any], checkpoint_dir: str) -> Path:
     """Absolute path, else relative to the model directory, else to the version directory."""
@@ -171,13 +173,6 @@ def build_limits(manifest, scorer, model_config: dict[str, Any]) -> ServingLimit
                          max_pairs=int(model_config.get("max_batch_size") or manifest.max_batch_size))
 
 
-def _error(exc: Exception):
-    """A TritonError with INVALID_ARG for bad requests, INTERNAL otherwise (when codes exist)."""
-    code_name = "INVALID_ARG" if isinstance(exc, InputError) else "INTERNAL"
-    code = getattr(pb_utils.TritonError, code_name, None)
-    return pb_utils.TritonError(str(exc)) if code is None else pb_utils.TritonError(str(exc), code)
-
-
 class TritonPythonModel:
     """Entry point imported by the served model's 1/model.py."""
 
@@ -187,6 +182,8 @@ class TritonPythonModel:
         from reranker_server.llm import load_scorer
 
         model_config, params, manifest = load_manifest(args)
+        self.output = OutputSpec(model_config, SCORES)
+        self.failures = Failures(str(model_config.get("name") or manifest.name))
         llm = manifest.llm
         if llm is None or not llm.checkpoint_dir:
             raise ValueError("manifest llm.checkpoint_dir is missing; re-export the model")
@@ -213,17 +210,8 @@ class TritonPythonModel:
                                   cutoff_layers=list(limits.layers.default_cutoffs))
 
     def _parse(self, request) -> ParsedRequest:
-        def tensor(name: str) -> Optional[np.ndarray]:
-            t = pb_utils.get_input_tensor_by_name(request, name)
-            return None if t is None else t.as_numpy()
-
-        try:
-            params = request_parameters(request)
-        except ValueError as exc:
-            raise InputError(f"request parameters are not valid JSON: {exc}") from None
-        if not isinstance(params, dict):
-            raise InputError("request parameters must be a JSON object")
-        return self.serving.parse(tensor("input_ids"), tensor("attention_mask"), tensor("segment_lengths"), params)
+        return self.serving.parse(input_array(request, INPUT_IDS), input_array(request, ATTENTION_MASK),
+                                  input_array(request, SEGMENT_LENGTHS), request_parameters(request))
 
     def execute(self, requests: list) -> list:
         parsed: list[ParsedRequest | Exception] = []
@@ -237,10 +225,11 @@ class TritonPythonModel:
         responses = []
         for result in self.serving.run(parsed):
             if isinstance(result, Exception):
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_error(result)))
+                invalid = isinstance(result, InputError)
+                self.failures.record(failure_kind(result, invalid=invalid), str(result))
+                responses.append(error_response(str(result), invalid=invalid))
             else:
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[pb_utils.Tensor("scores", np.ascontiguousarray(result, dtype=np.float32))]))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[self.output.tensor(result)]))
         return responses
 
     def finalize(self) -> None:

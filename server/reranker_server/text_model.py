@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +29,8 @@ from reranker_core.pipeline import PreparedPairs, normalized, prepare_pairs, ran
 from reranker_core.tensors import (ATTENTION_MASK, INDICES, INPUT_IDS, PASSAGES, QUERIES, QUERY, SCORES,
                                    SEGMENT_LENGTHS, TOKEN_MODEL_PARAMETER)
 from reranker_server.text_requests import TextRequest, parse_text_request
-from reranker_server.triton_glue import load_manifest, request_parameters
+from reranker_server.triton_io import Failures, OutputSpec, error_response, failure_kind
+from reranker_server.triton_glue import input_array, load_manifest, request_parameters
 
 
 def load_tokenizer(model_dir: Path, manifest: ModelManifest):
@@ -63,18 +64,13 @@ class TritonPythonModel:
         self.max_text_bytes = int(params.get("max_text_bytes") or MAX_TEXT_BYTES)
         self.max_request_tokens = int(params.get("max_request_tokens") or CLIENT_MAX_REQUEST_TOKENS)
         self.tokenizer = load_tokenizer(Path(args["model_repository"]), self.manifest)
-        self.logger = pb_utils.Logger
+        self.scores = OutputSpec(model_config, SCORES)
+        self.indices = OutputSpec(model_config, INDICES)
+        self.failures = Failures(str(model_config.get("name") or args.get("model_name", "")))
 
     def _parse(self, request) -> TextRequest:
-        def tensor(name: str) -> Optional[np.ndarray]:
-            t = pb_utils.get_input_tensor_by_name(request, name)
-            return None if t is None else t.as_numpy()
-
-        try:
-            params = request_parameters(request)
-        except ValueError as exc:
-            raise InputError(f"request parameters are not valid JSON: {exc}") from None
-        return parse_text_request(tensor(QUERY), tensor(QUERIES), tensor(PASSAGES), params, self.manifest,
+        return parse_text_request(input_array(request, QUERY), input_array(request, QUERIES),
+                                  input_array(request, PASSAGES), request_parameters(request), self.manifest,
                                   max_pairs=self.max_pairs, max_text_bytes=self.max_text_bytes)
 
     async def _call(self, batch: RequestBatch, parameters: dict[str, Any]) -> np.ndarray:
@@ -100,31 +96,25 @@ class TritonPythonModel:
         outputs = await asyncio.gather(*(self._call(b, parameters) for b in batches))
         scores = normalized(prepared.pair_scores(batches, outputs), text.options.normalize)
         indices = ranking(scores[:, -1].tolist(), text.options.top_n) if text.rerank else []
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor(SCORES, np.ascontiguousarray(scores.T, dtype=np.float32)),
-            pb_utils.Tensor(INDICES, np.asarray(indices, dtype=np.int64))])
+        return pb_utils.InferenceResponse(output_tensors=[self.scores.tensor(scores.T),
+                                                          self.indices.tensor(np.asarray(indices))])
 
     async def _respond(self, request) -> Any:
         try:
             return await self._score(request)
-        except InputError as exc:
-            return _error(str(exc), "INVALID_ARG")
-        except TokenModelError as exc:
-            if not exc.invalid:
-                self.logger.log_error(f"{self.token_model} failed: {exc}")
-            return _error(f"{self.token_model}: {exc}", "INVALID_ARG" if exc.invalid else "INTERNAL")
         except Exception as exc:  # one request's failure never fails the others
-            self.logger.log_error(f"text model failed: {type(exc).__name__}: {exc}")
-            return _error(f"scoring failed: {type(exc).__name__}: {exc}", "INTERNAL")
+            error = exc
+        if isinstance(error, InputError):
+            message, invalid = str(error), True
+        elif isinstance(error, TokenModelError):
+            message, invalid = f"{self.token_model}: {error}", error.invalid
+        else:
+            message, invalid = f"scoring failed: {type(error).__name__}: {error}", False
+        self.failures.record(failure_kind(error, invalid=invalid), message)
+        return error_response(message, invalid=invalid)
 
     async def execute(self, requests: list) -> list:
         return list(await asyncio.gather(*(self._respond(r) for r in requests)))
 
     def finalize(self) -> None:
         self.tokenizer = None
-
-
-def _error(message: str, code_name: str) -> Any:
-    code = getattr(pb_utils.TritonError, code_name, None)
-    error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
-    return pb_utils.InferenceResponse(output_tensors=[], error=error)

@@ -181,7 +181,7 @@ def test_bad_requests_get_invalid_arg_naming_the_problem(triton_server, inputs, 
 
 @pytest.mark.parametrize("parameters, message", [({"cutoff_layers": "[1]"}, "not available"),
                                                  ({"compress_ratio": 3}, "compress_ratio 3 not supported")])
-def test_token_model_rejections_reach_the_caller_as_invalid_arg(triton_server, parameters, message):
+def test_layer_options_the_model_lacks_are_invalid_arg(triton_server, parameters, message):
     with pytest.raises(TextModelError) as info:
         grpc_text_infer(triton_server.grpc_url, "tiny-lightweight-text", ["p"], query="q", parameters=parameters)
     assert "INVALID_ARG" in info.value.status and message in info.value.message
@@ -220,3 +220,29 @@ def test_bad_requests_spare_concurrent_good_ones(triton_server):
         results = [f.result() for f in goods]
         [f.result() for f in bads]
     assert all(np.abs(r - want).max() < 1e-5 for r in results)
+
+
+def test_readme_grpc_request_body_works_as_written(triton_server):
+    """The README's grpcurl body (proto JSON of a KServe v2 ModelInferRequest), sent as is through
+    Triton's gRPC service; only the model name is the test model's."""
+    import re
+    import struct
+    from pathlib import Path
+
+    import grpc
+    from google.protobuf import json_format
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    body = re.search(r"grpcurl [^\n]*-d '(\{.*?\})' \\", readme, re.S).group(1)
+    request = json_format.Parse(body, service_pb2.ModelInferRequest())
+    request.model_name = "tiny-encoder-text"
+    with grpc.insecure_channel(triton_server.grpc_url) as channel:
+        reply = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+    outputs = [o.name for o in reply.outputs]
+    raw = reply.raw_output_contents[outputs.index("scores")]
+    scores = struct.unpack(f"<{len(raw) // 4}f", raw)
+    want, _ = grpc_text_infer(triton_server.grpc_url, "tiny-encoder-text",
+                              ["hi", "The giant panda is a bear."], query="what is panda?",
+                              parameters={"normalize": True})
+    assert np.abs(np.array(scores) - want[0]).max() < 1e-6 and all(0 < s < 1 for s in scores)

@@ -20,7 +20,7 @@ from reranker_core.pipeline import PreparedPairs, ranking
 from reranker_core.texts import normalize_pairs
 from reranker_core.windows import default_stride, window_texts
 from reranker_server.text_requests import parse_text_request
-from tests.support.tokenizers_builder import build_xlmr_tokenizer
+from export.tiny.tokenizer_builder import build_xlmr_tokenizer
 
 ENCODER_MANIFEST = ModelManifest(family=ENCODER, name="m", tokenizer=TokenizerInfo(sha256="x", pad_token_id=1),
                                  max_positions=64, vocab_size=100)
@@ -38,7 +38,7 @@ LIGHT_MANIFEST = ModelManifest(
     ({"max_length": 8, "query_max_length": 0}, "query_max_length must be a positive integer"),
     ({"normalize": "yes"}, "normalize must be true or false"),
     ({"long_passages": "chunk"}, "long_passages must be one of truncate, max_window"),
-    ({"prompt": "p"}, "unknown option(s) prompt for a encoder model"),
+    ({"prompt": "p"}, "unknown option(s) prompt: encoder models accept long_passages"),
     ({"window_stride": -1}, "window_stride must be a positive integer"),
 ])
 def test_bad_options_are_clear_errors(raw, message):

@@ -17,7 +17,7 @@ from reranker_core.encoding.decoder import (DecoderEncoder, adds_bos, encode_dec
                                               encode_decoder_pairs)
 from reranker_core.families import GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE
 from reranker_core.manifest import ModelManifest
-from tests.support.llm_checkpoints import (build_gemma2_lightweight_reranker, build_gemma_reranker,
+from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
                                            build_minicpm_layerwise_reranker)
 from tests.support.oracle import run_oracle
 

@@ -19,7 +19,7 @@ from reranker_core.encoding.decoder import encode_decoder_pair
 from reranker_core.families import GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE
 from reranker_core.manifest import LLMSettings, ModelManifest, file_sha256
 from reranker_core.tensors import MANIFEST_PARAMETER
-from tests.support.llm_checkpoints import (build_gemma2_lightweight_reranker, build_gemma_reranker,
+from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
                                            build_minicpm_layerwise_reranker)
 
 BUILDERS = {GEMMA: build_gemma_reranker, MINICPM_LAYERWISE: build_minicpm_layerwise_reranker,
