@@ -2,7 +2,6 @@
 (importable without Triton, e.g. by scripts/gpu_check.py)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -34,16 +33,10 @@ def session_providers(names: str = "cpu", device_id: int = 0,
 
 
 def create_session(path: Path, intra_op_threads: int = 0, providers: Optional[list] = None):
-    """An ONNX Runtime session (CPU unless `providers` says otherwise): full graph optimisation,
-    one GEMM at a time on every core, no thread spinning (the Triton frontend and stub share the
-    cores), no memory patterns (shapes change on every call). Measured in docs/benchmarks.md."""
+    """An ONNX Runtime session (CPU unless `providers` says otherwise) with the runner's session
+    options (reranker_server.encoder_scorer.session_options)."""
     import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = intra_op_threads or len(os.sched_getaffinity(0))
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.enable_mem_pattern = False
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+
+    from reranker_server.encoder_scorer import session_options
+    return ort.InferenceSession(str(path), session_options(intra_op_threads),
+                                providers=providers or ["CPUExecutionProvider"])

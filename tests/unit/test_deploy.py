@@ -467,4 +467,5 @@ def test_make_test_installs_into_project_environments_only():
     for system_tool in ("apt-get", "apt ", "dpkg", "sudo", "yum", "dnf", "apk add", "snap "):
         assert system_tool not in commands, f"make test runs {system_tool!r}"
     installs = [line for line in commands.splitlines() if "pip" in line and " install" in line]
-    assert installs and all(line.startswith((".venv/bin/python", ".venv-oracle/bin/python")) for line in installs)
+    assert installs and all(line.startswith((".venv/bin/python", ".venv-oracle/bin/python", ".venv-deploy/bin/python"))
+                            for line in installs)
