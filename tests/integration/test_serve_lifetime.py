@@ -168,6 +168,27 @@ def test_killed_owner_server_stops_and_next_start_sweeps_its_directory(repositor
         live.stop()
 
 
+def test_make_serve_launcher_stops_everything_on_sighup(repository):
+    """`make serve` (tools/serve.py) forwards SIGHUP like SIGTERM: no orphaned server."""
+    http, grpc, metrics = free_ports(3)
+    launcher = subprocess.Popen([sys.executable, "-m", "tools.serve", "--model-repository", str(repository),
+                                 "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port",
+                                 str(metrics), "--api-port", "0"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
+    try:
+        _wait_until(lambda: bool(_children(launcher.pid)), "the embedded server wrapper")
+        wrapper_pid = _children(launcher.pid)[0]
+        server_pid, workdir = _tritonserver_of(wrapper_pid)
+        _wait_until(lambda: _ready(http), "server ready")
+        launcher.send_signal(signal.SIGHUP)
+        assert launcher.wait(timeout=WAIT_S) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert not _alive(wrapper_pid) and not _alive(server_pid)
+    assert not workdir.exists()
+
+
 def test_sweep_keeps_directories_of_live_processes(tmp_path):
     mine = tmp_path / f"{WORKDIR_PREFIX}live"
     mine.mkdir()
