@@ -8,7 +8,8 @@ call), 500 pairs of mixed lengths 16..256 (compute_score), and small rerank call
 several concurrency levels. Reported: pairs/s, tokens/s (real tokens, no padding), p50/p95/p99
 latency, peak RSS of the tritonserver process tree, CPU seconds (contention-robust: this machine
 is shared), score drift and top-10 agreement of each variant against FlagEmbedding fp32.
-Results: bench/results/bench[-quick].json and .png.
+Section "text_path" (bench/text_path.py): the same rerank call through the text model vs the token
+model. Results: bench/results/bench[-quick].json and .png.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import numpy as np
 from bench import procstats
 from bench.serving import one_model_server
 from reranker_core.manifest import ModelManifest
+from reranker_core.tensors import text_model_name
 from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer
 from reranker_server.token_batches import TokenRows
 from bench.models import BASE, CACHE, QUICK, EncoderShape, build_encoder_checkpoint, export_encoder_onnx
@@ -176,7 +178,8 @@ def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: Encode
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(base, target, ignore=shutil.ignore_patterns("*.pbtxt", "model.onnx*", "reranker.json"))
         os.link(src, target / "1" / "model.onnx")
-        manifest = dataclasses.replace(ModelManifest.load(base), name=target.name)
+        manifest = dataclasses.replace(ModelManifest.load(base), name=target.name,
+                                       text_model=text_model_name(target.name))
         options = EncoderExportOptions(max_batch_size=manifest.max_batch_size,
                                        max_batch_tokens=batch_tokens(variant, DEFAULT_MAX_BATCH_TOKENS))
         write_configs(target, manifest, options)
@@ -340,6 +343,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--skip-flagembedding", action="store_true")
     parser.add_argument("--skip-server", action="store_true")
+    parser.add_argument("--skip-text-path", action="store_true", help="skip bench/text_path.py's section")
+    parser.add_argument("--text-path-variant", default="int8+t1024", help="graph the text path section serves")
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--workloads", default="rerank,mixed", help="subset of rerank,mixed")
     parser.add_argument("--llm", action="store_true", help="also the LLM reranker workloads")
@@ -383,6 +388,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             log(f"client -> embedded Triton, {variant}")
             result["served"][variant] = run_served(repo, f"enc-{variant}", ckpt, works, latency,
                                                    plan, levels, log)
+    if not (args.skip_server or args.skip_text_path):
+        from bench import text_path
+        result["text_path"] = text_path.run(ckpt, text_path.QUICK_PLAN if args.quick else text_path.FULL_PLAN,
+                                            args.text_path_variant, log, RESULTS / "server-text-path.log.tmp")
     if args.llm:
         result["llm"] = run_llm(args.quick, log)
     result["load_avg_end"] = os.getloadavg()

@@ -37,6 +37,7 @@ from bench import procstats
 from bench.models import BASE, QUICK, EncoderShape, build_encoder_checkpoint, export_encoder_onnx
 from bench.ort_variants import machine_info
 from bench.workloads import Workload, rerank_1x100
+from export.config_check import parse_config
 from reranker_core.tensors import PASSAGES, QUERY, SCORES, text_model_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -62,21 +63,23 @@ class TextPathPlan:
 
 
 FULL_PLAN = TextPathPlan(BASE, passages=100, tokens=200, levels=(1, 16), rounds=2,
-                         calls_per_worker={1: 3, 16: 1}, tokenize_reps=30)
+                         calls_per_worker={1: 2, 16: 1}, tokenize_reps=30)
 QUICK_PLAN = TextPathPlan(QUICK, passages=20, tokens=64, levels=(1, 4), rounds=2,
                           calls_per_worker={1: 2, 4: 1}, tokenize_reps=5)
 
 
 # ----------------------------------------------------------------------------- repository
-def prepare_repository(checkpoint: Path, variant: str, shape: EncoderShape) -> tuple[Path, str]:
-    """bench.run's served repository with `enc-<variant>` and its text model; (repository, name)."""
+def prepare_repository(checkpoint: Path, variant: str, shape: EncoderShape,
+                       text_instances: Optional[int] = None) -> tuple[Path, str]:
+    """bench.run's served repository with `enc-<variant>` and its text model (written by the
+    exporter's own writer, with `text_instances` instances: default the export's); (repository, name)."""
     from bench.run import served_repository
-    from export.text_export import export_text_model
+    from export.text_export import DEFAULT_TEXT_INSTANCES, export_text_model
 
     fp32 = export_encoder_onnx(checkpoint)
     repo = served_repository(checkpoint, fp32, [variant], shape)
     name = f"enc-{variant}"
-    export_text_model(repo / name)      # the exporter's own writer (cheap: config + tokenizer copy)
+    export_text_model(repo / name, instance_count=text_instances or DEFAULT_TEXT_INSTANCES)
     return repo, name
 
 
@@ -259,13 +262,15 @@ def tokenization_per_pair(checkpoint: Path, repository: Path, model: str, work: 
 
 # ----------------------------------------------------------------------------- the section
 def run(checkpoint: Path, plan: TextPathPlan, variant: str, log: Log,
-        log_file: Optional[Path] = None) -> dict[str, Any]:
+        log_file: Optional[Path] = None, text_instances: Optional[int] = None) -> dict[str, Any]:
     """Serve `enc-<variant>` and `enc-<variant>-text`, then time the three paths round by round."""
-    repository, model = prepare_repository(checkpoint, variant, plan.shape)
+    repository, model = prepare_repository(checkpoint, variant, plan.shape, text_instances)
     work = rerank_1x100(checkpoint, plan.passages, plan.tokens)
     query, passages = work.pairs[0][0], [p for _, p in work.pairs]
+    text_config = parse_config((repository / text_model_name(model) / "config.pbtxt").read_text())
     result: dict[str, Any] = {
         "model": model, "variant": variant, "shape": plan.shape.name, "workload": work.name,
+        "text_instances": sum(g.count for g in text_config.instance_group),
         "tokens": work.total_tokens, "rounds": plan.rounds,
         "calls_per_worker": {str(c): plan.calls(c) for c in plan.levels},
         "tokenization": tokenization_per_pair(checkpoint, repository, model, work, plan.tokenize_reps)}
@@ -316,6 +321,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="served graph, as bench.run's --variants (fused, int8, ... plus +t<N>)")
     parser.add_argument("--concurrency", default=None, help="levels, e.g. 1,16 (default: the plan's)")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--text-instances", type=int, default=None,
+                        help="instances of the text model (default: the export's)")
     parser.add_argument("--out", default=None, help="JSON path")
     args = parser.parse_args(argv)
     plan = QUICK_PLAN if args.quick else FULL_PLAN
@@ -327,7 +334,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     checkpoint = build_encoder_checkpoint(plan.shape)
     result = {"machine": machine_info(), "load_avg_start": os.getloadavg(),
-              **run(checkpoint, plan, args.variant, log, RESULTS / "server-text-path.log.tmp"),
+              **run(checkpoint, plan, args.variant, log, RESULTS / "server-text-path.log.tmp",
+                     args.text_instances),
               "load_avg_end": os.getloadavg()}
     out = Path(args.out) if args.out else RESULTS / f"text-path{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
