@@ -103,7 +103,7 @@ def test_stop_signal_stops_the_server_and_removes_its_directory(repository, sig)
     try:
         server_pid, workdir = _tritonserver_of(wrapper.pid)
         _wait_until(lambda: _ready(ports[0]), "server ready")
-        assert (workdir / OWNER_FILE).read_text().split() == [str(wrapper.pid), str(server_pid)]
+        assert (workdir / OWNER_FILE).read_text().splitlines()[0].split() == [str(wrapper.pid), str(server_pid)]
         wrapper.send_signal(sig)
         out = wrapper.communicate(timeout=WAIT_S)[0].decode(errors="replace")
     finally:
@@ -200,5 +200,8 @@ def test_sweep_keeps_directories_of_live_processes(tmp_path):
     (stale / OWNER_FILE).write_text(f"{dead_pid} {dead_pid}")
     unknown = tmp_path / f"{WORKDIR_PREFIX}no-owner"   # being created: no owner file yet
     unknown.mkdir()
+    elsewhere = tmp_path / f"{WORKDIR_PREFIX}other-namespace"   # another container's pids
+    elsewhere.mkdir()
+    (elsewhere / OWNER_FILE).write_text(f"{dead_pid} {dead_pid}\npid:[1]\n")
     assert sweep_stale_workdirs(tmp_path) == [stale]
-    assert mine.exists() and unknown.exists() and not stale.exists()
+    assert mine.exists() and unknown.exists() and elsewhere.exists() and not stale.exists()

@@ -145,7 +145,7 @@ def test_rerank_shape_sends_the_query_once_and_pairs_shape_sends_each():
     assert request.parameters == {"max_length": 64, "query_max_length": 48} and request.outputs == ("scores",)
     plan = core.plan([["q1", "p1"], ["q2", "p2"]], max_length=None, query_max_length=None, batch_size=None)
     assert [t.name for t in plan.requests[0].inputs] == ["queries", "passages"]
-    assert plan.requests[0].parameters is None
+    assert plan.requests[0].parameters == {"max_length": 512, "query_max_length": 384}
 
 
 def test_requests_are_chunked_by_batch_size_and_max_pairs_and_scores_come_back_in_order():
