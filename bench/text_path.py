@@ -2,7 +2,7 @@
 passages) sent three ways to the same served encoder, in alternating rounds so that load on the
 machine hits every path alike.
 
-    python -m bench.text_path [--quick] [--variant int8+t1024] [--concurrency 1,16] [--rounds 3]
+    python -m bench.text_path [--quick] [--variant int8+t1024] [--concurrency 1,16] [--rounds N]
 
 Paths:
   token     reranker_client.RerankerClient(tokenize="client") -> `<name>`: the client tokenizes
@@ -54,18 +54,22 @@ class TextPathPlan:
     passages: int
     tokens: int
     levels: tuple[int, ...]
-    rounds: int
-    calls_per_worker: dict[int, int]
+    rounds: dict[int, int]              # per level (default 2)
+    calls_per_worker: dict[int, int]    # per level and round (default 1)
     tokenize_reps: int
+
+    def rounds_for(self, level: int) -> int:
+        return self.rounds.get(level, 2)
 
     def calls(self, level: int) -> int:
         return self.calls_per_worker.get(level, 1)
 
 
-FULL_PLAN = TextPathPlan(BASE, passages=100, tokens=200, levels=(1, 16), rounds=2,
-                         calls_per_worker={1: 2, 16: 1}, tokenize_reps=30)
-QUICK_PLAN = TextPathPlan(QUICK, passages=20, tokens=64, levels=(1, 4), rounds=2,
-                          calls_per_worker={1: 2, 4: 1}, tokenize_reps=5)
+# One call per worker and round: the paths alternate as finely as the workload allows.
+FULL_PLAN = TextPathPlan(BASE, passages=100, tokens=200, levels=(1, 16), rounds={1: 6, 16: 2},
+                         calls_per_worker={}, tokenize_reps=30)
+QUICK_PLAN = TextPathPlan(QUICK, passages=20, tokens=64, levels=(1, 4), rounds={1: 3, 4: 2},
+                          calls_per_worker={}, tokenize_reps=5)
 
 
 # ----------------------------------------------------------------------------- repository
@@ -271,7 +275,7 @@ def run(checkpoint: Path, plan: TextPathPlan, variant: str, log: Log,
     result: dict[str, Any] = {
         "model": model, "variant": variant, "shape": plan.shape.name, "workload": work.name,
         "text_instances": sum(g.count for g in text_config.instance_group),
-        "tokens": work.total_tokens, "rounds": plan.rounds,
+        "tokens": work.total_tokens, "rounds": {str(c): plan.rounds_for(c) for c in plan.levels},
         "calls_per_worker": {str(c): plan.calls(c) for c in plan.levels},
         "tokenization": tokenization_per_pair(checkpoint, repository, model, work, plan.tokenize_reps)}
     log(f"text path: tokenization {result['tokenization']['client_us']:.0f} us/pair (client), "
@@ -284,7 +288,9 @@ def run(checkpoint: Path, plan: TextPathPlan, variant: str, log: Log,
         top = max(plan.levels)
         for path in PATHS:
             callers[path] = [make_caller(path, server.grpc_url, model, checkpoint) for _ in range(top)]
-        reference = callers["token"][0](query, passages)          # warm-up and the reference scores
+        for path in PATHS:      # every connection and every model instance once, on two passages
+            run_wave(callers[path], query, passages[:2], 1, pid)
+        reference = callers["token"][0](query, passages)
         drift = {}
         for path in TEXT_PATHS:
             got = callers[path][0](query, passages)
@@ -293,11 +299,12 @@ def run(checkpoint: Path, plan: TextPathPlan, variant: str, log: Log,
         result["levels"] = {}
         for level in plan.levels:
             samples: dict[str, list[Sample]] = {p: [] for p in PATHS}
-            for r in range(plan.rounds):
+            rounds = plan.rounds_for(level)
+            for r in range(rounds):
                 for path in round_order(r):
                     sample, _ = run_wave(callers[path][:level], query, passages, plan.calls(level), pid)
                     samples[path].append(sample)
-                    log(f"text path: c={level} round {r + 1}/{plan.rounds} {path}: "
+                    log(f"text path: c={level} round {r + 1}/{rounds} {path}: "
                         f"{sample.pairs / sample.wall_s:.2f} pairs/s")
             summary = summarize_level(samples)
             result["levels"][str(level)] = summary
@@ -329,7 +336,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.concurrency:
         plan = dataclasses.replace(plan, levels=tuple(int(c) for c in args.concurrency.split(",") if c))
     if args.rounds:
-        plan = dataclasses.replace(plan, rounds=args.rounds)
+        plan = dataclasses.replace(plan, rounds={c: args.rounds for c in plan.levels})
     log = lambda msg: print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
     RESULTS.mkdir(parents=True, exist_ok=True)
     checkpoint = build_encoder_checkpoint(plan.shape)
