@@ -16,6 +16,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -28,6 +29,20 @@ from pathlib import Path
 from typing import Optional
 
 EMBEDDED_CONFIG_NAME = "embedded"
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` loopback ports free right now (for servers started by the demo, tests, benchmarks)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 WORKDIR_PREFIX = "reranker-triton-"
 OWNER_FILE = "owner"  # in the scratch directory: "<owner pid> <server pid>"
 PR_SET_PDEATHSIG = 1

@@ -44,8 +44,10 @@ from reranker_server.llm.requests import (ParsedRequest, ScoreSettings, ServingL
                                           validate_rows, validate_segments)
 from reranker_core.families import GEMMA
 from reranker_core.packing import pad_rows, plan_chunks
+from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES, SEGMENT_LENGTHS
 from reranker_server.token_batches import RequestError
 from reranker_server.triton_glue import load_manifest, request_parameters
+from reranker_server.triton_io import Failures, OutputSpec, error_response, failure_kind
 
 GPU_MAX_BATCH_TOKENS = 16384
 CPU_MAX_BATCH_TOKENS = 4096
@@ -179,13 +181,6 @@ def build_limits(manifest, scorer, model_config: dict[str, Any]) -> ServingLimit
         default_compress_layers=tuple(int(c) for c in (llm.get("default_compress_layers") or [])))
 
 
-def _error(exc: Exception):
-    """A TritonError with INVALID_ARG for bad requests, INTERNAL otherwise (when codes exist)."""
-    code_name = "INVALID_ARG" if isinstance(exc, RequestError) else "INTERNAL"
-    code = getattr(pb_utils.TritonError, code_name, None)
-    return pb_utils.TritonError(str(exc)) if code is None else pb_utils.TritonError(str(exc), code)
-
-
 class TritonPythonModel:
     """Entry point imported by the served model's 1/model.py."""
 
@@ -195,6 +190,8 @@ class TritonPythonModel:
         from reranker_server.llm import load_scorer
 
         model_config, params, manifest = load_manifest(args)
+        self.output = OutputSpec(model_config, SCORES)
+        self.failures = Failures(str(model_config.get("name") or manifest.name))
         llm = manifest.llm or {}
         if "checkpoint_dir" not in llm:
             raise ValueError("manifest llm.checkpoint_dir is missing; re-export the model")
@@ -232,7 +229,7 @@ class TritonPythonModel:
             raise RequestError(f"request parameters are not valid JSON: {exc}") from None
         if not isinstance(params, dict):
             raise RequestError("request parameters must be a JSON object")
-        return self.serving.parse(tensor("input_ids"), tensor("attention_mask"), tensor("segment_lengths"), params)
+        return self.serving.parse(tensor(INPUT_IDS), tensor(ATTENTION_MASK), tensor(SEGMENT_LENGTHS), params)
 
     def execute(self, requests: list) -> list:
         parsed: list[ParsedRequest | Exception] = []
@@ -246,10 +243,11 @@ class TritonPythonModel:
         responses = []
         for result in self.serving.run(parsed):
             if isinstance(result, Exception):
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_error(result)))
+                invalid = isinstance(result, RequestError)
+                self.failures.record(failure_kind(result, invalid=invalid), str(result))
+                responses.append(error_response(str(result), invalid=invalid))
             else:
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[pb_utils.Tensor("scores", np.ascontiguousarray(result, dtype=np.float32))]))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[self.output.tensor(result)]))
         return responses
 
     def finalize(self) -> None:

@@ -16,7 +16,7 @@ from export.llm_export import export_llm
 from reranker_core.encoding.decoder import (DecoderEncoder, adds_bos, encode_decoder_pair,
                                               encode_decoder_pairs)
 from reranker_core.manifest import (GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest)
-from tests.support.llm_checkpoints import (build_gemma2_lightweight_reranker, build_gemma_reranker,
+from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
                                            build_minicpm_layerwise_reranker)
 from tests.support.oracle import run_oracle
 

@@ -124,7 +124,7 @@ def core(tmp_path_factory) -> ScoringCore:
     from tokenizers import Tokenizer
 
     from export.tokenizer_files import copy_tokenizer
-    from tests.support.tokenizers_builder import build_xlmr_tokenizer
+    from export.tiny.tokenizer_builder import build_xlmr_tokenizer
     ckpt = build_xlmr_tokenizer(tmp_path_factory.mktemp("tok"))
     model_dir = tmp_path_factory.mktemp("model")
     info = copy_tokenizer(Path(ckpt), model_dir, "fuzz")

@@ -16,7 +16,7 @@ from export.errors import ExportError
 from export.llm_export import MODEL_PY, detect_llm_family, export_llm
 from reranker_core.manifest import (GEMMA, GEMMA2_LIGHTWEIGHT, MANIFEST_PARAMETER, MINICPM_LAYERWISE,
                                       ModelManifest, file_sha256)
-from tests.support.llm_checkpoints import (build_gemma2_lightweight_reranker, build_gemma_reranker,
+from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
                                            build_minicpm_layerwise_reranker)
 
 BUILDERS = {GEMMA: build_gemma_reranker, MINICPM_LAYERWISE: build_minicpm_layerwise_reranker,

@@ -18,8 +18,9 @@ fake_pb_utils.install()
 from export.llm_export import export_llm  # noqa: E402
 from reranker_server import llm_model  # noqa: E402
 from reranker_server.llm_model import TritonPythonModel, instance_device, resolve_checkpoint  # noqa: E402
+from reranker_server.triton_io import FAILURES_METRIC  # noqa: E402
 from tests.support.fake_pb_utils import FakeRequest  # noqa: E402
-from tests.support.llm_checkpoints import (build_gemma2_lightweight_reranker, build_gemma_reranker,  # noqa: E402
+from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,  # noqa: E402
                                            build_minicpm_layerwise_reranker)
 from tests.support.oracle import run_oracle  # noqa: E402
 
@@ -79,7 +80,8 @@ def oracle(exported) -> dict:
 def _args(model_dir: Path, manifest, *, max_batch_size: int = 8, extra: dict | None = None) -> dict:
     params = {"reranker_manifest": {"string_value": manifest.to_json()}}
     params.update({k: {"string_value": str(v)} for k, v in (extra or {}).items()})
-    config = {"name": manifest.name, "backend": "python", "max_batch_size": max_batch_size, "parameters": params}
+    config = {"name": manifest.name, "backend": "python", "max_batch_size": max_batch_size, "parameters": params,
+              "output": [{"name": "scores", "data_type": "TYPE_FP32", "dims": [-1]}]}
     return {"model_config": json.dumps(config), "model_repository": str(model_dir), "model_version": "1",
             "model_instance_kind": "CPU", "model_instance_device_id": "0", "model_name": manifest.name}
 
@@ -214,8 +216,11 @@ def test_lightweight_compression_parameters_and_segments(models, oracle):
 def test_bad_requests_get_clear_errors_and_spare_the_batch(models, oracle, case, params, override, message):
     bad = _request(oracle, "lightweight", params, **override)
     good = _request(oracle, "lightweight", rows=[1])
+    before = fake_pb_utils.metric_value(FAILURES_METRIC, model="lightweight", kind="invalid_argument")
     resp = models["lightweight"].execute([good, bad, good])
     assert message in _error(resp[1])
+    assert resp[1].error().code() == fake_pb_utils.TritonError.INVALID_ARG
+    assert fake_pb_utils.metric_value(FAILURES_METRIC, model="lightweight", kind="invalid_argument") == before + 1
     for r in (resp[0], resp[2]):
         np.testing.assert_allclose(_scores(r), _expected(oracle["lightweight"], [1]), atol=ATOL, rtol=0)
 
@@ -274,10 +279,13 @@ def test_a_failing_group_does_not_fail_the_others(models, oracle, monkeypatch):
         return original(ids, mask, **kwargs)
 
     monkeypatch.setattr(model.serving.scorer, "score", flaky)
+    before = fake_pb_utils.metric_value(FAILURES_METRIC, model="layerwise", kind="out_of_memory")
     resp = model.execute([_request(oracle, "layerwise", {"cutoff_layers": 3}),
                           _request(oracle, "layerwise", {"cutoff_layers": 4})])
     assert "out of memory" in _error(resp[0])
     assert resp[0].error().code() == fake_pb_utils.TritonError.INTERNAL
+    assert fake_pb_utils.metric_value(FAILURES_METRIC, model="layerwise", kind="out_of_memory") == before + 1
+    assert fake_pb_utils.Logger.records[-1][0] == "error"
     np.testing.assert_allclose(_scores(resp[1]), _expected(oracle["layerwise_4"]), atol=ATOL, rtol=0)
 
 

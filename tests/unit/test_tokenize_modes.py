@@ -23,7 +23,7 @@ TEXT = "rr-text"
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory) -> tuple[Path, object]:
     from export.tokenizer_files import copy_tokenizer
-    from tests.support.tokenizers_builder import build_xlmr_tokenizer
+    from export.tiny.tokenizer_builder import build_xlmr_tokenizer
     ckpt = build_xlmr_tokenizer(tmp_path_factory.mktemp("tok"))
     model_dir = tmp_path_factory.mktemp("repo") / NAME
     info = copy_tokenizer(Path(ckpt), model_dir, NAME)
