@@ -107,10 +107,8 @@ def export_models(repo: Path, encoder: Optional[Path], llm: Optional[Path], llm_
 # ---- the check's configs ---------------------------------------------------------------------
 
 def parse_config(path: Path):
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    from export.config_check import parse_config as parse_config_text
+    return parse_config_text(path.read_text())
 
 
 def write_config(config, path: Path) -> Path:

@@ -285,7 +285,8 @@ def _encoder_dir(tmp_path: Path, max_positions: int = 8192) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    from reranker_core.manifest import ENCODER, ModelManifest, TokenizerInfo
+    from reranker_core.families import ENCODER
+    from reranker_core.manifest import ModelManifest, TokenizerInfo
 
     model_dir = tmp_path / "bge-reranker-v2-m3"
     (model_dir / "1").mkdir(parents=True)
