@@ -43,10 +43,10 @@ def build_variant(fp32: Path, variant: str, heads: int, hidden: int) -> Path:
         oo.fuse_transformer(fp32, fused, num_heads=heads, hidden_size=hidden)
     if variant == "fused":
         return fused
-    if variant == "int8":
+    if variant == "int8":  # the export's recipe: 7-bit per-channel weights, fp32 score head
         return oo.quantize_int8(fused, out)
-    if variant == "int8-pc":
-        return oo.quantize_int8(fused, out, per_channel=True)
+    if variant == "int8-full":  # the former recipe: 8-bit per-tensor weights, head quantized too
+        return oo.quantize_int8(fused, out, per_channel=False, reduce_range=False, keep_head_fp32=False)
     if variant == "int8-matmul":
         return oo.quantize_int8(fused, out, op_types=("MatMul",))
     if variant == "int8-unfused":
@@ -96,6 +96,12 @@ def time_call(fn: Callable[[], object], reps: int, warmup: int = 1,
         if cpu is not None:
             cpu.append(time.process_time() - c0)
     return times
+
+
+def kendall_tau(ref: np.ndarray, got: np.ndarray) -> float:
+    """Kendall's tau-a between two score vectors (1.0: same order)."""
+    i, j = np.triu_indices(len(ref), 1)
+    return float(np.mean(np.sign(ref[i] - ref[j]) * np.sign(got[i] - got[j]))) if len(i) else 1.0
 
 
 def top10_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> dict:
@@ -180,6 +186,8 @@ def run(shape: EncoderShape, variants: list[str], batches: list[int], reps: int,
                        "cpu_s": cpu_s, "gflops_per_core": flops / cpu_s / 1e9,
                        "load_avg": os.getloadavg()[0],
                        "max_abs_drift": float(np.max(np.abs(scores - ref))),
+                       "mean_abs_drift": float(np.mean(np.abs(scores - ref))),
+                       "kendall_tau": kendall_tau(ref, scores),
                        "top10": top10_agreement(ref, scores),
                        "file_mb": path.stat().st_size / 2**20}
                 result["runs"].append(row)

@@ -335,7 +335,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes (CI smoke test)")
     parser.add_argument("--variants", default="fused+t1024,int8+t1024",
-                        help="graph (fp32 as exported, fused, int8, int8-pc, int8-matmul) plus "
+                        help="graph (fp32 as exported, fused, int8, int8-full, int8-matmul) plus "
                              "+t<N>: the runner's max_batch_tokens")
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--skip-flagembedding", action="store_true")

@@ -13,6 +13,7 @@ from export.checkpoint import resolve_checkpoint
 from export.errors import ExportError
 from export.tiny import build_tiny
 from reranker_core.families import ENCODER, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE
+from reranker_core.manifest import LLMSettings
 
 CACHE = Path(".cache") / "demo-checkpoints"   # LLM model directories link to these weights
 
@@ -43,14 +44,14 @@ def family_from_name(model: str) -> str:
     return ENCODER
 
 
-def scaled_arguments(family: str, manifest_llm: dict[str, Any]) -> dict[str, Any]:
+def scaled_arguments(family: str, manifest_llm: LLMSettings) -> dict[str, Any]:
     """The seed's layer arguments, scaled from the real model's depth to this checkpoint's."""
     args = json.loads(json.dumps(SEED_ARGUMENTS[family]))
-    layers = manifest_llm.get("num_hidden_layers")
+    layers = manifest_llm.num_hidden_layers
     real = REAL_DEPTH.get(family)
     if not args or not layers or layers == real:
         return args
-    allowed = manifest_llm.get("cutoff_layers") or list(range(1, layers + 1))
+    allowed = manifest_llm.cutoff_layers or list(range(1, layers + 1))
 
     def nearest(layer: int) -> int:
         target = layer * layers / real

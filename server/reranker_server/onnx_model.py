@@ -15,11 +15,12 @@ from typing import Optional
 
 import triton_python_backend_utils as pb_utils
 
+from reranker_core.errors import InputError
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES
 from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer, rows_per_run_for
 from reranker_server.ort_session import create_session, session_providers
-from reranker_server.token_batches import RequestError, TokenRows, validate_token_inputs
-from reranker_server.triton_glue import load_manifest, version_dir
+from reranker_server.token_batches import TokenRows, validate_token_inputs
+from reranker_server.triton_glue import input_array, load_manifest, version_dir
 from reranker_server.triton_io import (INVALID_ARGUMENT, Failures, OutputSpec, error_response,
                                        failure_kind)
 
@@ -38,18 +39,14 @@ class TritonPythonModel:
         session = create_session(onnx_path, int(params.get("intra_op_threads") or 0), providers)
         print(f"{model_config.get('name')}: {onnx_path.name} on {', '.join(session.get_providers())}",
               flush=True)
-        pad_id = self.manifest.tokenizer.pad_token_id
         self.scorer = EncoderScorer(
-            session, pad_id=1 if pad_id is None else pad_id,
+            session, pad_id=self.manifest.pad_id,
             max_batch_tokens=int(params.get("max_batch_tokens") or DEFAULT_MAX_BATCH_TOKENS),
             max_rows_per_run=rows_per_run_for(onnx_path))
 
     def _rows(self, request) -> TokenRows:
-        ids = pb_utils.get_input_tensor_by_name(request, INPUT_IDS)
-        mask = pb_utils.get_input_tensor_by_name(request, ATTENTION_MASK)
         return validate_token_inputs(
-            None if ids is None else ids.as_numpy(), None if mask is None else mask.as_numpy(),
-            vocab_size=self.manifest.vocab_size, max_positions=self.manifest.max_positions,
+            input_array(request, INPUT_IDS), input_array(request, ATTENTION_MASK), vocab_size=self.manifest.vocab_size, max_positions=self.manifest.max_positions,
             max_pairs=self.max_pairs)
 
     def execute(self, requests: list) -> list:
@@ -58,7 +55,7 @@ class TritonPythonModel:
         for i, request in enumerate(requests):
             try:
                 valid.append((i, self._rows(request)))
-            except RequestError as exc:
+            except InputError as exc:
                 self.failures.record(INVALID_ARGUMENT, str(exc))
                 responses[i] = error_response(str(exc), invalid=True)
         if valid:

@@ -285,7 +285,8 @@ def _encoder_dir(tmp_path: Path, max_positions: int = 8192) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    from reranker_core.manifest import ENCODER, ModelManifest, TokenizerInfo
+    from reranker_core.families import ENCODER
+    from reranker_core.manifest import ModelManifest, TokenizerInfo
 
     model_dir = tmp_path / "bge-reranker-v2-m3"
     (model_dir / "1").mkdir(parents=True)
@@ -379,8 +380,8 @@ def test_gpu_check_serves_the_exported_configs_on_the_gpu(gpu_check, tmp_path):
     runs reranker_server.onnx_model with ONNX Runtime's GPU providers on the portable graph; the
     LLM runs reranker_server.llm_model as exported; the references are the exported CPU configs."""
     from export.__main__ import main as export_main
-    from tests.support.checkpoints import build_xlmr_reranker
-    from tests.support.llm_checkpoints import build_gemma_reranker
+    from export.tiny.encoder import build_xlmr_reranker
+    from export.tiny.decoders import build_gemma_reranker
 
     repo = tmp_path / "repo"
     enc = build_xlmr_reranker(tmp_path / "enc", seed=1)

@@ -11,7 +11,8 @@ from tritonclient.grpc import model_config_pb2
 
 from export.__main__ import main as export_main
 from export.onnx_export import onnx_scores
-from reranker_core.manifest import MANIFEST_PARAMETER, ModelManifest
+from reranker_core.manifest import ModelManifest
+from reranker_core.tensors import MANIFEST_PARAMETER
 from export.tiny.encoder import build_xlmr_reranker
 
 

@@ -414,9 +414,11 @@ def test_api_deployment_follows_the_api_contract(rendered):
 # ---- autoscaling, adapter rules, dashboard ---------------------------------------------------
 
 def _measured_fp16_512() -> float:
-    """The measured H200 figure the plan starts from: docs/deployment.md, fp16 row, 512 tokens."""
+    """The H200 figure the plan starts from (a stand-in program's, so labelled in the docs):
+    docs/deployment.md, fp16 row, 512 tokens."""
     text = (REPO / "docs" / "deployment.md").read_text()
-    header = re.search(r"^\| precision \| 128 tokens \| 512 tokens \| 2048 tokens \|$", text, re.M)
+    header = re.search(r"^\| precision( \(stand-in program\))? \| 128 tokens \| 512 tokens \| 2048 tokens \|$",
+                       text, re.M)
     assert header, "the H200 throughput table is gone from docs/deployment.md"
     row = re.search(r"^\| fp16 \| [^|]+\| (\d+) \(", text[header.end():], re.M)
     return float(row.group(1))
