@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any, Optional, Sequence
 
@@ -20,6 +21,7 @@ from reranker_api.backend import (BackendFailure, BackendTimeout, BackendUnavail
 QUERY, PASSAGES, SCORES = "query", "passages", "scores"
 MANIFEST_PARAMETER = "reranker_manifest"
 PROBE_TIMEOUT_S = 5.0
+log = logging.getLogger("reranker_api")
 
 
 def request_parameters(options: ScoreOptions) -> dict[str, Any]:
@@ -78,6 +80,7 @@ class TritonBackend:
         self._aliases: dict[str, str] = {}
         self._listed_at = float("-inf")
         self._lock: Optional[asyncio.Lock] = None
+        self._no_strict_length: set[str] = set()
 
     @property
     def client(self) -> Any:
@@ -162,17 +165,32 @@ class TritonBackend:
         query_in.set_data_from_numpy(np.array([query], dtype=np.object_))
         passages_in = grpcaio.InferInput(PASSAGES, [len(passages)], "BYTES")
         passages_in.set_data_from_numpy(np.array(passages, dtype=np.object_))
+        params = request_parameters(options)
+        if model in self._no_strict_length:
+            params.pop("truncate", None)
         try:
-            result = await self.client.infer(self.triton_name(model), [query_in, passages_in],
-                                             outputs=[grpcaio.InferRequestedOutput(SCORES)],
-                                             parameters=request_parameters(options) or None,
-                                             client_timeout=timeout_s)
-        except Exception as exc:
-            raise classify(exc, model, self.url) from None
+            result = await self._infer(model, [query_in, passages_in], params, timeout_s)
+        except InvalidRequest as exc:
+            if "truncate" not in params or "unknown option" not in exc.message or "truncate" not in exc.message:
+                raise
+            # A text model without the `truncate` option: it always truncates (FlagEmbedding's rule).
+            log.warning("model %r has no 'truncate' option: over-long inputs are truncated, not refused", model)
+            self._no_strict_length.add(model)
+            params.pop("truncate")
+            result = await self._infer(model, [query_in, passages_in], params, timeout_s)
         scores = result.as_numpy(SCORES)
         if scores is None:
             raise BackendFailure(f"model {model!r} returned no '{SCORES}' output")
         return scores.reshape(-1, len(passages)) if scores.ndim == 1 else scores
+
+    async def _infer(self, model: str, inputs: list, params: dict[str, Any], timeout_s: Optional[float]) -> Any:
+        import tritonclient.grpc.aio as grpcaio
+        try:
+            return await self.client.infer(self.triton_name(model), inputs,
+                                           outputs=[grpcaio.InferRequestedOutput(SCORES)],
+                                           parameters=params or None, client_timeout=timeout_s)
+        except Exception as exc:
+            raise classify(exc, model, self.url) from None
 
     async def close(self) -> None:
         if self._client is not None:
