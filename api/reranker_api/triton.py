@@ -22,6 +22,19 @@ QUERY, PASSAGES, SCORES = "query", "passages", "scores"
 MANIFEST_PARAMETER = "reranker_manifest"
 PROBE_TIMEOUT_S = 5.0
 log = logging.getLogger("reranker_api")
+# tritonclient's defaults (message size, keepalive) plus a short reconnect backoff, so that the
+# service is back within about a second of Triton coming back (gRPC's default grows to 120 s).
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.keepalive_time_ms", 2**31 - 1),
+    ("grpc.keepalive_timeout_ms", 20000),
+    ("grpc.keepalive_permit_without_calls", False),
+    ("grpc.http2.max_pings_without_data", 2),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 def request_parameters(options: ScoreOptions) -> dict[str, Any]:
@@ -87,7 +100,7 @@ class TritonBackend:
         """The gRPC client, made in the running event loop on first use."""
         if self._client is None:
             import tritonclient.grpc.aio as grpcaio
-            self._client = grpcaio.InferenceServerClient(url=self.url)
+            self._client = grpcaio.InferenceServerClient(url=self.url, channel_args=CHANNEL_ARGS)
         return self._client
 
     def triton_name(self, model: str) -> str:
