@@ -17,7 +17,7 @@ API_HOST ?= 127.0.0.1
 API_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup oracle deploy-tools serve demo export test test-unit test-integration bench bench-quick bench-api perf soak clean help
+.PHONY: setup oracle serve demo export test test-unit test-integration bench bench-quick bench-api perf soak clean help
 
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
@@ -57,15 +57,8 @@ demo: setup
 	$(PY) -m tools.demo --model $(MODEL) --repository $(MODEL_REPOSITORY) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: setup oracle deploy-tools
+test: setup oracle
 	$(PY) -m pytest tests $(PYTEST_ARGS)
-
-# docker-compose (Debian's 1.29, validates compose files without a Docker engine) for the deployment tests.
-deploy-tools:
-	@command -v docker-compose >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
-		else echo "docker-compose not installed: the compose validation test will be skipped"; fi; }
 
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -36,6 +36,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--instance-count", type=int, default=1, help="model instances (per GPU on GPU nodes)")
     p.add_argument("--gpus", default="", help="comma-separated GPU ids for the GPU config (default: all)")
     p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching delay")
+    p.add_argument("--max-batch-tokens", type=int, default=None,
+                   help="padded tokens (rows x longest row) per forward pass of the Python-backend "
+                        "runners (default: encoder 1024; LLM 16384 on GPU, 4096 on CPU)")
     p.add_argument("--weights", choices=["link", "copy"], default="link",
                    help="LLM rerankers: symlink or copy the safetensors weights into the model dir")
     p.add_argument("--force", action="store_true", help="replace an existing model directory")
@@ -68,6 +71,8 @@ def run(args: argparse.Namespace) -> Path:
                 precision=args.precision, cpu_graph=args.cpu_graph, max_batch_size=args.max_batch_size or 64,
                 instance_count=args.instance_count, max_queue_delay_us=args.max_queue_delay_us, gpus=gpus,
                 allow_pickle=args.allow_pickle)
+            if args.max_batch_tokens is not None:
+                options.max_batch_tokens = args.max_batch_tokens
             export_encoder(checkpoint, model_dir, name=name, source=args.model, options=options,
                            progress=progress)
         else:
@@ -75,7 +80,8 @@ def run(args: argparse.Namespace) -> Path:
             export_llm(checkpoint, model_dir, name=name, family=family, dtype=args.dtype or "float16",
                        weights=args.weights, max_batch_size=args.max_batch_size or 16,
                        instance_count=args.instance_count, gpus=gpus,
-                       max_queue_delay_us=args.max_queue_delay_us, source=args.model)
+                       max_queue_delay_us=args.max_queue_delay_us, source=args.model,
+                       max_batch_tokens=args.max_batch_tokens)
     except BaseException:
         shutil.rmtree(model_dir, ignore_errors=True)  # never leave a half-written model behind
         raise

@@ -1,8 +1,10 @@
 """Write a Triton model directory for an encoder (XLM-RoBERTa) reranker.
 
 <repository>/<name>/
-  config.pbtxt            Triton's native onnxruntime backend (GPU nodes)
+  config.pbtxt            Triton's native onnxruntime backend, CUDA EP (GPU nodes)
+  configs/onnxruntime_trt.pbtxt   the same on ORT's TensorRT EP (--model-config-name=onnxruntime_trt)
   configs/embedded.pbtxt  Python backend running ONNX Runtime (the embedded CPU server)
+  (configs/tensorrt_plan.pbtxt and 1/model.plan come later from python -m export.tensorrt)
   reranker.json           the model contract (also inside every config as "reranker_manifest")
   tokenizer/              tokenizer.json (+ config) the client must use
   1/model.onnx            fp32 or fp16 graph: input_ids, attention_mask INT64 -> scores FP32 [B, 1]
@@ -21,8 +23,9 @@ from typing import Callable
 import numpy as np
 
 from export.checkpoint import read_config, require_safetensors
-from export.errors import ExportError
+from export.errors import ExportError, require_ints
 from export.fill_template import fill_template, pbtxt_string
+from export.gpu_configs import GpuOptions, write_gpu_configs
 from export.onnx_export import convert_to_fp16, export_encoder_onnx, onnx_scores
 from export.tokenizer_files import copy_tokenizer
 from reranker_core.manifest import ENCODER, ModelManifest
@@ -98,12 +101,12 @@ def write_cpu_graph(fp32_onnx: Path, version: Path, checkpoint: Path, graph: str
 
 def write_embedded_config(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions,
                           onnx_file: str = "model.onnx") -> Path:
-    text = fill_template("python_onnx_cpu", {
-        "model_name": manifest.name, "max_batch_size": options.max_batch_size,
+    """configs/embedded.pbtxt: the Python backend running ONNX Runtime on CPU."""
+    text = fill_template("python_onnx", {
+        "name": manifest.name, "max_batch_size": options.max_batch_size,
         "max_queue_delay_us": options.max_queue_delay_us, "instance_count": options.instance_count,
         "onnx_file": onnx_file, "intra_op_threads": options.intra_op_threads,
-        "max_batch_tokens": options.max_batch_tokens,
-        "manifest_json": pbtxt_string(manifest.to_json()),
+        "max_batch_tokens": options.max_batch_tokens, "manifest": pbtxt_string(manifest.to_json()),
     })
     path = model_dir / "configs" / "embedded.pbtxt"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,13 +114,21 @@ def write_embedded_config(model_dir: Path, manifest: ModelManifest, options: Enc
     return path
 
 
-def write_gpu_config(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions) -> Path:
-    from export.gpu_configs import render_onnxruntime_gpu_config
-    path = model_dir / "config.pbtxt"
-    path.write_text(render_onnxruntime_gpu_config(
-        manifest, max_batch_size=options.max_batch_size, instance_count=options.instance_count,
-        gpus=list(options.gpus), max_queue_delay_us=options.max_queue_delay_us))
-    return path
+def gpu_options(options: EncoderExportOptions) -> GpuOptions:
+    """The GPU configs' options from the export options (empty gpus = every visible GPU)."""
+    return GpuOptions(max_batch_size=options.max_batch_size, instance_count=options.instance_count,
+                      gpus=list(options.gpus) or None, max_queue_delay_us=options.max_queue_delay_us)
+
+
+def write_configs(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions,
+                  onnx_file: str = "model.onnx") -> list[Path]:
+    """Every config of an encoder model directory: the embedded one and the GPU variants
+    (config.pbtxt and configs/onnxruntime_trt.pbtxt), each checked before it is written."""
+    written = [write_embedded_config(model_dir, manifest, options, onnx_file)]
+    try:
+        return written + write_gpu_configs(model_dir, manifest, gpu_options(options))
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def export_encoder(checkpoint: Path, model_dir: Path, *, name: str, source: str,
@@ -127,6 +138,10 @@ def export_encoder(checkpoint: Path, model_dir: Path, *, name: str, source: str,
         raise ExportError(f"precision {options.precision!r} is not supported for encoder models: fp32 or fp16")
     if options.cpu_graph not in CPU_GRAPHS:
         raise ExportError(f"cpu graph {options.cpu_graph!r} is not supported: {', '.join(CPU_GRAPHS)}")
+    require_ints((("max_batch_size", options.max_batch_size, 1), ("instance_count", options.instance_count, 1),
+                  ("max_queue_delay_us", options.max_queue_delay_us, 0),
+                  ("max_batch_tokens", options.max_batch_tokens, 1),
+                  ("intra_op_threads", options.intra_op_threads, 0)))
     require_safetensors(checkpoint, options.allow_pickle)
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)
@@ -153,7 +168,6 @@ def export_encoder(checkpoint: Path, model_dir: Path, *, name: str, source: str,
         cpu_file = write_cpu_graph(fp32_path, version, checkpoint, options.cpu_graph, progress)
     stage("model code, configs and manifest")
     (version / "model.py").write_text(MODEL_PY)
-    write_embedded_config(model_dir, manifest, options, cpu_file)
-    write_gpu_config(model_dir, manifest, options)
+    write_configs(model_dir, manifest, options, cpu_file)
     manifest.save(model_dir)
     return manifest

@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 from tokenizers import Tokenizer
 
 from export.checkpoint import read_config
-from export.errors import ExportError
+from export.errors import ExportError, require_ints
 from export.fill_template import fill_template, pbtxt_string
 from export.tokenizer_files import copy_tokenizer
 from reranker_core.encoding.decoder import (DECODER_FAMILIES, SEP_TEXT, adds_bos,
@@ -184,25 +184,17 @@ def place_weights(checkpoint: Path, dest: Path, files: Sequence[str], mode: str)
             shutil.copyfile(src, dest / name)
 
 
-def _gpus_clause(gpus: Sequence[int]) -> str:
-    return f" gpus: [ {', '.join(str(int(g)) for g in gpus)} ]" if gpus else ""
-
-
-def render_config(template: str, manifest: ModelManifest, *, max_batch_size: int, instance_count: int,
+def render_config(manifest: ModelManifest, *, gpu: bool, max_batch_size: int, instance_count: int,
                   max_queue_delay_us: int, max_batch_tokens: int, gpus: Sequence[int] = (),
                   intra_op_threads: int = 0) -> str:
-    """config.pbtxt text from python_llm_gpu / python_llm_cpu with the manifest embedded."""
-    values: dict[str, Any] = {
-        "model_name": manifest.name, "family": manifest.family, "dtype": manifest.llm["dtype"],
-        "max_batch_size": max_batch_size, "instance_count": instance_count,
+    """config.pbtxt text (export/templates/python_llm.pbtxt) with the manifest embedded."""
+    return fill_template("python_llm", {
+        "name": manifest.name, "family": manifest.family, "dtype": manifest.llm["dtype"],
+        "instance_kind": "KIND_GPU" if gpu else "KIND_CPU", "instance_count": instance_count,
+        "gpus": [int(g) for g in gpus] if gpu else [], "max_batch_size": max_batch_size,
         "max_queue_delay_us": max_queue_delay_us, "max_batch_tokens": max_batch_tokens,
-        "manifest_json": pbtxt_string(manifest.to_json()),
-    }
-    if template == "python_llm_gpu":
-        values["gpus"] = _gpus_clause(gpus)
-    else:
-        values["intra_op_threads"] = intra_op_threads
-    return fill_template(template, values)
+        "intra_op_threads": intra_op_threads, "manifest": pbtxt_string(manifest.to_json()),
+    })
 
 
 def build_llm_manifest(config: dict[str, Any], tokenizer: Tokenizer, tok_info: TokenizerInfo, *,
@@ -257,12 +249,10 @@ def _check_options(family: str, dtype: str, weights: str, max_batch_size: int, i
         raise ExportError(f"dtype {dtype!r} is not supported: {', '.join(DTYPES)}")
     if weights not in ("link", "copy"):
         raise ExportError(f"weights must be 'link' or 'copy', not {weights!r}")
-    for label, value, low in (("max_batch_size", max_batch_size, 1), ("instance_count", instance_count, 1),
-                              ("max_queue_delay_us", max_queue_delay_us, 0),
-                              ("max_batch_tokens", 1 if max_batch_tokens is None else max_batch_tokens, 1),
-                              ("intra_op_threads", intra_op_threads, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ExportError(f"{label} must be an integer >= {low}, not {value!r}")
+    require_ints((("max_batch_size", max_batch_size, 1), ("instance_count", instance_count, 1),
+                  ("max_queue_delay_us", max_queue_delay_us, 0),
+                  ("max_batch_tokens", 1 if max_batch_tokens is None else max_batch_tokens, 1),
+                  ("intra_op_threads", intra_op_threads, 0)))
 
 
 def export_llm(checkpoint: Path, out_dir: Path, *, name: str, family: str, dtype: str = "float16",
@@ -300,7 +290,7 @@ def export_llm(checkpoint: Path, out_dir: Path, *, name: str, family: str, dtype
     place_weights(checkpoint, out_dir / CHECKPOINT_SUBDIR, files, weights)
 
     (out_dir / "config.pbtxt").write_text(render_config(
-        "python_llm_gpu", manifest, max_batch_size=max_batch_size, instance_count=instance_count,
+        manifest, gpu=True, max_batch_size=max_batch_size, instance_count=instance_count,
         max_queue_delay_us=max_queue_delay_us, gpus=gpus,
         max_batch_tokens=max_batch_tokens or GPU_MAX_BATCH_TOKENS))
     cpu_manifest = ModelManifest.from_dict(json.loads(manifest.to_json()))
@@ -309,7 +299,7 @@ def export_llm(checkpoint: Path, out_dir: Path, *, name: str, family: str, dtype
     embedded = out_dir / "configs" / "embedded.pbtxt"
     embedded.parent.mkdir(parents=True, exist_ok=True)
     embedded.write_text(render_config(
-        "python_llm_cpu", cpu_manifest, max_batch_size=max_batch_size, instance_count=instance_count,
+        cpu_manifest, gpu=False, max_batch_size=max_batch_size, instance_count=instance_count,
         max_queue_delay_us=max_queue_delay_us, max_batch_tokens=max_batch_tokens or CPU_MAX_BATCH_TOKENS,
         intra_op_threads=intra_op_threads))
     manifest.save(out_dir)

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from export.gpu_configs import (
-    INPUT_NAMES, TRT_PLAN, GpuOptions, TrtProfile, check_config, config_path, parse_config,
-    render_gpu_config, trt_profiles)
+from export.config_check import check_config, parse_config
+from export.gpu_configs import (INPUT_NAMES, TRT_PLAN, GpuOptions, TrtProfile, config_path,
+                                render_gpu_config, trt_profiles)
 from reranker_core.manifest import ModelManifest
 
 # ONNX op types kept in fp32 under --precision fp16 (overflow-prone in fp16; TensorRT #2564, #3101)
@@ -245,13 +245,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--timing-cache")
     ap.add_argument("--instances", type=int, default=1, help="model instances per GPU")
     ap.add_argument("--gpus", type=int, nargs="+", help="GPU indices for the instances (default: all)")
-    ap.add_argument("--queue-delay-us", type=int, default=2000)
+    ap.add_argument("--max-queue-delay-us", "--queue-delay-us", type=int, default=2000,
+                    help="dynamic batching delay")
     ap.add_argument("--no-warmup", action="store_true")
     ap.add_argument("--dry-run", action="store_true", help="print the build command and the config only")
     args = ap.parse_args(argv)
     gpu_options = GpuOptions(max_batch_size=args.max_batch_size, max_length=args.max_length,
                              instance_count=args.instances, gpus=args.gpus,
-                             queue_delay_us=args.queue_delay_us, warmup=not args.no_warmup,
+                             max_queue_delay_us=args.max_queue_delay_us, warmup=not args.no_warmup,
                              trt_opt_batch=args.opt_batch, trt_opt_length=args.opt_length,
                              trt_profiles=args.profile)
     options = BuildOptions(precision=args.precision, workspace_bytes=int(args.workspace_gib * (1 << 30)),

@@ -1,101 +1,133 @@
-"""AsyncRerankerClient: the same API as RerankerClient for asyncio code (tritonclient's aio clients)."""
+"""AsyncRerankerClient: RerankerClient's API for asyncio code (tritonclient's aio clients).
+
+It runs the same flows (reranker_client.session / ops), the same error mapping, retry policy and
+timeouts as the sync client; only the transport differs."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional, Sequence
+import ssl as ssl_module
+from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
-import numpy as np
-
-from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
-from reranker_core.packing import RequestBatch
-from reranker_client.client import RerankResult, manifest_from_config, rank, rerank_pairs, single_column
-from reranker_client.errors import InvalidInputError, ModelNotReadyError, ServerUnavailableError
-from reranker_core.manifest import ModelManifest
+from reranker_client.error_mapping import AttemptTimeout
+from reranker_client.ops import Flow, InferAll, ModelConfig, ModelReady, Op, adrive
 from reranker_client.retry import RetryPolicy
-from reranker_client.scoring import Scores, ScoringCore
-from reranker_client.tokenizer_source import load_tokenizer
-from reranker_client.transport import OUTPUT_NAME, map_exception, request_inputs
+from reranker_client.scoring import Scores
+from reranker_client.session import (Core, RerankResult, ScoringOptions, connect_flow, infer_flow, rank,
+                                     rerank_pairs, single_column)
+from reranker_client.settings import ConnectionSettings
+from reranker_client.wire import TritonCalls
+from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
+from reranker_core.manifest import ModelManifest
+
+T = TypeVar("T")
+
+
+class AsyncTransport:
+    """transport.Transport for asyncio: the same operations, awaited; requests of one call run
+    concurrently (at most settings.concurrency at a time)."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self.calls = TritonCalls(settings, asynchronous=True)
+        self._client = self.calls.make_client()
+        self._semaphore = asyncio.Semaphore(settings.concurrency)
+
+    async def call(self, make_flow: Callable[[], Flow[T]], retry: RetryPolicy) -> T:
+        async def attempt(left: Optional[float]) -> T:
+            return await self.run(make_flow(), self.settings.attempt_timeout(left))
+        return await retry.acall(attempt)
+
+    async def run(self, flow: Flow[T], timeout: Optional[float]) -> T:
+        return await adrive(flow, lambda op: self.execute(op, timeout), self.settings.url, self.settings.model)
+
+    async def execute(self, op: Op, timeout: Optional[float]) -> Any:
+        if isinstance(op, InferAll):       # each request has its own timeout (as in the sync transport)
+            return await self.infer_all(op, timeout)
+        return await self._bounded(getattr(self, op.method)(op, timeout), timeout)
+
+    @staticmethod
+    async def _bounded(awaitable: Any, timeout: Optional[float]) -> Any:
+        try:
+            return await asyncio.wait_for(awaitable, timeout)
+        except asyncio.TimeoutError:
+            raise AttemptTimeout(f"no answer within {timeout:.3g}s") from None
+
+    # -- operations --------------------------------------------------------------------------
+    async def server_live(self, op: Op, timeout: Optional[float]) -> bool:
+        return await self._client.is_server_live(**self.calls.common(timeout))
+
+    async def model_ready(self, op: ModelReady, timeout: Optional[float]) -> bool:
+        return await self._client.is_model_ready(op.model, op.version, **self.calls.common(timeout))
+
+    async def repository_index(self, op: Op, timeout: Optional[float]) -> Any:
+        return await self._client.get_model_repository_index(**self.calls.index_kwargs(timeout))
+
+    async def model_config(self, op: ModelConfig, timeout: Optional[float]) -> Any:
+        return await self._client.get_model_config(op.model, op.version, **self.calls.config_kwargs(timeout))
+
+    async def infer_all(self, op: InferAll, timeout: Optional[float]) -> list[dict[str, Any]]:
+        async def one(request):
+            async with self._semaphore:
+                result = await self._bounded(
+                    self._client.infer(op.model, self.calls.inputs(request),
+                                       **self.calls.infer_kwargs(op, request, timeout)), timeout)
+            return self.calls.result_arrays(result, request)
+        tasks = [asyncio.ensure_future(one(r)) for r in op.requests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:          # one failed: the others are not needed (the call is retried whole)
+                task.cancel()
+
+    async def close(self) -> None:
+        await self._client.close()
 
 
 class AsyncRerankerClient:
-    """Use `client = await AsyncRerankerClient.connect(url, model, protocol)`, then
-    `await client.compute_score(...)` / `await client.rerank(...)`; `await client.close()`."""
+    """Use `client = await AsyncRerankerClient.connect(url, model, protocol, ...)` (the arguments of
+    RerankerClient), then `await client.compute_score(...)` / `await client.rerank(...)`;
+    `await client.close()` or `async with`."""
 
-    def __init__(self, url: str, model: str, protocol: str, module: Any, client: Any, core: ScoringCore,
-                 *, timeout_s: Optional[float], max_concurrency: int, headers: Optional[dict[str, str]],
+    def __init__(self, settings: ConnectionSettings, transport: AsyncTransport, core: Core,
                  retry: RetryPolicy) -> None:
-        self.url, self.model, self.protocol = url, model, protocol
-        self._module, self._client, self._core = module, client, core
-        self._timeout_s = timeout_s
-        self._semaphore = asyncio.Semaphore(max(1, max_concurrency))
-        self._headers = headers or {}
-        self._retry = retry
+        self.url, self.model, self.protocol = settings.url, settings.model, settings.protocol
+        self._settings, self._transport, self._core, self._retry = settings, transport, core, retry
 
     @classmethod
     async def connect(cls, url: str = "localhost:8001", model: str = "bge-reranker-v2-m3",
-                      protocol: str = "grpc", *, tokenizer_path: Optional[str] = None,
-                      model_repository: Optional[str] = None, timeout_s: Optional[float] = 120.0,
-                      max_concurrency: int = 4, max_request_tokens: int = CLIENT_MAX_REQUEST_TOKENS,
-                      max_text_bytes: int = MAX_TEXT_BYTES,
-                      headers: Optional[dict[str, str]] = None,
-                      retry: Optional[RetryPolicy] = None) -> "AsyncRerankerClient":
+                      protocol: str = "grpc", *, model_version: Union[None, int, str] = None,
+                      tokenizer_path: Optional[str] = None, model_repository: Optional[str] = None,
+                      timeout_s: Optional[float] = 120.0, max_concurrency: int = 4,
+                      max_request_tokens: int = CLIENT_MAX_REQUEST_TOKENS,
+                      max_text_bytes: int = MAX_TEXT_BYTES, headers: Optional[dict[str, str]] = None,
+                      retry: Optional[RetryPolicy] = None, ssl: bool = False,
+                      root_certificates: Optional[str] = None, private_key: Optional[str] = None,
+                      certificate_chain: Optional[str] = None, insecure: bool = False,
+                      ssl_context: Optional[ssl_module.SSLContext] = None,
+                      tokenize: str = "auto") -> "AsyncRerankerClient":
         """Connect and read the model's manifest; arguments as for RerankerClient."""
+        settings = ConnectionSettings.create(
+            url, protocol, model, model_version=model_version, timeout_s=timeout_s, concurrency=max_concurrency,
+            headers=headers, ssl=ssl, root_certificates=root_certificates, private_key=private_key,
+            certificate_chain=certificate_chain, insecure=insecure, ssl_context=ssl_context)
+        options = ScoringOptions(tokenizer_path, model_repository, max_request_tokens, max_text_bytes, tokenize)
         retry = retry or RetryPolicy()
-        if protocol == "grpc":
-            import tritonclient.grpc.aio as module
-            client = module.InferenceServerClient(url=url)
-        elif protocol == "http":
-            import tritonclient.http.aio as module
-            client = module.InferenceServerClient(url=url, conn_timeout=timeout_s or 600.0)
-        else:
-            raise InvalidInputError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
+        transport = AsyncTransport(settings)
         try:
-            config = await retry.acall(lambda _left: cls._model_config(client, protocol, url, model, headers or {}))
-            manifest, max_batch_size = manifest_from_config(config, model)
-            tokenizer = load_tokenizer(manifest, tokenizer_path=tokenizer_path,
-                                       model_repository=model_repository)
+            core = await transport.call(lambda: connect_flow(settings, options), retry)
         except BaseException:
-            await client.close()
+            await transport.close()
             raise
-        core = ScoringCore(manifest, tokenizer, max_batch_size=max_batch_size,
-                           max_request_tokens=max_request_tokens, max_text_bytes=max_text_bytes)
-        return cls(url, model, protocol, module, client, core, timeout_s=timeout_s,
-                   max_concurrency=max_concurrency, headers=headers, retry=retry)
-
-    @staticmethod
-    async def _model_config(client: Any, protocol: str, url: str, model: str,
-                            headers: dict[str, str]) -> dict[str, Any]:
-        try:
-            if not await client.is_server_live(headers=headers):
-                raise ServerUnavailableError(f"Triton server at {url} is not live")
-            if not await client.is_model_ready(model, headers=headers):
-                raise ModelNotReadyError(f"model {model!r} is not ready on {url} "
-                                         "(not found, still loading or failed to load)")
-            if protocol == "grpc":
-                return (await client.get_model_config(model, headers=headers, as_json=True))["config"]
-            return await client.get_model_config(model, headers=headers)
-        except Exception as exc:
-            raise map_exception(exc, url, model) from exc
+        return cls(settings, transport, core, retry)
 
     @property
     def manifest(self) -> ModelManifest:
         return self._core.manifest
 
-    async def _infer(self, batch: RequestBatch, parameters: Optional[dict[str, Any]],
-                     timeout: Optional[float]) -> np.ndarray:
-        kwargs: dict[str, Any] = {"parameters": parameters, "headers": self._headers}
-        if self.protocol == "grpc":
-            kwargs["client_timeout"] = timeout
-            outputs = [self._module.InferRequestedOutput(OUTPUT_NAME)]
-        else:
-            outputs = [self._module.InferRequestedOutput(OUTPUT_NAME, binary_data=True)]
-        async with self._semaphore:
-            try:
-                result = await self._client.infer(self.model, request_inputs(self._module, batch),
-                                                  outputs=outputs, **kwargs)
-            except Exception as exc:
-                raise map_exception(exc, self.url, self.model) from exc
-        return result.as_numpy(OUTPUT_NAME)
+    @property
+    def tokenize(self) -> str:
+        """Where pairs are tokenized: "client" (here) or "server" (the model's text model)."""
+        return self._core.tokenize
 
     async def compute_score(self, sentence_pairs: Any, normalize: bool = False,
                             max_length: Optional[int] = None, query_max_length: Optional[int] = None,
@@ -103,15 +135,9 @@ class AsyncRerankerClient:
         """See RerankerClient.compute_score."""
         plan = self._core.plan(sentence_pairs, max_length=max_length, query_max_length=query_max_length,
                                batch_size=batch_size, **kwargs)
-
-        async def attempt(left: Optional[float]) -> list[np.ndarray]:
-            timeout = self._timeout_s if left is None else min(left, self._timeout_s or left)
-            return list(await asyncio.gather(*(self._infer(b, plan.parameters or None, timeout)
-                                               for b in plan.batches)))
-
-        # Idempotent: the whole call is retried, so callers never get partial results.
-        outputs = await self._retry.acall(attempt)
-        return self._core.collect(plan, outputs, normalize)
+        requests = plan.requests
+        answers = await self._transport.call(lambda: infer_flow(self._core, requests), self._retry)
+        return self._core.collect(plan, answers, normalize)
 
     async def rerank(self, query: str, passages: Sequence[str], top_n: Optional[int] = None,
                      normalize: bool = True, **kwargs: Any) -> list[RerankResult]:
@@ -121,7 +147,7 @@ class AsyncRerankerClient:
         return rank(passages, scores, top_n)
 
     async def close(self) -> None:
-        await self._client.close()
+        await self._transport.close()
 
     async def __aenter__(self) -> "AsyncRerankerClient":
         return self

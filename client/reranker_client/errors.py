@@ -16,11 +16,16 @@ class InvalidInputError(RerankerError, InputError):
 
 
 class ServerUnavailableError(RerankerError, ConnectionError):
-    """The Triton server could not be reached."""
+    """The Triton server (or the model's backend process) could not be reached. Retried."""
 
 
 class ModelNotReadyError(RerankerError):
-    """The model does not exist on the server or is not ready."""
+    """The model does not exist on the server or failed to load. Not retried."""
+
+
+class ModelReloadingError(ModelNotReadyError):
+    """The server knows the model but has no loaded version right now (being loaded, unloaded or
+    reloaded). Retried: a later attempt may find it ready."""
 
 
 class TokenizerMismatchError(RerankerError):
@@ -29,6 +34,11 @@ class TokenizerMismatchError(RerankerError):
 
 class InferenceError(RerankerError):
     """The server answered a request with an error (its message is kept)."""
+
+
+class RequestTimeoutError(InferenceError):
+    """A request attempt ran past the client's timeout_s (or what was left of the retry deadline).
+    Not retried: the time budget is spent."""
 
 
 @contextmanager

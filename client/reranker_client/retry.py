@@ -3,9 +3,10 @@
 Scoring a pair has no side effect, so a request that failed because the server (or the model's
 backend process) was unreachable can be sent again. Retries are bounded three ways: a number of
 attempts, an exponential backoff capped at `backoff_max_s`, and an overall deadline for the whole
-call. Only unavailability is retried (see is_retryable); invalid input, unknown models, server-side
-rejections and timeouts are raised at once. When the budget runs out the caller gets ONE ServerUnavailableError
-that says how many attempts were made and why the last one failed.
+call. Only unavailability and a model being reloaded are retried (see is_retryable); invalid input,
+unknown models, server-side rejections and timeouts are raised at once. When the budget runs out
+the caller gets ONE ServerUnavailableError that says how many attempts were made and why the last
+one failed. The sync and asyncio clients share this policy and its book-keeping (_Attempts).
 """
 from __future__ import annotations
 
@@ -15,18 +16,16 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional, TypeVar
 
-from reranker_client.errors import InvalidInputError, ModelNotReadyError, RerankerError, ServerUnavailableError
+from reranker_client.errors import InvalidInputError, ModelReloadingError, RerankerError, ServerUnavailableError
 
 T = TypeVar("T")
 
 
 def is_retryable(exc: BaseException) -> bool:
     """True for errors a later attempt may not see: server down or restarting, the model's backend
-    process crashed, or the model is known but has no loaded version right now (being reloaded).
-    An unknown model name, bad input and server-side rejections are final."""
-    if isinstance(exc, ServerUnavailableError):
-        return True
-    return isinstance(exc, ModelNotReadyError) and "no available versions" in str(exc)
+    process crashed (ServerUnavailableError), or the model is known but has no loaded version right
+    now (ModelReloadingError). An unknown model, bad input, server-side rejections and timeouts are final."""
+    return isinstance(exc, (ServerUnavailableError, ModelReloadingError))
 
 
 @dataclass(frozen=True)
@@ -77,6 +76,7 @@ class RetryPolicy:
         raise run.final_error()
 
     async def acall(self, fn: Callable[[Optional[float]], Awaitable[T]], *,
+                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                     clock: Callable[[], float] = time.monotonic) -> T:
         """`call` for coroutines, under the same attempts, backoff and deadline."""
         run = _Attempts(self, clock)
@@ -86,7 +86,7 @@ class RetryPolicy:
             except RerankerError as exc:
                 pause = run.failed(exc)
             if pause is not None:
-                await asyncio.sleep(pause)
+                await sleep(pause)
         raise run.final_error()
 
 

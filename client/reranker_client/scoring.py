@@ -9,13 +9,14 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from tokenizers import Tokenizer
 
-from reranker_core.packing import RequestBatch, plan_requests
+from reranker_client.errors import InferenceError, InvalidInputError, caller_errors
+from reranker_client.ops import InferRequest, Tensor, encode_parameters
 from reranker_core.encoding import encode_pairs
-from reranker_client.errors import InvalidInputError, caller_errors
 from reranker_core.limits import MAX_TEXT_BYTES
-from reranker_core.texts import normalize_pairs, positive_int
 from reranker_core.manifest import ENCODER, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest
-from reranker_client.transport import encode_parameters
+from reranker_core.packing import RequestBatch, plan_requests
+from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES, SEGMENT_LENGTHS
+from reranker_core.texts import normalize_pairs, positive_int
 
 Scores = Union[list[float], list[list[float]]]
 
@@ -28,11 +29,26 @@ FAMILY_KWARGS = {
 }
 
 
+OUTPUT_NAME = SCORES
+
+
 @dataclass
 class ScoringPlan:
     count: int
     batches: list[RequestBatch]
     parameters: dict[str, Any]   # as sent to Triton: lists JSON-encoded
+
+    @property
+    def requests(self) -> tuple[InferRequest, ...]:
+        """One token-model request per batch."""
+        return tuple(batch_request(b, self.parameters or None) for b in self.batches)
+
+
+def batch_request(batch: RequestBatch, parameters: Optional[dict[str, Any]]) -> InferRequest:
+    tensors = [Tensor(INPUT_IDS, "INT64", batch.input_ids), Tensor(ATTENTION_MASK, "INT64", batch.attention_mask)]
+    if batch.segment_lengths is not None:
+        tensors.append(Tensor(SEGMENT_LENGTHS, "INT64", batch.segment_lengths))
+    return InferRequest(tuple(tensors), (OUTPUT_NAME,), parameters)
 
 
 def sigmoid(x: float) -> float:
@@ -47,39 +63,57 @@ def _int_list(value: Any, name: str) -> list[int]:
     return [int(v) for v in items]
 
 
+def family_parameters(family: str, kwargs: dict[str, Any]) -> tuple[Optional[str], dict[str, Any]]:
+    """(prompt, request parameters) from a family's extra keyword arguments, checked."""
+    allowed = FAMILY_KWARGS[family]
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise InvalidInputError(
+            f"unexpected argument(s) {', '.join(unknown)} for a {family} model; "
+            f"accepted: {', '.join(sorted(allowed)) or 'none beyond the common ones'}")
+    prompt = kwargs.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise InvalidInputError(f"prompt must be a str, got {type(prompt).__name__}")
+    params: dict[str, Any] = {}
+    if kwargs.get("cutoff_layers") is not None:
+        params["cutoff_layers"] = _int_list(kwargs["cutoff_layers"], "cutoff_layers")
+    if kwargs.get("compress_layers") is not None:
+        params["compress_layers"] = _int_list(kwargs["compress_layers"], "compress_layers")
+    if kwargs.get("compress_ratio") is not None:
+        ratio = kwargs["compress_ratio"]
+        if isinstance(ratio, bool) or not isinstance(ratio, int):
+            raise InvalidInputError(f"compress_ratio must be an int, got {ratio!r}")
+        params["compress_ratio"] = ratio
+    return prompt, params
+
+
+def to_columns(scores: np.ndarray, normalize: bool) -> Scores:
+    """[n, width] scores -> a flat list (width 1) or one list per cutoff layer; sigmoid if normalize."""
+    columns = [[float(v) for v in scores[:, j]] for j in range(scores.shape[1])]
+    if normalize:
+        columns = [[sigmoid(v) for v in col] for col in columns]
+    return columns[0] if len(columns) == 1 else columns
+
+
 class ScoringCore:
-    """Per-model state of a client: manifest, tokenizer, request limits."""
+    """Per-model state of a client that tokenizes itself: manifest, tokenizer, request limits, and
+    the token model it sends to (`model`, `version`)."""
+
+    tokenize = "client"
 
     def __init__(self, manifest: ModelManifest, tokenizer: Tokenizer, *, max_batch_size: int,
-                 max_request_tokens: int, max_text_bytes: int = MAX_TEXT_BYTES) -> None:
+                 max_request_tokens: int, max_text_bytes: int = MAX_TEXT_BYTES,
+                 model: str = "", version: str = "") -> None:
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.max_request_tokens = max_request_tokens
         self.max_text_bytes = max_text_bytes
+        self.model, self.version = model or manifest.name, version
 
     def llm_parameters(self, kwargs: dict[str, Any]) -> tuple[Optional[str], dict[str, Any]]:
         """(prompt, request parameters) from the family's extra keyword arguments."""
-        allowed = FAMILY_KWARGS[self.manifest.family]
-        unknown = sorted(set(kwargs) - allowed)
-        if unknown:
-            raise InvalidInputError(
-                f"unexpected argument(s) {', '.join(unknown)} for a {self.manifest.family} model; "
-                f"accepted: {', '.join(sorted(allowed)) or 'none beyond the common ones'}")
-        prompt = kwargs.get("prompt")
-        if prompt is not None and not isinstance(prompt, str):
-            raise InvalidInputError(f"prompt must be a str, got {type(prompt).__name__}")
-        params: dict[str, Any] = {}
-        if kwargs.get("cutoff_layers") is not None:
-            params["cutoff_layers"] = _int_list(kwargs["cutoff_layers"], "cutoff_layers")
-        if kwargs.get("compress_layers") is not None:
-            params["compress_layers"] = _int_list(kwargs["compress_layers"], "compress_layers")
-        if kwargs.get("compress_ratio") is not None:
-            ratio = kwargs["compress_ratio"]
-            if isinstance(ratio, bool) or not isinstance(ratio, int):
-                raise InvalidInputError(f"compress_ratio must be an int, got {ratio!r}")
-            params["compress_ratio"] = ratio
-        return prompt, params
+        return family_parameters(self.manifest.family, kwargs)
 
     def plan(self, pairs: Any, *, max_length: Optional[int], query_max_length: Optional[int],
              batch_size: Optional[int], **kwargs: Any) -> ScoringPlan:
@@ -105,13 +139,13 @@ class ScoringCore:
         return ScoringPlan(len(pairs), batches, encode_parameters(params))
 
     @staticmethod
-    def collect(plan: ScoringPlan, outputs: Sequence[np.ndarray], normalize: bool) -> Scores:
+    def collect(plan: ScoringPlan, answers: Sequence[dict[str, np.ndarray]], normalize: bool) -> Scores:
         """Scores in input order: a flat list, or one list per cutoff layer when several."""
+        if any(OUTPUT_NAME not in answer for answer in answers):
+            raise InferenceError(f"the server answered without a {OUTPUT_NAME!r} output")
+        outputs = [answer[OUTPUT_NAME] for answer in answers]
         width = outputs[0].reshape(len(plan.batches[0].indices), -1).shape[1]
         scores = np.empty((plan.count, width), dtype=np.float64)
         for batch, out in zip(plan.batches, outputs):
             scores[batch.indices] = out.reshape(len(batch.indices), width)
-        columns = [[float(v) for v in scores[:, j]] for j in range(width)]
-        if normalize:
-            columns = [[sigmoid(v) for v in col] for col in columns]
-        return columns[0] if width == 1 else columns
+        return to_columns(scores, normalize)

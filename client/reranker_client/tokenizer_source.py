@@ -25,18 +25,19 @@ def _candidate_files(manifest: ModelManifest, tokenizer_path: Optional[str],
     return found
 
 
-def _from_hub(repo_id: str) -> Optional[Path]:
+def _from_hub(repo_id: str, local_only: bool) -> Optional[Path]:
     try:
         from huggingface_hub import hf_hub_download
-        return Path(hf_hub_download(repo_id, "tokenizer.json"))
+        return Path(hf_hub_download(repo_id, "tokenizer.json", local_files_only=local_only))
     except Exception:
         return None
 
 
 def load_tokenizer(manifest: ModelManifest, *, tokenizer_path: Optional[str] = None,
-                   model_repository: Optional[str] = None) -> Tokenizer:
+                   model_repository: Optional[str] = None, hub: str = "download") -> Tokenizer:
     """The model's tokenizer: from `tokenizer_path`, the model repository, the export source
-    directory, or the hub id the model was exported from; its sha256 must match the manifest."""
+    directory, or the hub id the model was exported from (`hub`: "download", "cache" = only the
+    local hub cache, "off"); its sha256 must match the manifest."""
     candidates = _candidate_files(manifest, tokenizer_path, model_repository)
     source = manifest.tokenizer.source or manifest.source
     tried: list[str] = []
@@ -53,14 +54,14 @@ def load_tokenizer(manifest: ModelManifest, *, tokenizer_path: Optional[str] = N
             tried.append(f"{path} (different tokenizer)")
             continue
         return Tokenizer.from_str(data.decode("utf-8"))
-    if source and not Path(source).expanduser().exists() and "/" in source:
-        hub_file = _from_hub(source)
+    if hub != "off" and source and not Path(source).expanduser().exists() and "/" in source:
+        hub_file = _from_hub(source, local_only=hub == "cache")
         if hub_file is not None:
             if hashlib.sha256(hub_file.read_bytes()).hexdigest() == manifest.tokenizer.sha256:
                 return Tokenizer.from_file(str(hub_file))
             tried.append(f"hub {source} (different tokenizer)")
         else:
-            tried.append(f"hub {source} (unreachable)")
+            tried.append(f"hub {source} ({'not in the local cache' if hub == 'cache' else 'unreachable'})")
     raise TokenizerMismatchError(
         f"no tokenizer matching model {manifest.name!r} (sha256 {manifest.tokenizer.sha256[:12]}...) "
         f"found; pass tokenizer_path= or model_repository=. Tried: {'; '.join(tried) or 'nothing'}")

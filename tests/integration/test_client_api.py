@@ -107,3 +107,14 @@ def test_async_client_retries_then_reports_one_error(protocol):
 
     with pytest.raises(ServerUnavailableError, match="gave up after 2 attempt"):
         asyncio.run(connect())
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_model_version_is_sent_and_a_missing_one_is_named(triton_server, make_client, protocol):
+    pairs = many_pairs(6)
+    assert make_client("tiny-encoder", protocol, model_version=1).compute_score(pairs) == pytest.approx(
+        make_client("tiny-encoder", protocol).compute_score(pairs), abs=1e-6)
+    with pytest.raises(ModelNotReadyError, match=r"no version 2 \(versions: 1\)"):
+        make_client("tiny-encoder", protocol, model_version=2)
+    with pytest.raises(InvalidInputError, match="model_version"):
+        make_client("tiny-encoder", protocol, model_version="latest")

@@ -7,7 +7,7 @@ second with INTERNAL "Stub process '<model>_0_0' is not healthy.", other models 
 --model-control-mode=explicit) or a server restart. While the model is unloaded requests get
 NOT_FOUND "... has no available versions". The client maps the stub error and that window to
 retryable errors, so callers ride through a recovery with RetryPolicy, and otherwise get ONE
-ServerUnavailableError naming the cause.
+ServerUnavailableError naming the cause. Every test runs against the sync and the asyncio client.
 """
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from reranker_client import RerankerClient
-from reranker_client.errors import ServerUnavailableError
+from reranker_client.errors import RequestTimeoutError, ServerUnavailableError
 from reranker_client.retry import RetryPolicy
 from tests.load.driver import LoadConfig, LoadReport, Target, pair_pool, reference_scores, run_load
 from tests.load.procs import is_alive, stub_pids
 from tests.load.servers import start_private_server
+from tests.support.async_bridge import make_client
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +32,7 @@ MODEL = "tiny-encoder"
 OTHER = "tiny-encoder-short"
 RIDE_THROUGH = RetryPolicy(attempts=12, backoff_base_s=0.2, backoff_max_s=1.0, deadline_s=90.0)
 REQUESTS = 48
+MODES = ["sync", "async"]
 
 
 @pytest.fixture
@@ -46,10 +47,11 @@ def own_server(test_repository, tmp_path):
         server.stop()
 
 
-def client_factory(server, root, retry: RetryPolicy):
+def client_factory(server, root, retry: RetryPolicy, mode: str):
+    """(model, protocol) -> a sync RerankerClient or an AsyncRerankerClient behind a blocking facade."""
     def make(model: str, protocol: str):
         url = server.grpc_url if protocol == "grpc" else server.http_url
-        return RerankerClient(url, model, protocol, model_repository=str(root), retry=retry, timeout_s=60)
+        return make_client(mode, url, model, protocol, model_repository=str(root), retry=retry, timeout_s=60)
     return make
 
 
@@ -79,9 +81,10 @@ def assert_correct_or_one_clear_error(report: LoadReport) -> None:
     assert set(report.error_types) <= {"ServerUnavailableError"}, report.errors[:3]
 
 
-def test_killed_stub_mid_load_recovered_by_reload_callers_get_correct_scores(own_server, test_repository):
-    server = own_server("stub-kill")
-    make = client_factory(server, test_repository.root, RIDE_THROUGH)
+@pytest.mark.parametrize("mode", MODES)
+def test_killed_stub_mid_load_recovered_by_reload_callers_get_correct_scores(own_server, test_repository, mode):
+    server = own_server(f"stub-kill-{mode}")
+    make = client_factory(server, test_repository.root, RIDE_THROUGH, mode)
     pool = pair_pool(count=16)
     reference = reference_scores(make, [Target(MODEL)], pool)
     report, thread = load_in_background(make, test_repository.root, reference, pool, seed=3)
@@ -110,12 +113,13 @@ def test_killed_stub_mid_load_recovered_by_reload_callers_get_correct_scores(own
     assert make(MODEL, "grpc").compute_score(pool[0]) == pytest.approx(reference[Target(MODEL)][0, 0], abs=1e-4)
 
 
-def test_killed_server_mid_load_restarted_on_same_ports(own_server, test_repository):
-    server = own_server("server-kill")
+@pytest.mark.parametrize("mode", MODES)
+def test_killed_server_mid_load_restarted_on_same_ports(own_server, test_repository, mode):
+    server = own_server(f"server-kill-{mode}")
     make_live = {"server": server}
 
     def make(model: str, protocol: str):
-        return client_factory(make_live["server"], test_repository.root, RIDE_THROUGH)(model, protocol)
+        return client_factory(make_live["server"], test_repository.root, RIDE_THROUGH, mode)(model, protocol)
     pool = pair_pool(count=16)
     reference = reference_scores(make, [Target(MODEL)], pool)
     report, thread = load_in_background(make, test_repository.root, reference, pool, seed=4)
@@ -124,7 +128,7 @@ def test_killed_server_mid_load_restarted_on_same_ports(own_server, test_reposit
     os.killpg(server.process.pid, signal.SIGKILL)    # tritonserver and its stubs, no clean shutdown
     server.process.wait()
     server.stop()
-    make_live["server"] = own_server("server-restarted", ports=ports)
+    make_live["server"] = own_server(f"server-restarted-{mode}", ports=ports)
     thread.join(timeout=300)
     assert not thread.is_alive(), "load did not finish: a caller hung"
     print("server kill:", report.summary())
@@ -132,10 +136,12 @@ def test_killed_server_mid_load_restarted_on_same_ports(own_server, test_reposit
     assert report.requests > 8
 
 
-def test_dead_stub_without_recovery_gives_one_clear_error_and_spares_other_models(own_server, test_repository):
-    server = own_server("stub-dead")
+@pytest.mark.parametrize("mode", MODES)
+def test_dead_stub_without_recovery_gives_one_clear_error_and_spares_other_models(own_server, test_repository,
+                                                                                  mode):
+    server = own_server(f"stub-dead-{mode}")
     policy = RetryPolicy(attempts=3, backoff_base_s=0.1, backoff_max_s=0.2, deadline_s=20.0)
-    make = client_factory(server, test_repository.root, policy)
+    make = client_factory(server, test_repository.root, policy, mode)
     client, other = make(MODEL, "grpc"), make(OTHER, "http")
     pair = ["what is panda?", "The giant panda is a bear species endemic to China."]
     before = other.compute_score(pair, max_length=24)
@@ -148,10 +154,11 @@ def test_dead_stub_without_recovery_gives_one_clear_error_and_spares_other_model
     assert other.compute_score(pair, max_length=24) == before
 
 
-def test_server_gone_gives_one_clear_error(own_server, test_repository):
-    server = own_server("gone")
+@pytest.mark.parametrize("mode", MODES)
+def test_server_gone_gives_one_clear_error(own_server, test_repository, mode):
+    server = own_server(f"gone-{mode}")
     policy = RetryPolicy(attempts=3, backoff_base_s=0.1, backoff_max_s=0.2, deadline_s=10.0)
-    make = client_factory(server, test_repository.root, policy)
+    make = client_factory(server, test_repository.root, policy, mode)
     clients = [make(MODEL, "grpc"), make(MODEL, "http")]
     server.stop()
     for client in clients:
@@ -162,19 +169,32 @@ def test_server_gone_gives_one_clear_error(own_server, test_repository):
             make(MODEL, protocol)
 
 
-def test_client_timeout_is_configurable_and_not_retried(triton_server, test_repository):
-    from reranker_client.errors import InferenceError
-    calls = []
+class CountingPolicy(RetryPolicy):
+    """A RetryPolicy that records each attempt, sync or asyncio."""
+    attempts_made: list = []
 
-    class Counting(RetryPolicy):
-        def call(self, fn, **kw):
-            return super().call(lambda r: calls.append(r) or fn(r), **kw)
-    client = RerankerClient(triton_server.grpc_url, MODEL, "grpc", model_repository=str(test_repository.root),
-                            timeout_s=1e-6, retry=Counting(attempts=5))
-    calls.clear()
-    try:
-        with pytest.raises(InferenceError, match="timed out|Deadline"):
-            client.compute_score(pair_pool(count=4))
-    finally:
-        client.close()
-    assert len(calls) == 1
+    def call(self, fn, **kw):
+        return super().call(lambda r: self.attempts_made.append(r) or fn(r), **kw)
+
+    async def acall(self, fn, **kw):
+        return await super().acall(lambda r: self.attempts_made.append(r) or fn(r), **kw)
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP port that accepts connections (kernel backlog) and never answers: a hung server."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_client_timeout_bounds_each_attempt_the_same_way_and_is_not_retried(silent_server, mode, protocol):
+    policy = CountingPolicy(attempts=5, backoff_base_s=0.01)
+    policy.attempts_made.clear()
+    with pytest.raises(RequestTimeoutError, match="timed out"):
+        make_client(mode, silent_server, MODEL, protocol, timeout_s=0.5, retry=policy)
+    assert len(policy.attempts_made) == 1

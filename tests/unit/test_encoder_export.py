@@ -33,10 +33,27 @@ def parse_config(path):
 
 def test_model_directory_layout(exported):
     d = exported / "m32"
-    for rel in ("config.pbtxt", "configs/embedded.pbtxt", "reranker.json", "tokenizer/tokenizer.json",
-                "1/model.onnx", "1/model.py"):
+    for rel in ("config.pbtxt", "configs/embedded.pbtxt", "configs/onnxruntime_trt.pbtxt",
+                "reranker.json", "tokenizer/tokenizer.json", "1/model.onnx", "1/model.py"):
         assert (d / rel).is_file(), rel
     assert "reranker_server.onnx_model" in (d / "1" / "model.py").read_text()
+    # the TensorRT plan's config comes with the plan (python -m export.tensorrt), not before
+    assert not (d / "configs" / "tensorrt_plan.pbtxt").exists()
+
+
+@pytest.mark.parametrize("model", ["m32", "m16"])
+@pytest.mark.parametrize("config", ["config.pbtxt", "configs/onnxruntime_trt.pbtxt"])
+def test_every_gpu_config_the_docs_promise_is_written_and_fits_the_onnx_file(exported, model, config):
+    import onnx
+
+    from export.config_check import check_config
+
+    cfg = parse_config(exported / model / config)
+    onnx_model = onnx.load(str(exported / model / "1" / "model.onnx"), load_external_data=False)
+    assert cfg.name == model and cfg.backend == "onnxruntime"
+    assert check_config(cfg, onnx_model=onnx_model) == []
+    accelerators = cfg.optimization.execution_accelerators.gpu_execution_accelerator
+    assert [a.name for a in accelerators] == (["tensorrt"] if "trt" in config else [])
 
 
 def test_embedded_config_is_a_valid_python_backend_config(exported):
@@ -233,3 +250,28 @@ def test_int8_drift_bound(int8_export):
     separated = np.abs(ref[i] - ref[j]) > 0.25 * std
     assert separated.sum() > 100
     assert np.all(np.sign(ref[i] - ref[j])[separated] == np.sign(got[i] - got[j])[separated])
+
+
+def test_serving_options_reach_every_config(checkpoint, tmp_path):
+    assert export_main(["--model", str(checkpoint), "--name", "opt", "--repository", str(tmp_path),
+                        "--cpu-graph", "plain", "--max-batch-tokens", "512", "--max-batch-size", "8",
+                        "--instance-count", "2", "--gpus", "1,3", "--max-queue-delay-us", "700"]) == 0
+    embedded = parse_config(tmp_path / "opt" / "configs" / "embedded.pbtxt")
+    assert embedded.parameters["max_batch_tokens"].string_value == "512"
+    assert embedded.parameters["onnx_file"].string_value == "model.onnx"
+    for rel in ("configs/embedded.pbtxt", "config.pbtxt", "configs/onnxruntime_trt.pbtxt"):
+        cfg = parse_config(tmp_path / "opt" / rel)
+        assert cfg.max_batch_size == 8, rel
+        assert cfg.dynamic_batching.max_queue_delay_microseconds == 700, rel
+        assert cfg.instance_group[0].count == 2, rel
+        assert list(cfg.instance_group[0].gpus) == ([] if "embedded" in rel else [1, 3]), rel
+
+
+@pytest.mark.parametrize("flag, value", [("--max-batch-tokens", "0"), ("--instance-count", "0"),
+                                         ("--max-queue-delay-us", "-1")])
+def test_bad_serving_options_fail_with_one_clear_line(checkpoint, tmp_path, capsys, flag, value):
+    assert export_main(["--model", str(checkpoint), "--name", "bad", "--repository", str(tmp_path),
+                        "--cpu-graph", "plain", flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and flag[2:].replace("-", "_") in err and "\n" not in err
+    assert not (tmp_path / "bad").exists()

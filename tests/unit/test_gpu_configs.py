@@ -13,10 +13,10 @@ pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from onnx import TensorProto, helper  # noqa: E402
 from tritonclient.grpc import model_config_pb2 as pb  # noqa: E402
 
+from export.config_check import check_config, parse_config  # noqa: E402
 from export.gpu_configs import (  # noqa: E402
-    ORT_GPU, ORT_TRT, TRT_PLAN, VARIANTS, GpuOptions, TrtProfile, check_config, config_path,
-    parse_config, render_gpu_config, render_gpu_configs, render_onnxruntime_gpu_config,
-    write_gpu_configs)
+    ORT_GPU, ORT_TRT, TRT_PLAN, VARIANTS, GpuOptions, TrtProfile, config_path, render_gpu_config,
+    render_gpu_configs, write_gpu_configs)
 from reranker_core.manifest import (  # noqa: E402
     ENCODER, GEMMA, MANIFEST_PARAMETER, ModelManifest, TokenizerInfo)
 
@@ -48,7 +48,7 @@ def tiny_onnx(*, output: str = "scores", batch_dim="batch", id_type=TensorProto.
 
 OPTIONS = [
     GpuOptions(),
-    GpuOptions(max_batch_size=32, instance_count=2, gpus=[0, 1], queue_delay_us=500,
+    GpuOptions(max_batch_size=32, instance_count=2, gpus=[0, 1], max_queue_delay_us=500,
                preferred_batch_sizes=[8, 16, 32]),
     GpuOptions(max_length=512, trt_precision="fp32", warmup=False, trt_engine_cache=False),
     GpuOptions(gpus=[3], trt_profiles=[TrtProfile(1, 1, 16, 128, 64, 512),
@@ -79,7 +79,7 @@ def test_every_variant_parses_and_matches_onnx(options, max_positions):
         assert group.kind == pb.ModelInstanceGroup.KIND_GPU
         assert group.count == options.instance_count
         assert list(group.gpus) == (options.gpus or [])
-        assert config.dynamic_batching.max_queue_delay_microseconds == options.queue_delay_us
+        assert config.dynamic_batching.max_queue_delay_microseconds == options.max_queue_delay_us
         assert list(config.dynamic_batching.preferred_batch_size) == options.preferred_batch_sizes
         assert bool(config.model_warmup) == options.warmup
 
@@ -169,7 +169,7 @@ def test_checks_catch_mismatches(variant):
     (GpuOptions(preferred_batch_sizes=[128]), "preferred batch sizes"),
     (GpuOptions(trt_precision="INT8"), "FP16 or FP32"),
     (GpuOptions(max_length=9000), "max_positions"),
-    (GpuOptions(queue_delay_us=-1), "queue_delay_us"),
+    (GpuOptions(max_queue_delay_us=-1), "max_queue_delay_us"),
     (GpuOptions(trt_profiles=[TrtProfile(1, 1, 8, 128, 32, 8192)]), "Triton rejects"),
     (GpuOptions(trt_profiles=[TrtProfile(1, 1, 8, 128, 64, 512)]), "covers max_length"),
     (GpuOptions(trt_input_dtype="float32"), "trt_input_dtype"),
@@ -195,14 +195,20 @@ def test_unknown_variant():
         render_gpu_config(manifest(), "tensorflow")
 
 
-def test_exporter_entry_point_and_written_layout(tmp_path):
-    text = render_onnxruntime_gpu_config(manifest(), max_batch_size=16, instance_count=2, gpus=[],
-                                         max_queue_delay_us=100)
-    config = parse_config(text)
-    assert config.max_batch_size == 16 and list(config.instance_group[0].gpus) == []
-    assert config.instance_group[0].count == 2
-    written = write_gpu_configs(tmp_path, manifest(), GpuOptions(gpus=[1]))
+def test_written_layout(tmp_path):
+    written = write_gpu_configs(tmp_path, manifest(), GpuOptions(gpus=[1], max_batch_size=16,
+                                                                 instance_count=2))
     assert written == [tmp_path / "config.pbtxt", tmp_path / "configs" / "onnxruntime_trt.pbtxt"]
     assert config_path(tmp_path, TRT_PLAN) == tmp_path / "configs" / "tensorrt_plan.pbtxt"
     for path in written:
-        assert check_config(parse_config(path.read_text()), onnx_model=tiny_onnx(), gpu_count=2) == []
+        config = parse_config(path.read_text())
+        assert config.max_batch_size == 16 and config.instance_group[0].count == 2
+        assert check_config(config, onnx_model=tiny_onnx(), gpu_count=2) == []
+
+
+def test_a_config_that_does_not_check_out_is_not_written(tmp_path, monkeypatch):
+    import export.config_check as config_check
+    monkeypatch.setattr(config_check, "OUTPUT_NAME", "logits")
+    with pytest.raises(ValueError, match="config does not fit the model: outputs"):
+        write_gpu_configs(tmp_path, manifest())
+    assert not list(tmp_path.rglob("*.pbtxt"))

@@ -1,0 +1,140 @@
+"""What both clients do around the transport, without I/O: connect (probe the model, read its
+manifest, load the tokenizer) and score (send the planned requests)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Union
+
+from reranker_client.errors import InvalidInputError, ModelNotReadyError, TokenizerMismatchError, caller_errors
+from reranker_client.ops import Flow, InferAll, InferRequest, probe_model
+from reranker_client.scoring import Scores, ScoringCore
+from reranker_client.settings import ConnectionSettings
+from reranker_client.text_scoring import DEFAULT_MAX_PAIRS, TextScoringCore, config_int
+from reranker_client.tokenizer_source import load_tokenizer
+
+from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
+from reranker_core.manifest import MANIFEST_PARAMETER, ModelManifest
+from reranker_core.texts import check_text, positive_int
+
+Core = Union[ScoringCore, TextScoringCore]
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    index: int       # position of the passage in the list given to rerank()
+    score: float
+    passage: str
+
+
+TOKENIZE_MODES = ("auto", "client", "server")
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """Client-side options of both clients (see RerankerClient)."""
+    tokenizer_path: Optional[str] = None
+    model_repository: Optional[str] = None
+    max_request_tokens: int = CLIENT_MAX_REQUEST_TOKENS
+    max_text_bytes: int = MAX_TEXT_BYTES
+    tokenize: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.tokenize not in TOKENIZE_MODES:
+            raise InvalidInputError(f"tokenize must be one of {', '.join(TOKENIZE_MODES)}, got {self.tokenize!r}")
+        with caller_errors():
+            positive_int(self.max_request_tokens, "max_request_tokens")
+            positive_int(self.max_text_bytes, "max_text_bytes")
+
+
+def manifest_json_from_config(config: dict[str, Any]) -> Optional[str]:
+    param = (config.get("parameters") or {}).get(MANIFEST_PARAMETER)
+    return param.get("string_value") if isinstance(param, dict) else None
+
+
+def manifest_from_config(config: dict[str, Any], model: str) -> tuple[ModelManifest, int]:
+    """The manifest and max_batch_size of a served model's config."""
+    text = manifest_json_from_config(config)
+    if not text:
+        raise ModelNotReadyError(f"model {model!r} has no reranker manifest in its config: "
+                                 "it was not exported by this project")
+    return ModelManifest.from_json(text), int(config.get("max_batch_size") or 1)
+
+
+def served_models(manifest_text: str, probed: str) -> tuple[str, Optional[str]]:
+    """(token model, text model or None) from a manifest read off the model named `probed`,
+    which may be either of the two."""
+    raw = json.loads(manifest_text)
+    token_model = raw.get("token_model") or probed
+    text_model = raw.get("text_model") or (probed if token_model != probed else None)
+    return token_model, text_model
+
+
+def connect_flow(settings: ConnectionSettings, options: ScoringOptions) -> Flow[Core]:
+    """Probe the model, read its manifest, and pick how to tokenize: load the tokenizer it was
+    exported with (tokenize="client"), or send text to its text model (tokenize="server"), or
+    the first when the tokenizer is at hand without the hub and the second otherwise ("auto").
+    `model_version` applies to the model the caller named; the other one is served by policy."""
+    config = yield from probe_model(settings.url, settings.model, settings.model_version)
+    manifest, max_batch_size = manifest_from_config(config, settings.model)
+    token_model, text_model = served_models(manifest_json_from_config(config) or "{}", settings.model)
+    versions = {settings.model: settings.model_version}
+    tokenizer, missing = None, None
+    if options.tokenize != "server":
+        try:
+            tokenizer = load_tokenizer(manifest, tokenizer_path=options.tokenizer_path,
+                                       model_repository=options.model_repository,
+                                       hub="cache" if options.tokenize == "auto" and text_model else "download")
+        except TokenizerMismatchError as exc:
+            if options.tokenize == "client" or options.tokenizer_path or not text_model:
+                raise
+            missing = exc
+    if tokenizer is not None:
+        if token_model != settings.model:
+            config = yield from probe_model(settings.url, token_model, "")
+            max_batch_size = manifest_from_config(config, token_model)[1]
+        return ScoringCore(manifest, tokenizer, max_batch_size=max_batch_size,
+                           max_request_tokens=options.max_request_tokens, max_text_bytes=options.max_text_bytes,
+                           model=token_model, version=versions.get(token_model, ""))
+    if not text_model:
+        raise ModelNotReadyError(f"model {settings.model!r} has no text model on the server (export it with "
+                                 "this version's export to get one); use tokenize='client'")
+    if text_model != settings.model:
+        try:
+            config = yield from probe_model(settings.url, text_model, "")
+        except ModelNotReadyError as exc:
+            if missing is not None:
+                raise TokenizerMismatchError(f"{missing}; and the server's text model is not available: {exc}") \
+                    from exc
+            raise
+    return TextScoringCore(manifest, text_model, versions.get(text_model, ""),
+                           max_pairs=config_int(config, "max_pairs", DEFAULT_MAX_PAIRS),
+                           max_text_bytes=options.max_text_bytes,
+                           server_max_text_bytes=config_int(config, "max_text_bytes", 0) or None)
+
+
+def infer_flow(core: Core, requests: Sequence[InferRequest]) -> Flow[list[dict[str, Any]]]:
+    """All requests' outputs, or one error (the caller retries the whole flow: never partial results)."""
+    return (yield InferAll(core.model, core.version, tuple(requests)))
+
+
+def rank(passages: Sequence[str], scores: list[float], top_n: Optional[int]) -> list[RerankResult]:
+    order = sorted(range(len(passages)), key=lambda i: (-scores[i], i))
+    if top_n is not None:
+        order = order[:top_n]
+    return [RerankResult(i, scores[i], passages[i]) for i in order]
+
+
+def rerank_pairs(query: Any, passages: Any, top_n: Any, max_text_bytes: int) -> list[list[str]]:
+    with caller_errors():
+        check_text(query, "query", max_text_bytes)
+        positive_int(top_n, "top_n")
+    if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence) or not passages:
+        raise InvalidInputError("passages must be a non-empty list of strings")
+    return [[query, p] for p in passages]
+
+
+def single_column(scores: Scores) -> list[float]:
+    if scores and isinstance(scores[0], list):
+        raise InvalidInputError("rerank needs one score per passage: give a single cutoff layer")
+    return scores  # type: ignore[return-value]

@@ -1,0 +1,141 @@
+"""How a client reaches the server: address, protocol, model version, timeouts, headers and TLS.
+
+Validated once here and shared by the sync and asyncio clients, so both connect, time out and
+authenticate the same way.
+"""
+from __future__ import annotations
+
+import ssl as ssl_module
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from reranker_client.errors import InvalidInputError
+
+PROTOCOLS = ("grpc", "http")
+# Bound on opening an HTTP connection when timeout_s is None (no client-side request timeout).
+MAX_CONNECT_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """TLS towards the server. gRPC: Triton's own TLS (--grpc-use-ssl). HTTPS: Triton's HTTP
+    endpoint has no TLS, so HTTPS reaches it through a TLS-terminating proxy.
+
+    root_certificates: PEM file of the CA(s) that signed the server certificate (None: the system's).
+    private_key / certificate_chain: PEM files of a client certificate, for mutual TLS.
+    insecure (HTTPS only): do not verify the server certificate at all (testing only).
+    ssl_context (asyncio HTTPS only): a ready ssl.SSLContext, used instead of the options above.
+    """
+
+    root_certificates: Optional[str] = None
+    private_key: Optional[str] = None
+    certificate_chain: Optional[str] = None
+    insecure: bool = False
+    ssl_context: Optional[ssl_module.SSLContext] = None
+
+    def stdlib_context(self) -> ssl_module.SSLContext:
+        """An ssl.SSLContext for HTTPS built from these options."""
+        if self.ssl_context is not None:
+            return self.ssl_context
+        return self.context_with(ssl_module)
+
+    def context_with(self, module: Any) -> ssl_module.SSLContext:
+        """A client SSLContext made by `module` (the stdlib ssl, or gevent.ssl for the sync HTTP client)."""
+        context = module.create_default_context(cafile=self.root_certificates)
+        if self.certificate_chain:
+            context.load_cert_chain(self.certificate_chain, self.private_key)
+        if self.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl_module.CERT_NONE
+        return context
+
+
+def _readable_file(value: Any, name: str) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, (str, Path)):
+        raise InvalidInputError(f"{name} must be a path to a PEM file, got {type(value).__name__}")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise InvalidInputError(f"{name}: no such file {str(path)!r}")
+    return str(path)
+
+
+def tls_options(protocol: str, *, ssl: bool, root_certificates: Any = None, private_key: Any = None,
+                certificate_chain: Any = None, insecure: bool = False,
+                ssl_context: Optional[ssl_module.SSLContext] = None) -> Optional[TlsOptions]:
+    """Checked TLS options (None for plaintext); every problem is a clear InvalidInputError."""
+    given = {"root_certificates": root_certificates, "private_key": private_key,
+             "certificate_chain": certificate_chain, "ssl_context": ssl_context}
+    if not ssl:
+        extra = [k for k, v in given.items() if v is not None] + (["insecure"] if insecure else [])
+        if extra:
+            raise InvalidInputError(f"{', '.join(extra)} given but ssl=False; pass ssl=True to use TLS")
+        return None
+    if (private_key is None) != (certificate_chain is None):
+        raise InvalidInputError("private_key and certificate_chain go together (a client certificate "
+                                "for mutual TLS): give both or neither")
+    if protocol == "grpc" and (insecure or ssl_context is not None):
+        raise InvalidInputError("insecure and ssl_context are HTTPS options; for gRPC give "
+                                "root_certificates (and private_key/certificate_chain)")
+    if ssl_context is not None and not isinstance(ssl_context, ssl_module.SSLContext):
+        raise InvalidInputError(f"ssl_context must be an ssl.SSLContext, got {type(ssl_context).__name__}")
+    return TlsOptions(_readable_file(root_certificates, "root_certificates"),
+                      _readable_file(private_key, "private_key"),
+                      _readable_file(certificate_chain, "certificate_chain"), bool(insecure), ssl_context)
+
+
+def model_version_string(version: Union[None, int, str]) -> str:
+    """Triton's model version as sent on the wire: "" lets the server's version policy choose."""
+    if version is None or version == "":
+        return ""
+    if isinstance(version, bool) or not isinstance(version, (int, str)) or not str(version).isdigit() \
+            or int(version) < 1:
+        raise InvalidInputError(f"model_version must be a positive integer (or None for the server's "
+                                f"choice), got {version!r}")
+    return str(int(version))
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Everything both clients need to talk to one model on one server."""
+
+    url: str
+    protocol: str
+    model: str
+    model_version: str = ""
+    timeout_s: Optional[float] = 120.0
+    concurrency: int = 4
+    headers: dict[str, str] = field(default_factory=dict)
+    tls: Optional[TlsOptions] = None
+
+    @classmethod
+    def create(cls, url: str, protocol: str, model: str, *, model_version: Union[None, int, str] = None,
+               timeout_s: Optional[float] = 120.0, concurrency: int = 4,
+               headers: Optional[dict[str, str]] = None, ssl: bool = False, **tls: Any) -> "ConnectionSettings":
+        """Validate the arguments the client constructors take."""
+        if protocol not in PROTOCOLS:
+            raise InvalidInputError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
+        if not isinstance(url, str) or not url or "://" in url:
+            raise InvalidInputError(f"url must be host:port without a scheme (use ssl=True for TLS), got {url!r}")
+        if not isinstance(model, str) or not model:
+            raise InvalidInputError(f"model must be a non-empty model name, got {model!r}")
+        if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+                                      or timeout_s <= 0):
+            raise InvalidInputError(f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidInputError(f"max_concurrency must be a positive integer, got {concurrency!r}")
+        headers = dict(headers or {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise InvalidInputError("headers must map str to str")
+        return cls(url, protocol, model, model_version_string(model_version),
+                   None if timeout_s is None else float(timeout_s), concurrency, headers,
+                   tls_options(protocol, ssl=ssl, **tls))
+
+    def attempt_timeout(self, remaining: Optional[float]) -> Optional[float]:
+        """The client-side timeout of each request of one attempt: timeout_s, cut to what is left
+        of the retry deadline."""
+        if remaining is None:
+            return self.timeout_s
+        return remaining if self.timeout_s is None else min(self.timeout_s, remaining)
