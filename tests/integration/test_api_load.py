@@ -14,7 +14,7 @@ import pytest
 
 from tests.load.api_load import ApiLoadReport, reference_scores, run_api_load
 from tests.load.servers import start_private_server
-from tests.support.api_server import ApiProcess
+from tests.support.api_server import ApiProcess, private_triton
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 QUERIES = ["what is panda?", "What is the capital of France?", "大熊猫是什么？", "q"]
 PASSAGES = ([p for _, p in MULTILINGUAL_PAIRS] + [p for _, p in TUTORIAL_PAIRS[:2]]
             + [p for _, p in many_pairs(6)] + ["panda " * 300])
-MODELS = ["tiny-encoder", "tiny-encoder-short", "tiny-gemma"]
+# model -> extra fields of every request (tiny-encoder-short has 24 positions)
+MODELS = {"tiny-encoder": {}, "tiny-encoder-short": {"max_length": 20}, "tiny-gemma": {}}
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:
@@ -34,14 +35,14 @@ def wait_until(predicate, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_load_through_the_api_all_shapes_several_models(triton_server, tmp_path):
-    reference = reference_scores(triton_server.grpc_url, MODELS, QUERIES, PASSAGES)
-    api = ApiProcess(triton_server.grpc_url, ["--max-concurrent-requests", "64"],
-                     log_file=tmp_path / "api.log").start()
-    try:
-        report = run_api_load(api.url, {}, MODELS, QUERIES, PASSAGES, reference, workers=8, max_requests=120)
-    finally:
-        api.stop()
+def test_load_through_the_api_all_shapes_several_models(test_repository, tmp_path):
+    with private_triton(test_repository.root, tmp_path, "api-load", MODELS) as triton:
+        reference = reference_scores(triton.grpc_url, MODELS, QUERIES, PASSAGES)
+        api = ApiProcess(triton.grpc_url, ["--max-concurrent-requests", "64"], log_file=tmp_path / "api.log").start()
+        try:
+            report = run_api_load(api.url, {}, MODELS, QUERIES, PASSAGES, reference, workers=8, max_requests=120)
+        finally:
+            api.stop()
     print("api load:", report.summary())
     assert report.ok == 120 and not report.failures and not report.mismatches, report.summary()
     assert report.statuses == {200: 120}
@@ -58,11 +59,11 @@ def test_triton_killed_and_restarted_under_load(test_repository, tmp_path):
     models = ("tiny-encoder", "tiny-encoder-text")
     server = start_private_server(test_repository.root, tmp_path, "api-fault", models)
     ports = (server.http_port, server.grpc_port, server.metrics_port)
-    reference = reference_scores(server.grpc_url, ["tiny-encoder"], QUERIES, PASSAGES)
+    reference = reference_scores(server.grpc_url, {"tiny-encoder": {}}, QUERIES, PASSAGES)
     api = ApiProcess(server.grpc_url, ["--default-model", "tiny-encoder", "--retry-after", "1",
                                        "--request-timeout", "60"], log_file=tmp_path / "api.log").start()
     report, stop = ApiLoadReport(), threading.Event()
-    load = threading.Thread(target=run_api_load, args=(api.url, {}, ["tiny-encoder"], QUERIES, PASSAGES, reference),
+    load = threading.Thread(target=run_api_load, args=(api.url, {}, {"tiny-encoder": {}}, QUERIES, PASSAGES, reference),
                             kwargs={"workers": 4, "max_requests": 10_000, "duration_s": 400, "allow_503": True,
                                     "stop": stop, "report": report, "seed": 7})
     restarted = None

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.support.api_clients import CLIENTS
-from tests.support.api_server import ApiProcess
+from tests.support.api_server import ApiProcess, private_triton
 from tests.support.oracle import run_oracle
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS
 
@@ -28,19 +28,20 @@ CASES = [
     ("tiny-encoder", "encoder", {}),
     ("tiny-encoder", "encoder", {"max_length": 16, "query_max_length": 6}),
     ("tiny-gemma", "llm", {"prompt": PROMPT}),
-    ("tiny-layerwise", "layerwise", {"cutoff_layers": [4]}),
+    ("tiny-gemma", "llm", {"max_length": 20, "query_max_length": 8}),
 ]
+SERVED = ("tiny-encoder", "tiny-encoder-short", "tiny-gemma")
 
 
 @pytest.fixture(scope="module")
-def api(triton_server, tmp_path_factory):
-    keys = tmp_path_factory.mktemp("api") / "keys"
-    keys.write_text(KEY + "\n")
-    log = keys.parent / "api.log"
-    proc = ApiProcess(triton_server.grpc_url, ["--default-model", "tiny-encoder", "--api-keys-file", str(keys)],
-                      log_file=log).start()
-    yield proc
-    proc.stop()
+def api(test_repository, tmp_path_factory):
+    work = tmp_path_factory.mktemp("api")
+    (work / "keys").write_text(KEY + "\n")
+    with private_triton(test_repository.root, work, "api-service", SERVED) as triton:
+        proc = ApiProcess(triton.grpc_url, ["--default-model", "tiny-encoder", "--api-keys-file", str(work / "keys")],
+                          log_file=work / "api.log").start()
+        yield proc
+        proc.stop()
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,7 @@ def pairs_counted(metrics_text: str) -> float:
 
 
 def test_model_errors_name_the_problem(http):
-    r = http.post("/v2/rerank", json={"model": "tiny-layerwise", "query": QUERY, "documents": ["a"],
+    r = http.post("/v2/rerank", json={"model": "tiny-gemma", "query": QUERY, "documents": ["a"],
                                       "cutoff_layers": [99]})
     assert r.status_code == 400 and "cutoff_layers" in r.json()["message"]
     r = http.post("/rerank", json={"model": "tiny-encoder", "query": QUERY, "texts": ["a"], "cutoff_layers": [2]})
@@ -129,16 +130,20 @@ def test_model_errors_name_the_problem(http):
 
 
 def test_over_long_input_without_truncation_is_refused_and_truncated_with_it(http):
+    """tiny-encoder-short has 24 positions: max_length 20 fits it, the long passage does not."""
     long_passage = "panda bamboo " * 400
-    r = http.post("/rerank", json={"model": "tiny-encoder-short", "query": QUERY, "texts": [long_passage],
-                                   "truncate": False})
-    assert r.status_code == 422, r.text
-    r = http.post("/v1/ranking", json={"model": "tiny-encoder-short", "query": {"text": QUERY},
-                                       "passages": [{"text": long_passage}]})
-    assert r.status_code == 400, r.text
-    r = http.post("/v1/ranking", json={"model": "tiny-encoder-short", "query": {"text": QUERY},
-                                       "passages": [{"text": long_passage}], "truncate": "END"})
-    assert r.status_code == 200
+    common = {"model": "tiny-encoder-short", "max_length": 20}
+    r = http.post("/rerank", json={**common, "query": QUERY, "texts": ["hi", long_passage], "truncate": False})
+    assert r.status_code == 422 and "passages[1]" in r.json()["error"] and "max_length 20" in r.json()["error"], r.text
+    r = http.post("/rerank", json={**common, "query": QUERY, "texts": ["hi", long_passage]})
+    assert r.status_code == 200, r.text
+    r = http.post("/v1/ranking", json={**common, "query": {"text": QUERY}, "passages": [{"text": long_passage}]})
+    assert r.status_code == 400 and "truncate is false" in r.json()["error"], r.text
+    r = http.post("/v1/ranking", json={**common, "query": {"text": QUERY}, "passages": [{"text": long_passage}],
+                                       "truncate": "END"})
+    assert r.status_code == 200, r.text
+    r = http.post("/v1/ranking", json={**common, "query": {"text": QUERY}, "passages": [{"text": "hi"}]})
+    assert r.status_code == 200, r.text                 # NONE: a pair that fits is scored
 
 
 def raw_http(url: str, request: bytes) -> bytes:

@@ -17,15 +17,15 @@ import numpy as np
 SHAPES = ("tei", "tei-raw", "cohere-v2", "cohere-v1", "nim")
 
 
-def reference_scores(grpc_url: str, models: Sequence[str], queries: Sequence[str],
+def reference_scores(grpc_url: str, models: dict[str, dict], queries: Sequence[str],
                      passages: Sequence[str]) -> dict[tuple[str, int, int], float]:
     """Raw logit of every (model, query, passage), each pair ALONE in its request, one at a time,
-    straight on the `<model>-text` Triton model."""
+    straight on the `<model>-text` Triton model; `models` maps each model to its request options."""
     import tritonclient.grpc as grpcclient
     client = grpcclient.InferenceServerClient(grpc_url)
     out = {}
     try:
-        for model in models:
+        for model, options in models.items():
             for qi, q in enumerate(queries):
                 for pi, p in enumerate(passages):
                     query = grpcclient.InferInput("query", [1], "BYTES")
@@ -33,20 +33,22 @@ def reference_scores(grpc_url: str, models: Sequence[str], queries: Sequence[str
                     passage = grpcclient.InferInput("passages", [1], "BYTES")
                     passage.set_data_from_numpy(np.array([p.encode()], dtype=np.object_))
                     result = client.infer(model + "-text", [query, passage],
-                                          outputs=[grpcclient.InferRequestedOutput("scores")])
+                                          outputs=[grpcclient.InferRequestedOutput("scores")],
+                                          parameters=dict(options) or None)
                     out[(model, qi, pi)] = float(result.as_numpy("scores")[-1, 0])
     finally:
         client.close()
     return out
 
 
-def request_for(shape: str, model: str, query: str, docs: list[str]) -> tuple[str, dict]:
+def request_for(shape: str, model: str, query: str, docs: list[str], options: dict) -> tuple[str, dict]:
+    """The request in one wire shape; `options` are extra fields (e.g. max_length)."""
     if shape.startswith("tei"):
-        return "/rerank", {"model": model, "query": query, "texts": docs, "raw_scores": shape == "tei-raw"}
+        return "/rerank", {"model": model, "query": query, "texts": docs, "raw_scores": shape == "tei-raw", **options}
     if shape.startswith("cohere"):
-        return f"/{shape[-2:]}/rerank", {"model": model, "query": query, "documents": docs}
+        return f"/{shape[-2:]}/rerank", {"model": model, "query": query, "documents": docs, **options}
     return "/v1/ranking", {"model": model, "query": {"text": query}, "passages": [{"text": d} for d in docs],
-                           "truncate": "END"}
+                           "truncate": "END", **options}
 
 
 def scores_of(shape: str, body) -> dict[int, float]:
@@ -82,7 +84,7 @@ class ApiLoadReport:
                 "first_failures": self.failures[:3], "first_mismatches": self.mismatches[:3]}
 
 
-def run_api_load(base_url: str, headers: dict[str, str], models: Sequence[str], queries: Sequence[str],
+def run_api_load(base_url: str, headers: dict[str, str], models: dict[str, dict], queries: Sequence[str],
                  passages: Sequence[str], reference: dict, *, workers: int = 6, max_requests: int = 120,
                  duration_s: float = 300.0, seed: int = 0, allow_503: bool = False,
                  stop: Optional[threading.Event] = None, report: Optional[ApiLoadReport] = None,
@@ -108,7 +110,7 @@ def run_api_load(base_url: str, headers: dict[str, str], models: Sequence[str], 
                 shape, model = rng.choice(SHAPES), rng.choice(list(models))
                 qi = rng.randrange(len(queries))
                 chosen = [rng.randrange(len(passages)) for _ in range(rng.randint(1, 8))]
-                path, body = request_for(shape, model, queries[qi], [passages[i] for i in chosen])
+                path, body = request_for(shape, model, queries[qi], [passages[i] for i in chosen], models[model])
                 try:
                     r = client.post(path, json=body)
                 except httpx.HTTPError as exc:
