@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 import numpy as np
 
+from bench import procstats
 from bench.models import BASE, QUICK, build_encoder_checkpoint, export_encoder_onnx
 from bench.ort_variants import machine_info
 from bench.run import RESULTS, served_repository
@@ -79,7 +80,7 @@ async def burst(call: Callable[[], Awaitable[Any]], concurrency: int, requests: 
 
 
 async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], levels: list[int], rounds: int,
-                  requests: int, log: Callable[[str], None]) -> dict:
+                  requests: int, log: Callable[[str], None], api_pid: Optional[int] = None) -> dict:
     import httpx
     import tritonclient.grpc.aio as grpcaio
 
@@ -113,11 +114,15 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
             await burst(service, c, c)
             lat: dict[str, list[float]] = {"direct": [], "api": []}
             thr: dict[str, list[float]] = {"direct": [], "api": []}
+            api_cpu_s = 0.0
             n = max(requests, 2 * c)
             for k in range(rounds):
                 order = (("direct", direct), ("api", service)) if k % 2 == 0 else (("api", service), ("direct", direct))
                 for name, fn in order:
+                    cpu0 = procstats.cpu_s(api_pid) if api_pid else 0.0
                     latencies, wall = await burst(fn, c, n)
+                    if name == "api" and api_pid:
+                        api_cpu_s += procstats.cpu_s(api_pid) - cpu0
                     lat[name] += latencies
                     thr[name].append(n / wall)
                 log(f"  c={c} round {k + 1}/{rounds}: direct {np.median(lat['direct']) * 1e3:.1f} ms, "
@@ -128,6 +133,8 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
                      for name in lat}
             level["p50_overhead_ms"] = level["api"]["p50_ms"] - level["direct"]["p50_ms"]
             level["throughput_ratio"] = level["api"]["throughput_rps"] / level["direct"]["throughput_rps"]
+            # CPU the API process spends per request: robust to other load on a shared machine.
+            level["api_cpu_ms_per_request"] = api_cpu_s * 1e3 / len(lat["api"]) if api_pid else None
             out["levels"][str(c)] = level
         return out
     finally:
@@ -170,7 +177,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         levels = [int(x) for x in args.concurrency.split(",")]
         print(f"{work.name}, shape {shape.name}: direct text model vs rerank API, concurrency {levels}", flush=True)
         result = asyncio.run(measure(server.grpc_url, f"http://127.0.0.1:{api_port}", query, passages, levels,
-                                     args.rounds, args.requests, lambda s: print(s, flush=True)))
+                                     args.rounds, args.requests, lambda s: print(s, flush=True), api.pid))
     finally:
         if api is not None:
             api.terminate()
@@ -182,11 +189,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     out = Path(args.out) if args.out else RESULTS / f"api-overhead-{args.shape}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"{'c':>3} {'direct p50 ms':>14} {'api p50 ms':>11} {'overhead ms':>12} {'direct rps':>11} "
-          f"{'api rps':>8} {'ratio':>6}")
+          f"{'api rps':>8} {'ratio':>6} {'api cpu ms/req':>15}")
     for c, level in result["levels"].items():
         print(f"{c:>3} {level['direct']['p50_ms']:14.1f} {level['api']['p50_ms']:11.1f} {level['p50_overhead_ms']:12.2f} "
               f"{level['direct']['throughput_rps']:11.2f} {level['api']['throughput_rps']:8.2f} "
-              f"{level['throughput_ratio']:6.3f}")
+              f"{level['throughput_ratio']:6.3f} {level['api_cpu_ms_per_request']:15.2f}")
     print(f"max |score difference| {result['max_abs_score_diff']:.2e}; wrote {out}")
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence
+from typing import Awaitable, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from reranker_api.errors import ApiError
 from reranker_api.metrics import Metrics
 from reranker_api.settings import Settings
 
+T = TypeVar("T")
 TIMEOUT_MARGIN_S = 2.0   # the backend's own deadline fires first; this only guards against a hang
 PROBE_TIMEOUT_S = 10.0
 
@@ -39,6 +40,15 @@ class Scored:
     @property
     def ranking_row(self) -> np.ndarray:
         return self.scores[-1]
+
+
+async def within(awaitable: Awaitable[T], seconds: float) -> T:
+    """`awaitable` under a deadline (asyncio.TimeoutError after it); asyncio.timeout where it
+    exists (no extra task per request), else wait_for."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 def ranking(scores: np.ndarray, ties_high_index_first: bool = False) -> list[int]:
@@ -136,8 +146,8 @@ class RerankService:
         timeout = self.settings.request_timeout_s
         started = time.perf_counter()
         try:
-            scores = await asyncio.wait_for(self.backend.score(info.name, query, documents, options, timeout),
-                                            timeout + TIMEOUT_MARGIN_S)
+            scores = await within(self.backend.score(info.name, query, documents, options, timeout),
+                                  timeout + TIMEOUT_MARGIN_S)
         except BackendError as exc:
             if isinstance(exc, BackendUnavailable):
                 self.failing[info.name] = exc.message

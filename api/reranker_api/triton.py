@@ -54,6 +54,18 @@ def request_parameters(options: ScoreOptions) -> dict[str, Any]:
     return params
 
 
+def bytes_input(name: str, items: Sequence[bytes]) -> Any:
+    """A BYTES InferInput of UTF-8 items. Triton's raw BYTES layout is, per item, its length as a
+    4-byte little-endian integer and then its bytes; built directly, this is several times faster
+    than tritonclient's generic serializer (the largest CPU cost of the service per request)."""
+    import tritonclient.grpc.aio as grpcaio
+    tensor = grpcaio.InferInput(name, [len(items)], "BYTES")
+    if not hasattr(tensor, "_raw_content"):       # another tritonclient layout: the generic path
+        return tensor.set_data_from_numpy(np.array(list(items), dtype=np.object_))
+    tensor._raw_content = b"".join(len(item).to_bytes(4, "little") + item for item in items)
+    return tensor
+
+
 def classify(exc: Exception, model: str, url: str) -> Exception:
     """A backend error for a tritonclient / gRPC failure."""
     from tritonclient.utils import InferenceServerException
@@ -173,11 +185,8 @@ class TritonBackend:
 
     async def score(self, model: str, query: bytes, passages: Sequence[bytes], options: ScoreOptions,
                     timeout_s: Optional[float]) -> np.ndarray:
-        import tritonclient.grpc.aio as grpcaio
-        query_in = grpcaio.InferInput(QUERY, [1], "BYTES")
-        query_in.set_data_from_numpy(np.array([query], dtype=np.object_))
-        passages_in = grpcaio.InferInput(PASSAGES, [len(passages)], "BYTES")
-        passages_in.set_data_from_numpy(np.array(passages, dtype=np.object_))
+        query_in = bytes_input(QUERY, [query])
+        passages_in = bytes_input(PASSAGES, passages)
         params = request_parameters(options)
         if model in self._no_strict_length:
             params.pop("truncate", None)

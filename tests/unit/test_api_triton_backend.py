@@ -141,3 +141,14 @@ def test_unreachable_server_is_unavailable_everywhere():
             await backend.score("enc", b"q", [b"a"], ScoreOptions(), 2.0)
         await backend.close()
     asyncio.run(main())
+
+
+def test_bytes_input_is_what_tritonclient_serializes():
+    import tritonclient.grpc.aio as grpcaio
+    from reranker_api.triton import bytes_input
+    items = [b"", b"panda", "大熊猫 🐼".encode(), b"x" * 70000]
+    reference = grpcaio.InferInput("passages", [len(items)], "BYTES")
+    reference.set_data_from_numpy(np.array(items, dtype=np.object_))
+    fast = bytes_input("passages", items)
+    assert fast._raw_content == reference._raw_content
+    assert fast._get_tensor() == reference._get_tensor() and fast.shape() == [4]
