@@ -17,22 +17,23 @@ API_HOST ?= 127.0.0.1
 API_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup oracle serve demo export test test-unit test-integration bench bench-quick bench-api perf soak clean help
+.PHONY: setup oracle serve demo export test test-unit bench bench-quick bench-api perf soak clean help
 
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
 	@echo "make test                        the whole test suite (installs what it needs)"
 	@echo "make serve [API_PORT=8080]        run the embedded Triton server on MODEL_REPOSITORY + the rerank HTTP API"
 	@echo "make export MODEL=... NAME=...   export a reranker into MODEL_REPOSITORY"
+	@echo "make k8s OVERLAY=gpu|cpu         print the Kubernetes manifests of an overlay (deploy/kubernetes)"
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml
+$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
 	$(PIP) install -r requirements/server.txt -r requirements/test.txt
 	$(PIP) install --no-deps nvidia-pytriton==0.7.0
-	$(PIP) install --no-deps -e ./core -e ./client -e ./server
+	$(PIP) install --no-deps -e ./core -e ./client -e ./server -e .
 	$(PIP) install -e ./api
 	touch $@
 
@@ -57,7 +58,7 @@ demo: setup
 	$(PY) -m tools.demo --model $(MODEL) --repository $(MODEL_REPOSITORY) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: setup oracle
+test: setup oracle deploy-venv
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: setup
@@ -90,7 +91,7 @@ soak: setup oracle
 	$(PY) -m tests.load.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) $(ORACLE_VENV) .pytest_cache
+	rm -rf $(VENV) $(ORACLE_VENV) $(DEPLOY_VENV) .pytest_cache
 
 # ---- GPU deployment (docs/deployment.md) ----------------------------------------------------
 COMPOSE ?= docker compose
@@ -112,3 +113,31 @@ compose-config:
 # Parity + throughput of the GPU Python-backend path on this machine's GPU (see scripts/gpu_check.py).
 gpu-check:
 	scripts/gpu_check.sh --out gpu-check-out
+
+# ---- Kubernetes (deploy/kubernetes, docs/kubernetes.md) -------------------------------------
+OVERLAY ?= gpu
+# auto: kubectl kustomize where kubectl is installed, else deploy/kubernetes/render.py (same output, tested)
+K8S_RENDERER ?= auto
+DEPLOY_VENV ?= .venv-deploy
+K8S_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+
+.PHONY: k8s deploy-venv
+
+k8s:
+	@test -f deploy/kubernetes/overlays/$(OVERLAY)/kustomization.yaml || { \
+		echo "make k8s: no overlay '$(OVERLAY)' (have: $$(ls deploy/kubernetes/overlays | tr '\n' ' '))" >&2; exit 2; }
+	@case "$(K8S_RENDERER)" in \
+		auto) if command -v kubectl >/dev/null 2>&1; then kubectl kustomize deploy/kubernetes/overlays/$(OVERLAY); \
+			else $(K8S_PY) deploy/kubernetes/render.py deploy/kubernetes/overlays/$(OVERLAY); fi ;; \
+		kubectl) kubectl kustomize deploy/kubernetes/overlays/$(OVERLAY) ;; \
+		python) $(K8S_PY) deploy/kubernetes/render.py deploy/kubernetes/overlays/$(OVERLAY) ;; \
+		*) echo "make k8s: K8S_RENDERER must be auto, kubectl or python" >&2; exit 2 ;; \
+	esac
+
+# kubernetes-validate + checkov for the manifest tests, in their own environment.
+deploy-venv: $(DEPLOY_VENV)/.installed
+
+$(DEPLOY_VENV)/.installed: requirements/deploy.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements/deploy.txt
+	touch $@

@@ -18,12 +18,13 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
 from bench import procstats
 from bench.models import CACHE
+from bench.serving import one_model_server
 
 REPO = Path(__file__).resolve().parents[1]
 FLAG_RUNNER = REPO / "bench" / "flag_runner.py"
@@ -70,7 +71,7 @@ def build_decoder_checkpoint(shape: DecoderShape, std: float = 0.02, seed: int =
     import torch
     from safetensors.torch import save_file
 
-    from tests.support.llm_checkpoints import build_gemma_reranker, build_minicpm_layerwise_reranker
+    from export.tiny.decoders import build_gemma_reranker, build_minicpm_layerwise_reranker
 
     out = CACHE / shape.name
     meta = {**asdict(shape), "std": std, "seed": seed}
@@ -158,34 +159,25 @@ def _served(ckpt: Path, shape: DecoderShape, work: list[list[str]], calls: list[
             log: Callable[[str], None]) -> dict:
     from export.__main__ import main as export_main
     from reranker_client import RerankerClient
-    from reranker_server.embedded import EmbeddedTritonServer
-    from tests.support.ports import free_ports
 
     repo = CACHE / f"repo-{shape.name}"
     name = f"llm-{shape.family}"
     if not (repo / name / "reranker.json").exists():
         if export_main(["--model", str(ckpt), "--name", name, "--repository", str(repo), "--force"]) != 0:
             raise RuntimeError(f"export of {shape.name} failed")
-    http, grpc, metrics = free_ports(3)
-    server = EmbeddedTritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                  log_file=REPO / "bench" / "results" / f"server-{name}.log.tmp",
-                                  extra_args=("--model-control-mode=explicit", f"--load-model={name}"))
+    server = one_model_server(repo, name, REPO / "bench" / "results" / f"server-{name}.log.tmp")
     t0 = time.perf_counter()
     server.start(timeout=900)
     out: dict[str, Any] = {"startup_s": time.perf_counter() - t0, "calls": {}}
-    try:
-        with procstats.PeakRss(server.process.pid) as rss:
-            client = RerankerClient(server.grpc_url, name, "grpc", tokenizer_path=str(ckpt), timeout_s=1800)
-            client.compute_score(work[:1], **calls[0])
-            for c in calls:
-                t0 = time.perf_counter()
-                scores = client.compute_score(work, **c)
-                out["calls"][json.dumps(c)] = {"wall_s": time.perf_counter() - t0, "scores": scores}
-                log(f"  served {shape.name} {c}: {len(work) / (time.perf_counter() - t0):.3f} pairs/s")
-            client.close()
-        out["peak_rss_mb"] = rss.peak_mb
-    finally:
-        server.stop()
+    with server, procstats.PeakRss(server.process.pid) as rss, \
+            RerankerClient(server.grpc_url, name, "grpc", tokenizer_path=str(ckpt), timeout_s=1800) as client:
+        client.compute_score(work[:1], **calls[0])
+        for c in calls:
+            t0 = time.perf_counter()
+            scores = client.compute_score(work, **c)
+            out["calls"][json.dumps(c)] = {"wall_s": time.perf_counter() - t0, "scores": scores}
+            log(f"  served {shape.name} {c}: {len(work) / (time.perf_counter() - t0):.3f} pairs/s")
+    out["peak_rss_mb"] = rss.peak_mb
     return out
 
 

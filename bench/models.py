@@ -50,9 +50,9 @@ def build_encoder_checkpoint(shape: EncoderShape, out_dir: Optional[Path] = None
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-    from tests.support.checkpoints import save_sequence_classifier
+    from export.tiny.encoder import save_sequence_classifier
 
-    from tests.support.tokenizers_builder import build_xlmr_tokenizer
+    from export.tiny.tokenizer_builder import build_xlmr_tokenizer
 
     meta = {**asdict(shape), "seed": seed, "weight_std": weight_std, "head_gain": head_gain}
     out_dir = Path(out_dir or CACHE / f"{shape.name}-std{weight_std:g}")

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from bench.models import BASE, QUICK, EncoderShape, build_encoder_checkpoint, export_encoder_onnx
 from bench.workloads import encode_encoder_pairs, pad_batch, rerank_1x100
 from export import ort_optimize as oo
+from reranker_server.encoder_scorer import available_cpus, session_options
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -41,17 +43,29 @@ def build_variant(fp32: Path, variant: str, heads: int, hidden: int) -> Path:
         oo.fuse_transformer(fp32, fused, num_heads=heads, hidden_size=hidden)
     if variant == "fused":
         return fused
-    if variant == "int8":
+    if variant == "int8":  # the export's recipe: 7-bit per-channel weights, fp32 score head
         return oo.quantize_int8(fused, out)
-    if variant == "int8-pc":
-        return oo.quantize_int8(fused, out, per_channel=True)
+    if variant == "int8-full":  # the former recipe: 8-bit per-tensor weights, head quantized too
+        return oo.quantize_int8(fused, out, per_channel=False, reduce_range=False, keep_head_fp32=False)
     if variant == "int8-matmul":
         return oo.quantize_int8(fused, out, op_types=("MatMul",))
     if variant == "int8-unfused":
         return oo.quantize_int8(fp32, out, op_types=("MatMul",))
     if variant == "fp16":
-        return oo.convert_fp16(fused, out)
+        return convert_fp16(fused, out)
     raise ValueError(f"unknown variant {variant!r}")
+
+
+def convert_fp16(src: Path, dst: Path) -> Path:
+    """fp16 weights and compute with fp32 inputs/outputs (measured only: ONNX Runtime's x86 CPU
+    kernels have no fp16 GEMM, so it is slower there, see docs/benchmarks.md)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from export.onnx_export import save_onnx
+
+    # The helper's default block list keeps ops without fp16 CPU kernels in fp32.
+    save_onnx(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), dst)
+    return dst
 
 
 def score_all(session: ort.InferenceSession, seqs: list[list[int]], batch: int) -> np.ndarray:
@@ -84,6 +98,12 @@ def time_call(fn: Callable[[], object], reps: int, warmup: int = 1,
     return times
 
 
+def kendall_tau(ref: np.ndarray, got: np.ndarray) -> float:
+    """Kendall's tau-a between two score vectors (1.0: same order)."""
+    i, j = np.triu_indices(len(ref), 1)
+    return float(np.mean(np.sign(ref[i] - ref[j]) * np.sign(got[i] - got[j]))) if len(i) else 1.0
+
+
 def top10_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> dict:
     """Overlap of the top-k sets, and whether the top-k order is identical."""
     a, b = np.argsort(-ref)[:k], np.argsort(-got)[:k]
@@ -109,11 +129,11 @@ def gemm_peak(dtype: str = "fp32", m: int = 4096, k: int = 768, n: int = 3072,
     path = tmp
     if dtype == "int8":
         path = oo.quantize_int8(tmp, tmp.with_suffix(".int8.onnx"))
-    sess = ort.InferenceSession(str(path), oo.cpu_session_options(threads), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
     feed = {"X": rng.standard_normal((m, k), dtype=np.float32)}
     cpu: list[float] = []
     time_call(lambda: sess.run(None, feed), reps, cpu=cpu)
-    best = min(cpu) / (threads or oo.physical_cores())  # CPU-normalised: robust to contention
+    best = min(cpu) / (threads or available_cpus())  # CPU-normalised: robust to contention
     for p in {tmp, path}:
         p.unlink(missing_ok=True)
     return 2.0 * m * k * n / best / 1e9
@@ -130,7 +150,7 @@ def machine_info() -> dict:
         isa = sorted(f for f in flags.split() if f.startswith(("avx512", "amx", "avx_vnni")))
     except (OSError, StopIteration):
         isa = []
-    return {"cpu": model, "cpus": oo.physical_cores(), "isa": isa, "python": platform.python_version(),
+    return {"cpu": model, "cpus": available_cpus(), "isa": isa, "python": platform.python_version(),
             "onnxruntime": ort.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
@@ -144,13 +164,13 @@ def run(shape: EncoderShape, variants: list[str], batches: list[int], reps: int,
     result = {"machine": machine_info(), "shape": shape.__dict__, "workload": work.name,
               "pairs": len(seqs), "tokens": work.total_tokens, "gflop_per_call": flops / 1e9,
               "runs": []}
-    ref = score_all(ort.InferenceSession(str(fp32), oo.cpu_session_options(),
+    ref = score_all(ort.InferenceSession(str(fp32), session_options(),
                                          providers=["CPUExecutionProvider"]), seqs, max(batches))
     result["score_std"] = float(np.std(ref))
     for variant in variants:
         path = build_variant(fp32, variant, shape.num_attention_heads, shape.hidden_size)
         for spin in spinning:
-            opts = oo.cpu_session_options(spinning=spin, pre_optimized=variant != "fp32")
+            opts = session_options(spinning=spin, pre_optimized=variant != "fp32")
             t0 = time.perf_counter()
             sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             load_s = time.perf_counter() - t0
@@ -166,6 +186,8 @@ def run(shape: EncoderShape, variants: list[str], batches: list[int], reps: int,
                        "cpu_s": cpu_s, "gflops_per_core": flops / cpu_s / 1e9,
                        "load_avg": os.getloadavg()[0],
                        "max_abs_drift": float(np.max(np.abs(scores - ref))),
+                       "mean_abs_drift": float(np.mean(np.abs(scores - ref))),
+                       "kendall_tau": kendall_tau(ref, scores),
                        "top10": top10_agreement(ref, scores),
                        "file_mb": path.stat().st_size / 2**20}
                 result["runs"].append(row)

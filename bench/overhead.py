@@ -23,7 +23,10 @@ import numpy as np
 from bench import procstats
 from bench.models import build_encoder_checkpoint, export_encoder_onnx
 from bench.ort_variants import build_variant, machine_info
-from bench.run import RESULTS, Plan, _client, _runner_modules, batch_tokens, served_repository
+from bench.serving import one_model_server
+from bench.run import RESULTS, Plan, _client, batch_tokens, inprocess_scorer, served_repository
+from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS
+from reranker_server.token_batches import TokenRows
 from bench.workloads import encode_encoder_pairs, rerank_1x100
 
 
@@ -34,8 +37,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--pairs", type=int, default=5, help="A/B pairs (after one warm-up each)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    from reranker_server.embedded import EmbeddedTritonServer
-    from tests.support.ports import free_ports
 
     plan = Plan(args.quick)
     shape = plan.shape
@@ -46,19 +47,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     graph = build_variant(fp32, args.variant.split("+")[0], shape.num_attention_heads, shape.hidden_size)
     repo = served_repository(ckpt, fp32, [args.variant], shape)
 
-    onnx_model, TokenRows = _runner_modules()
-    scorer = onnx_model.EncoderScorer(onnx_model.create_session(graph), pad_id=1,
-                                      max_batch_tokens=batch_tokens(args.variant, 16384),
-                                      max_rows_per_run=onnx_model.rows_per_run_for(graph))
+    scorer = inprocess_scorer(graph, batch_tokens(args.variant, DEFAULT_MAX_BATCH_TOKENS))
 
     def inprocess() -> list[float]:
         rows = [np.asarray(s, dtype=np.int64) for s in encode_encoder_pairs(ckpt, work.pairs)]
         return scorer.score([TokenRows(rows)])[0][:, 0].tolist()
 
-    http, grpc, metrics = free_ports(3)
     model = f"enc-{args.variant}"
-    server = EmbeddedTritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                  extra_args=("--model-control-mode=explicit", f"--load-model={model}"))
+    server = one_model_server(repo, model)
     server.start(timeout=600)
     rows = []
     try:

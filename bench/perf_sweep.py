@@ -3,6 +3,7 @@
     python -m bench.perf_sweep --model NAME [--url localhost:8001 | --repository DIR]
                                [--levels 1,2,4,8,16,32] [--requests-per-level N | --seconds S]
                                [--input-data bench/perf_analyzer_input.json] [--batch 8]
+    python -m bench.perf_sweep --write-input-data     # regenerate the committed input file
 
 Each request carries `--batch` rows taken from the perf_analyzer input-data file (the same file
 NGC's perf_analyzer reads, see docs/benchmarks.md), so both tools send identical tensors. For each
@@ -154,7 +155,7 @@ def chart(result: dict, path: Path) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", help="served model name (required unless --write-input-data)")
     parser.add_argument("--url", help="gRPC host:port of a running server")
     parser.add_argument("--repository", help="start an embedded server on this repository instead")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
@@ -164,7 +165,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--input-data", default=str(DEFAULT_INPUT))
     parser.add_argument("--batch", type=int, default=8, help="rows (pairs) per request")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--write-input-data", action="store_true",
+                        help="regenerate --input-data from the quick benchmark checkpoint, then exit")
     args = parser.parse_args(argv)
+    if args.write_input_data:
+        print(f"wrote {write_input_data(Path(args.input_data))}")
+        return 0
+    if not args.model:
+        parser.error("--model is required")
     if bool(args.url) == bool(args.repository):
         parser.error("give exactly one of --url or --repository")
     levels = [int(x) for x in args.levels.split(",") if x]
@@ -172,11 +180,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     server = None
     url = args.url
     if args.repository:
-        from reranker_server.embedded import EmbeddedTritonServer
-        from tests.support.ports import free_ports
-        http, grpc, metrics = free_ports(3)
-        server = EmbeddedTritonServer(args.repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                      extra_args=("--model-control-mode=explicit", f"--load-model={args.model}"))
+        from bench.serving import one_model_server
+        server = one_model_server(args.repository, args.model)
         server.start(timeout=600)
         url = server.grpc_url
     try:

@@ -1,63 +1,11 @@
-"""Memory and CPU time of a process tree from /proc (Linux), e.g. tritonserver + its backend stubs."""
+"""Peak memory of a process tree (tritonserver + its backend stubs) while a benchmark runs."""
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 from typing import Optional
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    task = Path(f"/proc/{pid}/task")
-    try:
-        for tid in task.iterdir():
-            text = (tid / "children").read_text().split()
-            out += [int(c) for c in text]
-    except OSError:
-        pass
-    return out
-
-
-def tree(pid: int) -> list[int]:
-    """pid and all its live descendants."""
-    seen, stack = [], [pid]
-    while stack:
-        p = stack.pop()
-        if p in seen:
-            continue
-        seen.append(p)
-        stack += _children(p)
-    return seen
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of the whole tree, MiB."""
-    total = 0
-    for p in tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-                    break
-        except OSError:
-            continue
-    return total / 1024
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of the live tree (and of its reaped children)."""
-    total = 0
-    for p in tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[11..14] = utime, stime, cutime, cstime (stat fields 14..17)
-        total += sum(int(x) for x in fields[11:15])
-    return total / _TICK
+from reranker_server.process_tree import tree_cpu_s as cpu_s  # noqa: F401  (used by the benchmarks)
+from reranker_server.process_tree import tree_rss_mib
 
 
 class PeakRss:
@@ -70,7 +18,7 @@ class PeakRss:
         self._thread: Optional[threading.Thread] = None
 
     def sample(self) -> float:
-        value = rss_mb(self.pid)
+        value = tree_rss_mib(self.pid)
         self.peak_mb = max(self.peak_mb, value)
         return value
 

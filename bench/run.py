@@ -13,12 +13,11 @@ Results: bench/results/bench[-quick].json and .png.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import re
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,9 +26,13 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from bench import procstats
+from bench.serving import one_model_server
+from reranker_core.manifest import ModelManifest
+from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer
+from reranker_server.token_batches import TokenRows
 from bench.models import BASE, CACHE, QUICK, EncoderShape, build_encoder_checkpoint, export_encoder_onnx
 from bench.ort_variants import build_variant, machine_info, top10_agreement
-from bench.workloads import Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
+from bench.workloads import PAD_ID, Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -112,16 +115,6 @@ def run_flagembedding(ckpt: Path, works: dict[str, Workload], latency: Workload,
 
 
 # ----------------------------------------------------------------------------- ORT in-process
-def _runner_modules():
-    """The server runner's own session factory and scorer (with a stand-in pb_utils)."""
-    if "triton_python_backend_utils" not in sys.modules:
-        from tests.support import fake_pb_utils
-        fake_pb_utils.install()
-    from reranker_server import onnx_model
-    from reranker_server.token_batches import TokenRows
-    return onnx_model, TokenRows
-
-
 def batch_tokens(variant: str, default: int) -> int:
     """The runner's max_batch_tokens for a variant name such as "int8+t1024"."""
     for opt in variant.split("+")[1:]:
@@ -130,15 +123,16 @@ def batch_tokens(variant: str, default: int) -> int:
     return default
 
 
+def inprocess_scorer(onnx_path: Path, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> EncoderScorer:
+    """The served runner's own scorer (session options, re-batching), in this process."""
+    return EncoderScorer.from_file(onnx_path, pad_id=PAD_ID, max_batch_tokens=max_batch_tokens)
+
+
 def run_inprocess(onnx_path: Path, ckpt: Path, works: dict[str, Workload], plan: Plan,
                   max_batch_tokens: Optional[int] = None) -> dict:
     """Tokenize + score in this process with exactly the runner's session and re-batching."""
-    onnx_model, TokenRows = _runner_modules()
-    session = onnx_model.create_session(onnx_path)
-    scorer = onnx_model.EncoderScorer(session, pad_id=1, max_batch_tokens=max_batch_tokens
-                                      or onnx_model.DEFAULT_MAX_BATCH_TOKENS,
-                                      max_rows_per_run=onnx_model.rows_per_run_for(onnx_path))
-    cores = procstats.os.cpu_count() or 1
+    scorer = inprocess_scorer(onnx_path, max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
+    cores = os.cpu_count() or 1
 
     def call(w: Workload) -> list[float]:
         rows = [np.asarray(s, dtype=np.int64) for s in encode_encoder_pairs(ckpt, w.pairs)]
@@ -159,28 +153,13 @@ def run_inprocess(onnx_path: Path, ckpt: Path, works: dict[str, Workload], plan:
 
 
 # ----------------------------------------------------------------------------- served
-# Served variant suffixes: "+t<N>" sets the runner's max_batch_tokens to N; "+opts" runs the runner with export.ort_optimize.cpu_session_options
-# (spinning off, ...) instead of its own session options: this 1/model.py swaps the factory in.
-RECOMMENDED_MODEL_PY = f"""import sys
-sys.path.insert(0, {str(REPO)!r})
-import onnxruntime as _ort
-import reranker_server.onnx_model as _runner
-from export.ort_optimize import cpu_session_options as _options
-
-
-def _create_session(path, intra_op_threads=0):
-    return _ort.InferenceSession(str(path), _options(intra_op_threads or None),
-                                 providers=["CPUExecutionProvider"])
-
-
-_runner.create_session = _create_session
-from reranker_server.onnx_model import TritonPythonModel  # noqa: E402,F401
-"""
-
-
 def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: EncoderShape) -> Path:
-    """A model repository with one model per variant (exported once; variants hard-linked in)."""
+    """A model repository with one model per variant "<graph>[+t<N>]": exported once with
+    `python -m export`, then each variant's graph linked in as model.onnx and its configs written
+    by the exporter's own writer (export.encoder_export.write_configs; +t<N> sets the runner's
+    max_batch_tokens)."""
     from export.__main__ import main as export_main
+    from export.encoder_export import EncoderExportOptions, write_configs
 
     repo = CACHE / f"repo-{ckpt.name}"
     base = repo / "enc-fp32"
@@ -191,23 +170,17 @@ def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: Encode
             raise RuntimeError("export of the benchmark model failed")
     for variant in variants:
         target = repo / f"enc-{variant}"
-        graph, *opts = variant.split("+")
         if variant == "fp32" or (target / "1" / "model.onnx").exists():
             continue
-        src = build_variant(fp32, graph, shape.num_attention_heads, shape.hidden_size)
+        src = build_variant(fp32, variant.split("+")[0], shape.num_attention_heads, shape.hidden_size)
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(base, target, ignore=shutil.ignore_patterns("model.onnx", "model.onnx.data"))
+        shutil.copytree(base, target, ignore=shutil.ignore_patterns("*.pbtxt", "model.onnx*", "reranker.json"))
         os.link(src, target / "1" / "model.onnx")
-        for cfg in [target / "config.pbtxt", *sorted((target / "configs").glob("*.pbtxt"))]:
-            if cfg.exists():
-                cfg.write_text(cfg.read_text().replace('name: "enc-fp32"', f'name: "enc-{variant}"', 1))
-        if "opts" in opts:
-            (target / "1" / "model.py").write_text(RECOMMENDED_MODEL_PY)
-        for opt in opts:
-            if opt.startswith("t") and opt[1:].isdigit():  # +t1024: the runner's max_batch_tokens
-                cfg = target / "configs" / "embedded.pbtxt"
-                cfg.write_text(re.sub(r'(key: "max_batch_tokens" value: \{ string_value: ")\d+',
-                                      rf"\g<1>{opt[1:]}", cfg.read_text()))
+        manifest = dataclasses.replace(ModelManifest.load(base), name=target.name)
+        options = EncoderExportOptions(max_batch_size=manifest.max_batch_size,
+                                       max_batch_tokens=batch_tokens(variant, DEFAULT_MAX_BATCH_TOKENS))
+        write_configs(target, manifest, options)
+        manifest.save(target)
     return repo
 
 
@@ -219,14 +192,7 @@ def _client(url: str, model: str, ckpt: Path):
 def run_served(repo: Path, model: str, ckpt: Path, works: dict[str, Workload], latency: Workload,
                plan: Plan, levels: list[int], log: Callable[[str], None]) -> dict:
     """Start the embedded server with only `model`, then time client calls against it."""
-    from reranker_server.embedded import EmbeddedTritonServer
-    from tests.support.ports import free_ports
-
-    http, grpc, metrics = free_ports(3)
-    log_file = RESULTS / f"server-{model}.log.tmp"
-    server = EmbeddedTritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                  log_file=log_file,
-                                  extra_args=("--model-control-mode=explicit", f"--load-model={model}"))
+    server = one_model_server(repo, model, RESULTS / f"server-{model}.log.tmp")
     t0 = time.perf_counter()
     server.start(timeout=600)
     out: dict[str, Any] = {"startup_s": time.perf_counter() - t0}
@@ -369,8 +335,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes (CI smoke test)")
     parser.add_argument("--variants", default="fused+t1024,int8+t1024",
-                        help="graph (fp32 as exported, fused, int8, int8-pc, int8-matmul) plus options: "
-                             "+t<N> the runner's max_batch_tokens, +opts cpu_session_options")
+                        help="graph (fp32 as exported, fused, int8, int8-full, int8-matmul) plus "
+                             "+t<N>: the runner's max_batch_tokens")
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--skip-flagembedding", action="store_true")
     parser.add_argument("--skip-server", action="store_true")
@@ -404,12 +370,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         result["flagembedding"] = run_flagembedding(ckpt, works, latency, plan)
     result["inprocess"] = {}
     for variant in variants:
-        if "opts" in variant.split("+") or args.skip_inprocess:
-            continue  # the in-process baseline uses the runner's own session options
+        if args.skip_inprocess:
+            continue
         log(f"ORT in-process {variant}")
         path = build_variant(fp32, variant.split("+")[0], shape.num_attention_heads, shape.hidden_size)
         result["inprocess"][variant] = run_inprocess(path, ckpt, works, plan,
-                                                     batch_tokens(variant, 16384))
+                                                     batch_tokens(variant, DEFAULT_MAX_BATCH_TOKENS))
     if not args.skip_server:
         repo = served_repository(ckpt, fp32, variants, shape)
         result["served"] = {}

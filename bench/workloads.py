@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+PAD_ID = 1  # <pad> of the benchmark checkpoints' XLM-R tokenizer (export/tiny/tokenizer_builder.py)
+
 WORDS = ("the giant panda is a bear species endemic to china machine learning models rank "
          "passages by relevance to a query rerankers score pairs paris is the capital and most "
          "populous city of france numbers dates prices percentages les élèves étudient à l'école "
@@ -96,7 +98,7 @@ def encode_encoder_pairs(checkpoint: Path, pairs: list[tuple[str, str]],
     return out
 
 
-def pad_batch(seqs: list[list[int]], pad_id: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def pad_batch(seqs: list[list[int]], pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad to the longest sequence: (input_ids, attention_mask) int64 (the runner's own padding)."""
     from reranker_core.packing import pad_rows
     return pad_rows([np.asarray(s, dtype=np.int64) for s in seqs], pad_id)

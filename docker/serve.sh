@@ -2,7 +2,8 @@
 # Entry point of the GPU image: tritonserver with the production flags.
 #
 # Environment (all optional except the admin key):
-#   MODEL_REPOSITORY        model repository inside the container (default /models)
+#   MODEL_REPOSITORY        model repository: a directory inside the container (default /models)
+#                           or an s3://, gs:// or as:// URL that Triton reads itself
 #   MODEL_CONFIG_NAME       config variant for every model that has configs/<name>.pbtxt
 #                           (onnxruntime_trt, tensorrt_plan); empty = config.pbtxt
 #   TRITON_ADMIN_KEY_FILE   file holding the admin key (default /run/secrets/triton_admin_key)
@@ -37,7 +38,11 @@ fi
 [[ "$key" =~ ^[A-Za-z0-9._~+/-]+$ ]] || die "the admin key may hold only letters, digits and . _ ~ + / -"
 [[ "$ADMIN_HEADER" =~ ^[A-Za-z0-9-]+$ ]] || die "TRITON_ADMIN_HEADER must be a plain header name"
 [[ "$RESTRICTED_APIS" =~ ^[a-z-]+(,[a-z-]+)*$ ]] || die "TRITON_RESTRICTED_APIS must be a comma list of API names"
-[[ -d "$MODEL_REPOSITORY" ]] || die "model repository $MODEL_REPOSITORY not found (mount it)"
+# Triton reads s3://, gs:// and as:// repositories itself (credentials: TRITON_CLOUD_CREDENTIAL_PATH
+# or the cloud's own environment); a local repository must be mounted.
+if [[ ! "$MODEL_REPOSITORY" =~ ^(s3|gs|as)://[^[:space:]]+$ ]]; then
+  [[ -d "$MODEL_REPOSITORY" ]] || die "model repository $MODEL_REPOSITORY not found (mount it, or give an s3://, gs:// or as:// URL)"
+fi
 [[ -z "$MODEL_CONFIG_NAME" || "$MODEL_CONFIG_NAME" =~ ^[A-Za-z0-9_]+$ ]] || die "bad MODEL_CONFIG_NAME"
 
 args=(

@@ -12,7 +12,9 @@ from typing import Optional
 from export.checkpoint import read_config, resolve_checkpoint
 from export.detect import detect_family
 from export.errors import ExportError
-from reranker_core.manifest import ENCODER
+from export.text_export import export_text_model, text_model_dir
+from reranker_core.families import ENCODER
+from reranker_core.limits import ENCODER_MAX_BATCH_SIZE, LLM_MAX_BATCH_SIZE
 
 
 def default_name(model: str) -> str:
@@ -57,10 +59,12 @@ def run(args: argparse.Namespace) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ExportError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
     model_dir = Path(args.repository) / name
-    if model_dir.exists():
-        if not args.force:
-            raise ExportError(f"{model_dir} already exists; pass --force to replace it")
-        shutil.rmtree(model_dir)
+    text_dir = text_model_dir(model_dir)
+    for existing in (model_dir, text_dir):
+        if existing.exists():
+            if not args.force:
+                raise ExportError(f"{existing} already exists; pass --force to replace it")
+            shutil.rmtree(existing)
     gpus = tuple(int(g) for g in args.gpus.split(",") if g.strip())
     print(f"exporting {family} reranker {checkpoint} -> {model_dir}", flush=True)
     progress = lambda msg: print(msg, flush=True)  # noqa: E731
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> Path:
         if family == ENCODER:
             from export.encoder_export import EncoderExportOptions, export_encoder
             options = EncoderExportOptions(
-                precision=args.precision, cpu_graph=args.cpu_graph, max_batch_size=args.max_batch_size or 64,
+                precision=args.precision, cpu_graph=args.cpu_graph, max_batch_size=args.max_batch_size or ENCODER_MAX_BATCH_SIZE,
                 instance_count=args.instance_count, max_queue_delay_us=args.max_queue_delay_us, gpus=gpus,
                 allow_pickle=args.allow_pickle)
             if args.max_batch_tokens is not None:
@@ -78,14 +82,17 @@ def run(args: argparse.Namespace) -> Path:
         else:
             from export.llm_export import export_llm
             export_llm(checkpoint, model_dir, name=name, family=family, dtype=args.dtype or "float16",
-                       weights=args.weights, max_batch_size=args.max_batch_size or 16,
+                       weights=args.weights, max_batch_size=args.max_batch_size or LLM_MAX_BATCH_SIZE,
                        instance_count=args.instance_count, gpus=gpus,
                        max_queue_delay_us=args.max_queue_delay_us, source=args.model,
                        max_batch_tokens=args.max_batch_tokens)
+        export_text_model(model_dir)
     except BaseException:
-        shutil.rmtree(model_dir, ignore_errors=True)  # never leave a half-written model behind
+        for written in (model_dir, text_dir):   # never leave a half-written model behind
+            shutil.rmtree(written, ignore_errors=True)
         raise
-    print(f"done in {time.monotonic() - start:.1f}s: {model_dir}", flush=True)
+    print(f"done in {time.monotonic() - start:.1f}s: {model_dir} (token ids; the Python SDK) and "
+          f"{text_dir} (text in, scores out; any language)", flush=True)
     return model_dir
 
 

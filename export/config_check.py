@@ -9,7 +9,8 @@ import json
 from typing import Optional
 
 from export.gpu_configs import INPUT_NAMES, TRT_PROFILES_PARAMETER, TrtProfile
-from reranker_core.manifest import MANIFEST_PARAMETER, ModelManifest
+from reranker_core.manifest import ModelManifest
+from reranker_core.tensors import MANIFEST_PARAMETER
 from reranker_core.tensors import SCORES
 
 OUTPUT_NAME = SCORES

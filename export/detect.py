@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from export.errors import ExportError
-from reranker_core.manifest import ENCODER
+from reranker_core.families import ENCODER
 
 ENCODER_ARCHITECTURES = {"XLMRobertaForSequenceClassification"}
 

@@ -28,7 +28,9 @@ from export.fill_template import fill_template, pbtxt_string
 from export.gpu_configs import GpuOptions, write_gpu_configs
 from export.onnx_export import convert_to_fp16, export_encoder_onnx, onnx_scores
 from export.tokenizer_files import copy_tokenizer
-from reranker_core.manifest import ENCODER, ModelManifest
+from reranker_core.families import ENCODER
+from reranker_core.limits import ENCODER_MAX_BATCH_SIZE, ONNX_CPU_MAX_BATCH_TOKENS
+from reranker_core.manifest import ModelManifest
 
 ROBERTA_POSITION_OFFSET = 2  # position ids start at padding_idx + 1
 MODEL_PY = "from reranker_server.onnx_model import TritonPythonModel  # noqa: F401\n"
@@ -39,10 +41,10 @@ FP16_MAX_ABS_DIFF = 5e-2
 @dataclass
 class EncoderExportOptions:
     precision: str = "fp32"           # fp32 | fp16
-    max_batch_size: int = 64
+    max_batch_size: int = ENCODER_MAX_BATCH_SIZE
     instance_count: int = 1
     max_queue_delay_us: int = 2000
-    max_batch_tokens: int = 1024      # per ORT run on CPU: small runs stay in cache (docs/benchmarks.md)
+    max_batch_tokens: int = ONNX_CPU_MAX_BATCH_TOKENS  # per ORT run on CPU (docs/benchmarks.md)
     cpu_graph: str = "fused"          # fused | int8 | plain (the embedded runner uses model.onnx)
     intra_op_threads: int = 0
     gpus: tuple[int, ...] = ()

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from export.fill_template import fill_template, pbtxt_string
-from reranker_core.manifest import ENCODER, ModelManifest
+from reranker_core.families import ENCODER
+from reranker_core.manifest import ModelManifest
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS
 
 ORT_GPU = "onnxruntime_gpu"

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import struct
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -26,27 +27,17 @@ from export.checkpoint import read_config
 from export.errors import ExportError, require_ints
 from export.fill_template import fill_template, pbtxt_string
 from export.tokenizer_files import copy_tokenizer
-from reranker_core.encoding.decoder import (DECODER_FAMILIES, SEP_TEXT, adds_bos,
-                                              default_encoding_settings, yes_token_id)
-from reranker_core.manifest import (GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest,
-                                      TokenizerInfo)
+from reranker_core.encoding.decoder import adds_bos, yes_token_id
+from reranker_core.files import CHECKPOINT_SUBDIR, SAFETENSORS_FILE, SAFETENSORS_INDEX
+from reranker_core.families import (DECODER_FAMILIES, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE,
+                                    family_spec)
+from reranker_core.limits import (DEFAULT_MAX_LENGTH, LLM_CPU_MAX_BATCH_TOKENS, LLM_GPU_MAX_BATCH_TOKENS,
+                                  LLM_MAX_BATCH_SIZE)
+from reranker_core.manifest import LLMSettings, ModelManifest, TokenizerInfo
 
-GPU_MAX_BATCH_TOKENS = 16384                  # padded tokens per forward pass (server defaults)
-CPU_MAX_BATCH_TOKENS = 4096
 MODEL_PY = "from reranker_server.llm_model import TritonPythonModel  # noqa: F401\n"
-CHECKPOINT_SUBDIR = "1/checkpoint"            # relative to the model directory
 DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # -> manifest precision
-COMPRESS_RATIOS = [1, 2, 4, 8]                # LightWeightFlagLLMReranker's supported ratios
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-SAFETENSORS_SINGLE = "model.safetensors"
 _MAX_HEADER = 100 * 1024 * 1024
-
-# Defaults of FlagEmbedding's configuration classes when config.json leaves a field out.
-MINICPM_DEFAULT_START_LAYER = 8               # LayerWiseMiniCPMConfig
-GEMMA2_DEFAULT_START_LAYER = 28               # CostWiseGemmaConfig
-GEMMA2_DEFAULT_LAYER_SEP = 28                 # CostWiseGemmaConfig
-GEMMA2_DEFAULT_SOFTCAP = 30.0                 # Gemma2Config.final_logit_softcapping
-LIGHTWEIGHT_DEFAULT_COMPRESS_LAYERS = [8]     # LightweightLLMReranker(compress_layers=[8])
 
 
 def detect_llm_family(config: dict[str, Any]) -> Optional[str]:
@@ -74,37 +65,32 @@ def _int_field(config: dict[str, Any], key: str, default: Any = None) -> int:
 
 
 def layer_settings(config: dict[str, Any], family: str) -> dict[str, Any]:
-    """Cutoff layers, compression and soft-capping as FlagEmbedding reads them from the config."""
+    """Cutoff layers and compression as FlagEmbedding reads them from the config."""
+    spec = family_spec(family)
     layers = _int_field(config, "num_hidden_layers")
     if layers < 1:
         raise ExportError("config.json: num_hidden_layers must be at least 1")
     settings: dict[str, Any] = {
-        "num_hidden_layers": layers, "start_layer": None, "layer_sep": None,
-        "cutoff_layers": [], "default_cutoff_layers": [],
-        "compress_ratios": [1], "default_compress_ratio": 1, "default_compress_layers": [],
-        "final_logit_softcapping": None,
+        "num_hidden_layers": layers, "cutoff_layers": [], "default_cutoff_layers": [],
+        "compress_ratios": list(spec.compress_ratios), "default_compress_ratio": 1,
+        "default_compress_layers": list(spec.default_compress_layers),
     }
     if family == MINICPM_LAYERWISE:
         if config.get("head_type", "simple") != "simple" or not config.get("head_multi", True):
             raise ExportError("MiniCPM layerwise checkpoint: only head_type 'simple' with head_multi "
                               f"true is a reranker (got head_type={config.get('head_type')!r}, "
                               f"head_multi={config.get('head_multi')!r})")
-        start = _int_field(config, "start_layer", MINICPM_DEFAULT_START_LAYER)
+        start = _int_field(config, "start_layer", spec.default_start_layer)
         allowed = list(range(start, layers + 1))
-        settings.update(start_layer=start, layer_sep=1)
     elif family == GEMMA2_LIGHTWEIGHT:
         if not config.get("layer_wise", False):
             raise ExportError("Gemma2 lightweight checkpoint without layer_wise: true has no per-layer "
                               "score heads; it is not a reranker")
-        start = _int_field(config, "start_layer", GEMMA2_DEFAULT_START_LAYER)
-        sep = _int_field(config, "layer_sep", GEMMA2_DEFAULT_LAYER_SEP)
+        start = _int_field(config, "start_layer", spec.default_start_layer)
+        sep = _int_field(config, "layer_sep", spec.default_layer_sep)
         if sep < 1:
             raise ExportError("config.json: layer_sep must be at least 1")
         allowed = list(range(start, layers + 1, sep))
-        cap = config.get("final_logit_softcapping", GEMMA2_DEFAULT_SOFTCAP)
-        settings.update(start_layer=start, layer_sep=sep, compress_ratios=list(COMPRESS_RATIOS),
-                        default_compress_layers=list(LIGHTWEIGHT_DEFAULT_COMPRESS_LAYERS),
-                        final_logit_softcapping=None if cap is None else float(cap))
     else:
         return settings
     if not allowed:
@@ -152,12 +138,12 @@ def weight_files(checkpoint: Path) -> list[str]:
             raise ExportError(f"{checkpoint}: {SAFETENSORS_INDEX} names missing shards: "
                               f"{', '.join(missing[:3])}")
         return [SAFETENSORS_INDEX, *shards]
-    if (checkpoint / SAFETENSORS_SINGLE).is_file():
-        return [SAFETENSORS_SINGLE]
+    if (checkpoint / SAFETENSORS_FILE).is_file():
+        return [SAFETENSORS_FILE]
     if any(checkpoint.glob("*.bin")) or any(checkpoint.glob("*.pt")):
         raise ExportError(f"{checkpoint} has only pickle (*.bin) weights; LLM rerankers are served "
                           "from safetensors only: convert them (save_pretrained(safe_serialization=True))")
-    raise ExportError(f"{checkpoint} has no {SAFETENSORS_SINGLE} or {SAFETENSORS_INDEX}")
+    raise ExportError(f"{checkpoint} has no {SAFETENSORS_FILE} or {SAFETENSORS_INDEX}")
 
 
 def check_weights(checkpoint: Path, files: Sequence[str], required: Sequence[str]) -> None:
@@ -189,7 +175,7 @@ def render_config(manifest: ModelManifest, *, gpu: bool, max_batch_size: int, in
                   intra_op_threads: int = 0) -> str:
     """config.pbtxt text (export/templates/python_llm.pbtxt) with the manifest embedded."""
     return fill_template("python_llm", {
-        "name": manifest.name, "family": manifest.family, "dtype": manifest.llm["dtype"],
+        "name": manifest.name, "family": manifest.family, "dtype": manifest.llm.dtype,
         "instance_kind": "KIND_GPU" if gpu else "KIND_CPU", "instance_count": instance_count,
         "gpus": [int(g) for g in gpus] if gpu else [], "max_batch_size": max_batch_size,
         "max_queue_delay_us": max_queue_delay_us, "max_batch_tokens": max_batch_tokens,
@@ -202,24 +188,13 @@ def build_llm_manifest(config: dict[str, Any], tokenizer: Tokenizer, tok_info: T
                        truncation_side: str = "right") -> ModelManifest:
     """The manifest of a decoder reranker; `llm` holds what the encoding and the server read."""
     try:
-        add_bos = adds_bos(family, tok_info.bos_token_id, tok_info.pad_token_id)
+        adds_bos(family, tok_info.bos_token_id, tok_info.pad_token_id)   # fails without a needed bos
         yes_id = yes_token_id(tokenizer)
     except ValueError as exc:
         raise ExportError(str(exc)) from exc
-    llm: dict[str, Any] = {
-        "checkpoint_dir": CHECKPOINT_SUBDIR,
-        "dtype": dtype,
-        "architecture": (config.get("architectures") or [config.get("model_type", "")])[0],
-        "model_type": config.get("model_type"),
-        **default_encoding_settings(family),
-        "truncation_side": truncation_side,
-        "add_bos": add_bos,
-        "bos_token_id": tok_info.bos_token_id,
-        "sep_token_ids": [int(i) for i in tokenizer.encode(SEP_TEXT, add_special_tokens=False).ids],
-        "yes_token_id": yes_id,
-        "needs_segment_lengths": family == GEMMA2_LIGHTWEIGHT,
-        **layer_settings(config, family),
-    }
+    llm = LLMSettings.for_family(family, checkpoint_dir=CHECKPOINT_SUBDIR, dtype=dtype,
+                                 truncation_side=truncation_side, yes_token_id=yes_id,
+                                 **layer_settings(config, family))
     vocab = config.get("vocab_size") or tokenizer.get_vocab_size()
     if not 0 <= yes_id < int(vocab):
         raise ExportError(f"'Yes' token id {yes_id} is outside the model's vocabulary ({vocab})")
@@ -229,7 +204,7 @@ def build_llm_manifest(config: dict[str, Any], tokenizer: Tokenizer, tok_info: T
                           f"not {max_positions!r}")
     return ModelManifest(
         family=family, name=name, tokenizer=tok_info, max_positions=max_positions,
-        default_max_length=512, max_batch_size=max_batch_size, vocab_size=int(vocab),
+        default_max_length=DEFAULT_MAX_LENGTH, max_batch_size=max_batch_size, vocab_size=int(vocab),
         precision=DTYPES[dtype], source=source, llm=llm)
 
 
@@ -256,12 +231,12 @@ def _check_options(family: str, dtype: str, weights: str, max_batch_size: int, i
 
 
 def export_llm(checkpoint: Path, out_dir: Path, *, name: str, family: str, dtype: str = "float16",
-               weights: str = "link", max_batch_size: int = 16, instance_count: int = 1,
+               weights: str = "link", max_batch_size: int = LLM_MAX_BATCH_SIZE, instance_count: int = 1,
                gpus: Sequence[int] = (), max_queue_delay_us: int = 2000, source: str = "",
                max_batch_tokens: Optional[int] = None, intra_op_threads: int = 0) -> ModelManifest:
     """Export a local decoder-reranker checkpoint into the model directory `out_dir`.
 
-    `max_batch_tokens` None: 16384 in the GPU config, 4096 in the embedded CPU config."""
+    `max_batch_tokens` None: the LLM GPU / CPU defaults of reranker_core.limits."""
     checkpoint = Path(checkpoint)
     out_dir = Path(out_dir)
     _check_options(family, dtype, weights, max_batch_size, instance_count, max_queue_delay_us,
@@ -292,15 +267,15 @@ def export_llm(checkpoint: Path, out_dir: Path, *, name: str, family: str, dtype
     (out_dir / "config.pbtxt").write_text(render_config(
         manifest, gpu=True, max_batch_size=max_batch_size, instance_count=instance_count,
         max_queue_delay_us=max_queue_delay_us, gpus=gpus,
-        max_batch_tokens=max_batch_tokens or GPU_MAX_BATCH_TOKENS))
+        max_batch_tokens=max_batch_tokens or LLM_GPU_MAX_BATCH_TOKENS))
     cpu_manifest = ModelManifest.from_dict(json.loads(manifest.to_json()))
     cpu_manifest.precision = DTYPES["float32"]
-    cpu_manifest.llm = {**cpu_manifest.llm, "dtype": "float32"}
+    cpu_manifest.llm = replace(cpu_manifest.llm, dtype="float32")
     embedded = out_dir / "configs" / "embedded.pbtxt"
     embedded.parent.mkdir(parents=True, exist_ok=True)
     embedded.write_text(render_config(
         cpu_manifest, gpu=False, max_batch_size=max_batch_size, instance_count=instance_count,
-        max_queue_delay_us=max_queue_delay_us, max_batch_tokens=max_batch_tokens or CPU_MAX_BATCH_TOKENS,
+        max_queue_delay_us=max_queue_delay_us, max_batch_tokens=max_batch_tokens or LLM_CPU_MAX_BATCH_TOKENS,
         intra_op_threads=intra_op_threads))
     manifest.save(out_dir)
     return manifest

@@ -6,9 +6,8 @@
   (u8 activations x s8 weights). Opt-in: scores drift (measured by
   bench/ort_variants.py and reported in docs/benchmarks.md). Built so that its scores do not
   depend on the CPU's int8 kernels (see `quantize_int8`).
-- `convert_fp16`: fp16 weights and compute; kept for completeness only: ONNX Runtime's x86 CPU
-  kernels have no fp16/bf16 GEMM, so it is slower there (see docs/benchmarks.md).
-- `cpu_session_options`: the SessionOptions the CPU runner should use.
+
+The runner's session options are reranker_server.encoder_scorer.session_options.
 
 Usage: `python -m export.ort_optimize MODEL.onnx OUT.onnx --fuse [--int8] [--config config.json]`.
 """
@@ -23,7 +22,6 @@ from typing import Optional
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 # Ops whose weights int8 quantization touches. With the fused graph, "Attention" holds the QKV
 # projection (a quarter of the encoder's FLOPs); quantizing it too (QAttention) roughly doubled
@@ -158,51 +156,6 @@ def int16_pair_safe(path: os.PathLike | str) -> bool:
     """True when no two u8 x s8 products can overflow int16 (scores are CPU-independent)."""
     ranges = int8_weight_ranges(path)
     return bool(ranges) and max(ranges.values()) * 255 * 2 <= INT16_MAX
-
-
-def convert_fp16(src: os.PathLike | str, dst: os.PathLike | str) -> Path:
-    """fp16 weights and compute with fp32 inputs/outputs (measured only: slower on x86 CPUs)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = onnx.load(str(src))
-    # The helper's default block list keeps ops without fp16 CPU kernels in fp32; the fused
-    # SkipLayerNormalization/Attention run fp16 with fp32 accumulation.
-    half = convert_float_to_float16(model, keep_io_types=True)
-    return _save(half, Path(dst))
-
-
-def physical_cores() -> int:
-    """CPUs this process may run on (cgroup/affinity aware)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def cpu_session_options(threads: Optional[int] = None, *, spinning: bool = False,
-                        pre_optimized: bool = False) -> ort.SessionOptions:
-    """SessionOptions for the CPU encoder runner.
-
-    - intra-op threads = the CPUs available (one GEMM at a time uses them all), inter-op 1,
-      sequential execution (the graph is a chain; parallel mode only adds scheduling).
-    - spinning off by default: on a small machine the Triton frontend, the Python stub and the
-      client share the cores with ORT's workers, and spinning workers steal their time between
-      calls (measured in docs/benchmarks.md).
-    - ORT_ENABLE_ALL (or EXTENDED when the file was already fused offline, which skips re-running
-      the layout transformations that ALL would otherwise repeat at load).
-    - memory arena on, memory patterns off (shapes change on every call).
-    """
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or physical_cores()
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if pre_optimized
-                                     else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-    opts.enable_cpu_mem_arena = True
-    opts.enable_mem_pattern = False
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return opts
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 from tokenizers import Tokenizer
 
 from export.errors import ExportError
+from reranker_core.files import TOKENIZER_FILE
 from reranker_core.manifest import TokenizerInfo, file_sha256
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -55,7 +56,7 @@ def copy_tokenizer(checkpoint: Path, model_dir: Path, source: str) -> TokenizerI
 
     return TokenizerInfo(
         sha256=file_sha256(out / "tokenizer.json"),
-        file="tokenizer/tokenizer.json",
+        file=TOKENIZER_FILE,
         source=source,
         padding_side=config.get("padding_side", "right"),
         pad_token_id=token_id("pad_token"), bos_token_id=token_id("bos_token"),

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# One-command GPU deployment check (see scripts/gpu_check.py for what it checks).
+# One-command GPU check of the product (see scripts/gpu_check.py: export -> embedded Triton ->
+# reranker_client, encoder through ONNX Runtime's CUDA/TensorRT providers, LLMs as KIND_GPU
+# Python-backend models in fp16/bf16).
 #
-# On a bare GPU machine whose python3 has torch (CUDA) + transformers + safetensors:
+# On a GPU machine whose python3 has torch (CUDA), transformers, safetensors, onnx,
+# onnxruntime-gpu (else the encoder is reported as not checked on the GPU), tokenizers and
+# tritonclient[grpc]:
 #   scripts/gpu_check.sh [gpu_check.py options]          # e.g. --out /tmp/gpu-check --seconds 6
+#   scripts/gpu_check.sh --device cpu --quick             # the same pipeline on the CPU (smoke)
 # Wheels and the Triton bundle travel in .whl/ (make them here with `scripts/gpu_check.sh --prepare`):
 #   .whl/*.whl                 installed with --no-deps into a private target dir (numpy<2: the
 #                              bundled Python-backend stub sends empty outputs with numpy 2)
@@ -79,14 +84,15 @@ if ((${#wheels[@]})) || [[ -f "$WHEELS/$BUNDLE_NAME" ]]; then
   fi
   PYTHON="$SITE/bin/python"
 fi
-export PYTHONPATH="$REPO/server:$REPO/client${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$REPO:$REPO/core:$REPO/server:$REPO/client${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 echo "python: $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])'); libpython dir: $LIBPYDIR"
 
 "$PYTHON" - <<'EOF'
 import importlib.util, sys
 import numpy
-missing = [m for m in ("torch", "transformers", "safetensors", "pytriton") if importlib.util.find_spec(m) is None]
+needed = ("torch", "transformers", "safetensors", "pytriton", "onnx", "onnxruntime", "tokenizers", "tritonclient")
+missing = [m for m in needed if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"gpu_check: missing {missing}; carry wheels / the Triton bundle in .whl (scripts/gpu_check.sh --prepare)")
 if int(numpy.__version__.split(".")[0]) >= 2:

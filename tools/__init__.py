@@ -1,1 +1,1 @@
-"""Developer tools: the demo and helpers shared by the benchmarks."""
+"""Developer tools: `python -m tools.demo` (make demo)."""

@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from export.__main__ import default_name, main as export_main
+from export.checkpoint import resolve_checkpoint
+from export.errors import ExportError
+from export.tiny import build_tiny
+from reranker_core.families import ENCODER, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE
+from reranker_core.manifest import LLMSettings
 
-from export.__main__ import default_name, main as export_main  # noqa: E402
-from export.checkpoint import resolve_checkpoint  # noqa: E402
-from export.errors import ExportError  # noqa: E402
+CACHE = Path(".cache") / "demo-checkpoints"   # LLM model directories link to these weights
 
 TUTORIAL_PAIRS = [
     ["What is the capital of France?", "Paris is the capital of France."],
@@ -24,45 +25,33 @@ TUTORIAL_PAIRS = [
 ]
 # The tutorial's arguments per family for the real checkpoints (40-layer MiniCPM, 42-layer Gemma2).
 SEED_ARGUMENTS = {
-    "encoder": {},
-    "gemma": {},
-    "minicpm_layerwise": {"cutoff_layers": [28]},
-    "gemma2_lightweight": {"cutoff_layers": [28], "compress_ratio": 2, "compress_layers": [24, 40]},
+    ENCODER: {},
+    GEMMA: {},
+    MINICPM_LAYERWISE: {"cutoff_layers": [28]},
+    GEMMA2_LIGHTWEIGHT: {"cutoff_layers": [28], "compress_ratio": 2, "compress_layers": [24, 40]},
 }
-REAL_DEPTH = {"minicpm_layerwise": 40, "gemma2_lightweight": 42}
+REAL_DEPTH = {MINICPM_LAYERWISE: 40, GEMMA2_LIGHTWEIGHT: 42}
 
 
 def family_from_name(model: str) -> str:
     name = model.lower()
     if "lightweight" in name:
-        return "gemma2_lightweight"
+        return GEMMA2_LIGHTWEIGHT
     if "layerwise" in name or "minicpm" in name:
-        return "minicpm_layerwise"
+        return MINICPM_LAYERWISE
     if "gemma" in name:
-        return "gemma"
-    return "encoder"
+        return GEMMA
+    return ENCODER
 
 
-def build_tiny(family: str, out: Path) -> Path:
-    """A tiny random checkpoint of the family's real architecture (as the tests build)."""
-    if family == "encoder":
-        from tests.support.checkpoints import build_xlmr_reranker
-        return build_xlmr_reranker(out)
-    from tests.support import llm_checkpoints
-    builder = {"gemma": llm_checkpoints.build_gemma_reranker,
-               "minicpm_layerwise": llm_checkpoints.build_minicpm_layerwise_reranker,
-               "gemma2_lightweight": llm_checkpoints.build_gemma2_lightweight_reranker}[family]
-    return builder(out)
-
-
-def scaled_arguments(family: str, manifest_llm: dict[str, Any]) -> dict[str, Any]:
+def scaled_arguments(family: str, manifest_llm: LLMSettings) -> dict[str, Any]:
     """The seed's layer arguments, scaled from the real model's depth to this checkpoint's."""
     args = json.loads(json.dumps(SEED_ARGUMENTS[family]))
-    layers = manifest_llm.get("num_hidden_layers")
+    layers = manifest_llm.num_hidden_layers
     real = REAL_DEPTH.get(family)
     if not args or not layers or layers == real:
         return args
-    allowed = manifest_llm.get("cutoff_layers") or list(range(1, layers + 1))
+    allowed = manifest_llm.cutoff_layers or list(range(1, layers + 1))
 
     def nearest(layer: int) -> int:
         target = layer * layers / real
@@ -92,8 +81,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         family = family_from_name(args.model)
         print(f"NOTICE: {exc}. Using a tiny locally built {family} model of the same architecture "
               "instead: its scores are MEANINGLESS (random weights).", flush=True)
-        # Kept under .cache/: LLM model directories link to their checkpoint's weights.
-        source = str(build_tiny(family, REPO / ".cache" / "demo-checkpoints" / f"{name}-tiny"))
+        source = str(build_tiny(family, (CACHE / f"{name}-tiny").resolve()))
         name = f"{name}-tiny"
         tiny = True
     code = export_main(["--model", source, "--name", name, "--repository", args.repository, "--force"])

@@ -1,6 +1,6 @@
 """`make serve`: the embedded Triton server and, next to it, the rerank HTTP API in front of its
-gRPC port. Both run in the foreground as child processes; Ctrl-C (or SIGTERM) stops both, and
-either one exiting stops the other."""
+gRPC port. Both run in the foreground as child processes; Ctrl-C, SIGTERM, SIGHUP or the death of
+this launcher's parent stops both, and either one exiting stops the other."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 from typing import Optional
+
+from reranker_server.embedded import watch_parent
 
 
 def commands(args: argparse.Namespace) -> list[list[str]]:
@@ -39,7 +41,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
-    signal.signal(signal.SIGTERM, stop)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    watch_parent()  # parent gone: SIGTERM to this process, handled by stop()
     try:
         while all(p.poll() is None for p in procs):
             time.sleep(0.2)

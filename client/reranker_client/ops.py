@@ -7,7 +7,6 @@ request building and error classification exist once.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generator, Optional, TypeVar
 
@@ -31,7 +30,7 @@ class Tensor:
 class InferRequest:
     inputs: tuple[Tensor, ...]
     outputs: tuple[str, ...]
-    parameters: Optional[dict[str, Any]] = None     # as Triton carries them (see encode_parameters)
+    parameters: Optional[dict[str, Any]] = None     # as Triton carries them (lists as JSON text)
 
 
 # Operations a transport executes. `method` names the transport method that runs it.
@@ -71,11 +70,6 @@ class InferAll:
 
 Op = Any
 Flow = Generator[Op, Any, T]
-
-
-def encode_parameters(values: dict[str, Any]) -> dict[str, Any]:
-    """Request parameters as Triton carries them: lists as JSON strings, scalars as they are."""
-    return {k: json.dumps(v) if isinstance(v, (list, tuple)) else v for k, v in values.items() if v is not None}
 
 
 def config_dict(answer: Any) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""What compute_score does around the network call: check arguments, encode, pack, and turn the
-server's score matrices back into FlagEmbedding's return shapes. Shared by the sync and asyncio clients."""
+"""What compute_score does around the network call when the client tokenizes: check arguments,
+encode and pack with the shared core, and turn the token model's score matrices back into
+FlagEmbedding's return shapes. Shared by the sync and asyncio clients."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
@@ -10,33 +10,33 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from reranker_client.errors import InferenceError, InvalidInputError, caller_errors
-from reranker_client.ops import InferRequest, Tensor, encode_parameters
-from reranker_core.encoding import encode_pairs
+from reranker_client.ops import InferRequest, Tensor
 from reranker_core.limits import MAX_TEXT_BYTES
-from reranker_core.manifest import ENCODER, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE, ModelManifest
-from reranker_core.packing import RequestBatch, plan_requests
+from reranker_core.manifest import ModelManifest
+from reranker_core.options import TOP_N, ScoreOptions, parse_options
+from reranker_core.packing import RequestBatch
+from reranker_core.pipeline import PreparedPairs, normalized, prepare_pairs
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES, SEGMENT_LENGTHS
 from reranker_core.texts import normalize_pairs, positive_int
 
 Scores = Union[list[float], list[list[float]]]
-
-# Keyword arguments each family accepts beyond the common ones (FlagEmbedding's names).
-FAMILY_KWARGS = {
-    ENCODER: set(),
-    GEMMA: {"prompt"},
-    MINICPM_LAYERWISE: {"prompt", "cutoff_layers"},
-    GEMMA2_LIGHTWEIGHT: {"prompt", "cutoff_layers", "compress_ratio", "compress_layers"},
-}
-
-
 OUTPUT_NAME = SCORES
 
 
 @dataclass
 class ScoringPlan:
-    count: int
+    prepared: PreparedPairs
     batches: list[RequestBatch]
-    parameters: dict[str, Any]   # as sent to Triton: lists JSON-encoded
+    options: ScoreOptions
+
+    @property
+    def count(self) -> int:
+        return self.prepared.count
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """Request parameters for the token model (lists JSON-encoded)."""
+        return self.options.token_parameters()
 
     @property
     def requests(self) -> tuple[InferRequest, ...]:
@@ -51,48 +51,25 @@ def batch_request(batch: RequestBatch, parameters: Optional[dict[str, Any]]) -> 
     return InferRequest(tuple(tensors), (OUTPUT_NAME,), parameters)
 
 
-def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-def _int_list(value: Any, name: str) -> list[int]:
-    items = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if (not isinstance(items, (list, tuple)) or not items
-            or any(isinstance(v, bool) or not isinstance(v, int) for v in items)):
-        raise InvalidInputError(f"{name} must be an int or a non-empty list of ints, got {value!r}")
-    return [int(v) for v in items]
-
-
-def family_parameters(family: str, kwargs: dict[str, Any]) -> tuple[Optional[str], dict[str, Any]]:
-    """(prompt, request parameters) from a family's extra keyword arguments, checked."""
-    allowed = FAMILY_KWARGS[family]
-    unknown = sorted(set(kwargs) - allowed)
-    if unknown:
-        raise InvalidInputError(
-            f"unexpected argument(s) {', '.join(unknown)} for a {family} model; "
-            f"accepted: {', '.join(sorted(allowed)) or 'none beyond the common ones'}")
-    prompt = kwargs.get("prompt")
-    if prompt is not None and not isinstance(prompt, str):
-        raise InvalidInputError(f"prompt must be a str, got {type(prompt).__name__}")
-    params: dict[str, Any] = {}
-    if kwargs.get("cutoff_layers") is not None:
-        params["cutoff_layers"] = _int_list(kwargs["cutoff_layers"], "cutoff_layers")
-    if kwargs.get("compress_layers") is not None:
-        params["compress_layers"] = _int_list(kwargs["compress_layers"], "compress_layers")
-    if kwargs.get("compress_ratio") is not None:
-        ratio = kwargs["compress_ratio"]
-        if isinstance(ratio, bool) or not isinstance(ratio, int):
-            raise InvalidInputError(f"compress_ratio must be an int, got {ratio!r}")
-        params["compress_ratio"] = ratio
-    return prompt, params
+def call_options(manifest: ModelManifest, max_length: Optional[int], query_max_length: Optional[int],
+                 kwargs: dict[str, Any]) -> ScoreOptions:
+    """compute_score's keyword arguments, checked against the model's family (InputError if not)."""
+    if TOP_N in kwargs:
+        raise InvalidInputError("top_n is an argument of rerank(), not of compute_score()")
+    return parse_options({"max_length": max_length, "query_max_length": query_max_length, **kwargs}, manifest)
 
 
 def to_columns(scores: np.ndarray, normalize: bool) -> Scores:
-    """[n, width] scores -> a flat list (width 1) or one list per cutoff layer; sigmoid if normalize."""
+    """[pairs, k] scores -> a flat list (k = 1) or one list per cutoff layer; sigmoid if normalize."""
+    scores = normalized(scores, normalize)
     columns = [[float(v) for v in scores[:, j]] for j in range(scores.shape[1])]
-    if normalize:
-        columns = [[sigmoid(v) for v in col] for col in columns]
     return columns[0] if len(columns) == 1 else columns
+
+
+def answer_scores(answers: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    if any(OUTPUT_NAME not in answer for answer in answers):
+        raise InferenceError(f"the server answered without a {OUTPUT_NAME!r} output")
+    return [answer[OUTPUT_NAME] for answer in answers]
 
 
 class ScoringCore:
@@ -111,41 +88,20 @@ class ScoringCore:
         self.max_text_bytes = max_text_bytes
         self.model, self.version = model or manifest.name, version
 
-    def llm_parameters(self, kwargs: dict[str, Any]) -> tuple[Optional[str], dict[str, Any]]:
-        """(prompt, request parameters) from the family's extra keyword arguments."""
-        return family_parameters(self.manifest.family, kwargs)
-
     def plan(self, pairs: Any, *, max_length: Optional[int], query_max_length: Optional[int],
              batch_size: Optional[int], **kwargs: Any) -> ScoringPlan:
         """Validate, encode and pack a compute_score call."""
         with caller_errors():
             pairs = normalize_pairs(pairs, max_text_bytes=self.max_text_bytes)
-            max_length = positive_int(max_length, "max_length") or self.manifest.default_max_length
-            query_max_length = positive_int(query_max_length, "query_max_length") or max_length * 3 // 4
             batch_size = positive_int(batch_size, "batch_size")
-            prompt, params = self.llm_parameters(kwargs)
-            encoded = encode_pairs(self.tokenizer, self.manifest, pairs, max_length=max_length,
-                                   query_max_length=query_max_length, prompt=prompt)
-        longest = max(len(e.input_ids) for e in encoded)
-        if longest > self.manifest.max_positions:
-            raise InvalidInputError(
-                f"a pair encodes to {longest} tokens, more than the model's {self.manifest.max_positions}; "
-                f"lower max_length (the query alone is limited by query_max_length={query_max_length})")
-        pad_id = self.manifest.tokenizer.pad_token_id
-        batches = plan_requests(
-            encoded, max_pairs=min(batch_size or self.max_batch_size, self.max_batch_size),
-            pad_id=0 if pad_id is None else pad_id, max_tokens=self.max_request_tokens,
-            with_segments=self.manifest.family == GEMMA2_LIGHTWEIGHT)
-        return ScoringPlan(len(pairs), batches, encode_parameters(params))
+            options = call_options(self.manifest, max_length, query_max_length, kwargs)
+            prepared = prepare_pairs(self.tokenizer, self.manifest, pairs, options)
+        batches = prepared.batches(self.manifest, max_pairs=min(batch_size or self.max_batch_size,
+                                                                 self.max_batch_size),
+                                   max_tokens=self.max_request_tokens)
+        return ScoringPlan(prepared, batches, options)
 
     @staticmethod
     def collect(plan: ScoringPlan, answers: Sequence[dict[str, np.ndarray]], normalize: bool) -> Scores:
         """Scores in input order: a flat list, or one list per cutoff layer when several."""
-        if any(OUTPUT_NAME not in answer for answer in answers):
-            raise InferenceError(f"the server answered without a {OUTPUT_NAME!r} output")
-        outputs = [answer[OUTPUT_NAME] for answer in answers]
-        width = outputs[0].reshape(len(plan.batches[0].indices), -1).shape[1]
-        scores = np.empty((plan.count, width), dtype=np.float64)
-        for batch, out in zip(plan.batches, outputs):
-            scores[batch.indices] = out.reshape(len(batch.indices), width)
-        return to_columns(scores, normalize)
+        return to_columns(plan.prepared.pair_scores(plan.batches, answer_scores(answers)), normalize)

@@ -14,7 +14,8 @@ from reranker_client.text_scoring import DEFAULT_MAX_PAIRS, TextScoringCore, con
 from reranker_client.tokenizer_source import load_tokenizer
 
 from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
-from reranker_core.manifest import MANIFEST_PARAMETER, ModelManifest
+from reranker_core.manifest import ModelManifest
+from reranker_core.tensors import MANIFEST_PARAMETER
 from reranker_core.texts import check_text, positive_int
 
 Core = Union[ScoringCore, TextScoringCore]

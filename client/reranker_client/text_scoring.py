@@ -9,8 +9,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from reranker_client.errors import InferenceError, caller_errors
-from reranker_client.ops import InferRequest, Tensor, encode_parameters
-from reranker_client.scoring import OUTPUT_NAME, Scores, family_parameters, to_columns
+from reranker_client.ops import InferRequest, Tensor
+from reranker_client.scoring import OUTPUT_NAME, Scores, call_options, to_columns
 from reranker_core.limits import MAX_TEXT_BYTES, TEXT_MODEL_MAX_PAIRS
 from reranker_core.manifest import ModelManifest
 from reranker_core.tensors import PASSAGES, QUERIES, QUERY
@@ -60,12 +60,8 @@ class TextScoringCore:
         """Validate a compute_score call and split it into text-model requests."""
         with caller_errors():
             pairs = normalize_pairs(pairs, max_text_bytes=self.max_text_bytes)
-            params: dict[str, Any] = {"max_length": positive_int(max_length, "max_length"),
-                                      "query_max_length": positive_int(query_max_length, "query_max_length")}
             limit = min(self.max_pairs, positive_int(batch_size, "batch_size") or DEFAULT_CHUNK_PAIRS)
-        prompt, family = family_parameters(self.manifest.family, kwargs)
-        params.update(family, prompt=prompt)
-        parameters = encode_parameters(params) or None
+            parameters = call_options(self.manifest, max_length, query_max_length, kwargs).text_parameters()
         chunks, start, size = [], 0, 0
         for i, (query, passage) in enumerate(pairs):
             size += len(query.encode("utf-8")) + len(passage.encode("utf-8"))

@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from reranker_core.families import ENCODER, FAMILIES, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE  # noqa: F401
+from reranker_core.families import FAMILIES
+from reranker_core.files import CHECKPOINT_SUBDIR, MANIFEST_FILE, TOKENIZER_FILE
 from reranker_core.limits import DEFAULT_MAX_LENGTH, ENCODER_MAX_BATCH_SIZE
-from reranker_core.tensors import MANIFEST_PARAMETER  # noqa: F401
 
-MANIFEST_FILE = "reranker.json"
 FORMAT_VERSION = 1
 
 
@@ -25,7 +24,7 @@ FORMAT_VERSION = 1
 class TokenizerInfo:
     """Which tokenizer the model was exported with and the special ids the encoding needs."""
     sha256: str                      # of tokenizer.json's bytes
-    file: str = "tokenizer/tokenizer.json"  # relative to the model directory
+    file: str = TOKENIZER_FILE       # relative to the model directory
     source: str = ""                 # hub id or local directory it came from
     padding_side: str = "right"
     pad_token_id: Optional[int] = None
@@ -34,6 +33,40 @@ class TokenizerInfo:
     cls_token_id: Optional[int] = None
     sep_token_id: Optional[int] = None
     unk_token_id: Optional[int] = None
+
+
+@dataclass
+class LLMSettings:
+    """What the decoder (LLM) families' encoding and server read, written by export."""
+    checkpoint_dir: str = CHECKPOINT_SUBDIR    # config.json + safetensors, relative to the model directory
+    dtype: str = "float32"                     # float32 | float16 | bfloat16 (compute dtype of this config)
+    default_prompt: str = ""
+    query_instruction: Optional[str] = "A: "   # FlagEmbedding's LLM reranker defaults
+    query_instruction_format: str = "{}{}"
+    passage_instruction: Optional[str] = "B: "
+    passage_instruction_format: str = "{}{}"
+    truncation_side: str = "right"
+    yes_token_id: Optional[int] = None         # gemma: the vocabulary row whose logit is the score
+    num_hidden_layers: int = 0
+    cutoff_layers: list[int] = field(default_factory=list)          # layers that can score
+    default_cutoff_layers: list[int] = field(default_factory=list)
+    compress_ratios: list[int] = field(default_factory=lambda: [1])
+    default_compress_ratio: int = 1
+    default_compress_layers: list[int] = field(default_factory=list)
+    allow_pickle: bool = False                 # load pytorch_model.bin checkpoints
+    max_batch_tokens: Optional[int] = None     # padded tokens per forward pass (config parameter wins)
+    intra_op_threads: int = 0                  # torch CPU threads (0: torch's default)
+
+    @classmethod
+    def for_family(cls, family: str, **values: Any) -> "LLMSettings":
+        """FlagEmbedding's defaults for `family`, overridden by `values`."""
+        from reranker_core.families import family_spec
+        return cls(**{"default_prompt": family_spec(family).default_prompt or "", **values})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LLMSettings":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -48,7 +81,13 @@ class ModelManifest:
     precision: str = "fp32"
     source: str = ""                 # checkpoint hub id or directory
     format_version: int = FORMAT_VERSION
-    llm: dict[str, Any] = field(default_factory=dict)  # decoder-family details (prompt, layers, ...)
+    llm: Optional[LLMSettings] = None  # decoder families only
+
+    @property
+    def pad_id(self) -> int:
+        """The id padding positions carry (masked out, so any id in the vocabulary works)."""
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None and (not self.vocab_size or 0 <= pad < self.vocab_size) else 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -61,6 +100,7 @@ class ModelManifest:
                              f"supports ({FORMAT_VERSION}); upgrade reranker-core")
         tok_fields = {f.name for f in fields(TokenizerInfo)}
         data["tokenizer"] = TokenizerInfo(**{k: v for k, v in data["tokenizer"].items() if k in tok_fields})
+        data["llm"] = LLMSettings.from_dict(data["llm"]) if data.get("llm") else None
         known = {f.name for f in fields(cls)}
         manifest = cls(**{k: v for k, v in data.items() if k in known})
         if manifest.family not in FAMILIES:

@@ -16,6 +16,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -28,8 +29,22 @@ from pathlib import Path
 from typing import Optional
 
 EMBEDDED_CONFIG_NAME = "embedded"
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` loopback ports free right now (for servers started by the demo, tests, benchmarks)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 WORKDIR_PREFIX = "reranker-triton-"
-OWNER_FILE = "owner"  # in the scratch directory: "<owner pid> <server pid>"
+OWNER_FILE = "owner"  # in the scratch directory: "<owner pid> <server pid>", PID namespace
 PR_SET_PDEATHSIG = 1
 
 
@@ -89,18 +104,35 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (pids are only comparable inside one)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def owner_record(pids: list[int]) -> str:
+    """The OWNER_FILE text: the pids on the first line, the PID namespace on the second."""
+    return " ".join(map(str, pids)) + "\n" + _pid_namespace() + "\n"
+
+
 def sweep_stale_workdirs(tmp_root: Optional[os.PathLike | str] = None) -> list[Path]:
     """Remove this user's scratch directories whose owner and server processes are both gone
-    (left behind when an owner was killed with SIGKILL); returns the removed paths."""
+    (left behind when an owner was killed with SIGKILL); returns the removed paths. Directories
+    of another PID namespace (a container sharing /tmp) are left alone."""
     root = Path(tmp_root or tempfile.gettempdir())
     removed = []
     for path in root.glob(WORKDIR_PREFIX + "*"):
         try:
             if not path.is_dir() or path.stat().st_uid != os.getuid():
                 continue
-            pids = [int(p) for p in (path / OWNER_FILE).read_text().split()]
-        except (OSError, ValueError):
+            lines = (path / OWNER_FILE).read_text().splitlines()
+            pids = [int(p) for p in lines[0].split()]
+        except (OSError, ValueError, IndexError):
             continue  # being created right now, or not one of ours
+        if len(lines) > 1 and lines[1] != _pid_namespace():
+            continue
         if pids and not any(_pid_alive(pid) for pid in pids):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
@@ -178,7 +210,7 @@ class EmbeddedTritonServer:
     def _write_owner(self) -> None:
         pids = [os.getpid()] + ([self.process.pid] if self.process is not None else [])
         if self._workdir is not None:
-            (self._workdir / OWNER_FILE).write_text(" ".join(map(str, pids)))
+            (self._workdir / OWNER_FILE).write_text(owner_record(pids))
 
     def launch(self, stdout=None) -> subprocess.Popen:
         """Start the server process without waiting for it (in its own session, stopped by the

@@ -40,16 +40,16 @@ import numpy as np
 
 import triton_python_backend_utils as pb_utils
 
-from reranker_server.llm.requests import (ParsedRequest, ScoreSettings, ServingLimits, parse_settings,
+from reranker_core.layers import LayerLimits, LayerSettings
+from reranker_core.limits import LLM_CPU_MAX_BATCH_TOKENS, LLM_GPU_MAX_BATCH_TOKENS
+from reranker_server.llm.requests import (ParsedRequest, ServingLimits, parse_settings,
                                           validate_rows, validate_segments)
 from reranker_core.families import GEMMA
 from reranker_core.packing import pad_rows, plan_chunks
-from reranker_server.token_batches import RequestError
-from reranker_server.triton_glue import load_manifest, request_parameters
-
-GPU_MAX_BATCH_TOKENS = 16384
-CPU_MAX_BATCH_TOKENS = 4096
-
+from reranker_core.errors import InputError
+from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES, SEGMENT_LENGTHS
+from reranker_server.triton_glue import input_array, load_manifest, request_parameters
+from reranker_server.triton_io import Failures, OutputSpec, error_response, failure_kind
 
 def resolve_checkpoint(args: dict[str, Any], checkpoint_dir: str) -> Path:
     """Absolute path, else relative to the model directory, else to the version directory."""
@@ -92,7 +92,7 @@ class LLMServing:
         segs = validate_segments(segments, rows, needed=settings.compress_ratio != 1)
         return ParsedRequest(rows, segs, settings)
 
-    def score_group(self, settings: ScoreSettings, requests: list[ParsedRequest]) -> list[np.ndarray]:
+    def score_group(self, settings: LayerSettings, requests: list[ParsedRequest]) -> list[np.ndarray]:
         """Scores [n, k] per request; all requests share `settings`."""
         import torch
 
@@ -103,16 +103,14 @@ class LLMServing:
         out = np.empty((len(rows), len(settings.cutoff_layers)), dtype=np.float32)
 
         def run(chunk: list[int]) -> None:
-            ids, mask = pad_rows([rows[i] for i in chunk], self.pad_id)
-            kwargs: dict[str, Any] = {}
+            ids, _ = pad_rows([rows[i] for i in chunk], self.pad_id)
+            lengths = torch.tensor([len(rows[i]) for i in chunk], dtype=torch.long)
+            segments: tuple = ()
             if segs is not None:
-                kwargs = {"compress_ratio": settings.compress_ratio,
-                          "compress_layers": list(settings.compress_layers),
-                          "query_lengths": torch.from_numpy(segs[chunk, 0].copy()),
-                          "prompt_lengths": torch.from_numpy(segs[chunk, 1].copy())}
+                segments = (torch.from_numpy(segs[chunk, 0].copy()), torch.from_numpy(segs[chunk, 1].copy()))
             try:
-                scores = self.scorer.score(torch.from_numpy(ids), torch.from_numpy(mask),
-                                           cutoff_layers=list(settings.cutoff_layers), **kwargs)
+                scores = self.scorer.score_rows(torch.from_numpy(ids), lengths, list(settings.cutoff_layers),
+                                                settings.compress_ratio, list(settings.compress_layers), *segments)
             except RuntimeError as exc:     # torch.cuda.OutOfMemoryError is a RuntimeError
                 if "out of memory" not in str(exc) or len(chunk) == 1:
                     raise
@@ -135,7 +133,7 @@ class LLMServing:
     def run(self, parsed: list[ParsedRequest | Exception]) -> list[np.ndarray | Exception]:
         """Score every parsed request, grouped by settings; an exception stays per request or group."""
         results: list[np.ndarray | Exception] = list(parsed)
-        groups: dict[ScoreSettings, list[_Pending]] = {}
+        groups: dict[LayerSettings, list[_Pending]] = {}
         for i, item in enumerate(parsed):
             if isinstance(item, ParsedRequest):
                 groups.setdefault(item.settings, []).append(_Pending(i, item))
@@ -153,37 +151,26 @@ class LLMServing:
 
 def build_limits(manifest, scorer, model_config: dict[str, Any]) -> ServingLimits:
     """Serving limits from the manifest, checked against what the checkpoint really has."""
-    llm = manifest.llm or {}
+    llm = manifest.llm
     allowed = tuple(scorer.allowed_cutoffs())
-    if llm.get("cutoff_layers") and tuple(int(c) for c in llm["cutoff_layers"]) != allowed:
-        raise ValueError(f"manifest cutoff_layers {llm['cutoff_layers']} do not match the checkpoint "
+    if llm.cutoff_layers and tuple(llm.cutoff_layers) != allowed:
+        raise ValueError(f"manifest cutoff_layers {llm.cutoff_layers} do not match the checkpoint "
                          f"({list(allowed)}); re-export the model")
     if manifest.vocab_size and int(manifest.vocab_size) != scorer.vocab_size:
         raise ValueError(f"manifest vocab_size {manifest.vocab_size} does not match the checkpoint "
                          f"({scorer.vocab_size})")
-    ratios = tuple(int(r) for r in (llm.get("compress_ratios") or [1]))
+    ratios = tuple(llm.compress_ratios or [1])
     if not scorer.supports_compression and ratios != (1,):
         raise ValueError(f"{manifest.family} models cannot compress; compress_ratios must be [1]")
-    defaults = tuple(int(c) for c in (llm.get("default_cutoff_layers") or scorer.default_cutoffs()))
+    defaults = tuple(llm.default_cutoff_layers or scorer.default_cutoffs())
     if any(c not in allowed for c in defaults):
         raise ValueError(f"default_cutoff_layers {list(defaults)} not among the allowed layers {list(allowed)}")
-    default_ratio = int(llm.get("default_compress_ratio", 1))
-    if default_ratio not in ratios:
-        raise ValueError(f"default_compress_ratio {default_ratio} not in compress_ratios {list(ratios)}")
-    return ServingLimits(
-        family=manifest.family, vocab_size=scorer.vocab_size,
-        max_positions=int(manifest.max_positions or 0),
-        max_pairs=int(model_config.get("max_batch_size") or manifest.max_batch_size),
-        num_hidden_layers=scorer.num_hidden_layers, allowed_cutoffs=allowed, default_cutoffs=defaults,
-        compress_ratios=ratios, default_compress_ratio=default_ratio,
-        default_compress_layers=tuple(int(c) for c in (llm.get("default_compress_layers") or [])))
-
-
-def _error(exc: Exception):
-    """A TritonError with INVALID_ARG for bad requests, INTERNAL otherwise (when codes exist)."""
-    code_name = "INVALID_ARG" if isinstance(exc, RequestError) else "INTERNAL"
-    code = getattr(pb_utils.TritonError, code_name, None)
-    return pb_utils.TritonError(str(exc)) if code is None else pb_utils.TritonError(str(exc), code)
+    if llm.default_compress_ratio not in ratios:
+        raise ValueError(f"default_compress_ratio {llm.default_compress_ratio} not in compress_ratios {list(ratios)}")
+    layers = LayerLimits(manifest.family, scorer.num_hidden_layers, allowed, defaults, ratios,
+                         llm.default_compress_ratio, tuple(llm.default_compress_layers))
+    return ServingLimits(layers, vocab_size=scorer.vocab_size, max_positions=int(manifest.max_positions or 0),
+                         max_pairs=int(model_config.get("max_batch_size") or manifest.max_batch_size))
 
 
 class TritonPythonModel:
@@ -195,61 +182,54 @@ class TritonPythonModel:
         from reranker_server.llm import load_scorer
 
         model_config, params, manifest = load_manifest(args)
-        llm = manifest.llm or {}
-        if "checkpoint_dir" not in llm:
+        self.output = OutputSpec(model_config, SCORES)
+        self.failures = Failures(str(model_config.get("name") or manifest.name))
+        llm = manifest.llm
+        if llm is None or not llm.checkpoint_dir:
             raise ValueError("manifest llm.checkpoint_dir is missing; re-export the model")
         device = instance_device(args)
-        threads = int(params.get("intra_op_threads") or llm.get("intra_op_threads") or 0)
+        threads = int(params.get("intra_op_threads") or llm.intra_op_threads or 0)
         if threads > 0:
             torch.set_num_threads(threads)
-        dtype = str(llm.get("dtype", "float32"))
+        dtype = llm.dtype
         if device == "cpu" and dtype in ("float16", "fp16"):
             dtype = "float32"        # FlagEmbedding also turns fp16 off on CPU
         kwargs: dict[str, Any] = {"dtype": dtype, "device": device,
-                                  "allow_pickle": bool(llm.get("allow_pickle", False))}
-        if manifest.family == GEMMA and llm.get("yes_token_id") is not None:
-            kwargs["yes_token_id"] = int(llm["yes_token_id"])
-        checkpoint = resolve_checkpoint(args, str(llm["checkpoint_dir"]))
+                                  "allow_pickle": bool(llm.allow_pickle)}
+        if manifest.family == GEMMA and llm.yes_token_id is not None:
+            kwargs["yes_token_id"] = int(llm.yes_token_id)
+        checkpoint = resolve_checkpoint(args, llm.checkpoint_dir)
         scorer = load_scorer(manifest.family, checkpoint, **kwargs)
         limits = build_limits(manifest, scorer, model_config)
-        default_budget = GPU_MAX_BATCH_TOKENS if device.startswith("cuda") else CPU_MAX_BATCH_TOKENS
-        budget = int(params.get("max_batch_tokens") or llm.get("max_batch_tokens") or default_budget)
-        pad_id = manifest.tokenizer.pad_token_id
+        default_budget = LLM_GPU_MAX_BATCH_TOKENS if device.startswith("cuda") else LLM_CPU_MAX_BATCH_TOKENS
+        budget = int(params.get("max_batch_tokens") or llm.max_batch_tokens or default_budget)
         self.serving = LLMServing(scorer, limits, max_batch_tokens=budget,
-                                  pad_id=0 if pad_id is None or not 0 <= pad_id < scorer.vocab_size else pad_id)
+                                  pad_id=manifest.pad_id)
         # warm up (and fail at load, not at the first request, if the device or weights are broken)
         self.serving.scorer.score(torch.ones(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.long),
-                                  cutoff_layers=list(limits.default_cutoffs))
+                                  cutoff_layers=list(limits.layers.default_cutoffs))
 
     def _parse(self, request) -> ParsedRequest:
-        def tensor(name: str) -> Optional[np.ndarray]:
-            t = pb_utils.get_input_tensor_by_name(request, name)
-            return None if t is None else t.as_numpy()
-
-        try:
-            params = request_parameters(request)
-        except ValueError as exc:
-            raise RequestError(f"request parameters are not valid JSON: {exc}") from None
-        if not isinstance(params, dict):
-            raise RequestError("request parameters must be a JSON object")
-        return self.serving.parse(tensor("input_ids"), tensor("attention_mask"), tensor("segment_lengths"), params)
+        return self.serving.parse(input_array(request, INPUT_IDS), input_array(request, ATTENTION_MASK),
+                                  input_array(request, SEGMENT_LENGTHS), request_parameters(request))
 
     def execute(self, requests: list) -> list:
         parsed: list[ParsedRequest | Exception] = []
         for request in requests:
             try:
                 parsed.append(self._parse(request))
-            except RequestError as exc:
+            except InputError as exc:
                 parsed.append(exc)
             except Exception as exc:  # never let one request fail the batch
-                parsed.append(RequestError(f"invalid request: {type(exc).__name__}: {exc}"))
+                parsed.append(InputError(f"invalid request: {type(exc).__name__}: {exc}"))
         responses = []
         for result in self.serving.run(parsed):
             if isinstance(result, Exception):
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_error(result)))
+                invalid = isinstance(result, InputError)
+                self.failures.record(failure_kind(result, invalid=invalid), str(result))
+                responses.append(error_response(str(result), invalid=invalid))
             else:
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[pb_utils.Tensor("scores", np.ascontiguousarray(result, dtype=np.float32))]))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[self.output.tensor(result)]))
         return responses
 
     def finalize(self) -> None:

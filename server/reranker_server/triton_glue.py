@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+import numpy as np
+
+from reranker_core.errors import InputError
 from reranker_core.manifest import ModelManifest
 from reranker_core.tensors import MANIFEST_PARAMETER
 
@@ -28,6 +31,20 @@ def version_dir(args: dict[str, Any]) -> Path:
 
 
 def request_parameters(request: Any) -> dict[str, Any]:
-    """Per-request parameters sent by the client (empty dict when none)."""
+    """Per-request parameters sent by the client (empty dict when none); InputError when they are
+    not a JSON object."""
     raw = request.parameters()
-    return json.loads(raw) if raw else {}
+    try:
+        params = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise InputError(f"request parameters are not valid JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise InputError("request parameters must be a JSON object")
+    return params
+
+
+def input_array(request: Any, name: str) -> Optional[np.ndarray]:
+    """The request's input `name` as numpy, None when it was not sent."""
+    import triton_python_backend_utils as pb_utils
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()

@@ -49,7 +49,7 @@ def test_invalid_pairs_are_rejected_before_sending(make_client, bad, message):
     ({"max_length": "512"}, "max_length"),
     ({"query_max_length": -1}, "query_max_length"),
     ({"batch_size": 0}, "batch_size"),
-    ({"cutoff_layers": [2]}, "unexpected argument"),
+    ({"cutoff_layers": [2]}, "unknown option"),
 ])
 def test_invalid_arguments_are_rejected(make_client, kwargs, message):
     with pytest.raises(InvalidInputError, match=message):

@@ -340,7 +340,8 @@ def test_huge_declared_grpc_shape_is_rejected_cleanly(triton_server, bystander):
 # ---------------------------------------------------------------- LLM families (when exported)
 
 def _llm_models(root) -> list[str]:
-    from reranker_core.manifest import ENCODER, ModelManifest
+    from reranker_core.families import ENCODER
+    from reranker_core.manifest import ModelManifest
     return [p.parent.name for p in sorted(root.glob("*/reranker.json"))
             if ModelManifest.load(p.parent).family != ENCODER]
 

@@ -128,7 +128,7 @@ def test_bad_parameters_get_clear_errors_and_others_still_served(make_client, ex
 
 
 def test_family_arguments_are_checked_by_the_client(make_client):
-    with pytest.raises(InvalidInputError, match="unexpected argument"):
+    with pytest.raises(InvalidInputError, match="unknown option"):
         make_client("tiny-gemma").compute_score(PAIRS, cutoff_layers=[2])
     with pytest.raises(InvalidInputError, match="cutoff_layers"):
         make_client("tiny-layerwise").compute_score(PAIRS, cutoff_layers="4")

@@ -103,7 +103,7 @@ def test_stop_signal_stops_the_server_and_removes_its_directory(repository, sig)
     try:
         server_pid, workdir = _tritonserver_of(wrapper.pid)
         _wait_until(lambda: _ready(ports[0]), "server ready")
-        assert (workdir / OWNER_FILE).read_text().split() == [str(wrapper.pid), str(server_pid)]
+        assert (workdir / OWNER_FILE).read_text().splitlines()[0].split() == [str(wrapper.pid), str(server_pid)]
         wrapper.send_signal(sig)
         out = wrapper.communicate(timeout=WAIT_S)[0].decode(errors="replace")
     finally:
@@ -168,6 +168,27 @@ def test_killed_owner_server_stops_and_next_start_sweeps_its_directory(repositor
         live.stop()
 
 
+def test_make_serve_launcher_stops_everything_on_sighup(repository):
+    """`make serve` (tools/serve.py) forwards SIGHUP like SIGTERM: no orphaned server."""
+    http, grpc, metrics = free_ports(3)
+    launcher = subprocess.Popen([sys.executable, "-m", "tools.serve", "--model-repository", str(repository),
+                                 "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port",
+                                 str(metrics), "--api-port", "0"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
+    try:
+        _wait_until(lambda: bool(_children(launcher.pid)), "the embedded server wrapper")
+        wrapper_pid = _children(launcher.pid)[0]
+        server_pid, workdir = _tritonserver_of(wrapper_pid)
+        _wait_until(lambda: _ready(http), "server ready")
+        launcher.send_signal(signal.SIGHUP)
+        assert launcher.wait(timeout=WAIT_S) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert not _alive(wrapper_pid) and not _alive(server_pid)
+    assert not workdir.exists()
+
+
 def test_sweep_keeps_directories_of_live_processes(tmp_path):
     mine = tmp_path / f"{WORKDIR_PREFIX}live"
     mine.mkdir()
@@ -179,5 +200,8 @@ def test_sweep_keeps_directories_of_live_processes(tmp_path):
     (stale / OWNER_FILE).write_text(f"{dead_pid} {dead_pid}")
     unknown = tmp_path / f"{WORKDIR_PREFIX}no-owner"   # being created: no owner file yet
     unknown.mkdir()
+    elsewhere = tmp_path / f"{WORKDIR_PREFIX}other-namespace"   # another container's pids
+    elsewhere.mkdir()
+    (elsewhere / OWNER_FILE).write_text(f"{dead_pid} {dead_pid}\npid:[1]\n")
     assert sweep_stale_workdirs(tmp_path) == [stale]
-    assert mine.exists() and unknown.exists() and not stale.exists()
+    assert mine.exists() and unknown.exists() and elsewhere.exists() and not stale.exists()

@@ -1,70 +1,14 @@
-"""The tritonserver process tree read from /proc (Linux): Python-backend stubs, their state, RSS."""
+"""Python-backend stubs of a tritonserver process tree (the tree itself:
+reranker_server.process_tree)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
+from reranker_server.process_tree import (children, cmdline, is_alive, process_tree,  # noqa: F401
+                                          rss_kib, tree_rss_mib)
+
 STUB_NAME = "triton_python_backend_stub"
-
-
-def _ppid_and_state(pid: int) -> Optional[tuple[int, str]]:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # "pid (comm) state ppid ..." where comm may contain spaces or parentheses.
-    fields = text[text.rindex(")") + 2:].split()
-    return int(fields[1]), fields[0]
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of `pid` (any state)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            info = _ppid_and_state(int(entry))
-            if info and info[0] == pid:
-                out.append(int(entry))
-    return sorted(out)
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants."""
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo.extend(children(p))
-    return tree
-
-
-def is_alive(pid: int) -> bool:
-    """Running or sleeping (not gone, not a zombie)."""
-    info = _ppid_and_state(pid)
-    return info is not None and info[1] not in ("Z", "X")
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def tree_rss_mib(pid: int) -> float:
-    """Resident memory of tritonserver plus every stub process, in MiB."""
-    return sum(rss_kib(p) for p in process_tree(pid) if is_alive(p)) / 1024
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
 
 
 def stub_pids(server_pid: int, model: Optional[str] = None, *, alive_only: bool = True) -> list[int]:
@@ -81,7 +25,6 @@ def stub_pids(server_pid: int, model: Optional[str] = None, *, alive_only: bool 
             continue
         out.append(pid)
     return out
-
 
 
 def rss_by_model_mib(server_pid: int) -> dict[str, float]:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reranker_core.manifest import ENCODER, ModelManifest
+from reranker_core.families import ENCODER
+from reranker_core.manifest import ModelManifest
 from tests.load.driver import Target
 
 LLM_PROMPT = "Given a query A and a passage B, say whether B answers A with Yes or No."
@@ -31,11 +32,11 @@ def targets_for_repository(root: Path, models: list[str] | None = None,
             continue
         tolerance = max(tolerance, 1e-3)
         targets += [Target(name, base, tolerance), Target(name, base + (("prompt", LLM_PROMPT),), tolerance)]
-        layers = [int(x) for x in manifest.llm.get("cutoff_layers") or []]
+        layers = list(manifest.llm.cutoff_layers)
         if layers:   # one layer, and several at once (one score column per layer)
             targets.append(Target(name, base + (("cutoff_layers", (layers[0],)),), tolerance))
             targets.append(Target(name, base + (("cutoff_layers", (layers[0], layers[-1])),), tolerance))
-        ratios = [int(x) for x in manifest.llm.get("compress_ratios") or [] if int(x) > 1]
+        ratios = [x for x in manifest.llm.compress_ratios if x > 1]
         if ratios and layers:
             targets.append(Target(name, base + (("compress_ratio", ratios[0]),
                                                 ("compress_layers", (layers[-1],))), tolerance))

@@ -90,6 +90,74 @@ def get_output_tensor_by_name(response: InferenceResponse, name: str) -> Optiona
     return None
 
 
+def get_output_config_by_name(model_config: dict, name: str) -> Optional[dict]:
+    for output in model_config.get("output") or []:
+        if output.get("name") == name:
+            return output
+    return None
+
+
+_NUMPY_TYPES = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_INT64": np.int64,
+                "TYPE_INT32": np.int32, "TYPE_BOOL": np.bool_, "TYPE_STRING": np.object_}
+
+
+def triton_string_to_numpy(name: str):
+    return _NUMPY_TYPES[name]
+
+
+class Logger:
+    """Records (level, message) in `Logger.records` instead of Triton's log."""
+    records: list[tuple[str, str]] = []
+
+    @classmethod
+    def log_info(cls, message: str) -> None:
+        cls.records.append(("info", message))
+
+    @classmethod
+    def log_warn(cls, message: str) -> None:
+        cls.records.append(("warn", message))
+
+    @classmethod
+    def log_error(cls, message: str) -> None:
+        cls.records.append(("error", message))
+
+    @classmethod
+    def log_verbose(cls, message: str) -> None:
+        cls.records.append(("verbose", message))
+
+
+class Metric:
+    def __init__(self, family: "MetricFamily", labels: dict[str, str]) -> None:
+        self.family, self.labels, self.value = family, dict(labels), 0.0
+
+    def increment(self, value: float) -> None:
+        if self.family.kind == MetricFamily.COUNTER and value < 0:
+            raise TritonModelException("a counter cannot decrease")
+        self.value += value
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+
+class MetricFamily:
+    """Custom metrics; every metric made is kept in `MetricFamily.registry[(name, labels)]`."""
+    COUNTER, GAUGE = "counter", "gauge"
+    registry: dict[tuple[str, tuple], Metric] = {}
+
+    def __init__(self, name: str, description: str, kind: str) -> None:
+        self.name, self.description, self.kind = name, description, kind
+
+    def Metric(self, labels: Optional[dict[str, str]] = None) -> Metric:  # noqa: N802 (Triton's name)
+        key = (self.name, tuple(sorted((labels or {}).items())))
+        return MetricFamily.registry.setdefault(key, Metric(self, labels or {}))
+
+
+def metric_value(name: str, **labels: str) -> float:
+    """The value of a metric made through MetricFamily (0 when it was never made)."""
+    metric = MetricFamily.registry.get((name, tuple(sorted(labels.items()))))
+    return 0.0 if metric is None else metric.value
+
+
 def install() -> types.ModuleType:
     """Register this module as `triton_python_backend_utils` (idempotent); returns it."""
     module = sys.modules[__name__]

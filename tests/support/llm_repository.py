@@ -1,7 +1,7 @@
 """Tiny LLM-reranker test models served next to the encoder ones (see repository.py)."""
 from __future__ import annotations
 
-from tests.support.llm_checkpoints import (build_gemma2_lightweight_reranker, build_gemma_reranker,
+from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
                                            build_minicpm_layerwise_reranker)
 from tests.support.repository import TestModel
 

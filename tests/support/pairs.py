@@ -1,11 +1,6 @@
-"""Example pairs shared by tests, the demo and the benchmarks."""
+"""Example pairs for the tests (the tutorial pairs are the demo's)."""
 
-TUTORIAL_PAIRS = [
-    ["What is the capital of France?", "Paris is the capital of France."],
-    ["What is the capital of France?", "The population of China is over 1.4 billion people."],
-    ["What is the population of China?", "Paris is the capital of France."],
-    ["What is the population of China?", "The population of China is over 1.4 billion people."],
-]
+from tools.demo import TUTORIAL_PAIRS  # noqa: F401  (the tutorial's pairs, as the demo scores them)
 
 MULTILINGUAL_PAIRS = [
     ["what is panda?", "hi"],

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tests.support.checkpoints import build_xlmr_reranker
+from export.tiny.encoder import build_xlmr_reranker
 
 
 @dataclass(frozen=True)

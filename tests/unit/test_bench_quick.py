@@ -41,13 +41,17 @@ def test_workloads_have_the_token_lengths_they_claim():
     assert len({q for q, _ in mixed.pairs}) > 1
 
 
-def test_procstats_measure_a_live_process_tree():
+def test_process_tree_measures_a_live_process_tree():
+    from reranker_server.process_tree import process_tree, tree_cpu_s, tree_rss_mib
     me = os.getpid()
-    assert me in procstats.tree(me)
-    assert procstats.rss_mb(me) > 10
-    before = procstats.cpu_s(me)
+    assert me in process_tree(me)
+    assert tree_rss_mib(me) > 10
+    before = tree_cpu_s(me)
     sum(i * i for i in range(2_000_000))
-    assert procstats.cpu_s(me) > before
+    assert tree_cpu_s(me) > before
+    with procstats.PeakRss(me, interval=0.05) as rss:
+        sum(i * i for i in range(200_000))
+    assert rss.peak_mb >= tree_rss_mib(me) * 0.5 > 0
 
 
 def test_drift_and_agreement_helpers():

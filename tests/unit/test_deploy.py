@@ -285,7 +285,8 @@ def _encoder_dir(tmp_path: Path, max_positions: int = 8192) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    from reranker_core.manifest import ENCODER, ModelManifest, TokenizerInfo
+    from reranker_core.families import ENCODER
+    from reranker_core.manifest import ModelManifest, TokenizerInfo
 
     model_dir = tmp_path / "bge-reranker-v2-m3"
     (model_dir / "1").mkdir(parents=True)
@@ -374,22 +375,48 @@ def gpu_check():
     return module
 
 
-def test_gpu_check_model_configs_parse(gpu_check, tmp_path):
-    from export.config_check import parse_config
+def test_gpu_check_serves_the_exported_configs_on_the_gpu(gpu_check, tmp_path):
+    """configs/gpucheck.pbtxt = the export's own configs, moved to KIND_GPU instances: the encoder
+    runs reranker_server.onnx_model with ONNX Runtime's GPU providers on the portable graph; the
+    LLM runs reranker_server.llm_model as exported; the references are the exported CPU configs."""
+    from export.__main__ import main as export_main
+    from export.tiny.encoder import build_xlmr_reranker
+    from export.tiny.decoders import build_gemma_reranker
 
-    names = gpu_check.write_repository(tmp_path, Path("/ckpt"), ["fp32", "fp16", "bf16"],
-                                       max_batch_size=64, max_length=8192, gpus=[0, 1], instances=2)
-    assert names == {p: f"gpucheck_{p}" for p in ("fp32", "fp16", "bf16")}
-    for precision, name in names.items():
-        config = parse_config((tmp_path / name / "config.pbtxt").read_text())
-        assert config.backend == "python" and config.max_batch_size == 64
-        (group,) = config.instance_group
-        assert list(group.gpus) == [0, 1] and group.count == 2
-        assert config.parameters["precision"].string_value == precision
-        assert "from gpu_check import TritonPythonModel" in (tmp_path / name / "1" / "model.py").read_text()
-    with pytest.raises(ValueError, match="precision"):
-        gpu_check.python_model_config("x", checkpoint=Path("/c"), precision="int8", max_batch_size=1,
-                                      max_length=8)
+    repo = tmp_path / "repo"
+    enc = build_xlmr_reranker(tmp_path / "enc", seed=1)
+    llm = build_gemma_reranker(tmp_path / "llm", seed=1)
+    assert export_main(["--model", str(enc), "--name", "enc-fp32", "--repository", str(repo)]) == 0
+    assert export_main(["--model", str(llm), "--name", "llm-fp16", "--repository", str(repo),
+                        "--dtype", "float16"]) == 0
+    dirs = {"enc-fp32": repo / "enc-fp32", "llm-fp16": repo / "llm-fp16"}
+    models = gpu_check.prepare_repository(repo, dirs, "cuda", [0, 1], "tensorrt,cuda", 2)
+    assert [(m.name, m.device) for m in models] == [("enc-fp32", "cuda"), ("llm-fp16", "cuda"),
+                                                   ("enc-fp32-ref", "cpu")]
+    enc_cfg = gpu_check.parse_config(repo / "enc-fp32" / "configs" / "gpucheck.pbtxt")
+    assert enc_cfg.backend == "python" and enc_cfg.name == "enc-fp32"
+    assert "reranker_server.onnx_model" in (repo / "enc-fp32" / "1" / "model.py").read_text()
+    assert enc_cfg.parameters["execution_providers"].string_value == "tensorrt,cuda"
+    assert enc_cfg.parameters["onnx_file"].string_value == "model.onnx"
+    (group,) = enc_cfg.instance_group
+    assert group.kind == group.KIND_GPU and list(group.gpus) == [0, 1] and group.count == 2
+    llm_cfg = gpu_check.parse_config(repo / "llm-fp16" / "configs" / "gpucheck.pbtxt")
+    assert llm_cfg.instance_group[0].kind == group.KIND_GPU
+    assert json.loads(llm_cfg.parameters["reranker_manifest"].string_value)["llm"]["dtype"] == "float16"
+    ref = gpu_check.parse_config(repo / "enc-fp32-ref" / "configs" / "gpucheck.pbtxt")
+    assert ref.name == "enc-fp32-ref" and ref.instance_group[0].kind == group.KIND_CPU
+    assert "execution_providers" not in ref.parameters  # the runner's default: cpu
+    assert (repo / "enc-fp32-ref" / "1" / "model.onnx").exists()
+    cpu = gpu_check.check_config(repo / "enc-fp32", "encoder", "cpu", [0], "cuda")
+    assert cpu.parameters["execution_providers"].string_value == "cpu"
+    assert cpu.instance_group[0].kind == group.KIND_CPU
+
+
+def test_gpu_check_says_when_onnxruntime_has_no_gpu_provider(gpu_check):
+    assert gpu_check.encoder_gpu_providers("tensorrt,cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"]) \
+        == ("cuda", None)
+    providers, reason = gpu_check.encoder_gpu_providers("tensorrt,cuda", ["CPUExecutionProvider"])
+    assert providers == "" and "onnxruntime-gpu" in reason
 
 
 def test_gpu_check_parity_logic(gpu_check):
@@ -411,18 +438,12 @@ def test_gpu_check_parity_logic(gpu_check):
     assert not nan.passed
 
 
-def test_gpu_check_batching_helpers(gpu_check):
-    seqs = [np.arange(n, dtype=np.int64) for n in (5, 300, 7, 8192, 12)]
-    batches = gpu_check.length_batches(seqs, max_batch=2, max_tokens=9000)
-    assert sorted(i for b in batches for i in b) == list(range(5))
-    assert all(len(b) <= 2 for b in batches)
-    assert all(max(len(seqs[i]) for i in b) * len(b) <= 9000 for b in batches)
-    ids, mask = gpu_check.pad_batch([seqs[0], seqs[2]])
-    assert ids.shape == (2, 7) and mask[0].tolist() == [1] * 5 + [0, 0]
-    assert ids[0, 5:].tolist() == [gpu_check.PAD_ID] * 2
-    parity = gpu_check.make_parity_set(1000, 8192, queries=2, passages=3)
-    assert len(parity.sequences) == 2 * 3 + 2 and max(len(s) for s in parity.sequences) == 8192
-    assert all(s[0] == gpu_check.CLS_ID and s[-1] == gpu_check.EOS_ID for s in parity.sequences)
+def test_gpu_check_text_pairs_are_grouped_by_query(gpu_check):
+    pairs, groups = gpu_check.text_pairs(3, 4, max_words=64)
+    assert len(pairs) == 12 and groups == [0] * 4 + [1] * 4 + [2] * 4
+    assert all(q and p for q, p in pairs)
+    assert max(len(p.split()) for _, p in pairs) <= 64
+    assert len({q for q, _ in pairs}) == 3
 
 
 def test_gpu_check_script_prepares_and_guards():
@@ -447,4 +468,5 @@ def test_make_test_installs_into_project_environments_only():
     for system_tool in ("apt-get", "apt ", "dpkg", "sudo", "yum", "dnf", "apk add", "snap "):
         assert system_tool not in commands, f"make test runs {system_tool!r}"
     installs = [line for line in commands.splitlines() if "pip" in line and " install" in line]
-    assert installs and all(line.startswith((".venv/bin/python", ".venv-oracle/bin/python")) for line in installs)
+    assert installs and all(line.startswith((".venv/bin/python", ".venv-oracle/bin/python", ".venv-deploy/bin/python"))
+                            for line in installs)

@@ -5,8 +5,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from reranker_core.encoding.encoder import encode_encoder_pairs
-from reranker_core.manifest import ModelManifest
-from tests.support.checkpoints import build_xlmr_reranker
+from export.tiny.encoder import build_xlmr_reranker
 from tests.support.oracle import run_oracle
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 

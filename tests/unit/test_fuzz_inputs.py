@@ -2,10 +2,12 @@
 
 Client: whatever compute_score receives, ScoringCore.plan either raises InvalidInputError or builds
 requests that cover every pair exactly once, respect the model's limits, and pass the server's
-own validator. Server: validate_token_inputs either raises RequestError (never anything else) or
+own validator. Server: validate_token_inputs either raises InputError (never anything else) or
 returns exactly the unpadded rows of a well-formed request.
 """
 from __future__ import annotations
+
+import json
 
 from pathlib import Path
 
@@ -16,9 +18,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from reranker_client.errors import InvalidInputError
-from reranker_core.manifest import ENCODER, FAMILIES, ModelManifest
-from reranker_client.scoring import FAMILY_KWARGS, ScoringCore
-from reranker_server.token_batches import RequestError, validate_token_inputs
+from reranker_core.families import ENCODER, FAMILIES
+from reranker_core.manifest import ModelManifest
+from reranker_client.scoring import ScoringCore
+from reranker_core.errors import InputError
+from reranker_core.families import family_spec
+from reranker_core.options import COMMON_OPTIONS, parse_options
+from reranker_server.token_batches import validate_token_inputs
 
 MAX_POSITIONS = 40
 MAX_BATCH = 5
@@ -63,7 +69,7 @@ def _validate(ids, mask):
 def test_validator_only_ever_raises_request_error(ids, mask):
     try:
         rows = _validate(ids, mask)
-    except RequestError as exc:
+    except InputError as exc:
         assert str(exc)
         return
     # Accepted: then it really was a well-formed request.
@@ -81,7 +87,7 @@ def test_validator_accepts_well_formed_requests_and_returns_their_rows(request):
     ids, mask = request
     lengths = mask.sum(axis=1)
     if lengths.max() > MAX_POSITIONS:
-        with pytest.raises(RequestError, match="exceeds"):
+        with pytest.raises(InputError, match="exceeds"):
             _validate(ids, mask)
         return
     rows = _validate(ids, mask)
@@ -112,7 +118,7 @@ def test_validator_rejects_each_single_corruption(request, data):
         mask[r] = 0
     else:
         mask = np.concatenate([mask, mask[:, :1]], axis=1)
-    with pytest.raises(RequestError):
+    with pytest.raises(InputError):
         _validate(ids, mask)
 
 
@@ -124,7 +130,7 @@ def core(tmp_path_factory) -> ScoringCore:
     from tokenizers import Tokenizer
 
     from export.tokenizer_files import copy_tokenizer
-    from tests.support.tokenizers_builder import build_xlmr_tokenizer
+    from export.tiny.tokenizer_builder import build_xlmr_tokenizer
     ckpt = build_xlmr_tokenizer(tmp_path_factory.mktemp("tok"))
     model_dir = tmp_path_factory.mktemp("model")
     info = copy_tokenizer(Path(ckpt), model_dir, "fuzz")
@@ -174,18 +180,19 @@ def test_plan_is_invalid_input_or_requests_the_server_accepts(core, pairs, max_l
                                                "bogus", "normalize_x"]),
                               junk | texts | st.lists(st.integers() | st.booleans() | st.text(max_size=2),
                                                       max_size=4), max_size=4))
-def test_family_parameters_are_checked_or_encoded_as_ints(core, family, kwargs):
-    probe = ScoringCore(ModelManifest(**{**core.manifest.__dict__, "family": family}), core.tokenizer,
-                        max_batch_size=MAX_BATCH, max_request_tokens=64)
+def test_family_options_are_checked_or_encoded_as_ints(core, family, kwargs):
+    manifest = ModelManifest(**{**core.manifest.__dict__, "family": family})
     try:
-        prompt, params = probe.llm_parameters(kwargs)
-    except InvalidInputError as exc:
+        options = parse_options(kwargs, manifest)
+    except InputError as exc:
         assert str(exc)
         return
-    assert set(kwargs) <= FAMILY_KWARGS[family]
-    assert prompt is None or isinstance(prompt, str)
+    assert set(k for k, v in kwargs.items() if v is not None) <= COMMON_OPTIONS | family_spec(family).options
+    assert options.prompt is None or isinstance(options.prompt, str)
+    params = options.token_parameters()
     for key in ("cutoff_layers", "compress_layers"):
         if key in params:
-            assert params[key] and all(type(v) is int for v in params[key])
+            values = json.loads(params[key])
+            assert values and all(type(v) is int for v in values)
     if "compress_ratio" in params:
-        assert type(params["compress_ratio"]) is int
+        assert type(params["compress_ratio"]) is int and params["compress_ratio"] >= 1

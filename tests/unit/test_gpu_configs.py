@@ -17,8 +17,9 @@ from export.config_check import check_config, parse_config  # noqa: E402
 from export.gpu_configs import (  # noqa: E402
     ORT_GPU, ORT_TRT, TRT_PLAN, VARIANTS, GpuOptions, TrtProfile, config_path, render_gpu_config,
     render_gpu_configs, write_gpu_configs)
-from reranker_core.manifest import (  # noqa: E402
-    ENCODER, GEMMA, MANIFEST_PARAMETER, ModelManifest, TokenizerInfo)
+from reranker_core.families import ENCODER, GEMMA  # noqa: E402
+from reranker_core.manifest import ModelManifest, TokenizerInfo  # noqa: E402
+from reranker_core.tensors import MANIFEST_PARAMETER  # noqa: E402
 
 
 def manifest(max_positions: int = 8192, max_batch_size: int = 64, name: str = "bge-reranker-v2-m3",

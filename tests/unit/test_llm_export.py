@@ -1,6 +1,7 @@
 """export/llm_export.py: model directory, Triton configs, manifest, family detection, clear errors."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,9 +15,11 @@ from tritonclient.grpc import model_config_pb2
 
 from export.errors import ExportError
 from export.llm_export import MODEL_PY, detect_llm_family, export_llm
-from reranker_core.manifest import (GEMMA, GEMMA2_LIGHTWEIGHT, MANIFEST_PARAMETER, MINICPM_LAYERWISE,
-                                      ModelManifest, file_sha256)
-from tests.support.llm_checkpoints import (build_gemma2_lightweight_reranker, build_gemma_reranker,
+from reranker_core.encoding.decoder import encode_decoder_pair
+from reranker_core.families import GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE
+from reranker_core.manifest import LLMSettings, ModelManifest, file_sha256
+from reranker_core.tensors import MANIFEST_PARAMETER
+from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
                                            build_minicpm_layerwise_reranker)
 
 BUILDERS = {GEMMA: build_gemma_reranker, MINICPM_LAYERWISE: build_minicpm_layerwise_reranker,
@@ -136,7 +139,7 @@ def test_gpu_config_is_a_python_backend_gpu_model(exported, family):
     assert config.parameters["max_batch_tokens"].string_value == "16384"
     embedded = ModelManifest.from_json(config.parameters[MANIFEST_PARAMETER].string_value)
     assert embedded == manifest
-    assert embedded.llm["dtype"] == "bfloat16" and embedded.precision == "bf16"
+    assert embedded.llm.dtype == "bfloat16" and embedded.precision == "bf16"
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -153,8 +156,8 @@ def test_embedded_config_is_a_float32_cpu_model(exported, family):
     assert config.parameters["max_batch_tokens"].string_value == "4096"
     assert config.parameters["intra_op_threads"].string_value == "0"
     cpu = ModelManifest.from_json(config.parameters[MANIFEST_PARAMETER].string_value)
-    assert cpu.llm["dtype"] == "float32" and cpu.precision == "fp32"
-    assert {**cpu.llm, "dtype": manifest.llm["dtype"]} == manifest.llm
+    assert cpu.llm.dtype == "float32" and cpu.precision == "fp32"
+    assert dataclasses.replace(cpu.llm, dtype=manifest.llm.dtype) == manifest.llm
 
 
 def test_gpu_config_without_gpu_list_uses_all_gpus(checkpoints, tmp_path):
@@ -197,34 +200,31 @@ def test_manifest_describes_tokenizer_and_model(exported, checkpoints, family):
     assert (tok.pad_token_id, tok.eos_token_id, tok.bos_token_id) == (0, 1, 2)
     tokenizer = Tokenizer.from_file(str(model_dir / tok.file))
     llm = manifest.llm
-    assert llm["checkpoint_dir"] == "1/checkpoint" and (model_dir / llm["checkpoint_dir"]).is_dir()
-    assert llm["yes_token_id"] == tokenizer.encode("Yes", add_special_tokens=False).ids[0]
-    assert llm["sep_token_ids"] == tokenizer.encode("\n", add_special_tokens=False).ids
-    assert llm["add_bos"] is True and llm["bos_token_id"] == 2
-    assert llm["query_instruction"] == "A: " and llm["passage_instruction"] == "B: "
-    assert llm["query_instruction_format"] == llm["passage_instruction_format"] == "{}{}"
-    assert llm["truncation_side"] == "right"
-    assert llm["num_hidden_layers"] == config["num_hidden_layers"]
-    assert llm["needs_segment_lengths"] is (family == GEMMA2_LIGHTWEIGHT)
+    assert llm.checkpoint_dir == "1/checkpoint" and (model_dir / llm.checkpoint_dir).is_dir()
+    assert llm.yes_token_id == tokenizer.encode("Yes", add_special_tokens=False).ids[0]
+    assert llm.query_instruction == "A: " and llm.passage_instruction == "B: "
+    assert llm.query_instruction_format == llm.passage_instruction_format == "{}{}"
+    assert llm.truncation_side == "right"
+    assert llm.num_hidden_layers == config["num_hidden_layers"]
+    # every key written is one the encoding or the server reads (LLMSettings' fields only)
+    written = json.loads((model_dir / "reranker.json").read_text())["llm"]
+    assert set(written) == {f.name for f in dataclasses.fields(LLMSettings)}
 
 
 def test_manifest_layers_per_family(exported):
     gemma = exported[GEMMA][1].llm
-    assert gemma["cutoff_layers"] == [] and gemma["default_cutoff_layers"] == []
-    assert gemma["compress_ratios"] == [1] and gemma["final_logit_softcapping"] is None
-    assert gemma["default_prompt"].startswith("Given a query A and a passage B")
+    assert gemma.cutoff_layers == [] and gemma.default_cutoff_layers == []
+    assert gemma.compress_ratios == [1]
+    assert gemma.default_prompt.startswith("Given a query A and a passage B")
     layerwise = exported[MINICPM_LAYERWISE][1].llm  # 6 layers, start_layer 2
-    assert layerwise["cutoff_layers"] == [2, 3, 4, 5, 6] and layerwise["default_cutoff_layers"] == [6]
-    assert (layerwise["start_layer"], layerwise["layer_sep"]) == (2, 1)
-    assert layerwise["compress_ratios"] == [1] and layerwise["final_logit_softcapping"] is None
-    assert layerwise["default_prompt"] == gemma["default_prompt"]
+    assert layerwise.cutoff_layers == [2, 3, 4, 5, 6] and layerwise.default_cutoff_layers == [6]
+    assert layerwise.compress_ratios == [1]
+    assert layerwise.default_prompt == gemma.default_prompt
     light = exported[GEMMA2_LIGHTWEIGHT][1].llm  # 8 layers, start_layer 2, layer_sep 2, cap 3
-    assert light["cutoff_layers"] == [2, 4, 6, 8] and light["default_cutoff_layers"] == [8]
-    assert (light["start_layer"], light["layer_sep"]) == (2, 2)
-    assert light["compress_ratios"] == [1, 2, 4, 8]
-    assert light["default_compress_ratio"] == 1 and light["default_compress_layers"] == [8]
-    assert light["final_logit_softcapping"] == 3.0
-    assert light["default_prompt"] == "Predict whether passage B contains an answer to query A."
+    assert light.cutoff_layers == [2, 4, 6, 8] and light.default_cutoff_layers == [8]
+    assert light.compress_ratios == [1, 2, 4, 8]
+    assert light.default_compress_ratio == 1 and light.default_compress_layers == [8]
+    assert light.default_prompt == "Predict whether passage B contains an answer to query A."
 
 
 def test_yes_token_and_special_ids_match_transformers(exported, checkpoints):
@@ -232,7 +232,7 @@ def test_yes_token_and_special_ids_match_transformers(exported, checkpoints):
     from transformers import AutoTokenizer
     for family, (_, manifest) in exported.items():
         hf = AutoTokenizer.from_pretrained(str(checkpoints[family]))
-        assert manifest.llm["yes_token_id"] == hf("Yes", add_special_tokens=False)["input_ids"][0]
+        assert manifest.llm.yes_token_id == hf("Yes", add_special_tokens=False)["input_ids"][0]
         assert manifest.tokenizer.bos_token_id == hf.bos_token_id
         assert manifest.tokenizer.pad_token_id == hf.pad_token_id
 
@@ -243,7 +243,10 @@ def test_gemma_with_bos_equal_to_pad_adds_no_bos(checkpoints, tmp_path):
         data = json.loads((ckpt / name).read_text())
         data["bos_token"] = "<pad>"
         (ckpt / name).write_text(json.dumps(data))
-    assert _export(ckpt, tmp_path, GEMMA).llm["add_bos"] is False
+    manifest = _export(ckpt, tmp_path, GEMMA)
+    tokenizer = Tokenizer.from_file(str(tmp_path / "out" / manifest.tokenizer.file))
+    ids = encode_decoder_pair(tokenizer, manifest, "q", "p", max_length=32).input_ids
+    assert manifest.tokenizer.bos_token_id == manifest.tokenizer.pad_token_id and ids[0] != manifest.tokenizer.bos_token_id
 
 
 # --- family detection -------------------------------------------------------------------------
@@ -363,6 +366,6 @@ def test_cli_exports_an_llm_reranker(checkpoints, tmp_path):
     assert main(["--model", str(checkpoints[GEMMA2_LIGHTWEIGHT]), "--name", "light",
                  "--repository", str(repo), "--dtype", "bfloat16", "--max-batch-size", "8"]) == 0
     manifest = ModelManifest.load(repo / "light")
-    assert manifest.family == GEMMA2_LIGHTWEIGHT and manifest.llm["dtype"] == "bfloat16"
+    assert manifest.family == GEMMA2_LIGHTWEIGHT and manifest.llm.dtype == "bfloat16"
     assert _parse(repo / "light" / "config.pbtxt").max_batch_size == 8
     assert os.path.islink(repo / "light" / "1" / "checkpoint" / "model.safetensors")

@@ -16,10 +16,10 @@ from tests.support import fake_pb_utils
 fake_pb_utils.install()
 
 from export.llm_export import export_llm  # noqa: E402
-from reranker_server import llm_model  # noqa: E402
 from reranker_server.llm_model import TritonPythonModel, instance_device, resolve_checkpoint  # noqa: E402
+from reranker_server.triton_io import FAILURES_METRIC  # noqa: E402
 from tests.support.fake_pb_utils import FakeRequest  # noqa: E402
-from tests.support.llm_checkpoints import (build_gemma2_lightweight_reranker, build_gemma_reranker,  # noqa: E402
+from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,  # noqa: E402
                                            build_minicpm_layerwise_reranker)
 from tests.support.oracle import run_oracle  # noqa: E402
 
@@ -79,7 +79,8 @@ def oracle(exported) -> dict:
 def _args(model_dir: Path, manifest, *, max_batch_size: int = 8, extra: dict | None = None) -> dict:
     params = {"reranker_manifest": {"string_value": manifest.to_json()}}
     params.update({k: {"string_value": str(v)} for k, v in (extra or {}).items()})
-    config = {"name": manifest.name, "backend": "python", "max_batch_size": max_batch_size, "parameters": params}
+    config = {"name": manifest.name, "backend": "python", "max_batch_size": max_batch_size, "parameters": params,
+              "output": [{"name": "scores", "data_type": "TYPE_FP32", "dims": [-1]}]}
     return {"model_config": json.dumps(config), "model_repository": str(model_dir), "model_version": "1",
             "model_instance_kind": "CPU", "model_instance_device_id": "0", "model_name": manifest.name}
 
@@ -214,8 +215,11 @@ def test_lightweight_compression_parameters_and_segments(models, oracle):
 def test_bad_requests_get_clear_errors_and_spare_the_batch(models, oracle, case, params, override, message):
     bad = _request(oracle, "lightweight", params, **override)
     good = _request(oracle, "lightweight", rows=[1])
+    before = fake_pb_utils.metric_value(FAILURES_METRIC, model="lightweight", kind="invalid_argument")
     resp = models["lightweight"].execute([good, bad, good])
     assert message in _error(resp[1])
+    assert resp[1].error().code() == fake_pb_utils.TritonError.INVALID_ARG
+    assert fake_pb_utils.metric_value(FAILURES_METRIC, model="lightweight", kind="invalid_argument") == before + 1
     for r in (resp[0], resp[2]):
         np.testing.assert_allclose(_scores(r), _expected(oracle["lightweight"], [1]), atol=ATOL, rtol=0)
 
@@ -244,13 +248,13 @@ def test_too_long_rows_are_rejected(models, oracle):
 def test_equal_settings_share_length_sorted_chunks_under_the_token_budget(models, oracle, monkeypatch):
     model = models["layerwise"]
     calls = []
-    original = model.serving.scorer.score
+    original = model.serving.scorer.score_rows
 
-    def spy(ids, mask, **kwargs):
-        calls.append((tuple(ids.shape), tuple(kwargs["cutoff_layers"])))
-        return original(ids, mask, **kwargs)
+    def spy(ids, lengths, cutoffs, *args):
+        calls.append((tuple(ids.shape), tuple(cutoffs)))
+        return original(ids, lengths, cutoffs, *args)
 
-    monkeypatch.setattr(model.serving.scorer, "score", spy)
+    monkeypatch.setattr(model.serving.scorer, "score_rows", spy)
     reqs = [_request(oracle, "layerwise", {"cutoff_layers": [4]}, rows=[i]) for i in range(len(PAIRS))]
     reqs.append(_request(oracle, "layerwise", {"cutoff_layers": [2, 6]}))
     resp = model.execute(reqs)
@@ -266,33 +270,36 @@ def test_equal_settings_share_length_sorted_chunks_under_the_token_budget(models
 
 def test_a_failing_group_does_not_fail_the_others(models, oracle, monkeypatch):
     model = models["layerwise"]
-    original = model.serving.scorer.score
+    original = model.serving.scorer.score_rows
 
-    def flaky(ids, mask, **kwargs):
-        if kwargs["cutoff_layers"] == [3]:
+    def flaky(ids, lengths, cutoffs, *args):
+        if list(cutoffs) == [3]:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return original(ids, mask, **kwargs)
+        return original(ids, lengths, cutoffs, *args)
 
-    monkeypatch.setattr(model.serving.scorer, "score", flaky)
+    monkeypatch.setattr(model.serving.scorer, "score_rows", flaky)
+    before = fake_pb_utils.metric_value(FAILURES_METRIC, model="layerwise", kind="out_of_memory")
     resp = model.execute([_request(oracle, "layerwise", {"cutoff_layers": 3}),
                           _request(oracle, "layerwise", {"cutoff_layers": 4})])
     assert "out of memory" in _error(resp[0])
     assert resp[0].error().code() == fake_pb_utils.TritonError.INTERNAL
+    assert fake_pb_utils.metric_value(FAILURES_METRIC, model="layerwise", kind="out_of_memory") == before + 1
+    assert fake_pb_utils.Logger.records[-1][0] == "error"
     np.testing.assert_allclose(_scores(resp[1]), _expected(oracle["layerwise_4"]), atol=ATOL, rtol=0)
 
 
 def test_out_of_memory_chunks_are_retried_in_halves(models, oracle, monkeypatch):
     model = models["layerwise"]
-    original = model.serving.scorer.score
+    original = model.serving.scorer.score_rows
     sizes = []
 
-    def small_memory(ids, mask, **kwargs):
+    def small_memory(ids, lengths, cutoffs, *args):
         sizes.append(ids.shape[0])
         if ids.shape[0] > 1:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
-        return original(ids, mask, **kwargs)
+        return original(ids, lengths, cutoffs, *args)
 
-    monkeypatch.setattr(model.serving.scorer, "score", small_memory)
+    monkeypatch.setattr(model.serving.scorer, "score_rows", small_memory)
     resp = model.execute([_request(oracle, "layerwise", {"cutoff_layers": [2, 4, 6]}, rows=[0, 3, 2])])
     np.testing.assert_allclose(_scores(resp[0]), _expected(oracle["layerwise_246"], [0, 3, 2]), atol=ATOL, rtol=0)
     assert sizes.count(1) == 3 and max(sizes) > 1
@@ -300,10 +307,10 @@ def test_out_of_memory_chunks_are_retried_in_halves(models, oracle, monkeypatch)
 
 def test_initialize_checks_manifest_against_checkpoint(exported):
     _, model_dir, manifest = exported["layerwise"]
-    wrong = replace(manifest, llm={**manifest.llm, "cutoff_layers": [1, 2, 3]})
+    wrong = replace(manifest, llm=replace(manifest.llm, cutoff_layers=[1, 2, 3]))
     with pytest.raises(ValueError, match="do not match the checkpoint"):
         TritonPythonModel().initialize(_args(model_dir, wrong))
-    missing = replace(manifest, llm={k: v for k, v in manifest.llm.items() if k != "checkpoint_dir"})
+    missing = replace(manifest, llm=replace(manifest.llm, checkpoint_dir=""))
     with pytest.raises(ValueError, match="checkpoint_dir"):
         TritonPythonModel().initialize(_args(model_dir, missing))
 
@@ -311,11 +318,10 @@ def test_initialize_checks_manifest_against_checkpoint(exported):
 def test_checkpoint_dir_and_device_resolution(exported, tmp_path):
     ckpt, model_dir, manifest = exported["gemma"]
     args = {"model_repository": str(model_dir), "model_version": "1"}
-    assert resolve_checkpoint(args, manifest.llm["checkpoint_dir"]) == model_dir / "1" / "checkpoint"
+    assert resolve_checkpoint(args, manifest.llm.checkpoint_dir) == model_dir / "1" / "checkpoint"
     assert resolve_checkpoint(args, "checkpoint") == model_dir / "1" / "checkpoint"   # version-relative
     assert resolve_checkpoint(args, str(ckpt)) == ckpt
     with pytest.raises(FileNotFoundError):
         resolve_checkpoint(args, "nowhere")
     assert instance_device({"model_instance_kind": "GPU", "model_instance_device_id": "1"}) == "cuda:1"
     assert instance_device({"model_instance_kind": "CPU", "model_instance_device_id": "0"}) == "cpu"
-    assert llm_model.CPU_MAX_BATCH_TOKENS > 0

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from reranker_server.llm import CheckpointError, load_scorer, repack_right
 from reranker_server.llm.gemma2 import compress_passages
-from tests.support.llm_checkpoints import (build_gemma2_lightweight_reranker, build_gemma_reranker,
+from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
                                            build_minicpm_layerwise_reranker)
 from tests.support.oracle import run_oracle
 

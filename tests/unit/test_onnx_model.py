@@ -12,13 +12,18 @@ fake_pb_utils.install()
 
 from reranker_server import onnx_model  # noqa: E402
 from reranker_core.packing import plan_chunks  # noqa: E402
+from reranker_server.triton_io import FAILURES_METRIC, OutputSpec  # noqa: E402
 from tests.support.fake_pb_utils import FakeRequest  # noqa: E402
+
+
+def invalid_count() -> float:
+    return fake_pb_utils.metric_value(FAILURES_METRIC, model="enc", kind="invalid_argument")
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     from export.__main__ import main as export_main
-    from tests.support.checkpoints import build_xlmr_reranker
+    from export.tiny.encoder import build_xlmr_reranker
     ckpt = build_xlmr_reranker(tmp_path_factory.mktemp("ckpt"), seed=7)
     repo = tmp_path_factory.mktemp("repo")
     assert export_main(["--model", str(ckpt), "--name", "enc", "--repository", str(repo)]) == 0
@@ -26,9 +31,10 @@ def model(tmp_path_factory):
     from tritonclient.grpc import model_config_pb2
     cfg = text_format.Parse((repo / "enc" / "configs" / "embedded.pbtxt").read_text(), model_config_pb2.ModelConfig())
     m = onnx_model.TritonPythonModel()
-    m.initialize({"model_config": json.dumps(json_format.MessageToDict(cfg, preserving_proto_field_name=True)),
-                  "model_repository": str(repo / "enc"), "model_version": "1",
-                  "model_instance_kind": "CPU", "model_instance_device_id": "0"})
+    m.init_args = {"model_config": json.dumps(json_format.MessageToDict(cfg, preserving_proto_field_name=True)),
+                   "model_repository": str(repo / "enc"), "model_version": "1",
+                   "model_instance_kind": "CPU", "model_instance_device_id": "0"}
+    m.initialize(m.init_args)
     return m
 
 
@@ -60,7 +66,9 @@ def test_bad_request_gets_its_own_error_and_others_are_answered(model):
     bad = FakeRequest({"input_ids": np.array([[0, 5, 2]]), "attention_mask": np.array([[1, 1]])})
     out_of_vocab = request([[0, 10 ** 6, 2]])
     good = request(ROWS)
+    before = invalid_count()
     responses = model.execute([bad, good, out_of_vocab])
+    assert invalid_count() == before + 2
     assert responses[0].has_error() and "does not match" in responses[0].error().message()
     assert responses[0].error().code() == fake_pb_utils.TritonError.INVALID_ARG
     assert not responses[1].has_error() and scores(responses[1]).shape == (3, 1)
@@ -71,9 +79,22 @@ def test_runtime_failure_answers_the_batch_with_an_error(model, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("kaboom")
     monkeypatch.setattr(model.scorer.session, "run", boom)
-    (response,) = model.execute([request(ROWS)])
-    assert response.has_error() and "kaboom" in response.error().message()
-    assert response.error().code() == fake_pb_utils.TritonError.INTERNAL
+    before = fake_pb_utils.metric_value(FAILURES_METRIC, model="enc", kind="internal")
+    responses = model.execute([request(ROWS), request(ROWS[:1])])
+    for response in responses:
+        assert response.has_error() and "kaboom" in response.error().message()
+        assert response.error().code() == fake_pb_utils.TritonError.INTERNAL
+    # answered, and also logged and counted (one per failed request)
+    assert fake_pb_utils.metric_value(FAILURES_METRIC, model="enc", kind="internal") == before + 2
+    level, line = fake_pb_utils.Logger.records[-1]
+    assert level == "error" and "enc" in line and "RuntimeError: kaboom" in line
+
+
+def test_output_name_and_type_come_from_the_model_config(model):
+    assert (model.output.name, model.output.dtype) == ("scores", np.dtype(np.float32))
+    config = {"name": "enc", "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [1]}]}
+    with pytest.raises(ValueError, match="declares no output 'scores'"):
+        OutputSpec(config, "scores")
 
 
 def test_chunks_respect_the_token_budget_and_keep_every_row():
@@ -89,9 +110,9 @@ def test_int8_graph_scores_do_not_depend_on_batch_neighbours(tmp_path):
     """Dynamic int8 quantization scales activations per ORT run: the runner runs such graphs one
     row at a time, so a pair's score is the same alone or inside any dynamic batch."""
     from export.__main__ import main as export_main
-    from reranker_server.onnx_model import EncoderScorer, create_session, rows_per_run_for
+    from reranker_server.encoder_scorer import EncoderScorer, create_session, rows_per_run_for
     from reranker_server.token_batches import TokenRows
-    from tests.support.checkpoints import build_xlmr_reranker
+    from export.tiny.encoder import build_xlmr_reranker
     ckpt = build_xlmr_reranker(tmp_path / "ckpt", seed=8)
     assert export_main(["--model", str(ckpt), "--name", "q", "--repository", str(tmp_path), "--cpu-graph", "int8"]) == 0
     graph = tmp_path / "q" / "1" / "model.cpu.onnx"
@@ -101,3 +122,34 @@ def test_int8_graph_scores_do_not_depend_on_batch_neighbours(tmp_path):
     alone = [scorer.score([TokenRows([r])])[0][0, 0] for r in rows]
     together = scorer.score([TokenRows(rows)])[0][:, 0]
     assert np.array_equal(np.array(alone, dtype=np.float32), together)
+
+
+def test_execution_providers_default_to_cpu_and_keep_cpu_as_fallback():
+    have = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_model.session_providers("", 0, have) == ["CPUExecutionProvider"]
+    assert onnx_model.session_providers("cpu", 0, have) == ["CPUExecutionProvider"]
+    assert onnx_model.session_providers("tensorrt, CUDA", 3, have) == [
+        ("TensorrtExecutionProvider", {"device_id": "3"}), ("CUDAExecutionProvider", {"device_id": "3"}),
+        "CPUExecutionProvider"]
+
+
+def test_execution_providers_name_the_problem():
+    with pytest.raises(ValueError, match="unknown execution provider.*rocm"):
+        onnx_model.session_providers("rocm", 0, ["CPUExecutionProvider"])
+    with pytest.raises(ValueError, match="no CUDAExecutionProvider.*onnxruntime-gpu"):
+        onnx_model.session_providers("cuda", 0, ["CPUExecutionProvider"])
+
+
+def test_served_session_uses_the_configured_provider(model):
+    """The runner reads `execution_providers` from the config (absent: cpu); a provider this
+    ONNX Runtime lacks fails the model load with a message naming it."""
+    import onnxruntime as ort
+    assert model.scorer.session.get_providers() == ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime has the CUDA provider: the missing-provider path cannot be shown")
+    args = dict(model.init_args)
+    config = json.loads(args["model_config"])
+    config["parameters"]["execution_providers"] = {"string_value": "cuda"}
+    args["model_config"] = json.dumps(config)
+    with pytest.raises(ValueError, match="no CUDAExecutionProvider"):
+        onnx_model.TritonPythonModel().initialize(args)

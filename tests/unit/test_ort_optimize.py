@@ -1,4 +1,5 @@
-"""export/ort_optimize.py on a tiny XLM-R reranker exported by the project's exporter."""
+"""export/ort_optimize.py (and the runner's session options) on a tiny XLM-R reranker exported
+by the project's exporter."""
 from __future__ import annotations
 
 import collections
@@ -11,7 +12,8 @@ import pytest
 
 from export import ort_optimize as oo
 from export.onnx_export import export_encoder_onnx
-from tests.support.checkpoints import build_xlmr_reranker
+from export.tiny.encoder import build_xlmr_reranker
+from reranker_server.encoder_scorer import available_cpus, create_session, session_options
 
 HEADS, HIDDEN = 4, 32
 
@@ -45,8 +47,7 @@ def batch(left_pad: bool = False) -> tuple[np.ndarray, np.ndarray]:
 
 
 def scores(path: Path, ids: np.ndarray, mask: np.ndarray, **kw) -> np.ndarray:
-    sess = ort.InferenceSession(str(path), oo.cpu_session_options(**kw),
-                                providers=["CPUExecutionProvider"])
+    sess = create_session(path, **kw)
     return sess.run(["scores"], {"input_ids": ids, "attention_mask": mask})[0]
 
 
@@ -108,22 +109,23 @@ def test_int8_default_also_quantizes_the_fused_qkv_projection(fused, tmp_path):
 
 
 def test_fp16_variant_runs_with_fp32_io(fused, tmp_path):
-    out = oo.convert_fp16(fused[0], tmp_path / "model.fp16.onnx")
+    from bench.ort_variants import convert_fp16
+    out = convert_fp16(fused[0], tmp_path / "model.fp16.onnx")
     ids, mask = batch()
     got = scores(out, ids, mask)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, scores(fused[0], ids, mask), atol=5e-2)
 
 
-def test_cpu_session_options():
-    opts = oo.cpu_session_options(3)
+def test_runner_session_options():
+    opts = session_options(3)
     assert opts.intra_op_num_threads == 3 and opts.inter_op_num_threads == 1
     assert opts.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert not opts.enable_mem_pattern
-    default = oo.cpu_session_options(spinning=True, pre_optimized=True)
-    assert default.intra_op_num_threads == oo.physical_cores()
+    default = session_options(spinning=True, pre_optimized=True)
+    assert default.intra_op_num_threads == available_cpus()
     assert default.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert default.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
 

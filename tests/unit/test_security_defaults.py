@@ -29,7 +29,7 @@ class _Payload:
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from tests.support.checkpoints import build_xlmr_reranker
+    from export.tiny.encoder import build_xlmr_reranker
     return build_xlmr_reranker(tmp_path_factory.mktemp("sec") / "ckpt", seed=3)
 
 

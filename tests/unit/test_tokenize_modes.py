@@ -14,7 +14,8 @@ from reranker_client.scoring import ScoringCore
 from reranker_client.session import ScoringOptions, connect_flow, served_models
 from reranker_client.settings import ConnectionSettings
 from reranker_client.text_scoring import TextScoringCore
-from reranker_core.manifest import ENCODER, MINICPM_LAYERWISE, ModelManifest
+from reranker_core.families import ENCODER, MINICPM_LAYERWISE
+from reranker_core.manifest import ModelManifest
 
 NAME = "rr"
 TEXT = "rr-text"
@@ -23,7 +24,7 @@ TEXT = "rr-text"
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory) -> tuple[Path, object]:
     from export.tokenizer_files import copy_tokenizer
-    from tests.support.tokenizers_builder import build_xlmr_tokenizer
+    from export.tiny.tokenizer_builder import build_xlmr_tokenizer
     ckpt = build_xlmr_tokenizer(tmp_path_factory.mktemp("tok"))
     model_dir = tmp_path_factory.mktemp("repo") / NAME
     info = copy_tokenizer(Path(ckpt), model_dir, NAME)
@@ -141,10 +142,10 @@ def test_rerank_shape_sends_the_query_once_and_pairs_shape_sends_each():
     (request,) = plan.requests
     assert [(t.name, t.datatype, decoded(t)) for t in request.inputs] == [
         ("query", "BYTES", ["q"]), ("passages", "BYTES", ["p1", "p2 ü"])]
-    assert request.parameters == {"max_length": 64} and request.outputs == ("scores",)
+    assert request.parameters == {"max_length": 64, "query_max_length": 48} and request.outputs == ("scores",)
     plan = core.plan([["q1", "p1"], ["q2", "p2"]], max_length=None, query_max_length=None, batch_size=None)
     assert [t.name for t in plan.requests[0].inputs] == ["queries", "passages"]
-    assert plan.requests[0].parameters is None
+    assert plan.requests[0].parameters == {"max_length": 512, "query_max_length": 384}
 
 
 def test_requests_are_chunked_by_batch_size_and_max_pairs_and_scores_come_back_in_order():
@@ -162,12 +163,13 @@ def test_several_cutoff_layers_give_one_list_per_layer():
     core = text_core(MINICPM_LAYERWISE)
     plan = core.plan([["q", "a"], ["q", "b"]], max_length=None, query_max_length=None, batch_size=None,
                      cutoff_layers=[8, 9], prompt="Yes?")
-    assert plan.requests[0].parameters == {"cutoff_layers": "[8, 9]", "prompt": "Yes?"}
+    assert plan.requests[0].parameters == {"max_length": 512, "query_max_length": 384,
+                                          "cutoff_layers": "[8, 9]", "prompt": "Yes?"}
     scores = core.collect(plan, [{"scores": np.array([[1, 2], [3, 4]], np.float32)}], normalize=False)
     assert scores == [[1.0, 2.0], [3.0, 4.0]]
 
 
-@pytest.mark.parametrize("kwargs, message", [({"cutoff_layers": [8]}, "unexpected argument"),
+@pytest.mark.parametrize("kwargs, message", [({"cutoff_layers": [8]}, "unknown option"),
                                              ({"max_length": 0}, "max_length"), ({"batch_size": "2"}, "batch_size")])
 def test_text_mode_checks_arguments_like_client_mode(kwargs, message):
     args = {"max_length": None, "query_max_length": None, "batch_size": None, **kwargs}

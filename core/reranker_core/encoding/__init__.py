@@ -6,7 +6,8 @@ from typing import Optional, Sequence
 from tokenizers import Tokenizer
 
 from reranker_core.encoding.base import EncodedPair
-from reranker_core.manifest import ENCODER, ModelManifest
+from reranker_core.families import ENCODER
+from reranker_core.manifest import ModelManifest
 
 
 def encode_pairs(tokenizer: Tokenizer, manifest: ModelManifest, pairs: Sequence[tuple[str, str]], *,
@@ -21,4 +22,16 @@ def encode_pairs(tokenizer: Tokenizer, manifest: ModelManifest, pairs: Sequence[
                                 query_max_length=query_max_length, prompt=prompt)
 
 
-__all__ = ["EncodedPair", "encode_pairs"]
+def passage_budgets(tokenizer: Tokenizer, manifest: ModelManifest, queries: Sequence[str], *,
+                    max_length: int, query_max_length: int, prompt: Optional[str] = None) -> list[int]:
+    """Tokens of each passage that survive truncation next to its query (for max_window)."""
+    if manifest.family == ENCODER:
+        from reranker_core.encoding.encoder import encoder_passage_budgets
+        return encoder_passage_budgets(tokenizer, queries, max_length=max_length,
+                                       query_max_length=query_max_length)
+    from reranker_core.encoding.decoder import DecoderEncoder
+    return DecoderEncoder.from_manifest(tokenizer, manifest).passage_budgets(
+        queries, max_length=max_length, query_max_length=query_max_length, prompt=prompt)
+
+
+__all__ = ["EncodedPair", "encode_pairs", "passage_budgets"]

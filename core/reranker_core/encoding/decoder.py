@@ -21,34 +21,19 @@ padding-independent). Dependencies: `tokenizers` and the standard library only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 from tokenizers import Tokenizer
 
-from reranker_core.families import DECODER_FAMILIES, GEMMA, GEMMA2_LIGHTWEIGHT, family_spec
-from reranker_core.manifest import ModelManifest
+from reranker_core.families import DECODER_FAMILIES, GEMMA, GEMMA2_LIGHTWEIGHT
+from reranker_core.limits import default_query_max_length
+from reranker_core.manifest import LLMSettings, ModelManifest
 from reranker_core.encoding.base import EncodedPair, token_ids, truncate_only_second
 
-# FlagEmbedding 1.4.2's defaults (BaseLLMReranker / LayerWiseLLMReranker / LightweightLLMReranker);
-# the default prompts are in reranker_core.families.
-DEFAULT_QUERY_INSTRUCTION = "A: "
-DEFAULT_PASSAGE_INSTRUCTION = "B: "
-DEFAULT_INSTRUCTION_FORMAT = "{}{}"
+# FlagEmbedding's instruction defaults live in reranker_core.manifest.LLMSettings, the default
+# prompts in reranker_core.families.
 SEP_TEXT = "\n"
 YES_TEXT = "Yes"
-
-
-def default_encoding_settings(family: str) -> dict[str, Any]:
-    """The manifest `llm` entries the encoding reads, with FlagEmbedding's defaults for `family`."""
-    _check_family(family)
-    return {
-        "default_prompt": family_spec(family).default_prompt,
-        "query_instruction": DEFAULT_QUERY_INSTRUCTION,
-        "query_instruction_format": DEFAULT_INSTRUCTION_FORMAT,
-        "passage_instruction": DEFAULT_PASSAGE_INSTRUCTION,
-        "passage_instruction_format": DEFAULT_INSTRUCTION_FORMAT,
-        "truncation_side": "right",
-    }
 
 
 def adds_bos(family: str, bos_token_id: Optional[int], pad_token_id: Optional[int]) -> bool:
@@ -95,22 +80,21 @@ class DecoderEncoder:
     def from_manifest(cls, tokenizer: Tokenizer, manifest: ModelManifest) -> "DecoderEncoder":
         family = manifest.family
         _check_family(family)
-        llm: Mapping[str, Any] = {**default_encoding_settings(family), **(manifest.llm or {})}
+        llm = manifest.llm or LLMSettings.for_family(family)
         tok = manifest.tokenizer
-        bos_id = llm.get("bos_token_id", tok.bos_token_id)
-        add_bos = adds_bos(family, bos_id, tok.pad_token_id)
-        side = llm["truncation_side"]
+        add_bos = adds_bos(family, tok.bos_token_id, tok.pad_token_id)
+        side = llm.truncation_side
         if side not in ("right", "left"):
             raise ValueError(f"manifest llm.truncation_side must be 'right' or 'left', not {side!r}")
         return cls(
             tokenizer=tokenizer, family=family,
-            bos_ids=(int(bos_id),) if add_bos else (),
+            bos_ids=(int(tok.bos_token_id),) if add_bos else (),
             sep_ids=tuple(_tokenize(tokenizer, [SEP_TEXT])[0]),
-            query_instruction=llm["query_instruction"],
-            query_instruction_format=llm["query_instruction_format"],
-            passage_instruction=llm["passage_instruction"],
-            passage_instruction_format=llm["passage_instruction_format"],
-            default_prompt=llm["default_prompt"],
+            query_instruction=llm.query_instruction,
+            query_instruction_format=llm.query_instruction_format,
+            passage_instruction=llm.passage_instruction,
+            passage_instruction_format=llm.passage_instruction_format,
+            default_prompt=llm.default_prompt,
             truncation_side=side,
         )
 
@@ -121,10 +105,8 @@ class DecoderEncoder:
     def encode(self, pairs: Sequence[tuple[str, str]], *, max_length: int,
                query_max_length: Optional[int] = None, prompt: Optional[str] = None) -> list[EncodedPair]:
         """Encode every (query, passage) pair; see the module docstring for the layout."""
-        max_length, query_max_length = check_lengths(max_length, query_max_length)
-        pairs = _check_pairs(pairs)
-        if prompt is not None and not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a string or None, not {type(prompt).__name__}")
+        if query_max_length is None:
+            query_max_length = default_query_max_length(max_length)
         queries = [apply_instruction(self.query_instruction, self.query_instruction_format, q)
                    for q, _ in pairs]
         passages = [apply_instruction(self.passage_instruction, self.passage_instruction_format, p)
@@ -151,6 +133,18 @@ class DecoderEncoder:
             else:
                 out.append(EncodedPair(ids))
         return out
+
+    def passage_budgets(self, queries: Sequence[str], *, max_length: int, query_max_length: int,
+                        prompt: Optional[str] = None) -> list[int]:
+        """Raw passage tokens that fit next to each query before truncation cuts the passage
+        (the passage instruction's tokens are taken off)."""
+        formatted = [apply_instruction(self.query_instruction, self.query_instruction_format, q) for q in queries]
+        q_all = self._cut(_tokenize(self.tokenizer, formatted), query_max_length)
+        prompt_length = len(self.prompt_ids(prompt))
+        instruction = apply_instruction(self.passage_instruction, self.passage_instruction_format, "")
+        overhead = len(_tokenize(self.tokenizer, [instruction])[0]) if instruction else 0
+        return [min(max_length, max_length + prompt_length - len(self.bos_ids) - len(q)) - overhead
+                for q in q_all]
 
     def _cut(self, ids: list[list[int]], limit: int) -> list[list[int]]:
         """HF `truncation=True, max_length=limit` on a single sequence, honouring truncation_side."""
@@ -180,38 +174,10 @@ def encode_decoder_pairs(tokenizer: Tokenizer, manifest: ModelManifest,
                           prompt=prompt)
 
 
-def check_lengths(max_length: Any, query_max_length: Any) -> tuple[int, int]:
-    """Validate the length limits; query_max_length None -> max_length * 3 // 4 (FlagEmbedding)."""
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be a positive integer, not {max_length!r}")
-    if query_max_length is None:
-        query_max_length = max_length * 3 // 4
-    elif (isinstance(query_max_length, bool) or not isinstance(query_max_length, int)
-          or query_max_length < 1):
-        raise ValueError(f"query_max_length must be a positive integer, not {query_max_length!r}")
-    if query_max_length < 1:
-        raise ValueError(f"max_length {max_length} leaves no room for the query "
-                         f"(query_max_length = max_length * 3 // 4 = 0); pass query_max_length")
-    return max_length, query_max_length
-
-
 def _check_family(family: str) -> None:
     if family not in DECODER_FAMILIES:
         raise ValueError(f"{family!r} is not a decoder reranker family; expected one of "
                          f"{', '.join(DECODER_FAMILIES)}")
-
-
-def _check_pairs(pairs: Sequence[Any]) -> list[tuple[str, str]]:
-    checked = []
-    for i, pair in enumerate(pairs):
-        if isinstance(pair, (str, bytes)) or len(pair) != 2:
-            raise ValueError(f"pair {i} must be a (query, passage) pair of strings")
-        q, p = pair
-        if not isinstance(q, str) or not isinstance(p, str):
-            raise ValueError(f"pair {i}: query and passage must be strings, not "
-                             f"{type(q).__name__} and {type(p).__name__}")
-        checked.append((q, p))
-    return checked
 
 
 def _tokenize(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:

@@ -26,3 +26,9 @@ def encode_encoder_pairs(tokenizer: Tokenizer, manifest: ModelManifest, pairs: S
         p = truncate_only_second(q, p, overflow)
         out.append(EncodedPair(tuple([cls_id, *q, sep_id, sep_id, *p, sep_id])))
     return out
+
+
+def encoder_passage_budgets(tokenizer: Tokenizer, queries: Sequence[str], *, max_length: int,
+                            query_max_length: int) -> list[int]:
+    """Passage tokens that fit next to each (truncated) query before only_second truncation cuts."""
+    return [max_length - PAIR_SPECIAL_TOKENS - len(q) for q in token_ids(tokenizer, queries, query_max_length)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from reranker_core.families import GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE
 from reranker_server.llm.decoder import LLMScorer, repack_right
 from reranker_server.llm.gemma import GemmaScorer
 from reranker_server.llm.gemma2 import Gemma2LightweightScorer, compress_passages
@@ -23,9 +24,9 @@ from reranker_server.llm.minicpm import MiniCPMLayerwiseScorer
 from reranker_server.llm.weights import CheckpointError
 
 SCORERS: dict[str, type[LLMScorer]] = {
-    "gemma": GemmaScorer,
-    "minicpm_layerwise": MiniCPMLayerwiseScorer,
-    "gemma2_lightweight": Gemma2LightweightScorer,
+    GEMMA: GemmaScorer,
+    MINICPM_LAYERWISE: MiniCPMLayerwiseScorer,
+    GEMMA2_LIGHTWEIGHT: Gemma2LightweightScorer,
 }
 
 

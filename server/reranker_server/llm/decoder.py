@@ -6,7 +6,6 @@ positions other than the scored one, and any vocabulary projection (the heads ar
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -14,6 +13,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from reranker_core.families import family_spec
+from reranker_core.layers import describe_layers
 from reranker_server.llm import ops
 from reranker_server.llm.weights import CheckpointError, WeightReader, expect_shape, load_config, resolve_dtype
 
@@ -250,15 +251,31 @@ class LLMScorer:
               cutoff_layers: Optional[Sequence[int] | int] = None, compress_ratio: int = 1,
               compress_layers: Optional[Sequence[int]] = None, query_lengths: Optional[torch.Tensor] = None,
               prompt_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Scores [B, n_cutoffs] (fp32, ascending cutoff order) for left- or right-padded rows."""
+        """Scores [B, n_cutoffs] (fp32, ascending cutoff order) for left- or right-padded rows,
+        every argument checked (library use; the served model validates once and calls score_rows)."""
         cutoffs = self.resolve_cutoffs(cutoff_layers)
         ids, lengths = repack_right(input_ids.to(self.device), attention_mask.to(self.device))
         if bool((ids < 0).any()) or bool((ids >= self.vocab_size).any()):
             raise ValueError(f"token ids must be in [0, {self.vocab_size})")
-        deepest = cutoffs[-1]
-        compress_at = self._compress_plan(compress_ratio, compress_layers, deepest)
+        compress_at = self._compress_plan(compress_ratio, compress_layers, cutoffs[-1])
         if compress_at:
             query_lengths, prompt_lengths = self._segments(query_lengths, prompt_lengths, lengths)
+        return self.score_rows(ids, lengths, cutoffs, compress_ratio, sorted(compress_at),
+                               query_lengths, prompt_lengths)
+
+    @torch.inference_mode()
+    def score_rows(self, ids: torch.Tensor, lengths: torch.Tensor, cutoffs: Sequence[int],
+                   compress_ratio: int = 1, compress_layers: Sequence[int] = (),
+                   query_lengths: Optional[torch.Tensor] = None,
+                   prompt_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Scores [B, len(cutoffs)] for validated input: right-padded `ids` [B, L] with `lengths`
+        [B], allowed ascending `cutoffs`, and compression layers strictly inside the deepest cutoff
+        (with every row's query and prompt lengths) or none."""
+        ids, lengths = ids.to(self.device), lengths.to(self.device)
+        deepest = cutoffs[-1]
+        compress_at = set(compress_layers) if compress_ratio != 1 else set()
+        if compress_at:
+            query_lengths, prompt_lengths = query_lengths.to(self.device), prompt_lengths.to(self.device)
         h = self.stack.embed_tokens(ids)
         rope = self.rope(h.shape[1])
         results: list[torch.Tensor] = []
@@ -292,8 +309,9 @@ class LLMScorer:
             return set()
         if not self.supports_compression:
             raise ValueError(f"{self.family} models do not support compress_ratio (only 1)")
-        if int(ratio) not in (2, 4, 8):
-            raise ValueError(f"compress_ratio must be one of 1, 2, 4, 8 (got {ratio})")
+        ratios = family_spec(self.family).compress_ratios
+        if int(ratio) not in ratios:
+            raise ValueError(f"compress_ratio must be one of {', '.join(map(str, ratios))} (got {ratio})")
         return {int(c) for c in (layers or []) if 0 < int(c) < deepest}
 
     def _segments(self, query_lengths: Optional[torch.Tensor], prompt_lengths: Optional[torch.Tensor],
@@ -307,12 +325,3 @@ class LLMScorer:
         if bool((q < 0).any()) or bool((p < 0).any()) or bool((q + p > lengths).any()):
             raise ValueError("query_length + prompt_length must not exceed the row's token count")
         return q, p
-
-
-def describe_layers(layers: Sequence[int]) -> str:
-    layers = list(layers)
-    if len(layers) > 2:
-        step = layers[1] - layers[0]
-        if all(b - a == step for a, b in zip(layers, layers[1:])):
-            return f"{layers[0]}..{layers[-1]}" + (f" step {step}" if step != 1 else "")
-    return ", ".join(map(str, layers))

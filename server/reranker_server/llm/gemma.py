@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from reranker_core.families import GEMMA
 from reranker_server.llm.decoder import DecoderStack, LLMScorer, StackSpec
 from reranker_server.llm.weights import CheckpointError, expect_shape
 
@@ -25,7 +26,7 @@ def yes_token_from_tokenizer(checkpoint_dir: Path) -> int:
 
 
 class GemmaScorer(LLMScorer):
-    family = "gemma"
+    family = GEMMA
 
     def __init__(self, checkpoint_dir: Path | str, *, yes_token_id: Optional[int] = None, **kwargs) -> None:
         super().__init__(checkpoint_dir, **kwargs)

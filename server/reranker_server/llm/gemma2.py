@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from reranker_core.families import GEMMA2_LIGHTWEIGHT, family_spec
 from reranker_server.llm.decoder import DecoderStack, LLMScorer, StackSpec
 from reranker_server.llm.weights import CheckpointError, expect_shape
 
@@ -46,7 +47,7 @@ def compress_passages(h: torch.Tensor, lengths: torch.Tensor, ratio: int, query_
 
 
 class Gemma2LightweightScorer(LLMScorer):
-    family = "gemma2_lightweight"
+    family = GEMMA2_LIGHTWEIGHT
     supports_compression = True
 
     def __init__(self, checkpoint_dir: Path | str, **kwargs) -> None:
@@ -68,8 +69,9 @@ class Gemma2LightweightScorer(LLMScorer):
             max_position_embeddings=c.get("max_position_embeddings", 0),
         )
         self.stack = DecoderStack(spec, self.reader, self.dtype, self.device)
-        self.start_layer = int(c.get("start_layer", 28))
-        self.layer_sep = int(c.get("layer_sep", 28))
+        spec = family_spec(self.family)
+        self.start_layer = int(c.get("start_layer", spec.default_start_layer))
+        self.layer_sep = int(c.get("layer_sep", spec.default_layer_sep))
         if self.layer_sep < 1 or not 0 <= self.start_layer <= layers:
             raise CheckpointError(f"bad start_layer {self.start_layer} / layer_sep {self.layer_sep}")
         n_heads = len(self.allowed_cutoffs())
@@ -77,7 +79,7 @@ class Gemma2LightweightScorer(LLMScorer):
             expect_shape(f"lm_head.{j}.linear_head.weight", self.reader.get(f"lm_head.{j}.linear_head.weight"),
                          (1, hidden))[0] for j in range(n_heads)
         ]).to(device=self.device, dtype=self.dtype)
-        self.softcap = c.get("final_logit_softcapping", 30.0)
+        self.softcap = c.get("final_logit_softcapping", spec.default_softcap)
         self.reader = None
 
     def allowed_cutoffs(self) -> list[int]:

@@ -8,12 +8,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from reranker_core.families import MINICPM_LAYERWISE, family_spec
 from reranker_server.llm.decoder import DecoderStack, LLMScorer, StackSpec
 from reranker_server.llm.weights import CheckpointError, expect_shape
 
 
 class MiniCPMLayerwiseScorer(LLMScorer):
-    family = "minicpm_layerwise"
+    family = MINICPM_LAYERWISE
 
     def __init__(self, checkpoint_dir: Path | str, **kwargs) -> None:
         super().__init__(checkpoint_dir, **kwargs)
@@ -34,7 +35,7 @@ class MiniCPMLayerwiseScorer(LLMScorer):
             max_position_embeddings=c.get("max_position_embeddings", 0),
         )
         self.stack = DecoderStack(spec, self.reader, self.dtype, self.device)
-        self.start_layer = int(c.get("start_layer", 8))
+        self.start_layer = int(c.get("start_layer", family_spec(self.family).default_start_layer))
         if not 0 <= self.start_layer <= layers:
             raise CheckpointError(f"start_layer {self.start_layer} outside [0, {layers}]")
         if c.get("head_multi", True):

@@ -1,14 +1,17 @@
 """Tiny deterministic checkpoints of the three decoder (LLM) reranker families.
 
-Each builder writes a Hugging Face style directory that FlagEmbedding 1.4.2 (the oracle, run in
-.venv-oracle) loads like the hub checkpoint it stands in for, and that the project's own
-plain-torch scorers (server/reranker_server/llm/) load too:
+Each builder writes a Hugging Face style directory that FlagEmbedding 1.4.2 loads like the hub
+checkpoint it stands in for, and that the project's own plain-torch scorers
+(server/reranker_server/llm/) load too:
 
 - config.json (with `auto_map` for the two custom families),
 - model.safetensors (state-dict keys written by hand with plain torch, no model classes),
-- the decoder tokenizer of tests/support/tokenizers_builder.py,
-- for the layerwise / lightweight families, FlagEmbedding's model files copied from the oracle
-  environment's site-packages AT BUILD TIME (they are never committed to this repository).
+- the decoder tokenizer of export/tiny/tokenizer_builder.py,
+- for the layerwise / lightweight families, FlagEmbedding's model files copied AT BUILD TIME from
+  a FlagEmbedding installation ($RERANKER_FLAGEMBEDDING_MODELS, else the repository's
+  .venv-oracle), when there is one: FlagEmbedding needs them to load the checkpoint
+  (trust_remote_code); this project's server never runs checkpoint code. They are never
+  committed to this repository.
 
 The weights are seeded normal draws with enough spread that different pairs get clearly
 different scores.
@@ -23,17 +26,18 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tests.support.tokenizers_builder import build_decoder_tokenizer
+from export.tiny.tokenizer_builder import build_decoder_tokenizer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # the source checkout (export/tiny/ -> repository root)
 _MODELS_SUBDIR = Path("FlagEmbedding/inference/reranker/decoder_only/models")
 
+_NORMS = ("input_layernorm", "post_attention_layernorm")
 MINICPM_FILES = ("configuration_minicpm_reranker.py", "modeling_minicpm_reranker.py")
 GEMMA2_FILES = ("gemma_config.py", "gemma_model.py")
 
 
 def flagembedding_models_dir() -> Path:
-    """FlagEmbedding's decoder model files inside the oracle environment."""
+    """FlagEmbedding's decoder model files: $RERANKER_FLAGEMBEDDING_MODELS or .venv-oracle's."""
     env = os.environ.get("RERANKER_FLAGEMBEDDING_MODELS")
     if env:
         return Path(env)
@@ -45,9 +49,10 @@ def flagembedding_models_dir() -> Path:
 
 
 def _copy_model_files(out_dir: Path, names: tuple[str, ...]) -> None:
-    """FlagEmbedding's model code next to the weights, for the oracle's trust_remote_code loading.
-    Skipped when the oracle environment is absent (e.g. `make demo` on a fresh machine): this
-    project's server never runs checkpoint code, so the checkpoint is complete without it."""
+    """FlagEmbedding's model code next to the weights, for FlagEmbedding's trust_remote_code
+    loading. Skipped when no FlagEmbedding installation is found (e.g. `make demo` on a fresh
+    machine): this project's server never runs checkpoint code, so the checkpoint is complete
+    without it."""
     try:
         src = flagembedding_models_dir()
     except FileNotFoundError:
@@ -84,6 +89,37 @@ def _attention_and_mlp(draw: _Draw, prefix: str, hidden: int, heads: int, kv_hea
     }
 
 
+def _decoder_state(draw: _Draw, *, vocab: int, hidden: int, layers: int, heads: int, kv_heads: int,
+                   head_dim: int, inter: int, std: float, embed_std: float, norms: tuple[str, ...],
+                   norm_mean: float) -> dict[str, torch.Tensor]:
+    """Embeddings, every decoder layer (attention, MLP, its norms) and the final norm."""
+    state = {"model.embed_tokens.weight": draw.normal(vocab, hidden, std=embed_std)}
+    for i in range(layers):
+        p = f"model.layers.{i}"
+        state.update(_attention_and_mlp(draw, p, hidden, heads, kv_heads, head_dim, inter, std))
+        for norm in norms:
+            state[f"{p}.{norm}.weight"] = draw.normal(hidden, std=0.1, mean=norm_mean)
+    state["model.norm.weight"] = draw.normal(hidden, std=0.1, mean=norm_mean)
+    return state
+
+
+def _add_layer_heads(state: dict[str, torch.Tensor], draw: _Draw, count: int, hidden: int) -> None:
+    """The 1-dim score heads of the layerwise families, one per allowed cutoff layer."""
+    for j in range(count):
+        state[f"lm_head.{j}.linear_head.weight"] = draw.normal(1, hidden, std=0.5)
+
+
+def _auto_map(config_class: str, model_prefix: str) -> dict[str, str]:
+    """config.json's auto_map for FlagEmbedding's remote-code model files."""
+    return {"AutoConfig": config_class, "AutoModel": f"{model_prefix}Model",
+            "AutoModelForCausalLM": f"{model_prefix}ForCausalLM"}
+
+
+def _dims(vocab: int, hidden: int, inter: int, layers: int, heads: int, kv_heads: int) -> dict[str, int]:
+    return {"vocab_size": vocab, "hidden_size": hidden, "intermediate_size": inter,
+            "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads}
+
+
 def _save(out_dir: Path, state: dict[str, torch.Tensor], config: dict) -> Path:
     save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
@@ -109,19 +145,14 @@ def build_gemma_reranker(out_dir: Path, *, seed: int = 0, hidden_size: int = 32,
     build_decoder_tokenizer(out_dir, padding_side=padding_side)
     vocab = _vocab_size(out_dir)
     draw = _Draw(seed)
-    state: dict[str, torch.Tensor] = {"model.embed_tokens.weight": draw.normal(vocab, hidden_size, std=0.5)}
-    for i in range(num_hidden_layers):
-        p = f"model.layers.{i}"
-        state.update(_attention_and_mlp(draw, p, hidden_size, num_attention_heads, num_key_value_heads,
-                                        head_dim, intermediate_size, std))
-        state[f"{p}.input_layernorm.weight"] = draw.normal(hidden_size, std=0.1)
-        state[f"{p}.post_attention_layernorm.weight"] = draw.normal(hidden_size, std=0.1)
-    state["model.norm.weight"] = draw.normal(hidden_size, std=0.1)
+    state = _decoder_state(draw, vocab=vocab, hidden=hidden_size, layers=num_hidden_layers,
+                           heads=num_attention_heads, kv_heads=num_key_value_heads, head_dim=head_dim,
+                           inter=intermediate_size, std=std, embed_std=0.5, norms=_NORMS, norm_mean=0.0)
     config = {
         "architectures": ["GemmaForCausalLM"], "model_type": "gemma",
-        "vocab_size": vocab, "hidden_size": hidden_size, "intermediate_size": intermediate_size,
-        "num_hidden_layers": num_hidden_layers, "num_attention_heads": num_attention_heads,
-        "num_key_value_heads": num_key_value_heads, "head_dim": head_dim,
+        **_dims(vocab, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+                num_key_value_heads),
+        "head_dim": head_dim,
         "hidden_act": "gelu", "hidden_activation": "gelu_pytorch_tanh",
         "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": rope_theta,
         "attention_bias": False, "attention_dropout": 0.0, "initializer_range": 0.02,
@@ -144,26 +175,17 @@ def build_minicpm_layerwise_reranker(out_dir: Path, *, seed: int = 0, hidden_siz
     vocab = _vocab_size(out_dir)
     head_dim = hidden_size // num_attention_heads
     draw = _Draw(seed)
-    state: dict[str, torch.Tensor] = {"model.embed_tokens.weight": draw.normal(vocab, hidden_size, std=0.3)}
-    for i in range(num_hidden_layers):
-        p = f"model.layers.{i}"
-        state.update(_attention_and_mlp(draw, p, hidden_size, num_attention_heads, num_key_value_heads,
-                                        head_dim, intermediate_size, std))
-        state[f"{p}.input_layernorm.weight"] = draw.normal(hidden_size, std=0.1, mean=1.0)
-        state[f"{p}.post_attention_layernorm.weight"] = draw.normal(hidden_size, std=0.1, mean=1.0)
-    state["model.norm.weight"] = draw.normal(hidden_size, std=0.1, mean=1.0)
-    for j in range(num_hidden_layers + 1 - start_layer):
-        state[f"lm_head.{j}.linear_head.weight"] = draw.normal(1, hidden_size, std=0.5)
+    state = _decoder_state(draw, vocab=vocab, hidden=hidden_size, layers=num_hidden_layers,
+                           heads=num_attention_heads, kv_heads=num_key_value_heads, head_dim=head_dim,
+                           inter=intermediate_size, std=std, embed_std=0.3, norms=_NORMS, norm_mean=1.0)
+    _add_layer_heads(state, draw, num_hidden_layers + 1 - start_layer, hidden_size)
     config = {
         "architectures": ["LayerWiseMiniCPMForCausalLM"], "model_type": "minicpm",
-        "auto_map": {
-            "AutoConfig": "configuration_minicpm_reranker.LayerWiseMiniCPMConfig",
-            "AutoModel": "modeling_minicpm_reranker.LayerWiseMiniCPMModel",
-            "AutoModelForCausalLM": "modeling_minicpm_reranker.LayerWiseMiniCPMForCausalLM",
-        },
-        "vocab_size": vocab, "hidden_size": hidden_size, "intermediate_size": intermediate_size,
-        "num_hidden_layers": num_hidden_layers, "num_attention_heads": num_attention_heads,
-        "num_key_value_heads": num_key_value_heads, "hidden_act": "silu",
+        "auto_map": _auto_map("configuration_minicpm_reranker.LayerWiseMiniCPMConfig",
+                              "modeling_minicpm_reranker.LayerWiseMiniCPM"),
+        **_dims(vocab, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+                num_key_value_heads),
+        "hidden_act": "silu",
         "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": rope_theta,
         "rope_scaling": None, "attention_bias": False, "attention_dropout": 0.0,
         "initializer_range": 0.1, "pretraining_tp": 1,
@@ -196,28 +218,18 @@ def build_gemma2_lightweight_reranker(out_dir: Path, *, seed: int = 0, hidden_si
     build_decoder_tokenizer(out_dir, padding_side="right")
     vocab = _vocab_size(out_dir)
     draw = _Draw(seed)
-    state: dict[str, torch.Tensor] = {"model.embed_tokens.weight": draw.normal(vocab, hidden_size, std=0.5)}
-    for i in range(num_hidden_layers):
-        p = f"model.layers.{i}"
-        state.update(_attention_and_mlp(draw, p, hidden_size, num_attention_heads, num_key_value_heads,
-                                        head_dim, intermediate_size, std))
-        for norm in ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
-                     "post_feedforward_layernorm"):
-            state[f"{p}.{norm}.weight"] = draw.normal(hidden_size, std=0.1)
-    state["model.norm.weight"] = draw.normal(hidden_size, std=0.1)
-    n_heads = len(range(start_layer, num_hidden_layers + 1, layer_sep))
-    for j in range(n_heads):
-        state[f"lm_head.{j}.linear_head.weight"] = draw.normal(1, hidden_size, std=0.5)
+    state = _decoder_state(draw, vocab=vocab, hidden=hidden_size, layers=num_hidden_layers,
+                           heads=num_attention_heads, kv_heads=num_key_value_heads, head_dim=head_dim,
+                           inter=intermediate_size, std=std, embed_std=0.5,
+                           norms=(*_NORMS, "pre_feedforward_layernorm", "post_feedforward_layernorm"),
+                           norm_mean=0.0)
+    _add_layer_heads(state, draw, len(range(start_layer, num_hidden_layers + 1, layer_sep)), hidden_size)
     config = {
         "architectures": ["CostWiseGemmaForCausalLM"], "model_type": "cost_wise_gemma",
-        "auto_map": {
-            "AutoConfig": "gemma_config.CostWiseGemmaConfig",
-            "AutoModel": "gemma_model.CostWiseGemmaModel",
-            "AutoModelForCausalLM": "gemma_model.CostWiseGemmaForCausalLM",
-        },
-        "vocab_size": vocab, "hidden_size": hidden_size, "intermediate_size": intermediate_size,
-        "num_hidden_layers": num_hidden_layers, "num_attention_heads": num_attention_heads,
-        "num_key_value_heads": num_key_value_heads, "head_dim": head_dim,
+        "auto_map": _auto_map("gemma_config.CostWiseGemmaConfig", "gemma_model.CostWiseGemma"),
+        **_dims(vocab, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+                num_key_value_heads),
+        "head_dim": head_dim,
         "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh",
         "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": rope_theta,
         "attention_bias": False, "attention_dropout": 0.0, "initializer_range": 0.02,

@@ -1,8 +1,7 @@
-"""Train small, deterministic tokenizers that behave like the real models' tokenizers.
+"""Small, deterministic tokenizers that behave like the real models' tokenizers.
 
-The real checkpoints cannot be downloaded here, so tests train a unigram (sentencepiece-style)
-tokenizer on a small multilingual corpus and save it as `tokenizer.json` with the special-token
-layout of the family it stands in for.
+A unigram (sentencepiece-style) tokenizer trained on a small multilingual corpus, saved as
+`tokenizer.json` with the special-token layout of the family it stands in for.
 """
 from __future__ import annotations
 

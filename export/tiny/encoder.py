@@ -1,7 +1,7 @@
-"""Tiny deterministic checkpoints of the real architectures, built on the fly by the tests.
+"""Tiny deterministic XLM-RoBERTa reranker checkpoints (the encoder family).
 
-Each builder writes a Hugging Face style directory (config.json, model.safetensors, tokenizer
-files) that both FlagEmbedding (the oracle) and this project load like a hub checkpoint.
+The builder writes a Hugging Face style directory (config.json, model.safetensors, tokenizer
+files) that FlagEmbedding and this project load like a hub checkpoint.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tests.support.tokenizers_builder import build_xlmr_tokenizer
+from export.tiny.tokenizer_builder import build_xlmr_tokenizer
 
 
 def _randomize(module: torch.nn.Module, seed: int, std: float = 0.2) -> None:

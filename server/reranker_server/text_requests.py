@@ -1,0 +1,74 @@
+"""Validation of one text-model request: BYTES tensors + request parameters -> TextRequest.
+Pure numpy / Python (no Triton), unit-tested directly."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from reranker_core.errors import InputError
+from reranker_core.manifest import ModelManifest
+from reranker_core.options import ScoreOptions, parse_options
+from reranker_core.tensors import PASSAGES, QUERIES, QUERY
+from reranker_core.texts import check_text
+
+
+@dataclass(frozen=True)
+class TextRequest:
+    """A validated request: (query, passage) pairs, options, and whether it is the rerank shape."""
+    pairs: list[tuple[str, str]]
+    options: ScoreOptions
+    rerank: bool
+
+
+def decode_texts(tensor: np.ndarray, name: str, max_text_bytes: int) -> list[str]:
+    """UTF-8 BYTES tensor -> non-empty strings; InputError naming the element otherwise."""
+    if tensor.dtype != np.object_ and tensor.dtype.kind not in ("S", "U"):
+        raise InputError(f"{name} must be a BYTES (UTF-8 string) tensor, not {tensor.dtype}")
+    if tensor.ndim != 1:
+        raise InputError(f"{name} must be 1-D, got shape {list(tensor.shape)}")
+    texts = []
+    for i, item in enumerate(tensor.tolist()):
+        what = f"{name}[{i}]"
+        if isinstance(item, bytes):
+            if len(item) > max_text_bytes:
+                raise InputError(f"{what} is {len(item)} bytes; the limit is {max_text_bytes} bytes")
+            try:
+                item = item.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
+        texts.append(check_text(item, what, max_text_bytes))
+    return texts
+
+
+def parse_text_request(query: Optional[np.ndarray], queries: Optional[np.ndarray],
+                       passages: Optional[np.ndarray], params: Any, manifest: ModelManifest, *,
+                       max_pairs: int, max_text_bytes: int) -> TextRequest:
+    """Check one request's tensors and parameters against the model; InputError on any problem."""
+    if not isinstance(params, dict):
+        raise InputError("request parameters must be a JSON object")
+    if passages is None:
+        raise InputError(f"the {PASSAGES} input is required (BYTES [n])")
+    if (query is None) == (queries is None):
+        raise InputError(f"give exactly one of {QUERY} (BYTES [1], rerank) or {QUERIES} "
+                         f"(BYTES [n], one per passage)")
+    passage_texts = decode_texts(passages, PASSAGES, max_text_bytes)
+    if not passage_texts:
+        raise InputError(f"{PASSAGES} is empty: give at least one passage")
+    if len(passage_texts) > max_pairs:
+        raise InputError(f"{len(passage_texts)} passages in one request; the limit is {max_pairs}")
+    if query is not None:
+        query_texts = decode_texts(query.reshape(-1) if query.ndim > 1 else query, QUERY, max_text_bytes)
+        if len(query_texts) != 1:
+            raise InputError(f"{QUERY} must hold exactly one text, got {len(query_texts)}")
+        query_texts = query_texts * len(passage_texts)
+    else:
+        query_texts = decode_texts(queries, QUERIES, max_text_bytes)
+        if len(query_texts) != len(passage_texts):
+            raise InputError(f"{QUERIES} has {len(query_texts)} texts but {PASSAGES} has "
+                             f"{len(passage_texts)}; give one query per passage")
+    options = parse_options(params, manifest, from_text=True)
+    if options.top_n is not None and query is None:
+        raise InputError(f"top_n applies to the rerank shape ({QUERY} + {PASSAGES}) only")
+    return TextRequest(list(zip(query_texts, passage_texts)), options, rerank=query is not None)
