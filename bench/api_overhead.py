@@ -9,7 +9,8 @@ reranker_api` runs in front of it. The same 1 query x 100 passages request goes 
 the text model over asyncio gRPC (tritonclient.grpc.aio, normalize=true) and (b) through the API
 (POST /rerank, TEI shape, sigmoid scores) over HTTP keep-alive connections (httpx). At each
 concurrency, rounds alternate (a) and (b) bursts (the order swapped every round) so that load from
-other processes on a shared machine hits both alike. Reported: p50/p95 latency of each path, the
+other processes on a shared machine hits both alike; at concurrency 1 a paired run also sends the
+two calls back to back many times (median of the differences). Reported: p50/p95 latency of each path, the
 p50 overhead in ms, throughput (requests/s, median over rounds) and its ratio, and the largest
 score difference between the paths. Results: bench/results/api-overhead[-<shape>].json.
 """
@@ -133,6 +134,24 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
                      for name in lat}
             level["p50_overhead_ms"] = level["api"]["p50_ms"] - level["direct"]["p50_ms"]
             level["throughput_ratio"] = level["api"]["throughput_rps"] / level["direct"]["throughput_rps"]
+            if c == 1:
+                # Paired: direct and API calls back to back, the order alternating; the median of the
+                # per-pair differences is far less sensitive to other load than two separate p50s.
+                diffs = []
+                for k in range(rounds * n):
+                    first, second = (direct, service) if k % 2 == 0 else (service, direct)
+                    t0 = time.perf_counter()
+                    await first()
+                    t1 = time.perf_counter()
+                    await second()
+                    t2 = time.perf_counter()
+                    d_direct, d_api = (t1 - t0, t2 - t1) if k % 2 == 0 else (t2 - t1, t1 - t0)
+                    diffs.append(d_api - d_direct)
+                level["paired_overhead_ms"] = {"median": float(np.median(diffs) * 1e3),
+                                               "p25": float(np.percentile(diffs, 25) * 1e3),
+                                               "p75": float(np.percentile(diffs, 75) * 1e3), "pairs": len(diffs)}
+                log(f"  c=1 paired: median API - direct {level['paired_overhead_ms']['median']:.2f} ms "
+                    f"(IQR {level['paired_overhead_ms']['p25']:.2f} .. {level['paired_overhead_ms']['p75']:.2f})")
             # CPU the API process spends per request: robust to other load on a shared machine.
             level["api_cpu_ms_per_request"] = api_cpu_s * 1e3 / len(lat["api"]) if api_pid else None
             out["levels"][str(c)] = level
@@ -194,6 +213,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{c:>3} {level['direct']['p50_ms']:14.1f} {level['api']['p50_ms']:11.1f} {level['p50_overhead_ms']:12.2f} "
               f"{level['direct']['throughput_rps']:11.2f} {level['api']['throughput_rps']:8.2f} "
               f"{level['throughput_ratio']:6.3f} {level['api_cpu_ms_per_request']:15.2f}")
+    paired = result["levels"].get("1", {}).get("paired_overhead_ms")
+    if paired:
+        print(f"c=1 paired overhead (API - direct, back to back): median {paired['median']:.2f} ms, "
+              f"IQR {paired['p25']:.2f} .. {paired['p75']:.2f} ms over {paired['pairs']} pairs")
     print(f"max |score difference| {result['max_abs_score_diff']:.2e}; wrote {out}")
     return 0
 
