@@ -179,6 +179,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ckpt = build_encoder_checkpoint(shape)
     fp32 = export_encoder_onnx(ckpt)
     repo = served_repository(ckpt, fp32, ["fp32"], shape)
+    if not (repo / f"{MODEL}-text" / "config.pbtxt").exists():     # a repository cached before text models
+        from export.text_export import export_text_model
+        export_text_model(repo / MODEL)
     work = rerank_1x100(ckpt, args.passages, args.tokens)
     query, passages = work.pairs[0][0], [p for _, p in work.pairs]
     RESULTS.mkdir(parents=True, exist_ok=True)
