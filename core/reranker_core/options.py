@@ -105,6 +105,8 @@ def parse_options(raw: Mapping[str, Any], manifest: ModelManifest, *, from_text:
         window_stride=_positive(values.get(WINDOW_STRIDE), WINDOW_STRIDE, from_text),
         top_n=_positive(values.get(TOP_N), TOP_N, from_text),
         truncate=_bool(values.get(TRUNCATE_OPTION, True), TRUNCATE_OPTION))
+    if options.cutoff_layers == ():
+        raise InputError("cutoff_layers is empty: give a layer or a non-empty list of layers")
     if manifest.llm is not None and any(getattr(options, name) is not None for name in TOKEN_MODEL_OPTIONS):
         resolve_layers(options.cutoff_layers, options.compress_ratio, options.compress_layers,
                        LayerLimits.from_manifest(manifest))
