@@ -152,3 +152,17 @@ def single_column(scores: Scores) -> list[float]:
     if scores and isinstance(scores[0], list):
         raise InvalidInputError("rerank needs one score per passage: give a single cutoff layer")
     return scores  # type: ignore[return-value]
+
+
+class ClientState:
+    """What the sync and asyncio clients expose about the model they score with."""
+    _core: Core
+
+    @property
+    def manifest(self) -> ModelManifest:
+        return self._core.manifest
+
+    @property
+    def tokenize(self) -> str:
+        """Where pairs are tokenized: "client" (here) or "server" (the model's text model)."""
+        return self._core.tokenize
