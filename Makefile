@@ -17,7 +17,7 @@ API_HOST ?= 127.0.0.1
 API_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup oracle serve demo export test test-unit bench bench-quick perf soak clean help
+.PHONY: setup oracle serve demo export test test-unit bench bench-quick bench-api perf soak clean help
 
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
@@ -71,6 +71,12 @@ bench: setup oracle
 
 bench-quick: setup oracle
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
+
+# The rerank HTTP API vs the Triton text model called directly, 1 x 100 at concurrency 1 and 16
+# (docs/benchmarks.md). BENCH_API_ARGS="--shape base" for the bge-reranker-base shape.
+BENCH_API_ARGS ?=
+bench-api: setup
+	$(PY) -m bench.api_overhead $(BENCH_API_ARGS)
 
 # Concurrency sweep against a served model: make perf PERF_MODEL=name [PERF_URL=localhost:8001]
 PERF_MODEL ?= $(NAME)

@@ -44,9 +44,11 @@ def family_from_name(model: str) -> str:
     return ENCODER
 
 
-def scaled_arguments(family: str, manifest_llm: LLMSettings) -> dict[str, Any]:
+def scaled_arguments(family: str, manifest_llm: Optional[LLMSettings]) -> dict[str, Any]:
     """The seed's layer arguments, scaled from the real model's depth to this checkpoint's."""
     args = json.loads(json.dumps(SEED_ARGUMENTS[family]))
+    if manifest_llm is None:          # encoder models: no layer arguments
+        return args
     layers = manifest_llm.num_hidden_layers
     real = REAL_DEPTH.get(family)
     if not args or not layers or layers == real:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence
+from typing import Awaitable, Optional, Sequence, TypeVar
 
 import numpy as np
 
 from reranker_api.backend import (Backend, BackendError, BackendFailure, BackendTimeout, BackendUnavailable,
-                                  InvalidRequest, ModelInfo, ModelNotFound, ScoreOptions)
+                                  InvalidRequest, ModelInfo, ModelNotFound, Readiness, ScoreOptions)
 from reranker_api.errors import ApiError
 from reranker_api.metrics import Metrics
 from reranker_api.settings import Settings
 
+T = TypeVar("T")
 TIMEOUT_MARGIN_S = 2.0   # the backend's own deadline fires first; this only guards against a hang
+PROBE_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -38,6 +40,15 @@ class Scored:
     @property
     def ranking_row(self) -> np.ndarray:
         return self.scores[-1]
+
+
+async def within(awaitable: Awaitable[T], seconds: float) -> T:
+    """`awaitable` under a deadline (asyncio.TimeoutError after it); asyncio.timeout where it
+    exists (no extra task per request), else wait_for."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 def ranking(scores: np.ndarray, ties_high_index_first: bool = False) -> list[int]:
@@ -65,6 +76,9 @@ class RerankService:
         self.settings = settings
         self.metrics = metrics
         self._in_flight = 0
+        # Models whose last request found them unavailable (e.g. a dead backend process that Triton
+        # still reports READY); /health probes them with a real request until one succeeds.
+        self.failing: dict[str, str] = {}
 
     def encode(self, job: RerankJob) -> tuple[bytes, list[bytes]]:
         """Check the request against the limits; the UTF-8 texts."""
@@ -107,6 +121,16 @@ class RerankService:
             return ApiError("model_not_found", exc.message)
         return ApiError("backend", exc.message)
 
+    async def probe(self, model: str) -> Readiness:
+        """Score one tiny pair: whether the model really answers (not only reports READY)."""
+        try:
+            await asyncio.wait_for(self.backend.score(model, b"health check", [b"ok"], ScoreOptions(), PROBE_TIMEOUT_S),
+                                   PROBE_TIMEOUT_S + TIMEOUT_MARGIN_S)
+        except (BackendError, asyncio.TimeoutError) as exc:
+            return Readiness(False, getattr(exc, "message", "") or f"model {model!r} did not answer the probe")
+        self.failing.pop(model, None)
+        return Readiness(True)
+
     async def rank(self, job: RerankJob) -> Scored:
         """All scores of the job, or one ApiError: never partial results."""
         query, documents = self.encode(job)
@@ -122,9 +146,11 @@ class RerankService:
         timeout = self.settings.request_timeout_s
         started = time.perf_counter()
         try:
-            scores = await asyncio.wait_for(self.backend.score(info.name, query, documents, options, timeout),
-                                            timeout + TIMEOUT_MARGIN_S)
+            scores = await within(self.backend.score(info.name, query, documents, options, timeout),
+                                  timeout + TIMEOUT_MARGIN_S)
         except BackendError as exc:
+            if isinstance(exc, BackendUnavailable):
+                self.failing[info.name] = exc.message
             raise self.backend_error(exc) from None
         except asyncio.TimeoutError:
             raise ApiError("timeout", f"model {info.name!r} did not answer within {timeout:g} s") from None
@@ -140,5 +166,6 @@ class RerankService:
                 f"model {info.name!r} returned scores of shape {list(scores.shape)} for {len(documents)} documents"))
         if not np.isfinite(scores).all():
             raise self.backend_error(BackendFailure(f"model {info.name!r} returned a non-finite score"))
+        self.failing.pop(info.name, None)
         self.metrics.pairs.labels(info.name).inc(len(documents))
         return Scored(info, scores)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any, Optional, Sequence
 
@@ -20,6 +21,20 @@ from reranker_api.backend import (BackendFailure, BackendTimeout, BackendUnavail
 QUERY, PASSAGES, SCORES = "query", "passages", "scores"
 MANIFEST_PARAMETER = "reranker_manifest"
 PROBE_TIMEOUT_S = 5.0
+log = logging.getLogger("reranker_api")
+# tritonclient's defaults (message size, keepalive) plus a short reconnect backoff, so that the
+# service is back within about a second of Triton coming back (gRPC's default grows to 120 s).
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.keepalive_time_ms", 2**31 - 1),
+    ("grpc.keepalive_timeout_ms", 20000),
+    ("grpc.keepalive_permit_without_calls", False),
+    ("grpc.http2.max_pings_without_data", 2),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 def request_parameters(options: ScoreOptions) -> dict[str, Any]:
@@ -37,6 +52,18 @@ def request_parameters(options: ScoreOptions) -> dict[str, Any]:
         if value is not None:
             params[name] = json.dumps(value) if isinstance(value, (list, tuple)) else value
     return params
+
+
+def bytes_input(name: str, items: Sequence[bytes]) -> Any:
+    """A BYTES InferInput of UTF-8 items. Triton's raw BYTES layout is, per item, its length as a
+    4-byte little-endian integer and then its bytes; built directly, this is several times faster
+    than tritonclient's generic serializer (the largest CPU cost of the service per request)."""
+    import tritonclient.grpc.aio as grpcaio
+    tensor = grpcaio.InferInput(name, [len(items)], "BYTES")
+    if not hasattr(tensor, "_raw_content"):       # another tritonclient layout: the generic path
+        return tensor.set_data_from_numpy(np.array(list(items), dtype=np.object_))
+    tensor._raw_content = b"".join(len(item).to_bytes(4, "little") + item for item in items)
+    return tensor
 
 
 def classify(exc: Exception, model: str, url: str) -> Exception:
@@ -78,13 +105,14 @@ class TritonBackend:
         self._aliases: dict[str, str] = {}
         self._listed_at = float("-inf")
         self._lock: Optional[asyncio.Lock] = None
+        self._no_strict_length: set[str] = set()
 
     @property
     def client(self) -> Any:
         """The gRPC client, made in the running event loop on first use."""
         if self._client is None:
             import tritonclient.grpc.aio as grpcaio
-            self._client = grpcaio.InferenceServerClient(url=self.url)
+            self._client = grpcaio.InferenceServerClient(url=self.url, channel_args=CHANNEL_ARGS)
         return self._client
 
     def triton_name(self, model: str) -> str:
@@ -157,22 +185,34 @@ class TritonBackend:
 
     async def score(self, model: str, query: bytes, passages: Sequence[bytes], options: ScoreOptions,
                     timeout_s: Optional[float]) -> np.ndarray:
-        import tritonclient.grpc.aio as grpcaio
-        query_in = grpcaio.InferInput(QUERY, [1], "BYTES")
-        query_in.set_data_from_numpy(np.array([query], dtype=np.object_))
-        passages_in = grpcaio.InferInput(PASSAGES, [len(passages)], "BYTES")
-        passages_in.set_data_from_numpy(np.array(passages, dtype=np.object_))
+        query_in = bytes_input(QUERY, [query])
+        passages_in = bytes_input(PASSAGES, passages)
+        params = request_parameters(options)
+        if model in self._no_strict_length:
+            params.pop("truncate", None)
         try:
-            result = await self.client.infer(self.triton_name(model), [query_in, passages_in],
-                                             outputs=[grpcaio.InferRequestedOutput(SCORES)],
-                                             parameters=request_parameters(options) or None,
-                                             client_timeout=timeout_s)
-        except Exception as exc:
-            raise classify(exc, model, self.url) from None
+            result = await self._infer(model, [query_in, passages_in], params, timeout_s)
+        except InvalidRequest as exc:
+            if "truncate" not in params or "unknown option" not in exc.message or "truncate" not in exc.message:
+                raise
+            # A text model without the `truncate` option: it always truncates (FlagEmbedding's rule).
+            log.warning("model %r has no 'truncate' option: over-long inputs are truncated, not refused", model)
+            self._no_strict_length.add(model)
+            params.pop("truncate")
+            result = await self._infer(model, [query_in, passages_in], params, timeout_s)
         scores = result.as_numpy(SCORES)
         if scores is None:
             raise BackendFailure(f"model {model!r} returned no '{SCORES}' output")
         return scores.reshape(-1, len(passages)) if scores.ndim == 1 else scores
+
+    async def _infer(self, model: str, inputs: list, params: dict[str, Any], timeout_s: Optional[float]) -> Any:
+        import tritonclient.grpc.aio as grpcaio
+        try:
+            return await self.client.infer(self.triton_name(model), inputs,
+                                           outputs=[grpcaio.InferRequestedOutput(SCORES)],
+                                           parameters=params or None, client_timeout=timeout_s)
+        except Exception as exc:
+            raise classify(exc, model, self.url) from None
 
     async def close(self) -> None:
         if self._client is not None:

@@ -12,12 +12,11 @@ from reranker_client.error_mapping import AttemptTimeout
 from reranker_client.ops import Flow, InferAll, ModelConfig, ModelReady, Op, adrive
 from reranker_client.retry import RetryPolicy
 from reranker_client.scoring import Scores
-from reranker_client.session import (Core, RerankResult, ScoringOptions, connect_flow, infer_flow, rank,
+from reranker_client.session import (ClientState, Core, RerankResult, ScoringOptions, connect_flow, infer_flow, rank,
                                      rerank_pairs, single_column)
 from reranker_client.settings import ConnectionSettings
 from reranker_client.wire import TritonCalls
 from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
-from reranker_core.manifest import ModelManifest
 
 T = TypeVar("T")
 
@@ -83,7 +82,7 @@ class AsyncTransport:
         await self._client.close()
 
 
-class AsyncRerankerClient:
+class AsyncRerankerClient(ClientState):
     """Use `client = await AsyncRerankerClient.connect(url, model, protocol, ...)` (the arguments of
     RerankerClient), then `await client.compute_score(...)` / `await client.rerank(...)`;
     `await client.close()` or `async with`."""
@@ -119,15 +118,6 @@ class AsyncRerankerClient:
             await transport.close()
             raise
         return cls(settings, transport, core, retry)
-
-    @property
-    def manifest(self) -> ModelManifest:
-        return self._core.manifest
-
-    @property
-    def tokenize(self) -> str:
-        """Where pairs are tokenized: "client" (here) or "server" (the model's text model)."""
-        return self._core.tokenize
 
     async def compute_score(self, sentence_pairs: Any, normalize: bool = False,
                             max_length: Optional[int] = None, query_max_length: Optional[int] = None,

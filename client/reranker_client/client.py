@@ -6,17 +6,16 @@ from typing import Any, Optional, Sequence, Union
 
 from reranker_client.retry import RetryPolicy
 from reranker_client.scoring import Scores
-from reranker_client.session import (RerankResult, ScoringOptions, connect_flow, infer_flow, rank, rerank_pairs,
+from reranker_client.session import (ClientState, RerankResult, ScoringOptions, connect_flow, infer_flow, rank, rerank_pairs,
                                      single_column)
 from reranker_client.settings import ConnectionSettings
 from reranker_client.transport import Transport
 from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
-from reranker_core.manifest import ModelManifest
 
 __all__ = ["RerankerClient", "RerankResult"]
 
 
-class RerankerClient:
+class RerankerClient(ClientState):
     """Scores (query, passage) pairs with a reranker served by Triton.
 
     `url` is host:port of the server's gRPC (default 8001) or HTTP (8000) endpoint; `model_version`
@@ -62,15 +61,6 @@ class RerankerClient:
         except BaseException:
             self._transport.close()
             raise
-
-    @property
-    def manifest(self) -> ModelManifest:
-        return self._core.manifest
-
-    @property
-    def tokenize(self) -> str:
-        """Where pairs are tokenized: "client" (here) or "server" (the model's text model)."""
-        return self._core.tokenize
 
     def compute_score(self, sentence_pairs: Any, normalize: bool = False, max_length: Optional[int] = None,
                       query_max_length: Optional[int] = None, batch_size: Optional[int] = None,

@@ -15,7 +15,7 @@ from reranker_client.tokenizer_source import load_tokenizer
 
 from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
 from reranker_core.manifest import ModelManifest
-from reranker_core.tensors import MANIFEST_PARAMETER
+from reranker_core.tensors import MANIFEST_PARAMETER, TOKEN_MODEL_PARAMETER, text_model_name
 from reranker_core.texts import check_text, positive_int
 
 Core = Union[ScoringCore, TextScoringCore]
@@ -62,34 +62,58 @@ def manifest_from_config(config: dict[str, Any], model: str) -> tuple[ModelManif
     return ModelManifest.from_json(text), int(config.get("max_batch_size") or 1)
 
 
-def served_models(manifest_text: str, probed: str) -> tuple[str, Optional[str]]:
-    """(token model, text model or None) from a manifest read off the model named `probed`,
-    which may be either of the two."""
-    raw = json.loads(manifest_text)
-    token_model = raw.get("token_model") or probed
-    text_model = raw.get("text_model") or (probed if token_model != probed else None)
-    return token_model, text_model
+def served_models(config: dict[str, Any], probed: str) -> tuple[str, str]:
+    """(token model, text model) around the model named `probed`, which may be either: a text
+    model names its token model (config parameter token_model, or the manifest's); a token
+    model's text model is the manifest's text_model or, by the export's convention, `<name>-text`."""
+    raw = json.loads(manifest_json_from_config(config) or "{}")
+    param = (config.get("parameters") or {}).get(TOKEN_MODEL_PARAMETER)
+    token_model = raw.get("token_model") or (param.get("string_value") if isinstance(param, dict) else "") or probed
+    if token_model != probed:
+        return token_model, probed
+    return token_model, raw.get("text_model") or text_model_name(token_model)
 
 
 def connect_flow(settings: ConnectionSettings, options: ScoringOptions) -> Flow[Core]:
-    """Probe the model, read its manifest, and pick how to tokenize: load the tokenizer it was
-    exported with (tokenize="client"), or send text to its text model (tokenize="server"), or
-    the first when the tokenizer is at hand without the hub and the second otherwise ("auto").
+    """Probe the model, read its manifest, and pick how to tokenize: with the tokenizer it was
+    exported with (tokenize="client"), or by its text model on the server ("server"). "auto":
+    the tokenizer when it is at hand without a download (local files, hub cache), else the text
+    model when the server has one, else the tokenizer from the hub.
     `model_version` applies to the model the caller named; the other one is served by policy."""
     config = yield from probe_model(settings.url, settings.model, settings.model_version)
     manifest, max_batch_size = manifest_from_config(config, settings.model)
-    token_model, text_model = served_models(manifest_json_from_config(config) or "{}", settings.model)
+    token_model, text_model = served_models(config, settings.model)
     versions = {settings.model: settings.model_version}
-    tokenizer, missing = None, None
-    if options.tokenize != "server":
+
+    def local_tokenizer(hub: str):
+        return load_tokenizer(manifest, tokenizer_path=options.tokenizer_path,
+                              model_repository=options.model_repository, hub=hub)
+
+    tokenizer, text_config, missing = None, None, None
+    if options.tokenize == "client":
+        tokenizer = local_tokenizer("download")
+    elif options.tokenize == "auto":
         try:
-            tokenizer = load_tokenizer(manifest, tokenizer_path=options.tokenizer_path,
-                                       model_repository=options.model_repository,
-                                       hub="cache" if options.tokenize == "auto" and text_model else "download")
+            tokenizer = local_tokenizer("cache")
         except TokenizerMismatchError as exc:
-            if options.tokenize == "client" or options.tokenizer_path or not text_model:
+            if options.tokenizer_path:       # a tokenizer was named and it is the wrong one
                 raise
             missing = exc
+    if tokenizer is None:
+        if text_model == settings.model:
+            text_config = config
+        else:
+            try:
+                text_config = yield from probe_model(settings.url, text_model, "")
+            except ModelNotReadyError as exc:
+                if options.tokenize == "server":
+                    raise ModelNotReadyError(f"model {settings.model!r} has no text model {text_model!r} on "
+                                             f"{settings.url} (tokenize='server'): {exc}") from exc
+                try:                          # auto: last resort, the hub
+                    tokenizer = local_tokenizer("download")
+                except TokenizerMismatchError as hub_exc:
+                    raise TokenizerMismatchError(f"{hub_exc}; and the server has no text model "
+                                                 f"{text_model!r} to tokenize for this client") from missing
     if tokenizer is not None:
         if token_model != settings.model:
             config = yield from probe_model(settings.url, token_model, "")
@@ -97,21 +121,10 @@ def connect_flow(settings: ConnectionSettings, options: ScoringOptions) -> Flow[
         return ScoringCore(manifest, tokenizer, max_batch_size=max_batch_size,
                            max_request_tokens=options.max_request_tokens, max_text_bytes=options.max_text_bytes,
                            model=token_model, version=versions.get(token_model, ""))
-    if not text_model:
-        raise ModelNotReadyError(f"model {settings.model!r} has no text model on the server (export it with "
-                                 "this version's export to get one); use tokenize='client'")
-    if text_model != settings.model:
-        try:
-            config = yield from probe_model(settings.url, text_model, "")
-        except ModelNotReadyError as exc:
-            if missing is not None:
-                raise TokenizerMismatchError(f"{missing}; and the server's text model is not available: {exc}") \
-                    from exc
-            raise
     return TextScoringCore(manifest, text_model, versions.get(text_model, ""),
-                           max_pairs=config_int(config, "max_pairs", DEFAULT_MAX_PAIRS),
+                           max_pairs=config_int(text_config, "max_pairs", DEFAULT_MAX_PAIRS),
                            max_text_bytes=options.max_text_bytes,
-                           server_max_text_bytes=config_int(config, "max_text_bytes", 0) or None)
+                           server_max_text_bytes=config_int(text_config, "max_text_bytes", 0) or None)
 
 
 def infer_flow(core: Core, requests: Sequence[InferRequest]) -> Flow[list[dict[str, Any]]]:
@@ -139,3 +152,17 @@ def single_column(scores: Scores) -> list[float]:
     if scores and isinstance(scores[0], list):
         raise InvalidInputError("rerank needs one score per passage: give a single cutoff layer")
     return scores  # type: ignore[return-value]
+
+
+class ClientState:
+    """What the sync and asyncio clients expose about the model they score with."""
+    _core: Core
+
+    @property
+    def manifest(self) -> ModelManifest:
+        return self._core.manifest
+
+    @property
+    def tokenize(self) -> str:
+        """Where pairs are tokenized: "client" (here) or "server" (the model's text model)."""
+        return self._core.tokenize

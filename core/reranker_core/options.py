@@ -22,7 +22,9 @@ QUERY_MAX_LENGTH = "query_max_length"
 TOP_N = "top_n"
 LONG_PASSAGES = "long_passages"
 WINDOW_STRIDE = "window_stride"
-COMMON_OPTIONS = frozenset({NORMALIZE, MAX_LENGTH, QUERY_MAX_LENGTH, TOP_N, LONG_PASSAGES, WINDOW_STRIDE})
+TRUNCATE_OPTION = "truncate"       # false: an input longer than max_length is an error, not truncated
+COMMON_OPTIONS = frozenset({NORMALIZE, MAX_LENGTH, QUERY_MAX_LENGTH, TOP_N, LONG_PASSAGES, WINDOW_STRIDE,
+                            TRUNCATE_OPTION})
 # Options the token model reads from request parameters (everything else is applied around it).
 TOKEN_MODEL_OPTIONS = (CUTOFF_LAYERS, COMPRESS_RATIO, COMPRESS_LAYERS)
 # Request parameters Triton itself reserves; never treated as options.
@@ -44,6 +46,7 @@ class ScoreOptions:
     long_passages: str = TRUNCATE
     window_stride: Optional[int] = None
     top_n: Optional[int] = None
+    truncate: bool = True
 
     def text_parameters(self) -> dict[str, Any]:
         """Request parameters for a text model scoring with these options (scores left raw: the
@@ -55,6 +58,8 @@ class ScoreOptions:
             params[LONG_PASSAGES] = self.long_passages
         if self.window_stride is not None:
             params[WINDOW_STRIDE] = self.window_stride
+        if not self.truncate:
+            params[TRUNCATE_OPTION] = False
         return {**params, **self.token_parameters()}
 
     def token_parameters(self) -> dict[str, Any]:
@@ -98,7 +103,10 @@ def parse_options(raw: Mapping[str, Any], manifest: ModelManifest, *, from_text:
         compress_layers=_int_tuple(values.get(COMPRESS_LAYERS), COMPRESS_LAYERS, from_text),
         long_passages=policy,
         window_stride=_positive(values.get(WINDOW_STRIDE), WINDOW_STRIDE, from_text),
-        top_n=_positive(values.get(TOP_N), TOP_N, from_text))
+        top_n=_positive(values.get(TOP_N), TOP_N, from_text),
+        truncate=_bool(values.get(TRUNCATE_OPTION, True), TRUNCATE_OPTION))
+    if options.cutoff_layers == ():
+        raise InputError("cutoff_layers is empty: give a layer or a non-empty list of layers")
     if manifest.llm is not None and any(getattr(options, name) is not None for name in TOKEN_MODEL_OPTIONS):
         resolve_layers(options.cutoff_layers, options.compress_ratio, options.compress_layers,
                        LayerLimits.from_manifest(manifest))

@@ -65,12 +65,30 @@ def prepare_pairs(tokenizer: Tokenizer, manifest: ModelManifest, pairs: Sequence
                             query_max_length=options.query_max_length, prompt=options.prompt)
     except (ValueError, TypeError) as exc:
         raise InputError(str(exc)) from exc
+    if not options.truncate:
+        refuse_truncation(tokenizer, manifest, expanded, rows, owners, options)
     longest = max(len(r.input_ids) for r in rows)
     if manifest.max_positions and longest > manifest.max_positions:
         raise InputError(f"a pair encodes to {longest} tokens, more than the model's {manifest.max_positions}; "
                          f"lower max_length (the query alone is limited by "
                          f"query_max_length={options.query_max_length})")
     return PreparedPairs(len(pairs), rows, np.asarray(owners, dtype=np.int64))
+
+
+UNLIMITED = 1 << 30
+
+
+def refuse_truncation(tokenizer: Tokenizer, manifest: ModelManifest, pairs: Sequence[tuple[str, str]],
+                      rows: Sequence[EncodedPair], owners: Sequence[int], options: ScoreOptions) -> None:
+    """truncate=false: InputError naming the first passage whose pair max_length or
+    query_max_length would cut (its encoding without limits is longer than the one with them)."""
+    whole = encode_pairs(tokenizer, manifest, pairs, max_length=UNLIMITED, query_max_length=UNLIMITED,
+                         prompt=options.prompt)
+    for row, full, owner in zip(rows, whole, owners):
+        if len(full.input_ids) > len(row.input_ids):
+            raise InputError(f"passages[{owner}]: the (query, passage) pair is {len(full.input_ids)} tokens, "
+                             f"more than max_length {options.max_length} (query_max_length "
+                             f"{options.query_max_length}), and truncate is false")
 
 
 def sigmoid(x: float) -> float:

@@ -9,7 +9,7 @@ many callers on the native onnxruntime/TensorRT backends, which only batch equal
 Tensors: query BYTES [1] (rerank shape) or queries BYTES [n] (pairs shape), passages BYTES [n];
 scores FP32 [k, n] (one row per cutoff layer), indices INT64 [m] (rerank shape, best first).
 Request parameters: see reranker_core.options (normalize, max_length, query_max_length, top_n,
-long_passages, window_stride; prompt, cutoff_layers, compress_ratio, compress_layers by family).
+long_passages, window_stride, truncate; prompt, cutoff_layers, compress_ratio, compress_layers by family).
 """
 from __future__ import annotations
 

@@ -29,6 +29,10 @@ class BlockingAsyncClient:
     def manifest(self):
         return self._client.manifest
 
+    @property
+    def tokenize(self) -> str:
+        return self._client.tokenize
+
     def compute_score(self, *args: Any, **kwargs: Any) -> Any:
         return self._run(self._client.compute_score(*args, **kwargs))
 

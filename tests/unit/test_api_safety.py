@@ -394,3 +394,20 @@ def test_settings_refuse_bad_limits():
         parse_settings(["--max-documents", "0"], env={})
     with pytest.raises(SystemExit, match="--request-timeout must be positive"):
         parse_settings(["--request-timeout", "0"], env={})
+
+
+def test_health_probes_a_model_that_failed_until_it_answers_again():
+    """Triton may report a model READY whose backend process is dead: after a request found it
+    unavailable, /health sends a real one-pair request and stays 503 until one succeeds."""
+    backend = FakeBackend()
+    with api_client(backend) as c:
+        backend.fail_with = BackendUnavailable("its backend process is not running")
+        assert c.post("/rerank", json=TEI_BODY).status_code == 503
+        calls = len(backend.calls)
+        r = c.get("/health")
+        assert r.status_code == 503 and "backend process" in r.json()["error"]
+        assert len(backend.calls) == calls + 1 and backend.calls[-1].passages == ["ok"]
+        backend.fail_with = None
+        assert c.get("/health").status_code == 200
+        assert c.get("/health").status_code == 200
+        assert len(backend.calls) == calls + 2          # no probe once it answered

@@ -17,3 +17,7 @@ def test_seed_arguments_kept_for_real_depth_and_scaled_for_tiny_models():
     args = scaled_arguments("gemma2_lightweight", tiny)
     assert args["cutoff_layers"] == [6] and args["compress_ratio"] == 2
     assert args["compress_layers"] == [5, 8]
+
+
+def test_encoder_models_get_no_layer_arguments():
+    assert scaled_arguments("encoder", None) == {}

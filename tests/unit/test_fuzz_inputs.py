@@ -193,6 +193,7 @@ def test_family_options_are_checked_or_encoded_as_ints(core, family, kwargs):
     for key in ("cutoff_layers", "compress_layers"):
         if key in params:
             values = json.loads(params[key])
-            assert values and all(type(v) is int for v in values)
+            assert all(type(v) is int for v in values)
+            assert values or key == "compress_layers"     # [] compress layers: compress nowhere
     if "compress_ratio" in params:
         assert type(params["compress_ratio"]) is int and params["compress_ratio"] >= 1

@@ -41,6 +41,7 @@ def manifest_json(info, *, family: str = ENCODER, text_model: str = TEXT, token_
 
 
 def config(manifest: str, **params: str) -> dict:
+    """A model config as the server returns it, with `params` as config parameters."""
     parameters = {"reranker_manifest": {"string_value": manifest}}
     parameters.update({k: {"string_value": v} for k, v in params.items()})
     return {"max_batch_size": 8, "parameters": parameters}
@@ -66,10 +67,12 @@ def run_connect(configs: dict, tokenize: str, **options):
     return core, probed
 
 
-def test_served_models_from_either_side():
-    assert served_models(json.dumps({"text_model": TEXT}), NAME) == (NAME, TEXT)
-    assert served_models(json.dumps({"token_model": NAME, "text_model": TEXT}), TEXT) == (NAME, TEXT)
-    assert served_models(json.dumps({}), NAME) == (NAME, None)
+def test_served_models_from_either_side(tokenizer_dir):
+    _, info = tokenizer_dir
+    assert served_models(config(manifest_json(info, text_model="")), NAME) == (NAME, TEXT)   # by convention
+    assert served_models(config(manifest_json(info, text_model="other")), NAME) == (NAME, "other")
+    assert served_models(config(manifest_json(info, text_model=""), token_model=NAME), TEXT) == (NAME, TEXT)
+    assert served_models(config(manifest_json(info, token_model=NAME)), TEXT) == (NAME, TEXT)
 
 
 def test_auto_tokenizes_locally_when_the_tokenizer_is_at_hand(tokenizer_dir):
@@ -107,16 +110,28 @@ def test_client_mode_needs_the_tokenizer(tokenizer_dir):
 
 def test_server_mode_needs_a_text_model(tokenizer_dir):
     repo, info = tokenizer_dir
-    with pytest.raises(ModelNotReadyError, match="no text model"):
-        run_connect({NAME: config(manifest_json(info, text_model=""))}, "server", model_repository=str(repo))
+    with pytest.raises(ModelNotReadyError, match="has no text model 'rr-text'"):
+        run_connect({NAME: config(manifest_json(info))}, "server", model_repository=str(repo))
 
 
 def test_auto_with_neither_tokenizer_nor_text_model_names_both(tokenizer_dir):
     _, info = tokenizer_dir
-    with pytest.raises(TokenizerMismatchError, match="text model is not available"):
-        run_connect({NAME: config(manifest_json(info))}, "auto")       # TEXT listed in the manifest, not served
-    with pytest.raises(TokenizerMismatchError, match="no tokenizer matching"):
-        run_connect({NAME: config(manifest_json(info, text_model=""))}, "auto")
+    with pytest.raises(TokenizerMismatchError, match="no tokenizer matching.*no text model 'rr-text'"):
+        run_connect({NAME: config(manifest_json(info))}, "auto")
+
+
+def test_auto_without_a_text_model_still_downloads_the_tokenizer(tokenizer_dir, monkeypatch):
+    """A server without text models keeps working for a host with hub access."""
+    _, info = tokenizer_dir
+    import reranker_client.tokenizer_source as source
+    hub_modes = []
+
+    def fake_hub(repo_id, local_only):
+        hub_modes.append(local_only)
+        return None if local_only else tokenizer_dir[0] / NAME / info.file
+    monkeypatch.setattr(source, "_from_hub", fake_hub)
+    core, probed = run_connect({NAME: config(manifest_json(info, source="BAAI/x"))}, "auto")
+    assert core.tokenize == "client" and hub_modes == [True, False] and probed == [NAME, TEXT]
 
 
 def test_bad_tokenize_mode_is_rejected():

@@ -13,7 +13,8 @@ from reranker_api.schemas import ModelList
 
 
 async def readiness(ctx: Context) -> Readiness:
-    """Ready when Triton is ready and so is the default model (or, without one, every served model)."""
+    """Ready when Triton is ready and so is the default model (or, without one, every served model);
+    a model whose last request found it unavailable must also answer a real one-pair request."""
     try:
         if ctx.settings.default_model:
             models = [(await ctx.backend.resolve(ctx.settings.default_model)).name]
@@ -25,6 +26,8 @@ async def readiness(ctx: Context) -> Readiness:
         return Readiness(False, "no reranker model is being served")
     for name in models:
         state = await ctx.backend.readiness(name)
+        if state.ready and name in ctx.service.failing:
+            state = await ctx.service.probe(name)
         if not state.ready:
             return state
     return Readiness(True, "ready: " + ", ".join(models))

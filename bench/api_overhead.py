@@ -1,0 +1,228 @@
+"""The rerank HTTP API vs calling Triton's text model directly, side by side in one run.
+
+    python -m bench.api_overhead [--shape quick|base] [--passages 100] [--tokens 200]
+                                 [--concurrency 1,16] [--rounds 5] [--requests 32]
+    make bench-api
+
+One embedded Triton server serves the exported model and its `-text` model; `python -m
+reranker_api` runs in front of it. The same 1 query x 100 passages request goes (a) straight to
+the text model over asyncio gRPC (tritonclient.grpc.aio, normalize=true) and (b) through the API
+(POST /rerank, TEI shape, sigmoid scores) over HTTP keep-alive connections (httpx). At each
+concurrency, rounds alternate (a) and (b) bursts (the order swapped every round) so that load from
+other processes on a shared machine hits both alike; at concurrency 1 a paired run also sends the
+two calls back to back many times (median of the differences). Reported: p50/p95 latency of each path, the
+p50 overhead in ms, throughput (requests/s, median over rounds) and its ratio, and the largest
+score difference between the paths. Results: bench/results/api-overhead[-<shape>].json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Optional
+
+import numpy as np
+
+from bench import procstats
+from bench.models import BASE, QUICK, build_encoder_checkpoint, export_encoder_onnx
+from bench.ort_variants import machine_info
+from bench.run import RESULTS, served_repository
+from bench.workloads import rerank_1x100
+
+MODEL = "enc-fp32"
+SHAPES = {"quick": QUICK, "base": BASE}
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_api(triton_grpc: str, port: int, log: Path) -> subprocess.Popen:
+    """`python -m reranker_api` in front of the server; returns once it answers."""
+    proc = subprocess.Popen([sys.executable, "-m", "reranker_api", "--triton-url", triton_grpc, "--host", "127.0.0.1",
+                             "--port", str(port), "--model", MODEL, "--no-access-log"],
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
+                return proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the API did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
+async def burst(call: Callable[[], Awaitable[Any]], concurrency: int, requests: int) -> tuple[list[float], float]:
+    """`requests` calls spread over `concurrency` workers; per-call latencies and the wall time."""
+    latencies: list[float] = []
+    left = [requests]
+
+    async def worker() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            t0 = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - t0
+
+
+async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], levels: list[int], rounds: int,
+                  requests: int, log: Callable[[str], None], api_pid: Optional[int] = None) -> dict:
+    import httpx
+    import tritonclient.grpc.aio as grpcaio
+
+    direct_client = grpcaio.InferenceServerClient(grpc_url)
+    limits = httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
+    http = httpx.AsyncClient(base_url=api_url, timeout=600, limits=limits)
+    encoded = np.array([p.encode() for p in passages], dtype=np.object_)
+    body = {"query": query, "texts": passages}
+
+    async def direct() -> np.ndarray:
+        q = grpcaio.InferInput("query", [1], "BYTES")
+        q.set_data_from_numpy(np.array([query.encode()], dtype=np.object_))
+        p = grpcaio.InferInput("passages", [len(passages)], "BYTES")
+        p.set_data_from_numpy(encoded)
+        result = await direct_client.infer(f"{MODEL}-text", [q, p], outputs=[grpcaio.InferRequestedOutput("scores")],
+                                           parameters={"normalize": True})
+        return result.as_numpy("scores")[-1]
+
+    async def service() -> list:
+        r = await http.post("/rerank", json=body)
+        r.raise_for_status()
+        return r.json()
+
+    try:
+        want = await direct()
+        got = {x["index"]: x["score"] for x in await service()}
+        max_diff = float(max(abs(got[i] - float(want[i])) for i in range(len(passages))))
+        out: dict[str, Any] = {"max_abs_score_diff": max_diff, "levels": {}}
+        for c in levels:
+            await burst(direct, c, c)            # warm-up at this concurrency
+            await burst(service, c, c)
+            lat: dict[str, list[float]] = {"direct": [], "api": []}
+            thr: dict[str, list[float]] = {"direct": [], "api": []}
+            api_cpu_s = 0.0
+            n = max(requests, 2 * c)
+            for k in range(rounds):
+                order = (("direct", direct), ("api", service)) if k % 2 == 0 else (("api", service), ("direct", direct))
+                for name, fn in order:
+                    cpu0 = procstats.cpu_s(api_pid) if api_pid else 0.0
+                    latencies, wall = await burst(fn, c, n)
+                    if name == "api" and api_pid:
+                        api_cpu_s += procstats.cpu_s(api_pid) - cpu0
+                    lat[name] += latencies
+                    thr[name].append(n / wall)
+                log(f"  c={c} round {k + 1}/{rounds}: direct {np.median(lat['direct']) * 1e3:.1f} ms, "
+                    f"api {np.median(lat['api']) * 1e3:.1f} ms")
+            level = {name: {"p50_ms": float(np.percentile(lat[name], 50) * 1e3),
+                            "p95_ms": float(np.percentile(lat[name], 95) * 1e3),
+                            "throughput_rps": float(np.median(thr[name])), "requests": len(lat[name])}
+                     for name in lat}
+            level["p50_overhead_ms"] = level["api"]["p50_ms"] - level["direct"]["p50_ms"]
+            level["throughput_ratio"] = level["api"]["throughput_rps"] / level["direct"]["throughput_rps"]
+            if c == 1:
+                # Paired: direct and API calls back to back, the order alternating; the median of the
+                # per-pair differences is far less sensitive to other load than two separate p50s.
+                diffs = []
+                for k in range(rounds * n):
+                    first, second = (direct, service) if k % 2 == 0 else (service, direct)
+                    t0 = time.perf_counter()
+                    await first()
+                    t1 = time.perf_counter()
+                    await second()
+                    t2 = time.perf_counter()
+                    d_direct, d_api = (t1 - t0, t2 - t1) if k % 2 == 0 else (t2 - t1, t1 - t0)
+                    diffs.append(d_api - d_direct)
+                level["paired_overhead_ms"] = {"median": float(np.median(diffs) * 1e3),
+                                               "p25": float(np.percentile(diffs, 25) * 1e3),
+                                               "p75": float(np.percentile(diffs, 75) * 1e3), "pairs": len(diffs)}
+                log(f"  c=1 paired: median API - direct {level['paired_overhead_ms']['median']:.2f} ms "
+                    f"(IQR {level['paired_overhead_ms']['p25']:.2f} .. {level['paired_overhead_ms']['p75']:.2f})")
+            # CPU the API process spends per request: robust to other load on a shared machine.
+            level["api_cpu_ms_per_request"] = api_cpu_s * 1e3 / len(lat["api"]) if api_pid else None
+            out["levels"][str(c)] = level
+        return out
+    finally:
+        await http.aclose()
+        await direct_client.close()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="quick",
+                        help="model shape: quick (tiny encoder: the API's own cost dominates) or base "
+                             "(bge-reranker-base: the model's cost dominates; slow on CPU)")
+    parser.add_argument("--passages", type=int, default=100)
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--concurrency", default="1,16")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=32, help="requests per burst (at least 2 x concurrency)")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    from reranker_server.embedded import EmbeddedTritonServer
+
+    shape = SHAPES[args.shape]
+    ckpt = build_encoder_checkpoint(shape)
+    fp32 = export_encoder_onnx(ckpt)
+    repo = served_repository(ckpt, fp32, ["fp32"], shape)
+    if not (repo / f"{MODEL}-text" / "config.pbtxt").exists():     # a repository cached before text models
+        from export.text_export import export_text_model
+        export_text_model(repo / MODEL)
+    work = rerank_1x100(ckpt, args.passages, args.tokens)
+    query, passages = work.pairs[0][0], [p for _, p in work.pairs]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    http, grpc, metrics, api_port = (free_port() for _ in range(4))
+    log_dir = RESULTS / "logs"
+    log_dir.mkdir(exist_ok=True)
+    server = EmbeddedTritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                                  log_file=log_dir / "api-overhead-triton.log",
+                                  extra_args=("--model-control-mode=explicit", f"--load-model={MODEL}",
+                                              f"--load-model={MODEL}-text"))
+    server.start(timeout=600)
+    api = None
+    try:
+        api = start_api(server.grpc_url, api_port, log_dir / "api-overhead-api.log")
+        levels = [int(x) for x in args.concurrency.split(",")]
+        print(f"{work.name}, shape {shape.name}: direct text model vs rerank API, concurrency {levels}", flush=True)
+        result = asyncio.run(measure(server.grpc_url, f"http://127.0.0.1:{api_port}", query, passages, levels,
+                                     args.rounds, args.requests, lambda s: print(s, flush=True), api.pid))
+    finally:
+        if api is not None:
+            api.terminate()
+            api.wait(timeout=30)
+        server.stop()
+    result.update({"machine": machine_info(), "shape": shape.name, "workload": work.name,
+                   "tokens": work.total_tokens, "command": "python -m bench.api_overhead " + " ".join(argv or sys.argv[1:]),
+                   "load_avg_end": os.getloadavg()[0]})
+    out = Path(args.out) if args.out else RESULTS / f"api-overhead-{args.shape}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"{'c':>3} {'direct p50 ms':>14} {'api p50 ms':>11} {'overhead ms':>12} {'direct rps':>11} "
+          f"{'api rps':>8} {'ratio':>6} {'api cpu ms/req':>15}")
+    for c, level in result["levels"].items():
+        print(f"{c:>3} {level['direct']['p50_ms']:14.1f} {level['api']['p50_ms']:11.1f} {level['p50_overhead_ms']:12.2f} "
+              f"{level['direct']['throughput_rps']:11.2f} {level['api']['throughput_rps']:8.2f} "
+              f"{level['throughput_ratio']:6.3f} {level['api_cpu_ms_per_request']:15.2f}")
+    paired = result["levels"].get("1", {}).get("paired_overhead_ms")
+    if paired:
+        print(f"c=1 paired overhead (API - direct, back to back): median {paired['median']:.2f} ms, "
+              f"IQR {paired['p25']:.2f} .. {paired['p75']:.2f} ms over {paired['pairs']} pairs")
+    print(f"max |score difference| {result['max_abs_score_diff']:.2e}; wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
