@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from export.__main__ import main as export_main
@@ -19,15 +19,13 @@ from reranker_core.manifest import ModelManifest
 from reranker_core.tensors import MANIFEST_PARAMETER
 
 
-def config_manifests(model_dir: Path) -> list[str]:
-    """The manifest JSON embedded in each of the model directory's Triton configs."""
-    configs = [model_dir / "config.pbtxt", *sorted((model_dir / "configs").glob("*.pbtxt"))]
-    out = []
-    for path in configs:
-        if path.exists():
-            config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-            out.append(config.parameters[MANIFEST_PARAMETER].string_value)
-    return out
+def served_configs(model_dir: Path) -> list[dict]:
+    """Each of the model directory's Triton configs as the server reports it (JSON: parameters
+    as {"key": {"string_value": ...}})."""
+    paths = [model_dir / "config.pbtxt", *sorted((model_dir / "configs").glob("*.pbtxt"))]
+    return [json_format.MessageToDict(text_format.Parse(p.read_text(), model_config_pb2.ModelConfig()),
+                                      preserving_proto_field_name=True)
+            for p in paths if p.exists()]
 
 
 @pytest.mark.parametrize("family", [ENCODER, GEMMA])
@@ -39,9 +37,11 @@ def test_token_and_text_models_name_each_other(family, tmp_path):
     assert (token.text_model, token.token_model) == ("m-text", "")
     assert (text.text_model, text.token_model) == ("m-text", "m")
     for model in ("m", "m-text"):
-        embedded = config_manifests(repo / model)
-        assert embedded, f"{model} has no config"
-        for manifest_json in embedded:
-            # What the client reads off a served model's config, whichever of the two it probed.
-            assert served_models(manifest_json, model) == ("m", "m-text")
-            assert json.loads(manifest_json)["tokenizer"] == json.loads(token.to_json())["tokenizer"]
+        configs = served_configs(repo / model)
+        assert configs, f"{model} has no config"
+        for config in configs:
+            manifest = json.loads(config["parameters"][MANIFEST_PARAMETER]["string_value"])
+            assert (manifest["text_model"], manifest["token_model"] or "m") == ("m-text", "m")
+            assert manifest["tokenizer"] == json.loads(token.to_json())["tokenizer"]
+            # What the client makes of a served model's config, whichever of the two it probed.
+            assert served_models(config, model) == ("m", "m-text")
