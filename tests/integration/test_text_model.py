@@ -246,3 +246,19 @@ def test_readme_grpc_request_body_works_as_written(triton_server):
                               ["hi", "The giant panda is a bear."], query="what is panda?",
                               parameters={"normalize": True})
     assert np.abs(np.array(scores) - want[0]).max() < 1e-6 and all(0 < s < 1 for s in scores)
+
+
+def test_wrong_shape_is_rejected_and_the_model_keeps_serving(triton_server):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    inputs = []
+    for name, values in (("query", [b"q1", b"q2"]), ("passages", [b"p"])):
+        tensor = grpcclient.InferInput(name, [len(values)], "BYTES")
+        tensor.set_data_from_numpy(np.array(values, dtype=np.object_))
+        inputs.append(tensor)
+    with pytest.raises(InferenceServerException, match="(?i)shape"):
+        client.infer("tiny-encoder-text", inputs)          # query is [1]
+    client.close()
+    scores, _ = grpc_text_infer(triton_server.grpc_url, "tiny-encoder-text", ["p"], query="q")
+    assert scores.shape == (1, 1)
