@@ -3,7 +3,6 @@ pairs + options -> token rows (long passages windowed) -> ... -> scores per pair
 normalized when asked, and the ranking."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -89,10 +88,6 @@ def refuse_truncation(tokenizer: Tokenizer, manifest: ModelManifest, pairs: Sequ
             raise InputError(f"passages[{owner}]: the (query, passage) pair is {len(full.input_ids)} tokens, "
                              f"more than max_length {options.max_length} (query_max_length "
                              f"{options.query_max_length}), and truncate is false")
-
-
-def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 def normalized(scores: np.ndarray, normalize: bool) -> np.ndarray:
