@@ -23,6 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -62,13 +63,14 @@ def _copy_model_files(out_dir: Path, names: tuple[str, ...]) -> None:
 
 
 class _Draw:
-    """Seeded normal draws, one generator per checkpoint, in a fixed key order."""
+    """Seeded normal draws, one generator per checkpoint, in a fixed key order. numpy's generator
+    gives the same numbers on every CPU (torch.randn's kernels differ between AVX2 and AVX-512)."""
 
     def __init__(self, seed: int) -> None:
-        self.gen = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
 
     def normal(self, *shape: int, std: float, mean: float = 0.0) -> torch.Tensor:
-        return (mean + std * torch.randn(shape, generator=self.gen)).to(torch.float32).contiguous()
+        return torch.from_numpy(mean + std * self.rng.standard_normal(shape)).to(torch.float32).contiguous()
 
 
 def _vocab_size(out_dir: Path) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -15,20 +16,22 @@ from export.tiny.tokenizer_builder import build_xlmr_tokenizer
 
 
 def _randomize(module: torch.nn.Module, seed: int, std: float = 0.2) -> None:
-    """Deterministic weights with enough spread that scores differ clearly between pairs."""
-    gen = torch.Generator().manual_seed(seed)
+    """Deterministic weights with enough spread that scores differ clearly between pairs; numpy's
+    generator gives the same numbers on every CPU (torch.randn's kernels differ by CPU)."""
+    rng = np.random.default_rng(seed)
     with torch.no_grad():
         for name, param in sorted(module.named_parameters()):
+            draw = torch.from_numpy(rng.standard_normal(tuple(param.shape)))
             if "LayerNorm.weight" in name or name.endswith("norm.weight"):
-                param.copy_(1.0 + 0.1 * torch.randn(param.shape, generator=gen))
+                param.copy_(1.0 + 0.1 * draw)
             else:
-                param.copy_(std * torch.randn(param.shape, generator=gen))
+                param.copy_(std * draw)
 
 
 def build_xlmr_reranker(out_dir: Path, *, seed: int = 0, max_position_embeddings: int = 514,
                         hidden_size: int = 32, num_hidden_layers: int = 2,
                         num_attention_heads: int = 4, intermediate_size: int = 64) -> Path:
-    """An XLMRobertaForSequenceClassification reranker (num_labels=1) with a trained tokenizer.
+    """An XLMRobertaForSequenceClassification reranker (num_labels=1) with the tiny tokenizer.
 
     `max_position_embeddings` = usable tokens + 2 (RoBERTa's padding_idx offset), as in the real
     models (514 for base/large, 8194 for v2-m3); a small value forces truncation paths.

@@ -1,14 +1,21 @@
 """Small, deterministic tokenizers that behave like the real models' tokenizers.
 
-A unigram (sentencepiece-style) tokenizer trained on a small multilingual corpus, saved as
+A unigram (sentencepiece-style) tokenizer over a small multilingual corpus, saved as
 `tokenizer.json` with the special-token layout of the family it stands in for.
+
+The vocabulary is counted here in plain Python instead of by `tokenizers`' UnigramTrainer:
+the trainer's parallel EM gives a different vocabulary from run to run, and tests need the
+same tokenizer on every machine and every build.
 """
 from __future__ import annotations
 
 import json
+import math
+import unicodedata
+from collections import Counter
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 CORPUS = [
     "what is panda?",
@@ -30,20 +37,40 @@ CORPUS = [
 ]
 
 
-def _train(special_tokens: list[str], vocab_size: int, unk: str, prepend: str = "always") -> Tokenizer:
-    tok = Tokenizer(models.Unigram())
+MAX_PIECE_CHARS = 8
+
+
+def _piece_counts(pre_tokenizer: pre_tokenizers.PreTokenizer) -> Counter[str]:
+    """How often every substring (up to MAX_PIECE_CHARS) of every pre-tokenized corpus word occurs."""
+    counts: Counter[str] = Counter()
+    for text in CORPUS:
+        for word, _ in pre_tokenizer.pre_tokenize_str(unicodedata.normalize("NFKC", text)):
+            for start in range(len(word)):
+                for end in range(start + 1, min(len(word), start + MAX_PIECE_CHARS) + 1):
+                    counts[word[start:end]] += 1
+    return counts
+
+
+def _unigram_vocab(counts: Counter[str], special_tokens: list[str], vocab_size: int) -> list[tuple[str, float]]:
+    """Special tokens, every corpus character, then the multi-character pieces that cover most
+    text (count x length, ties by the piece itself), each scored by its log frequency."""
+    chars = sorted(p for p in counts if len(p) == 1)
+    room = max(0, vocab_size - len(special_tokens) - len(chars))
+    multi = sorted((p for p in counts if len(p) > 1 and counts[p] > 1), key=lambda p: (-counts[p] * len(p), p))
+    pieces = chars + multi[:room]
+    total = sum(counts[p] for p in pieces)
+    scored = sorted(((p, math.log(counts[p] / total)) for p in pieces), key=lambda ps: (-ps[1], ps[0]))
+    return [(t, 0.0) for t in special_tokens] + scored
+
+
+def _build(special_tokens: list[str], vocab_size: int, unk: str, prepend: str = "always") -> Tokenizer:
+    pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend)
+    vocab = _unigram_vocab(_piece_counts(pre_tokenizer), special_tokens, vocab_size)
+    tok = Tokenizer(models.Unigram(vocab, unk_id=special_tokens.index(unk), byte_fallback=False))
     tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend)
+    tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=prepend)
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special_tokens,
-        unk_token=unk,
-        shrinking_factor=0.75,
-        max_piece_length=8,
-        n_sub_iterations=2,
-    )
-    tok.train_from_iterator(CORPUS * 3, trainer=trainer)
+    tok.add_special_tokens(special_tokens)
     return tok
 
 
@@ -51,7 +78,7 @@ def build_xlmr_tokenizer(out_dir: Path, model_max_length: int = 512) -> Path:
     """An XLM-R style tokenizer: <s>=0 <pad>=1 </s>=2 <unk>=3 ... <mask> last."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = _train(["<s>", "<pad>", "</s>", "<unk>"], vocab_size=400, unk="<unk>")
+    tok = _build(["<s>", "<pad>", "</s>", "<unk>"], vocab_size=400, unk="<unk>")
     tok.add_special_tokens(["<mask>"])
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>",
@@ -77,7 +104,7 @@ def build_decoder_tokenizer(out_dir: Path, padding_side: str = "left", bos_token
     template beyond an optional BOS (FlagEmbedding always tokenizes with add_special_tokens=False)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = _train(["<pad>", "<eos>", bos_token, "<unk>"], vocab_size=420, unk="<unk>", prepend="never")
+    tok = _build(["<pad>", "<eos>", bos_token, "<unk>"], vocab_size=420, unk="<unk>", prepend="never")
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos_token} $A", pair=f"{bos_token} $A $B:1", special_tokens=[(bos_token, 2)])
     tok.save(str(out_dir / "tokenizer.json"))

@@ -149,7 +149,8 @@ def test_lightweight_ratio_one_and_late_compress_layers_change_nothing(oracle, s
 def test_checkpoints_give_clearly_different_scores(oracle, label):
     scores = _expected(oracle[_key(label, {})])[:, 0]
     assert float(scores.max() - scores.min()) > 0.1
-    assert len({round(float(s), 3) for s in scores}) == len(PAIRS)
+    gaps = scores.sort().values.diff()
+    assert float(gaps.min()) > 1e-3, scores
 
 
 @pytest.mark.parametrize("label", list(FAMILIES))
