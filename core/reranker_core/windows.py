@@ -31,11 +31,21 @@ def window_texts(tokenizer: Tokenizer, passage: str, window: int, stride: Option
     texts: list[str] = []
     start = 0
     while True:
-        end = min(start + window, count)
-        text = passage[offsets[start][0]:offsets[end - 1][1]]
+        text, end = _fitting_window(tokenizer, passage, offsets, start, min(start + window, count), window)
         if text.strip():
             texts.append(text)
         if end == count:
             break
-        start += step
+        start = min(start + step, end)
     return texts or [passage]
+
+
+def _fitting_window(tokenizer: Tokenizer, passage: str, offsets: list[tuple[int, int]], start: int, end: int,
+                    window: int) -> tuple[str, int]:
+    """The text of tokens [start, end), shortened at the end until it encodes to at most `window`
+    tokens on its own (a window cut inside a word can encode to one token more than its slice)."""
+    while True:
+        text = passage[offsets[start][0]:offsets[end - 1][1]]
+        if end - start <= 1 or len(tokenizer.encode(text, add_special_tokens=False).ids) <= window:
+            return text, end
+        end -= 1

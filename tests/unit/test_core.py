@@ -109,6 +109,22 @@ def test_windows_cover_the_passage_with_overlap(tokenizer):
     assert len(window_texts(tokenizer, passage, 16, stride=16)) < len(texts)
 
 
+@pytest.mark.parametrize("window", [3, 5, 7, 16])
+def test_every_window_fits_on_its_own_and_no_token_is_skipped(tokenizer, window):
+    """Windows cut inside words re-encode to more tokens than their slice; they are shortened to fit."""
+    passage = "Les élèves étudient à l'école; the giant panda is a bear species endemic to China. " * 3
+    texts = window_texts(tokenizer, passage, window)
+    assert len(texts) > 1
+    for text in texts:
+        assert len(tokenizer.encode(text, add_special_tokens=False).ids) <= window, text
+    position = 0
+    for text in texts:            # each window starts inside or right after the previous one
+        found = passage.find(text, max(0, position - len(text)))
+        assert 0 <= found <= position, (text, position)
+        position = max(position, found + len(text))
+    assert position >= len(passage.rstrip())
+
+
 def test_bucketed_requests_have_bucket_widths_and_respect_limits():
     rows = [EncodedPair(tuple(range(1, n + 1))) for n in (3, 40, 33, 70, 5, 64, 64)]
     batches = plan_requests(rows, max_pairs=2, pad_id=0, max_tokens=130, buckets=True, max_positions=100)

