@@ -7,12 +7,16 @@
 One embedded Triton server serves the exported model and its `-text` model; `python -m
 reranker_api` runs in front of it. The same 1 query x 100 passages request goes (a) straight to
 the text model over asyncio gRPC (tritonclient.grpc.aio, normalize=true) and (b) through the API
-(POST /rerank, TEI shape, sigmoid scores) over HTTP keep-alive connections (httpx). At each
+(POST /rerank, TEI shape, sigmoid scores) over HTTP keep-alive connections (aiohttp, a lean
+asyncio HTTP client: the overhead measured is the service's, not a slow client library's). At each
 concurrency, rounds alternate (a) and (b) bursts (the order swapped every round) so that load from
 other processes on a shared machine hits both alike; at concurrency 1 a paired run also sends the
 two calls back to back many times (median of the differences). Reported: p50/p95 latency of each path, the
-p50 overhead in ms, throughput (requests/s, median over rounds) and its ratio, and the largest
-score difference between the paths. Results: bench/results/api-overhead[-<shape>].json.
+p50 overhead in ms, throughput (requests/s, median over rounds) and its ratio, the CPU the API
+process spends per request, the time the service adds around its Triton call (from its own
+/metrics: request duration minus backend duration, mean per request) and the largest score
+difference between the paths. Also a section of `make bench` (bench/run.py).
+Results: bench/results/api-overhead[-<shape>].json.
 """
 from __future__ import annotations
 
@@ -64,6 +68,21 @@ def start_api(triton_grpc: str, port: int, log: Path) -> subprocess.Popen:
         time.sleep(0.2)
 
 
+def service_time(api_url: str) -> np.ndarray:
+    """[request seconds, backend seconds, requests] of POST /rerank so far, from the API's /metrics."""
+    text = urllib.request.urlopen(f"{api_url}/metrics", timeout=10).read().decode()
+    found = np.zeros(3)
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == 'reranker_api_request_duration_seconds_sum{route="/rerank"}':
+            found[0] = float(value)
+        elif name.startswith("reranker_api_backend_duration_seconds_sum{"):
+            found[1] += float(value)
+        elif name == 'reranker_api_request_duration_seconds_count{route="/rerank"}':
+            found[2] = float(value)
+    return found
+
+
 async def burst(call: Callable[[], Awaitable[Any]], concurrency: int, requests: int) -> tuple[list[float], float]:
     """`requests` calls spread over `concurrency` workers; per-call latencies and the wall time."""
     latencies: list[float] = []
@@ -82,14 +101,15 @@ async def burst(call: Callable[[], Awaitable[Any]], concurrency: int, requests: 
 
 async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], levels: list[int], rounds: int,
                   requests: int, log: Callable[[str], None], api_pid: Optional[int] = None) -> dict:
-    import httpx
+    import aiohttp
     import tritonclient.grpc.aio as grpcaio
 
     direct_client = grpcaio.InferenceServerClient(grpc_url)
-    limits = httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
-    http = httpx.AsyncClient(base_url=api_url, timeout=600, limits=limits)
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(levels)),
+                                 timeout=aiohttp.ClientTimeout(total=600))
     encoded = np.array([p.encode() for p in passages], dtype=np.object_)
-    body = {"query": query, "texts": passages}
+    body = json.dumps({"query": query, "texts": passages}).encode()
+    headers = {"Content-Type": "application/json"}
 
     async def direct() -> np.ndarray:
         q = grpcaio.InferInput("query", [1], "BYTES")
@@ -101,9 +121,9 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
         return result.as_numpy("scores")[-1]
 
     async def service() -> list:
-        r = await http.post("/rerank", json=body)
-        r.raise_for_status()
-        return r.json()
+        async with http.post(f"{api_url}/rerank", data=body, headers=headers) as r:
+            r.raise_for_status()
+            return await r.json()
 
     try:
         want = await direct()
@@ -116,6 +136,7 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
             lat: dict[str, list[float]] = {"direct": [], "api": []}
             thr: dict[str, list[float]] = {"direct": [], "api": []}
             api_cpu_s = 0.0
+            inside0 = service_time(api_url)
             n = max(requests, 2 * c)
             for k in range(rounds):
                 order = (("direct", direct), ("api", service)) if k % 2 == 0 else (("api", service), ("direct", direct))
@@ -152,13 +173,71 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
                                                "p75": float(np.percentile(diffs, 75) * 1e3), "pairs": len(diffs)}
                 log(f"  c=1 paired: median API - direct {level['paired_overhead_ms']['median']:.2f} ms "
                     f"(IQR {level['paired_overhead_ms']['p25']:.2f} .. {level['paired_overhead_ms']['p75']:.2f})")
+            inside = service_time(api_url) - inside0
+            level["service_added_ms_per_request"] = float(inside[0] - inside[1]) * 1e3 / max(1.0, float(inside[2]))
             # CPU the API process spends per request: robust to other load on a shared machine.
             level["api_cpu_ms_per_request"] = api_cpu_s * 1e3 / len(lat["api"]) if api_pid else None
             out["levels"][str(c)] = level
         return out
     finally:
-        await http.aclose()
+        await http.close()
         await direct_client.close()
+
+
+def run(shape_name: str, passages_n: int, tokens: int, levels: list[int], rounds: int, requests: int,
+        log: Callable[[str], None]) -> dict[str, Any]:
+    """Serve the quick/base encoder and its text model, put the API in front, measure both paths."""
+    from reranker_server.embedded import EmbeddedTritonServer
+
+    shape = SHAPES[shape_name]
+    ckpt = build_encoder_checkpoint(shape)
+    fp32 = export_encoder_onnx(ckpt)
+    repo = served_repository(ckpt, fp32, ["fp32"], shape)
+    if not (repo / f"{MODEL}-text" / "config.pbtxt").exists():     # a repository cached before text models
+        from export.text_export import export_text_model
+        export_text_model(repo / MODEL)
+    work = rerank_1x100(ckpt, passages_n, tokens)
+    query, passages = work.pairs[0][0], [p for _, p in work.pairs]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    http, grpc, metrics, api_port = (free_port() for _ in range(4))
+    log_dir = RESULTS / "logs"
+    log_dir.mkdir(exist_ok=True)
+    server = EmbeddedTritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                                  log_file=log_dir / "api-overhead-triton.log",
+                                  extra_args=("--model-control-mode=explicit", f"--load-model={MODEL}",
+                                              f"--load-model={MODEL}-text"))
+    server.start(timeout=600)
+    api = None
+    try:
+        api = start_api(server.grpc_url, api_port, log_dir / "api-overhead-api.log")
+        log(f"{work.name}, shape {shape.name}: direct text model vs rerank API, concurrency {levels}")
+        result = asyncio.run(measure(server.grpc_url, f"http://127.0.0.1:{api_port}", query, passages, levels,
+                                     rounds, requests, log, api.pid))
+    finally:
+        if api is not None:
+            api.terminate()
+            api.wait(timeout=30)
+        server.stop()
+    result.update({"machine": machine_info(), "shape": shape.name, "workload": work.name,
+                   "tokens": work.total_tokens, "load_avg_end": os.getloadavg()[0]})
+    return result
+
+
+def table(result: dict[str, Any]) -> list[str]:
+    """The result as printable lines."""
+    lines = [f"{'c':>3} {'direct p50 ms':>14} {'api p50 ms':>11} {'overhead ms':>12} {'direct rps':>11} "
+             f"{'api rps':>8} {'ratio':>6} {'api cpu ms/req':>15} {'service adds ms':>16}"]
+    for c, level in result["levels"].items():
+        lines.append(f"{c:>3} {level['direct']['p50_ms']:14.1f} {level['api']['p50_ms']:11.1f} "
+                     f"{level['p50_overhead_ms']:12.2f} {level['direct']['throughput_rps']:11.2f} "
+                     f"{level['api']['throughput_rps']:8.2f} {level['throughput_ratio']:6.3f} "
+                     f"{level['api_cpu_ms_per_request']:15.2f} {level['service_added_ms_per_request']:16.2f}")
+    paired = result["levels"].get("1", {}).get("paired_overhead_ms")
+    if paired:
+        lines.append(f"c=1 paired overhead (API - direct, back to back): median {paired['median']:.2f} ms, "
+                     f"IQR {paired['p25']:.2f} .. {paired['p75']:.2f} ms over {paired['pairs']} pairs")
+    lines.append(f"max |score difference| {result['max_abs_score_diff']:.2e}")
+    return lines
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -173,54 +252,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--requests", type=int, default=32, help="requests per burst (at least 2 x concurrency)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    from reranker_server.embedded import EmbeddedTritonServer
-
-    shape = SHAPES[args.shape]
-    ckpt = build_encoder_checkpoint(shape)
-    fp32 = export_encoder_onnx(ckpt)
-    repo = served_repository(ckpt, fp32, ["fp32"], shape)
-    if not (repo / f"{MODEL}-text" / "config.pbtxt").exists():     # a repository cached before text models
-        from export.text_export import export_text_model
-        export_text_model(repo / MODEL)
-    work = rerank_1x100(ckpt, args.passages, args.tokens)
-    query, passages = work.pairs[0][0], [p for _, p in work.pairs]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    http, grpc, metrics, api_port = (free_port() for _ in range(4))
-    log_dir = RESULTS / "logs"
-    log_dir.mkdir(exist_ok=True)
-    server = EmbeddedTritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                  log_file=log_dir / "api-overhead-triton.log",
-                                  extra_args=("--model-control-mode=explicit", f"--load-model={MODEL}",
-                                              f"--load-model={MODEL}-text"))
-    server.start(timeout=600)
-    api = None
-    try:
-        api = start_api(server.grpc_url, api_port, log_dir / "api-overhead-api.log")
-        levels = [int(x) for x in args.concurrency.split(",")]
-        print(f"{work.name}, shape {shape.name}: direct text model vs rerank API, concurrency {levels}", flush=True)
-        result = asyncio.run(measure(server.grpc_url, f"http://127.0.0.1:{api_port}", query, passages, levels,
-                                     args.rounds, args.requests, lambda s: print(s, flush=True), api.pid))
-    finally:
-        if api is not None:
-            api.terminate()
-            api.wait(timeout=30)
-        server.stop()
-    result.update({"machine": machine_info(), "shape": shape.name, "workload": work.name,
-                   "tokens": work.total_tokens, "command": "python -m bench.api_overhead " + " ".join(argv or sys.argv[1:]),
-                   "load_avg_end": os.getloadavg()[0]})
+    levels = [int(x) for x in args.concurrency.split(",")]
+    result = run(args.shape, args.passages, args.tokens, levels, args.rounds, args.requests,
+                 lambda s: print(s, flush=True))
+    result["command"] = "python -m bench.api_overhead " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out) if args.out else RESULTS / f"api-overhead-{args.shape}.json"
     out.write_text(json.dumps(result, indent=2))
-    print(f"{'c':>3} {'direct p50 ms':>14} {'api p50 ms':>11} {'overhead ms':>12} {'direct rps':>11} "
-          f"{'api rps':>8} {'ratio':>6} {'api cpu ms/req':>15}")
-    for c, level in result["levels"].items():
-        print(f"{c:>3} {level['direct']['p50_ms']:14.1f} {level['api']['p50_ms']:11.1f} {level['p50_overhead_ms']:12.2f} "
-              f"{level['direct']['throughput_rps']:11.2f} {level['api']['throughput_rps']:8.2f} "
-              f"{level['throughput_ratio']:6.3f} {level['api_cpu_ms_per_request']:15.2f}")
-    paired = result["levels"].get("1", {}).get("paired_overhead_ms")
-    if paired:
-        print(f"c=1 paired overhead (API - direct, back to back): median {paired['median']:.2f} ms, "
-              f"IQR {paired['p25']:.2f} .. {paired['p75']:.2f} ms over {paired['pairs']} pairs")
-    print(f"max |score difference| {result['max_abs_score_diff']:.2e}; wrote {out}")
+    for line in table(result):
+        print(line)
+    print(f"wrote {out}")
     return 0
 
 

@@ -9,7 +9,8 @@ several concurrency levels. Reported: pairs/s, tokens/s (real tokens, no padding
 latency, peak RSS of the tritonserver process tree, CPU seconds (contention-robust: this machine
 is shared), score drift and top-10 agreement of each variant against FlagEmbedding fp32.
 Section "text_path" (bench/text_path.py): the same rerank call through the text model vs the token
-model. Results: bench/results/bench[-quick].json and .png.
+model. Section "api_overhead" (bench/api_overhead.py): the rerank HTTP API in front of the text
+model vs the text model called directly. Results: bench/results/bench[-quick].json and .png.
 """
 from __future__ import annotations
 
@@ -345,6 +346,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--skip-text-path", action="store_true", help="skip bench/text_path.py's section")
     parser.add_argument("--text-path-variant", default="int8+t1024", help="graph the text path section serves")
+    parser.add_argument("--skip-api", action="store_true", help="skip bench/api_overhead.py's section")
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--workloads", default="rerank,mixed", help="subset of rerank,mixed")
     parser.add_argument("--llm", action="store_true", help="also the LLM reranker workloads")
@@ -392,6 +394,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         from bench import text_path
         result["text_path"] = text_path.run(ckpt, text_path.QUICK_PLAN if args.quick else text_path.FULL_PLAN,
                                             args.text_path_variant, log, RESULTS / "server-text-path.log.tmp")
+    if not (args.skip_server or args.skip_api):
+        from bench import api_overhead
+        log("rerank HTTP API vs the text model directly (quick encoder shape)")
+        result["api_overhead"] = api_overhead.run("quick", 100, 200, [1, 16], 2 if args.quick else 5,
+                                                  32, log)
+        for line in api_overhead.table(result["api_overhead"]):
+            log(line)
     if args.llm:
         result["llm"] = run_llm(args.quick, log)
     result["load_avg_end"] = os.getloadavg()

@@ -24,7 +24,7 @@ def quick_result(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "bench-quick.json"
     skip = [] if Path(oracle_python()).exists() else ["--skip-flagembedding"]
     assert bench_run.main(["--quick", "--variants", "fused,int8+t256", "--concurrency", "1,2",
-                           "--out", str(out), "--skip-text-path", *skip]) == 0
+                           "--out", str(out), "--skip-text-path", "--skip-api", *skip]) == 0
     assert out.with_suffix(".png").stat().st_size > 10_000
     return json.loads(out.read_text())
 
