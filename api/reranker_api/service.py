@@ -65,7 +65,7 @@ def encode_text(text: str, where: str, max_bytes: int) -> bytes:
         raise ApiError("validation", f"`{where}` is not valid Unicode (it holds a lone surrogate)") from None
     if len(data) > max_bytes:
         raise ApiError("validation", f"`{where}` has {len(data)} bytes, over the limit of {max_bytes} bytes")
-    if not text.strip():
+    if not text or text.isspace():
         raise ApiError("validation", f"`{where}` is empty")
     return data
 
@@ -90,6 +90,12 @@ class RerankService:
                                                  f"of {self.settings.max_documents}")
         limit = self.settings.max_text_bytes
         query = encode_text(job.query, job.query_field, limit)
+        try:    # the common case in one pass; any failure is found and named by encode_text
+            documents = [d.encode("utf-8") for d in job.documents]
+            if max(map(len, documents)) <= limit and not any(not d or d.isspace() for d in job.documents):
+                return query, documents
+        except UnicodeEncodeError:
+            pass
         return query, [encode_text(d, f"{job.documents_field}[{i}]", limit) for i, d in enumerate(job.documents)]
 
     async def resolve(self, name: Optional[str]) -> ModelInfo:

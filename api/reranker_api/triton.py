@@ -142,6 +142,8 @@ class TritonBackend:
 
     async def refresh(self, force: bool = False) -> None:
         """Re-read the served models (at most once per refresh_s unless forced)."""
+        if not force and time.monotonic() - self._listed_at < self.refresh_s:
+            return
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:

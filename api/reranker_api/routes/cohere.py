@@ -55,10 +55,11 @@ def register(app: FastAPI, ctx: Context) -> None:
                 scored = await ctx.service.rank(job)
                 note(request, scored.model.name, len(texts))
                 row = scored.ranking_row
+                values = row.tolist()
                 order = ranking(row)[: body.top_n or len(texts)]
                 results = []
                 for i in order:
-                    item: dict[str, Any] = {"index": i, "relevance_score": float(row[i])}
+                    item: dict[str, Any] = {"index": i, "relevance_score": values[i]}
                     if body.return_documents:
                         doc = body.documents[i]
                         item["document"] = {"text": doc} if isinstance(doc, str) else doc

@@ -28,7 +28,8 @@ def register(app: FastAPI, ctx: Context) -> None:
             scored = await ctx.service.rank(job)
             note(request, scored.model.name, len(passages))
             row = scored.ranking_row
-            return JSONResponse({"rankings": [{"index": i, "logit": float(row[i])} for i in ranking(row)]})
+            values = row.tolist()
+            return JSONResponse({"rankings": [{"index": i, "logit": values[i]} for i in ranking(row)]})
         return await run(request, ctx, NIM, NimRankingRequest, handle)
 
     doc_route(app, "/v1/ranking", ranking_route, NimRankingRequest, NimRankingResponse, NIM,

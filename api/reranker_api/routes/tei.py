@@ -34,9 +34,10 @@ def register(app: FastAPI, ctx: Context) -> None:
             scored = await ctx.service.rank(job)
             note(request, scored.model.name, len(body.texts))
             row = scored.ranking_row
+            values = row.tolist()
             out = []
             for i in ranking(row, ties_high_index_first=True):
-                item = {"index": i, "score": float(row[i])}
+                item = {"index": i, "score": values[i]}
                 if body.return_text:
                     item["text"] = body.texts[i]
                 out.append(item)
