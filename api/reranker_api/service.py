@@ -57,17 +57,22 @@ def ranking(scores: np.ndarray, ties_high_index_first: bool = False) -> list[int
     return np.lexsort((-index if ties_high_index_first else index, -np.asarray(scores, dtype=np.float64))).tolist()
 
 
-def encode_text(text: str, where: str, max_bytes: int) -> bytes:
-    """UTF-8 bytes of one query or document, or an ApiError naming it."""
+def encode_text(text: str, field: str, max_bytes: int, index: Optional[int] = None) -> bytes:
+    """UTF-8 bytes of one query or document (`field`, or item `index` of it), or an ApiError
+    naming it. The name is only formatted on error: this runs for every document."""
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ApiError("validation", f"`{where}` is not valid Unicode (it holds a lone surrogate)") from None
-    if len(data) > max_bytes:
-        raise ApiError("validation", f"`{where}` has {len(data)} bytes, over the limit of {max_bytes} bytes")
-    if not text or text.isspace():
-        raise ApiError("validation", f"`{where}` is empty")
-    return data
+        problem = "is not valid Unicode (it holds a lone surrogate)"
+    else:
+        if len(data) > max_bytes:
+            problem = f"has {len(data)} bytes, over the limit of {max_bytes} bytes"
+        elif not text or text.isspace():
+            problem = "is empty"
+        else:
+            return data
+    where = field if index is None else f"{field}[{index}]"
+    raise ApiError("validation", f"`{where}` {problem}")
 
 
 class RerankService:
@@ -90,13 +95,8 @@ class RerankService:
                                                  f"of {self.settings.max_documents}")
         limit = self.settings.max_text_bytes
         query = encode_text(job.query, job.query_field, limit)
-        try:    # the common case in one pass; any failure is found and named by encode_text
-            documents = [d.encode("utf-8") for d in job.documents]
-            if max(map(len, documents)) <= limit and not any(not d or d.isspace() for d in job.documents):
-                return query, documents
-        except UnicodeEncodeError:
-            pass
-        return query, [encode_text(d, f"{job.documents_field}[{i}]", limit) for i, d in enumerate(job.documents)]
+        field = job.documents_field
+        return query, [encode_text(d, field, limit, i) for i, d in enumerate(job.documents)]
 
     async def resolve(self, name: Optional[str]) -> ModelInfo:
         """The model a request names, or the default: the configured one, else the only one served."""
