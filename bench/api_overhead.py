@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -41,6 +41,8 @@ from bench.workloads import rerank_1x100
 
 MODEL = "enc-fp32"
 SHAPES = {"quick": QUICK, "base": BASE}
+# The measured request and schedule (also what `make bench` runs): 1 query x 100 passages of ~200 tokens.
+PASSAGES, TOKENS, LEVELS, ROUNDS, REQUESTS = 100, 200, (1, 16), 5, 32
 
 
 def free_port() -> int:
@@ -99,7 +101,7 @@ async def burst(call: Callable[[], Awaitable[Any]], concurrency: int, requests: 
     return latencies, time.perf_counter() - t0
 
 
-async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], levels: list[int], rounds: int,
+async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], levels: Sequence[int], rounds: int,
                   requests: int, log: Callable[[str], None], api_pid: Optional[int] = None) -> dict:
     import aiohttp
     import tritonclient.grpc.aio as grpcaio
@@ -184,8 +186,8 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
         await direct_client.close()
 
 
-def run(shape_name: str, passages_n: int, tokens: int, levels: list[int], rounds: int, requests: int,
-        log: Callable[[str], None]) -> dict[str, Any]:
+def run(log: Callable[[str], None], shape_name: str = "quick", passages_n: int = PASSAGES, tokens: int = TOKENS,
+        levels: Sequence[int] = LEVELS, rounds: int = ROUNDS, requests: int = REQUESTS) -> dict[str, Any]:
     """Serve the quick/base encoder and its text model, put the API in front, measure both paths."""
     from reranker_server.embedded import EmbeddedTritonServer
 
@@ -245,16 +247,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="quick",
                         help="model shape: quick (tiny encoder: the API's own cost dominates) or base "
                              "(bge-reranker-base: the model's cost dominates; slow on CPU)")
-    parser.add_argument("--passages", type=int, default=100)
-    parser.add_argument("--tokens", type=int, default=200)
-    parser.add_argument("--concurrency", default="1,16")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=32, help="requests per burst (at least 2 x concurrency)")
+    parser.add_argument("--passages", type=int, default=PASSAGES)
+    parser.add_argument("--tokens", type=int, default=TOKENS)
+    parser.add_argument("--concurrency", default=",".join(map(str, LEVELS)))
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--requests", type=int, default=REQUESTS, help="requests per burst (at least 2 x concurrency)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.concurrency.split(",")]
-    result = run(args.shape, args.passages, args.tokens, levels, args.rounds, args.requests,
-                 lambda s: print(s, flush=True))
+    result = run(lambda s: print(s, flush=True), args.shape, args.passages, args.tokens, levels, args.rounds,
+                 args.requests)
     result["command"] = "python -m bench.api_overhead " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out) if args.out else RESULTS / f"api-overhead-{args.shape}.json"
     out.write_text(json.dumps(result, indent=2))

@@ -397,8 +397,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not (args.skip_server or args.skip_api):
         from bench import api_overhead
         log("rerank HTTP API vs the text model directly (quick encoder shape)")
-        result["api_overhead"] = api_overhead.run("quick", 100, 200, [1, 16], 2 if args.quick else 5,
-                                                  32, log)
+        result["api_overhead"] = api_overhead.run(log, rounds=2 if args.quick else api_overhead.ROUNDS)
         for line in api_overhead.table(result["api_overhead"]):
             log(line)
     if args.llm:

@@ -7,7 +7,7 @@ from bench import api_overhead
 
 def test_api_overhead_section_measures_both_paths_with_equal_scores():
     lines: list[str] = []
-    result = api_overhead.run("quick", 8, 40, [1, 2], 1, 4, lines.append)
+    result = api_overhead.run(lines.append, "quick", 8, 40, [1, 2], 1, 4)
     assert result["max_abs_score_diff"] < 1e-6
     assert set(result["levels"]) == {"1", "2"}
     for level in result["levels"].values():
