@@ -17,7 +17,7 @@ API_HOST ?= 127.0.0.1
 API_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup oracle serve demo export test test-unit bench bench-quick bench-api perf soak clean help
+.PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-api perf soak clean help
 
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
@@ -58,7 +58,16 @@ demo: setup
 	$(PY) -m tools.demo --model $(MODEL) --repository $(MODEL_REPOSITORY) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: setup oracle deploy-venv
+# ruff (lint + format check) over the whole tree; `make format` rewrites.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+test: setup oracle deploy-venv lint
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: setup

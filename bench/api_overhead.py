@@ -18,6 +18,7 @@ process spends per request, the time the service adds around its Triton call (fr
 difference between the paths. Also a section of `make bench` (bench/run.py).
 Results: bench/results/api-overhead[-<shape>].json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,7 @@ PASSAGES, TOKENS, LEVELS, ROUNDS, REQUESTS = 100, 200, (1, 16), 5, 32
 
 def free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -54,9 +57,24 @@ def free_port() -> int:
 
 def start_api(triton_grpc: str, port: int, log: Path) -> subprocess.Popen:
     """`python -m reranker_api` in front of the server; returns once it answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "reranker_api", "--triton-url", triton_grpc, "--host", "127.0.0.1",
-                             "--port", str(port), "--model", MODEL, "--no-access-log"],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reranker_api",
+            "--triton-url",
+            triton_grpc,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--model",
+            MODEL,
+            "--no-access-log",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -85,7 +103,9 @@ def service_time(api_url: str) -> np.ndarray:
     return found
 
 
-async def burst(call: Callable[[], Awaitable[Any]], concurrency: int, requests: int) -> tuple[list[float], float]:
+async def burst(
+    call: Callable[[], Awaitable[Any]], concurrency: int, requests: int
+) -> tuple[list[float], float]:
     """`requests` calls spread over `concurrency` workers; per-call latencies and the wall time."""
     latencies: list[float] = []
     left = [requests]
@@ -96,19 +116,30 @@ async def burst(call: Callable[[], Awaitable[Any]], concurrency: int, requests: 
             t0 = time.perf_counter()
             await call()
             latencies.append(time.perf_counter() - t0)
+
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies, time.perf_counter() - t0
 
 
-async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], levels: Sequence[int], rounds: int,
-                  requests: int, log: Callable[[str], None], api_pid: Optional[int] = None) -> dict:
+async def measure(
+    grpc_url: str,
+    api_url: str,
+    query: str,
+    passages: list[str],
+    levels: Sequence[int],
+    rounds: int,
+    requests: int,
+    log: Callable[[str], None],
+    api_pid: int | None = None,
+) -> dict:
     import aiohttp
     import tritonclient.grpc.aio as grpcaio
 
     direct_client = grpcaio.InferenceServerClient(grpc_url)
-    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(levels)),
-                                 timeout=aiohttp.ClientTimeout(total=600))
+    http = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max(levels)), timeout=aiohttp.ClientTimeout(total=600)
+    )
     encoded = np.array([p.encode() for p in passages], dtype=np.object_)
     body = json.dumps({"query": query, "texts": passages}).encode()
     headers = {"Content-Type": "application/json"}
@@ -118,8 +149,12 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
         q.set_data_from_numpy(np.array([query.encode()], dtype=np.object_))
         p = grpcaio.InferInput("passages", [len(passages)], "BYTES")
         p.set_data_from_numpy(encoded)
-        result = await direct_client.infer(f"{MODEL}-text", [q, p], outputs=[grpcaio.InferRequestedOutput("scores")],
-                                           parameters={"normalize": True})
+        result = await direct_client.infer(
+            f"{MODEL}-text",
+            [q, p],
+            outputs=[grpcaio.InferRequestedOutput("scores")],
+            parameters={"normalize": True},
+        )
         return result.as_numpy("scores")[-1]
 
     async def service() -> list:
@@ -133,7 +168,7 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
         max_diff = float(max(abs(got[i] - float(want[i])) for i in range(len(passages))))
         out: dict[str, Any] = {"max_abs_score_diff": max_diff, "levels": {}}
         for c in levels:
-            await burst(direct, c, c)            # warm-up at this concurrency
+            await burst(direct, c, c)  # warm-up at this concurrency
             await burst(service, c, c)
             lat: dict[str, list[float]] = {"direct": [], "api": []}
             thr: dict[str, list[float]] = {"direct": [], "api": []}
@@ -141,7 +176,11 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
             inside0 = service_time(api_url)
             n = max(requests, 2 * c)
             for k in range(rounds):
-                order = (("direct", direct), ("api", service)) if k % 2 == 0 else (("api", service), ("direct", direct))
+                order = (
+                    (("direct", direct), ("api", service))
+                    if k % 2 == 0
+                    else (("api", service), ("direct", direct))
+                )
                 for name, fn in order:
                     cpu0 = procstats.cpu_s(api_pid) if api_pid else 0.0
                     latencies, wall = await burst(fn, c, n)
@@ -149,12 +188,19 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
                         api_cpu_s += procstats.cpu_s(api_pid) - cpu0
                     lat[name] += latencies
                     thr[name].append(n / wall)
-                log(f"  c={c} round {k + 1}/{rounds}: direct {np.median(lat['direct']) * 1e3:.1f} ms, "
-                    f"api {np.median(lat['api']) * 1e3:.1f} ms")
-            level = {name: {"p50_ms": float(np.percentile(lat[name], 50) * 1e3),
-                            "p95_ms": float(np.percentile(lat[name], 95) * 1e3),
-                            "throughput_rps": float(np.median(thr[name])), "requests": len(lat[name])}
-                     for name in lat}
+                log(
+                    f"  c={c} round {k + 1}/{rounds}: direct {np.median(lat['direct']) * 1e3:.1f} ms, "
+                    f"api {np.median(lat['api']) * 1e3:.1f} ms"
+                )
+            level = {
+                name: {
+                    "p50_ms": float(np.percentile(lat[name], 50) * 1e3),
+                    "p95_ms": float(np.percentile(lat[name], 95) * 1e3),
+                    "throughput_rps": float(np.median(thr[name])),
+                    "requests": len(lat[name]),
+                }
+                for name in lat
+            }
             level["p50_overhead_ms"] = level["api"]["p50_ms"] - level["direct"]["p50_ms"]
             level["throughput_ratio"] = level["api"]["throughput_rps"] / level["direct"]["throughput_rps"]
             if c == 1:
@@ -170,13 +216,21 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
                     t2 = time.perf_counter()
                     d_direct, d_api = (t1 - t0, t2 - t1) if k % 2 == 0 else (t2 - t1, t1 - t0)
                     diffs.append(d_api - d_direct)
-                level["paired_overhead_ms"] = {"median": float(np.median(diffs) * 1e3),
-                                               "p25": float(np.percentile(diffs, 25) * 1e3),
-                                               "p75": float(np.percentile(diffs, 75) * 1e3), "pairs": len(diffs)}
-                log(f"  c=1 paired: median API - direct {level['paired_overhead_ms']['median']:.2f} ms "
-                    f"(IQR {level['paired_overhead_ms']['p25']:.2f} .. {level['paired_overhead_ms']['p75']:.2f})")
+                level["paired_overhead_ms"] = {
+                    "median": float(np.median(diffs) * 1e3),
+                    "p25": float(np.percentile(diffs, 25) * 1e3),
+                    "p75": float(np.percentile(diffs, 75) * 1e3),
+                    "pairs": len(diffs),
+                }
+                paired = level["paired_overhead_ms"]
+                log(
+                    f"  c=1 paired: median API - direct {paired['median']:.2f} ms "
+                    f"(IQR {paired['p25']:.2f} .. {paired['p75']:.2f})"
+                )
             inside = service_time(api_url) - inside0
-            level["service_added_ms_per_request"] = float(inside[0] - inside[1]) * 1e3 / max(1.0, float(inside[2]))
+            level["service_added_ms_per_request"] = (
+                float(inside[0] - inside[1]) * 1e3 / max(1.0, float(inside[2]))
+            )
             # CPU the API process spends per request: robust to other load on a shared machine.
             level["api_cpu_ms_per_request"] = api_cpu_s * 1e3 / len(lat["api"]) if api_pid else None
             out["levels"][str(c)] = level
@@ -186,8 +240,15 @@ async def measure(grpc_url: str, api_url: str, query: str, passages: list[str], 
         await direct_client.close()
 
 
-def run(log: Callable[[str], None], shape_name: str = "quick", passages_n: int = PASSAGES, tokens: int = TOKENS,
-        levels: Sequence[int] = LEVELS, rounds: int = ROUNDS, requests: int = REQUESTS) -> dict[str, Any]:
+def run(
+    log: Callable[[str], None],
+    shape_name: str = "quick",
+    passages_n: int = PASSAGES,
+    tokens: int = TOKENS,
+    levels: Sequence[int] = LEVELS,
+    rounds: int = ROUNDS,
+    requests: int = REQUESTS,
+) -> dict[str, Any]:
     """Serve the quick/base encoder and its text model, put the API in front, measure both paths."""
     from reranker_server.embedded import EmbeddedTritonServer
 
@@ -195,8 +256,9 @@ def run(log: Callable[[str], None], shape_name: str = "quick", passages_n: int =
     ckpt = build_encoder_checkpoint(shape)
     fp32 = export_encoder_onnx(ckpt)
     repo = served_repository(ckpt, fp32, ["fp32"], shape)
-    if not (repo / f"{MODEL}-text" / "config.pbtxt").exists():     # a repository cached before text models
+    if not (repo / f"{MODEL}-text" / "config.pbtxt").exists():  # a repository cached before text models
         from export.text_export import export_text_model
+
         export_text_model(repo / MODEL)
     work = rerank_1x100(ckpt, passages_n, tokens)
     query, passages = work.pairs[0][0], [p for _, p in work.pairs]
@@ -204,59 +266,100 @@ def run(log: Callable[[str], None], shape_name: str = "quick", passages_n: int =
     http, grpc, metrics, api_port = (free_port() for _ in range(4))
     log_dir = RESULTS / "logs"
     log_dir.mkdir(exist_ok=True)
-    server = EmbeddedTritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                  log_file=log_dir / "api-overhead-triton.log",
-                                  extra_args=("--model-control-mode=explicit", f"--load-model={MODEL}",
-                                              f"--load-model={MODEL}-text"))
+    server = EmbeddedTritonServer(
+        repo,
+        http_port=http,
+        grpc_port=grpc,
+        metrics_port=metrics,
+        log_file=log_dir / "api-overhead-triton.log",
+        extra_args=("--model-control-mode=explicit", f"--load-model={MODEL}", f"--load-model={MODEL}-text"),
+    )
     server.start(timeout=600)
     api = None
     try:
         api = start_api(server.grpc_url, api_port, log_dir / "api-overhead-api.log")
         log(f"{work.name}, shape {shape.name}: direct text model vs rerank API, concurrency {levels}")
-        result = asyncio.run(measure(server.grpc_url, f"http://127.0.0.1:{api_port}", query, passages, levels,
-                                     rounds, requests, log, api.pid))
+        result = asyncio.run(
+            measure(
+                server.grpc_url,
+                f"http://127.0.0.1:{api_port}",
+                query,
+                passages,
+                levels,
+                rounds,
+                requests,
+                log,
+                api.pid,
+            )
+        )
     finally:
         if api is not None:
             api.terminate()
             api.wait(timeout=30)
         server.stop()
-    result.update({"machine": machine_info(), "shape": shape.name, "workload": work.name,
-                   "tokens": work.total_tokens, "load_avg_end": os.getloadavg()[0]})
+    result.update(
+        {
+            "machine": machine_info(),
+            "shape": shape.name,
+            "workload": work.name,
+            "tokens": work.total_tokens,
+            "load_avg_end": os.getloadavg()[0],
+        }
+    )
     return result
 
 
 def table(result: dict[str, Any]) -> list[str]:
     """The result as printable lines."""
-    lines = [f"{'c':>3} {'direct p50 ms':>14} {'api p50 ms':>11} {'overhead ms':>12} {'direct rps':>11} "
-             f"{'api rps':>8} {'ratio':>6} {'api cpu ms/req':>15} {'service adds ms':>16}"]
+    lines = [
+        f"{'c':>3} {'direct p50 ms':>14} {'api p50 ms':>11} {'overhead ms':>12} {'direct rps':>11} "
+        f"{'api rps':>8} {'ratio':>6} {'api cpu ms/req':>15} {'service adds ms':>16}"
+    ]
     for c, level in result["levels"].items():
-        lines.append(f"{c:>3} {level['direct']['p50_ms']:14.1f} {level['api']['p50_ms']:11.1f} "
-                     f"{level['p50_overhead_ms']:12.2f} {level['direct']['throughput_rps']:11.2f} "
-                     f"{level['api']['throughput_rps']:8.2f} {level['throughput_ratio']:6.3f} "
-                     f"{level['api_cpu_ms_per_request']:15.2f} {level['service_added_ms_per_request']:16.2f}")
+        lines.append(
+            f"{c:>3} {level['direct']['p50_ms']:14.1f} {level['api']['p50_ms']:11.1f} "
+            f"{level['p50_overhead_ms']:12.2f} {level['direct']['throughput_rps']:11.2f} "
+            f"{level['api']['throughput_rps']:8.2f} {level['throughput_ratio']:6.3f} "
+            f"{level['api_cpu_ms_per_request']:15.2f} {level['service_added_ms_per_request']:16.2f}"
+        )
     paired = result["levels"].get("1", {}).get("paired_overhead_ms")
     if paired:
-        lines.append(f"c=1 paired overhead (API - direct, back to back): median {paired['median']:.2f} ms, "
-                     f"IQR {paired['p25']:.2f} .. {paired['p75']:.2f} ms over {paired['pairs']} pairs")
+        lines.append(
+            f"c=1 paired overhead (API - direct, back to back): median {paired['median']:.2f} ms, "
+            f"IQR {paired['p25']:.2f} .. {paired['p75']:.2f} ms over {paired['pairs']} pairs"
+        )
     lines.append(f"max |score difference| {result['max_abs_score_diff']:.2e}")
     return lines
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="quick",
-                        help="model shape: quick (tiny encoder: the API's own cost dominates) or base "
-                             "(bge-reranker-base: the model's cost dominates; slow on CPU)")
+    parser.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        default="quick",
+        help="model shape: quick (tiny encoder: the API's own cost dominates) or base "
+        "(bge-reranker-base: the model's cost dominates; slow on CPU)",
+    )
     parser.add_argument("--passages", type=int, default=PASSAGES)
     parser.add_argument("--tokens", type=int, default=TOKENS)
     parser.add_argument("--concurrency", default=",".join(map(str, LEVELS)))
     parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument("--requests", type=int, default=REQUESTS, help="requests per burst (at least 2 x concurrency)")
+    parser.add_argument(
+        "--requests", type=int, default=REQUESTS, help="requests per burst (at least 2 x concurrency)"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.concurrency.split(",")]
-    result = run(lambda s: print(s, flush=True), args.shape, args.passages, args.tokens, levels, args.rounds,
-                 args.requests)
+    result = run(
+        lambda s: print(s, flush=True),
+        args.shape,
+        args.passages,
+        args.tokens,
+        levels,
+        args.rounds,
+        args.requests,
+    )
     result["command"] = "python -m bench.api_overhead " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out) if args.out else RESULTS / f"api-overhead-{args.shape}.json"
     out.write_text(json.dumps(result, indent=2))

@@ -9,6 +9,7 @@ For each workload: wall and CPU seconds of `compute_score(pairs)` (best and medi
 the scores of the last run, and `latency_calls` timings of the same call (FlagEmbedding has no
 server: concurrency 1 only). Peak RSS of this process is reported as well.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ import time
 
 def _reranker(job: dict):
     from FlagEmbedding import FlagLLMReranker, FlagReranker, LayerWiseFlagLLMReranker
+
     classes = {"encoder": FlagReranker, "llm": FlagLLMReranker, "layerwise": LayerWiseFlagLLMReranker}
     init = {"use_fp16": False, "devices": ["cpu"], **job.get("init", {})}
     if job["kind"] == "layerwise":
@@ -56,11 +58,20 @@ def main() -> None:
             latency.append(_timed(lambda: reranker.compute_score(work["latency_pairs"], **kwargs))[1])
         if not isinstance(scores, list):
             scores = [scores]
-        results.append({"name": work["name"], "wall_s": walls, "cpu_s": cpus,
-                        "scores": scores, "latency_s": latency})
+        results.append(
+            {"name": work["name"], "wall_s": walls, "cpu_s": cpus, "scores": scores, "latency_s": latency}
+        )
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    json.dump({"load_s": load_s, "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "peak_rss_mb": peak_kb / 1024, "results": results}, sys.stdout)
+    json.dump(
+        {
+            "load_s": load_s,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "peak_rss_mb": peak_kb / 1024,
+            "results": results,
+        },
+        sys.stdout,
+    )
 
 
 if __name__ == "__main__":

@@ -10,15 +10,17 @@ float32 on CPU). Weights are written shard by shard (one layer at a time) so bui
 checkpoint never holds it in memory twice. These models need ~10-11 GB of RAM each (fp32); the
 run refuses to start when MemAvailable is below `need_gb`.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +35,7 @@ FLAG_RUNNER = REPO / "bench" / "flag_runner.py"
 @dataclass(frozen=True)
 class DecoderShape:
     name: str
-    family: str                  # oracle kind: llm | layerwise
+    family: str  # oracle kind: llm | layerwise
     hidden: int
     layers: int
     heads: int
@@ -51,11 +53,23 @@ class DecoderShape:
 
 
 GEMMA_2B = DecoderShape("gemma-2b-shape", "llm", 2048, 18, 8, 1, 256, 16384, 256000)
-MINICPM_2B = DecoderShape("minicpm-layerwise-shape", "layerwise", 2304, 40, 36, 36, 64, 5760, 122753,
-                          start_layer=8, cutoffs=(28, 40))
+MINICPM_2B = DecoderShape(
+    "minicpm-layerwise-shape",
+    "layerwise",
+    2304,
+    40,
+    36,
+    36,
+    64,
+    5760,
+    122753,
+    start_layer=8,
+    cutoffs=(28, 40),
+)
 QUICK_GEMMA = DecoderShape("quick-gemma", "llm", 64, 2, 4, 1, 16, 128, 2000)
-QUICK_MINICPM = DecoderShape("quick-layerwise", "layerwise", 64, 6, 4, 4, 16, 128, 2000,
-                             start_layer=2, cutoffs=(4, 6))
+QUICK_MINICPM = DecoderShape(
+    "quick-layerwise", "layerwise", 64, 6, 4, 4, 16, 128, 2000, start_layer=2, cutoffs=(4, 6)
+)
 
 
 def mem_available_gb() -> float:
@@ -86,9 +100,16 @@ def build_decoder_checkpoint(shape: DecoderShape, std: float = 0.02, seed: int =
         build_minicpm_layerwise_reranker(out, seed=seed)
     (out / "model.safetensors").unlink()
     cfg = json.loads((out / "config.json").read_text())
-    cfg.update({"vocab_size": shape.vocab, "hidden_size": shape.hidden, "num_hidden_layers": shape.layers,
-                "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads,
-                "intermediate_size": shape.inter})
+    cfg.update(
+        {
+            "vocab_size": shape.vocab,
+            "hidden_size": shape.hidden,
+            "num_hidden_layers": shape.layers,
+            "num_attention_heads": shape.heads,
+            "num_key_value_heads": shape.kv_heads,
+            "intermediate_size": shape.inter,
+        }
+    )
     if shape.family == "llm":
         cfg["head_dim"] = shape.head_dim
     else:
@@ -101,21 +122,24 @@ def build_decoder_checkpoint(shape: DecoderShape, std: float = 0.02, seed: int =
         return (mean + s * torch.randn(dims, generator=gen)).contiguous()
 
     h, hd = shape.hidden, shape.head_dim
-    norm_mean = 0.0 if shape.family == "llm" else 1.0   # Gemma RMSNorm uses (1 + w)
+    norm_mean = 0.0 if shape.family == "llm" else 1.0  # Gemma RMSNorm uses (1 + w)
     weight_map: dict[str, str] = {}
     shards: list[dict[str, torch.Tensor]] = [{"model.embed_tokens.weight": normal(shape.vocab, h, s=0.5)}]
     for i in range(shape.layers):
         p = f"model.layers.{i}"
-        shards.append({
-            f"{p}.self_attn.q_proj.weight": normal(shape.heads * hd, h),
-            f"{p}.self_attn.k_proj.weight": normal(shape.kv_heads * hd, h),
-            f"{p}.self_attn.v_proj.weight": normal(shape.kv_heads * hd, h),
-            f"{p}.self_attn.o_proj.weight": normal(h, shape.heads * hd),
-            f"{p}.mlp.gate_proj.weight": normal(shape.inter, h),
-            f"{p}.mlp.up_proj.weight": normal(shape.inter, h),
-            f"{p}.mlp.down_proj.weight": normal(h, shape.inter),
-            f"{p}.input_layernorm.weight": normal(h, s=0.1, mean=norm_mean),
-            f"{p}.post_attention_layernorm.weight": normal(h, s=0.1, mean=norm_mean)})
+        shards.append(
+            {
+                f"{p}.self_attn.q_proj.weight": normal(shape.heads * hd, h),
+                f"{p}.self_attn.k_proj.weight": normal(shape.kv_heads * hd, h),
+                f"{p}.self_attn.v_proj.weight": normal(shape.kv_heads * hd, h),
+                f"{p}.self_attn.o_proj.weight": normal(h, shape.heads * hd),
+                f"{p}.mlp.gate_proj.weight": normal(shape.inter, h),
+                f"{p}.mlp.up_proj.weight": normal(shape.inter, h),
+                f"{p}.mlp.down_proj.weight": normal(h, shape.inter),
+                f"{p}.input_layernorm.weight": normal(h, s=0.1, mean=norm_mean),
+                f"{p}.post_attention_layernorm.weight": normal(h, s=0.1, mean=norm_mean),
+            }
+        )
     last = {"model.norm.weight": normal(h, s=0.1, mean=norm_mean)}
     if shape.family == "layerwise":
         for j in range(shape.layers + 1 - shape.start_layer):
@@ -128,35 +152,53 @@ def build_decoder_checkpoint(shape: DecoderShape, std: float = 0.02, seed: int =
         total += sum(t.numel() * 4 for t in shard.values())
         weight_map.update({key: name for key in shard})
         shards[k] = {}
-    (out / "model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+    (out / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1)
+    )
     (out / "bench_shape.json").write_text(json.dumps(meta))
     return out
 
 
 def pairs(n: int, words: int, seed: int = 0) -> list[list[str]]:
     from bench.workloads import WORDS
+
     rng = np.random.default_rng(seed)
     q = " ".join(rng.choice(WORDS, 8))
     return [[q, " ".join(rng.choice(WORDS, words))] for _ in range(n)]
 
 
 def _flag(ckpt: Path, shape: DecoderShape, work: list[list[str]], calls: list[dict], timeout: float) -> dict:
-    job = {"kind": shape.family, "model": str(ckpt), "warmup_pairs": work[:1],
-           "warmup_score": calls[0],
-           "workloads": [{"name": json.dumps(c), "pairs": work, "score": c, "reps": 1} for c in calls]}
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": "",
-           "TOKENIZERS_PARALLELISM": "false"}
+    job = {
+        "kind": shape.family,
+        "model": str(ckpt),
+        "warmup_pairs": work[:1],
+        "warmup_score": calls[0],
+        "workloads": [{"name": json.dumps(c), "pairs": work, "score": c, "reps": 1} for c in calls],
+    }
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONPATH": "",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     py = os.environ.get("RERANKER_ORACLE_PYTHON", str(REPO / ".venv-oracle" / "bin" / "python"))
-    proc = subprocess.run([py, str(FLAG_RUNNER)], input=json.dumps(job), text=True,
-                          capture_output=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        [py, str(FLAG_RUNNER)],
+        input=json.dumps(job),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"FlagEmbedding LLM benchmark failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout)
 
 
-def _served(ckpt: Path, shape: DecoderShape, work: list[list[str]], calls: list[dict],
-            log: Callable[[str], None]) -> dict:
+def _served(
+    ckpt: Path, shape: DecoderShape, work: list[list[str]], calls: list[dict], log: Callable[[str], None]
+) -> dict:
     from export.__main__ import main as export_main
     from reranker_client import RerankerClient
 
@@ -169,8 +211,11 @@ def _served(ckpt: Path, shape: DecoderShape, work: list[list[str]], calls: list[
     t0 = time.perf_counter()
     server.start(timeout=900)
     out: dict[str, Any] = {"startup_s": time.perf_counter() - t0, "calls": {}}
-    with server, procstats.PeakRss(server.process.pid) as rss, \
-            RerankerClient(server.grpc_url, name, "grpc", tokenizer_path=str(ckpt), timeout_s=1800) as client:
+    with (
+        server,
+        procstats.PeakRss(server.process.pid) as rss,
+        RerankerClient(server.grpc_url, name, "grpc", tokenizer_path=str(ckpt), timeout_s=1800) as client,
+    ):
         client.compute_score(work[:1], **calls[0])
         for c in calls:
             t0 = time.perf_counter()
@@ -181,8 +226,14 @@ def _served(ckpt: Path, shape: DecoderShape, work: list[list[str]], calls: list[
     return out
 
 
-def run_shape(shape: DecoderShape, n_pairs: int, words: int, log: Callable[[str], None],
-              need_gb: float = 0.0, timeout: float = 1800) -> dict:
+def run_shape(
+    shape: DecoderShape,
+    n_pairs: int,
+    words: int,
+    log: Callable[[str], None],
+    need_gb: float = 0.0,
+    timeout: float = 1800,
+) -> dict:
     avail = mem_available_gb()
     if avail < need_gb:
         return {"skipped": f"needs ~{need_gb:.0f} GB free RAM, {avail:.1f} GB available"}
@@ -194,17 +245,24 @@ def run_shape(shape: DecoderShape, n_pairs: int, words: int, log: Callable[[str]
     flag = _flag(ckpt, shape, work, calls, timeout)
     log(f"LLM {shape.name}: client -> embedded Triton")
     served = _served(ckpt, shape, work, calls, log)
-    result: dict[str, Any] = {"shape": asdict(shape), "params_b": shape.params() / 1e9, "pairs": len(work),
-                              "flagembedding": {"load_s": flag["load_s"], "peak_rss_mb": flag["peak_rss_mb"]},
-                              "served": {k: v for k, v in served.items() if k != "calls"}, "calls": {}}
+    result: dict[str, Any] = {
+        "shape": asdict(shape),
+        "params_b": shape.params() / 1e9,
+        "pairs": len(work),
+        "flagembedding": {"load_s": flag["load_s"], "peak_rss_mb": flag["peak_rss_mb"]},
+        "served": {k: v for k, v in served.items() if k != "calls"},
+        "calls": {},
+    }
     for r in flag["results"]:
         key = r["name"]
         f_wall, s = float(np.median(r["wall_s"])), served["calls"][key]
         ref, got = np.asarray(r["scores"], dtype=np.float64), np.asarray(s["scores"], dtype=np.float64)
-        result["calls"][key] = {"flag_pairs_per_s": len(work) / f_wall,
-                                "served_pairs_per_s": len(work) / s["wall_s"],
-                                "x_flagembedding": f_wall / s["wall_s"],
-                                "max_abs_diff_vs_flagembedding": float(np.abs(ref - got).max())}
+        result["calls"][key] = {
+            "flag_pairs_per_s": len(work) / f_wall,
+            "served_pairs_per_s": len(work) / s["wall_s"],
+            "x_flagembedding": f_wall / s["wall_s"],
+            "max_abs_diff_vs_flagembedding": float(np.abs(ref - got).max()),
+        }
     return result
 
 

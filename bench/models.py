@@ -4,13 +4,13 @@ No real weights can be downloaded here, so the benchmarks time random-weight mod
 shapes (speed does not depend on the weight values). Every checkpoint is a Hugging Face style
 directory that FlagEmbedding (in .venv-oracle) and this project load alike.
 """
+
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("RERANKER_BENCH_CACHE", REPO / ".cache" / "bench"))
@@ -39,8 +39,13 @@ BASE = EncoderShape("bge-reranker-base-shape", 768, 12, 12, 3072, 250002, 514)
 QUICK = EncoderShape("quick-encoder", 64, 2, 4, 128, 1000, 514)
 
 
-def build_encoder_checkpoint(shape: EncoderShape, out_dir: Optional[Path] = None,
-                             seed: int = 0, weight_std: float = 0.02, head_gain: float = 50.0) -> Path:
+def build_encoder_checkpoint(
+    shape: EncoderShape,
+    out_dir: Path | None = None,
+    seed: int = 0,
+    weight_std: float = 0.02,
+    head_gain: float = 50.0,
+) -> Path:
     """Write (once) a random-weight XLMRobertaForSequenceClassification of `shape`.
 
     The tokenizer is the tests' small trained XLM-R style tokenizer (ids < 400): the vocabulary
@@ -51,7 +56,6 @@ def build_encoder_checkpoint(shape: EncoderShape, out_dir: Optional[Path] = None
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
     from export.tiny.encoder import save_sequence_classifier
-
     from export.tiny.tokenizer_builder import build_xlmr_tokenizer
 
     meta = {**asdict(shape), "seed": seed, "weight_std": weight_std, "head_gain": head_gain}
@@ -62,12 +66,21 @@ def build_encoder_checkpoint(shape: EncoderShape, out_dir: Optional[Path] = None
     out_dir.mkdir(parents=True, exist_ok=True)
     build_xlmr_tokenizer(out_dir, model_max_length=shape.max_position_embeddings - 2)
     config = XLMRobertaConfig(
-        vocab_size=shape.vocab_size, hidden_size=shape.hidden_size,
-        num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
+        vocab_size=shape.vocab_size,
+        hidden_size=shape.hidden_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
         intermediate_size=shape.intermediate_size,
-        max_position_embeddings=shape.max_position_embeddings, type_vocab_size=1, num_labels=1,
-        pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_act="gelu",
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        max_position_embeddings=shape.max_position_embeddings,
+        type_vocab_size=1,
+        num_labels=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     config.architectures = ["XLMRobertaForSequenceClassification"]
     torch.manual_seed(seed)
     model = XLMRobertaForSequenceClassification(config).eval()
@@ -85,7 +98,7 @@ def build_encoder_checkpoint(shape: EncoderShape, out_dir: Optional[Path] = None
     return out_dir
 
 
-def export_encoder_onnx(checkpoint: Path, out_path: Optional[Path] = None) -> Path:
+def export_encoder_onnx(checkpoint: Path, out_path: Path | None = None) -> Path:
     """Export with the project's exporter (export/onnx_export.py: input_ids/attention_mask INT64
     [batch, seq] -> "scores" FP32 [batch, 1], opset 17), cached beside the checkpoint."""
     checkpoint = Path(checkpoint)

@@ -5,6 +5,7 @@ encoder (export/ort_optimize.py), times the 1 x 100 rerank workload on each and 
 GFLOP/s (real tokens only), the drift of the scores against the unoptimised fp32 model and the
 top-10 agreement. Results: bench/results/ort_variants[-quick].json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,8 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import onnx
@@ -73,14 +74,15 @@ def score_all(session: ort.InferenceSession, seqs: list[list[int]], batch: int) 
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
     out = np.empty(len(seqs), dtype=np.float32)
     for start in range(0, len(order), batch):
-        idx = order[start:start + batch]
+        idx = order[start : start + batch]
         ids, mask = pad_batch([seqs[i] for i in idx])
         out[idx] = session.run(["scores"], {"input_ids": ids, "attention_mask": mask})[0][:, 0]
     return out
 
 
-def time_call(fn: Callable[[], object], reps: int, warmup: int = 1,
-              cpu: Optional[list[float]] = None) -> list[float]:
+def time_call(
+    fn: Callable[[], object], reps: int, warmup: int = 1, cpu: list[float] | None = None
+) -> list[float]:
     """Wall seconds per call; CPU seconds of this process per call appended to `cpu` if given.
 
     CPU time is the contention-robust figure on a shared machine: wall time stretches when other
@@ -107,13 +109,18 @@ def kendall_tau(ref: np.ndarray, got: np.ndarray) -> float:
 def top10_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> dict:
     """Overlap of the top-k sets, and whether the top-k order is identical."""
     a, b = np.argsort(-ref)[:k], np.argsort(-got)[:k]
-    return {"overlap": len(set(a.tolist()) & set(b.tolist())) / k,
-            "same_order": bool(np.array_equal(a, b))}
+    return {"overlap": len(set(a.tolist()) & set(b.tolist())) / k, "same_order": bool(np.array_equal(a, b))}
 
 
-def gemm_peak(dtype: str = "fp32", m: int = 4096, k: int = 768, n: int = 3072,
-              threads: Optional[int] = None, reps: int = 5) -> float:
-    """GFLOP/s (per CPU-second x threads) of one ORT MatMul (fp32) or DynamicQuantize+MatMulInteger-style int8 MatMul."""
+def gemm_peak(
+    dtype: str = "fp32",
+    m: int = 4096,
+    k: int = 768,
+    n: int = 3072,
+    threads: int | None = None,
+    reps: int = 5,
+) -> float:
+    """GFLOP/s (per CPU-second x threads) of one ORT MatMul: fp32 or int8 (DynamicQuantize+MatMulInteger)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -146,26 +153,49 @@ def machine_info() -> dict:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags"))
+        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
         isa = sorted(f for f in flags.split() if f.startswith(("avx512", "amx", "avx_vnni")))
     except (OSError, StopIteration):
         isa = []
-    return {"cpu": model, "cpus": available_cpus(), "isa": isa, "python": platform.python_version(),
-            "onnxruntime": ort.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    return {
+        "cpu": model,
+        "cpus": available_cpus(),
+        "isa": isa,
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
 
 
-def run(shape: EncoderShape, variants: list[str], batches: list[int], reps: int,
-        spinning: list[bool], passages: int, tokens: int, weight_std: float = 0.02) -> dict:
+def run(
+    shape: EncoderShape,
+    variants: list[str],
+    batches: list[int],
+    reps: int,
+    spinning: list[bool],
+    passages: int,
+    tokens: int,
+    weight_std: float = 0.02,
+) -> dict:
     ckpt = build_encoder_checkpoint(shape, weight_std=weight_std)
     fp32 = export_encoder_onnx(ckpt)
     work = rerank_1x100(ckpt, passages=passages, tokens=tokens)
     seqs = encode_encoder_pairs(ckpt, work.pairs)
     flops = sum(shape.matmul_flops_per_token(len(s)) * len(s) for s in seqs)
-    result = {"machine": machine_info(), "shape": shape.__dict__, "workload": work.name,
-              "pairs": len(seqs), "tokens": work.total_tokens, "gflop_per_call": flops / 1e9,
-              "runs": []}
-    ref = score_all(ort.InferenceSession(str(fp32), session_options(),
-                                         providers=["CPUExecutionProvider"]), seqs, max(batches))
+    result = {
+        "machine": machine_info(),
+        "shape": shape.__dict__,
+        "workload": work.name,
+        "pairs": len(seqs),
+        "tokens": work.total_tokens,
+        "gflop_per_call": flops / 1e9,
+        "runs": [],
+    }
+    ref = score_all(
+        ort.InferenceSession(str(fp32), session_options(), providers=["CPUExecutionProvider"]),
+        seqs,
+        max(batches),
+    )
     result["score_std"] = float(np.std(ref))
     for variant in variants:
         path = build_variant(fp32, variant, shape.num_attention_heads, shape.hidden_size)
@@ -177,26 +207,35 @@ def run(shape: EncoderShape, variants: list[str], batches: list[int], reps: int,
             for batch in batches:
                 scores = score_all(sess, seqs, batch)
                 cpu: list[float] = []
-                times = time_call(lambda: score_all(sess, seqs, batch), reps, warmup=0, cpu=cpu)
+                times = time_call(lambda s=sess, b=batch: score_all(s, seqs, b), reps, warmup=0, cpu=cpu)
                 best, med = min(times), float(np.median(times))
                 cpu_s = float(np.median(cpu))
-                row = {"variant": variant, "spinning": spin, "batch": batch, "load_s": load_s,
-                       "best_s": best, "median_s": med, "pairs_per_s": len(seqs) / med,
-                       "tokens_per_s": work.total_tokens / med, "gflops": flops / med / 1e9,
-                       "cpu_s": cpu_s, "gflops_per_core": flops / cpu_s / 1e9,
-                       "load_avg": os.getloadavg()[0],
-                       "max_abs_drift": float(np.max(np.abs(scores - ref))),
-                       "mean_abs_drift": float(np.mean(np.abs(scores - ref))),
-                       "kendall_tau": kendall_tau(ref, scores),
-                       "top10": top10_agreement(ref, scores),
-                       "file_mb": path.stat().st_size / 2**20}
+                row = {
+                    "variant": variant,
+                    "spinning": spin,
+                    "batch": batch,
+                    "load_s": load_s,
+                    "best_s": best,
+                    "median_s": med,
+                    "pairs_per_s": len(seqs) / med,
+                    "tokens_per_s": work.total_tokens / med,
+                    "gflops": flops / med / 1e9,
+                    "cpu_s": cpu_s,
+                    "gflops_per_core": flops / cpu_s / 1e9,
+                    "load_avg": os.getloadavg()[0],
+                    "max_abs_drift": float(np.max(np.abs(scores - ref))),
+                    "mean_abs_drift": float(np.mean(np.abs(scores - ref))),
+                    "kendall_tau": kendall_tau(ref, scores),
+                    "top10": top10_agreement(ref, scores),
+                    "file_mb": path.stat().st_size / 2**20,
+                }
                 result["runs"].append(row)
                 print(json.dumps(row), flush=True)
             del sess
     return result
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--variants", default="fp32,fused,int8")
@@ -210,9 +249,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     shape = QUICK if args.quick else BASE
-    result = run(shape, args.variants.split(","), [int(b) for b in args.batches.split(",")],
-                 args.reps, [s == "1" for s in args.spinning.split(",")], args.passages, args.tokens,
-                 args.weight_std)
+    result = run(
+        shape,
+        args.variants.split(","),
+        [int(b) for b in args.batches.split(",")],
+        args.reps,
+        [s == "1" for s in args.spinning.split(",")],
+        args.passages,
+        args.tokens,
+        args.weight_std,
+    )
     if args.peak:
         result["gemm_peak_gflops"] = {"fp32": gemm_peak("fp32"), "int8": gemm_peak("int8")}
         print(result["gemm_peak_gflops"])

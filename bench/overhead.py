@@ -9,6 +9,7 @@ load that other processes put on the machine; the overhead is the median over pa
 t(served) / t(in-process) - 1 (wall) and the same for CPU seconds (client + server tree).
 Results: bench/results/overhead[-quick].json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,21 +17,20 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from bench import procstats
 from bench.models import build_encoder_checkpoint, export_encoder_onnx
 from bench.ort_variants import build_variant, machine_info
-from bench.serving import one_model_server
 from bench.run import RESULTS, Plan, _client, batch_tokens, inprocess_scorer, served_repository
+from bench.serving import one_model_server
+from bench.workloads import encode_encoder_pairs, rerank_1x100
 from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS
 from reranker_server.token_batches import TokenRows
-from bench.workloads import encode_encoder_pairs, rerank_1x100
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--variant", default="fused")
@@ -74,8 +74,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         ref, got = inprocess(), served()  # warm-up both
         max_diff = float(np.abs(np.asarray(ref) - np.asarray(got)).max())
         for k in range(args.pairs):
-            order = (("inproc", inprocess), ("served", served)) if k % 2 == 0 else \
-                    (("served", served), ("inproc", inprocess))
+            order = (
+                (("inproc", inprocess), ("served", served))
+                if k % 2 == 0
+                else (("served", served), ("inproc", inprocess))
+            )
             row = {}
             for name, fn in order:
                 _, wall, cpu = timed(fn)
@@ -88,15 +91,28 @@ def main(argv: Optional[list[str]] = None) -> int:
         server.stop()
     wall = [r["served_wall_s"] / r["inproc_wall_s"] - 1 for r in rows]
     cpu = [r["served_cpu_s"] / r["inproc_cpu_s"] - 1 for r in rows]
-    result = {"machine": machine_info(), "variant": args.variant, "workload": work.name,
-              "tokens": work.total_tokens, "pairs": rows, "max_abs_score_diff": max_diff,
-              "overhead_wall_median": float(np.median(wall)), "overhead_cpu_median": float(np.median(cpu)),
-              "inproc_wall_median_s": float(np.median([r["inproc_wall_s"] for r in rows])),
-              "served_wall_median_s": float(np.median([r["served_wall_s"] for r in rows]))}
-    out = Path(args.out) if args.out else RESULTS / f"overhead-{args.variant}{'-quick' if args.quick else ''}.json"
+    result = {
+        "machine": machine_info(),
+        "variant": args.variant,
+        "workload": work.name,
+        "tokens": work.total_tokens,
+        "pairs": rows,
+        "max_abs_score_diff": max_diff,
+        "overhead_wall_median": float(np.median(wall)),
+        "overhead_cpu_median": float(np.median(cpu)),
+        "inproc_wall_median_s": float(np.median([r["inproc_wall_s"] for r in rows])),
+        "served_wall_median_s": float(np.median([r["served_wall_s"] for r in rows])),
+    }
+    out = (
+        Path(args.out)
+        if args.out
+        else RESULTS / f"overhead-{args.variant}{'-quick' if args.quick else ''}.json"
+    )
     out.write_text(json.dumps(result, indent=2))
-    print(f"overhead {args.variant}: wall {result['overhead_wall_median']:+.1%}, "
-          f"cpu {result['overhead_cpu_median']:+.1%} (median of {len(rows)} pairs); wrote {out}")
+    print(
+        f"overhead {args.variant}: wall {result['overhead_wall_median']:+.1%}, "
+        f"cpu {result['overhead_cpu_median']:+.1%} (median of {len(rows)} pairs); wrote {out}"
+    )
     return 0
 
 

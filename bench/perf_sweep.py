@@ -11,6 +11,7 @@ level, `level` coroutines keep one request in flight each; reported: requests/s,
 p50/p95/p99 latency. Without --url an embedded Triton server is started on --repository with
 only --model loaded. Results: bench/results/perf_sweep-<model>.json and .png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DEFAULT_INPUT = REPO / "bench" / "perf_analyzer_input.json"
 LEVELS = (1, 2, 4, 8, 16, 32)
-TRITON_TO_NUMPY = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32, "FP16": np.float16,
-                   "BYTES": np.object_, "BOOL": np.bool_}
+TRITON_TO_NUMPY = {
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "FP32": np.float32,
+    "FP16": np.float16,
+    "BYTES": np.object_,
+    "BOOL": np.bool_,
+}
 
 
 def load_rows(path: Path) -> list[dict[str, np.ndarray]]:
@@ -47,8 +54,9 @@ def load_rows(path: Path) -> list[dict[str, np.ndarray]]:
     return rows
 
 
-def make_batch(rows: list[dict[str, np.ndarray]], batch: int, start: int,
-               dtypes: dict[str, str]) -> dict[str, np.ndarray]:
+def make_batch(
+    rows: list[dict[str, np.ndarray]], batch: int, start: int, dtypes: dict[str, str]
+) -> dict[str, np.ndarray]:
     """`batch` consecutive rows (cycling), stacked per input with the model's datatypes."""
     picked = [rows[(start + i) % len(rows)] for i in range(batch)]
     out = {}
@@ -58,9 +66,16 @@ def make_batch(rows: list[dict[str, np.ndarray]], batch: int, start: int,
     return out
 
 
-async def sweep(url: str, model: str, rows: list[dict[str, np.ndarray]], batch: int,
-                levels: list[int], requests_per_level: Optional[int], seconds: Optional[float],
-                log=print) -> dict[str, Any]:
+async def sweep(
+    url: str,
+    model: str,
+    rows: list[dict[str, np.ndarray]],
+    batch: int,
+    levels: list[int],
+    requests_per_level: int | None,
+    seconds: float | None,
+    log=print,
+) -> dict[str, Any]:
     import tritonclient.grpc.aio as grpcclient
 
     client = grpcclient.InferenceServerClient(url=url)
@@ -101,20 +116,29 @@ async def sweep(url: str, model: str, rows: list[dict[str, np.ndarray]], batch: 
             t0 = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(level)))
             elapsed = time.perf_counter() - t0
-            row = {"concurrency": level, "requests": len(lat), "elapsed_s": elapsed,
-                   "requests_per_s": len(lat) / elapsed, "rows_per_s": len(lat) * batch / elapsed,
-                   "p50_s": float(np.percentile(lat, 50)), "p95_s": float(np.percentile(lat, 95)),
-                   "p99_s": float(np.percentile(lat, 99))}
+            row = {
+                "concurrency": level,
+                "requests": len(lat),
+                "elapsed_s": elapsed,
+                "requests_per_s": len(lat) / elapsed,
+                "rows_per_s": len(lat) * batch / elapsed,
+                "p50_s": float(np.percentile(lat, 50)),
+                "p95_s": float(np.percentile(lat, 95)),
+                "p99_s": float(np.percentile(lat, 99)),
+            }
             results.append(row)
-            log(f"concurrency {level:>2}: {row['rows_per_s']:.1f} rows/s, p50 {row['p50_s'] * 1e3:.1f} ms, "
-                f"p95 {row['p95_s'] * 1e3:.1f} ms, p99 {row['p99_s'] * 1e3:.1f} ms ({len(lat)} requests)")
+            log(
+                f"concurrency {level:>2}: {row['rows_per_s']:.1f} rows/s, p50 {row['p50_s'] * 1e3:.1f} ms, "
+                f"p95 {row['p95_s'] * 1e3:.1f} ms, p99 {row['p99_s'] * 1e3:.1f} ms ({len(lat)} requests)"
+            )
         return {"model": model, "url": url, "batch": batch, "levels": results}
     finally:
         await client.close()
 
 
-def write_input_data(path: Path = DEFAULT_INPUT, rows: int = 16, width: int = 256,
-                     checkpoint: Optional[Path] = None) -> Path:
+def write_input_data(
+    path: Path = DEFAULT_INPUT, rows: int = 16, width: int = 256, checkpoint: Path | None = None
+) -> Path:
     """(Re)generate the committed perf_analyzer input: `rows` encoded (query, passage) pairs of
     ~200 tokens (`<s> q </s></s> p </s>`), right-padded to `width` (perf_analyzer needs one shape)."""
     from bench.models import QUICK, build_encoder_checkpoint
@@ -125,14 +149,19 @@ def write_input_data(path: Path = DEFAULT_INPUT, rows: int = 16, width: int = 25
     data = []
     for seq in encode_encoder_pairs(ckpt, work.pairs, max_length=width):
         pad = width - len(seq)
-        data.append({"input_ids": {"content": seq + [1] * pad, "shape": [width]},
-                     "attention_mask": {"content": [1] * len(seq) + [0] * pad, "shape": [width]}})
+        data.append(
+            {
+                "input_ids": {"content": seq + [1] * pad, "shape": [width]},
+                "attention_mask": {"content": [1] * len(seq) + [0] * pad, "shape": [width]},
+            }
+        )
     path.write_text(json.dumps({"data": data}, separators=(",", ":")) + "\n")
     return path
 
 
 def chart(result: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -153,20 +182,27 @@ def chart(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="served model name (required unless --write-input-data)")
     parser.add_argument("--url", help="gRPC host:port of a running server")
     parser.add_argument("--repository", help="start an embedded server on this repository instead")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
-    parser.add_argument("--requests-per-level", type=int, default=None,
-                        help="requests per level (default: 2 x level, at least 8)")
+    parser.add_argument(
+        "--requests-per-level",
+        type=int,
+        default=None,
+        help="requests per level (default: 2 x level, at least 8)",
+    )
     parser.add_argument("--seconds", type=float, default=None, help="or: run each level this long")
     parser.add_argument("--input-data", default=str(DEFAULT_INPUT))
     parser.add_argument("--batch", type=int, default=8, help="rows (pairs) per request")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--write-input-data", action="store_true",
-                        help="regenerate --input-data from the quick benchmark checkpoint, then exit")
+    parser.add_argument(
+        "--write-input-data",
+        action="store_true",
+        help="regenerate --input-data from the quick benchmark checkpoint, then exit",
+    )
     args = parser.parse_args(argv)
     if args.write_input_data:
         print(f"wrote {write_input_data(Path(args.input_data))}")
@@ -181,10 +217,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     url = args.url
     if args.repository:
         from bench.serving import one_model_server
+
         server = one_model_server(args.repository, args.model)
         server.start(timeout=600)
         url = server.grpc_url
     try:
+
         async def run_all() -> dict:
             out = {}
             for level in levels:  # requests per level default scales with the level
@@ -193,6 +231,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 out.setdefault("levels", []).extend(part["levels"])
                 out.update({k: v for k, v in part.items() if k != "levels"})
             return out
+
         result = asyncio.run(run_all())
     finally:
         if server is not None:

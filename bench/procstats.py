@@ -1,8 +1,8 @@
 """Peak memory of a process tree (tritonserver + its backend stubs) while a benchmark runs."""
+
 from __future__ import annotations
 
 import threading
-from typing import Optional
 
 from reranker_server.process_tree import tree_cpu_s as cpu_s  # noqa: F401  (used by the benchmarks)
 from reranker_server.process_tree import tree_rss_mib
@@ -15,7 +15,7 @@ class PeakRss:
         self.pid, self.interval = pid, interval
         self.peak_mb = 0.0
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def sample(self) -> float:
         value = tree_rss_mib(self.pid)
@@ -26,7 +26,7 @@ class PeakRss:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self.sample()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

@@ -12,6 +12,7 @@ Section "text_path" (bench/text_path.py): the same rerank call through the text 
 model. Section "api_overhead" (bench/api_overhead.py): the rerank HTTP API in front of the text
 model vs the text model called directly. Results: bench/results/bench[-quick].json and .png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,21 +22,22 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
 from bench import procstats
+from bench.models import BASE, CACHE, QUICK, EncoderShape, build_encoder_checkpoint, export_encoder_onnx
+from bench.ort_variants import build_variant, machine_info, top10_agreement
 from bench.serving import one_model_server
+from bench.workloads import PAD_ID, Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
 from reranker_core.manifest import ModelManifest
 from reranker_core.tensors import text_model_name
 from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer
 from reranker_server.token_batches import TokenRows
-from bench.models import BASE, CACHE, QUICK, EncoderShape, build_encoder_checkpoint, export_encoder_onnx
-from bench.ort_variants import build_variant, machine_info, top10_agreement
-from bench.workloads import PAD_ID, Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -49,9 +51,9 @@ class Plan:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
         self.shape: EncoderShape = QUICK if quick else BASE
-        self.rerank = (20, 64) if quick else (100, 200)       # passages, tokens
+        self.rerank = (20, 64) if quick else (100, 200)  # passages, tokens
         self.mixed = (40, 16, 64) if quick else (500, 16, 256)  # pairs, low, high
-        self.latency = (5, 32) if quick else (10, 100)        # passages, tokens per latency call
+        self.latency = (5, 32) if quick else (10, 100)  # passages, tokens per latency call
         self.reps = 1
         self.latency_requests = (lambda c: max(4, 2 * c)) if quick else (lambda c: max(6, 2 * c))
 
@@ -61,23 +63,37 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def latency_stats(values: list[float]) -> dict[str, float]:
-    return {"p50_s": percentile(values, 50), "p95_s": percentile(values, 95),
-            "p99_s": percentile(values, 99), "n": len(values)}
+    return {
+        "p50_s": percentile(values, 50),
+        "p95_s": percentile(values, 95),
+        "p99_s": percentile(values, 99),
+        "n": len(values),
+    }
 
 
-def throughput(work: Workload, wall: float, cpu: Optional[float] = None, cores: int = 1) -> dict:
+def throughput(work: Workload, wall: float, cpu: float | None = None, cores: int = 1) -> dict:
     row = {"wall_s": wall, "pairs_per_s": len(work.pairs) / wall, "tokens_per_s": work.total_tokens / wall}
     if cpu:
         # What the run would reach if it had the cores to itself (CPU time / cores).
-        row.update({"cpu_s": cpu, "pairs_per_s_cpu_norm": len(work.pairs) * cores / cpu,
-                    "tokens_per_s_cpu_norm": work.total_tokens * cores / cpu})
+        row.update(
+            {
+                "cpu_s": cpu,
+                "pairs_per_s_cpu_norm": len(work.pairs) * cores / cpu,
+                "tokens_per_s_cpu_norm": work.total_tokens * cores / cpu,
+            }
+        )
     return row
 
 
 def drift(ref: list[float], got: list[float]) -> dict:
     a, b = np.asarray(ref, dtype=np.float64), np.asarray(got, dtype=np.float64)
-    return {"max_abs": float(np.abs(a - b).max()), "mean_abs": float(np.abs(a - b).mean()),
-            "score_std": float(a.std()), "spearman": _spearman(a, b), "top10": top10_agreement(a, b)}
+    return {
+        "max_abs": float(np.abs(a - b).max()),
+        "mean_abs": float(np.abs(a - b).mean()),
+        "score_std": float(a.std()),
+        "spearman": _spearman(a, b),
+        "top10": top10_agreement(a, b),
+    }
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -90,28 +106,53 @@ def oracle_python() -> str:
     return os.environ.get("RERANKER_ORACLE_PYTHON", str(REPO / ".venv-oracle" / "bin" / "python"))
 
 
-def run_flagembedding(ckpt: Path, works: dict[str, Workload], latency: Workload, plan: Plan,
-                      timeout: float = 1800) -> dict:
+def run_flagembedding(
+    ckpt: Path, works: dict[str, Workload], latency: Workload, plan: Plan, timeout: float = 1800
+) -> dict:
     """FlagReranker fp32 on CPU in the oracle env; same checkpoint directory, same pairs."""
-    job = {"kind": "encoder", "model": str(ckpt), "warmup_pairs": [list(p) for p in latency.pairs],
-           "workloads": [{"name": name, "pairs": [list(p) for p in w.pairs], "reps": plan.reps,
-                          "latency_calls": 3 if name == "rerank" else 0,
-                          "latency_pairs": [list(p) for p in latency.pairs]}
-                         for name, w in works.items()]}
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": ""}
-    proc = subprocess.run([oracle_python(), str(FLAG_RUNNER)], input=json.dumps(job), text=True,
-                          capture_output=True, timeout=timeout, env=env)
+    job = {
+        "kind": "encoder",
+        "model": str(ckpt),
+        "warmup_pairs": [list(p) for p in latency.pairs],
+        "workloads": [
+            {
+                "name": name,
+                "pairs": [list(p) for p in w.pairs],
+                "reps": plan.reps,
+                "latency_calls": 3 if name == "rerank" else 0,
+                "latency_pairs": [list(p) for p in latency.pairs],
+            }
+            for name, w in works.items()
+        ],
+    }
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": "",
+    }
+    proc = subprocess.run(
+        [oracle_python(), str(FLAG_RUNNER)],
+        input=json.dumps(job),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"FlagEmbedding benchmark failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout)
-    result: dict[str, Any] = {"load_s": out["load_s"], "threads": out["threads"],
-                              "peak_rss_mb": out["peak_rss_mb"], "workloads": {}}
+    result: dict[str, Any] = {
+        "load_s": out["load_s"],
+        "threads": out["threads"],
+        "peak_rss_mb": out["peak_rss_mb"],
+        "workloads": {},
+    }
     for r in out["results"]:
         w = works[r["name"]]
         wall, cpu = float(np.median(r["wall_s"])), float(np.median(r["cpu_s"]))
-        result["workloads"][r["name"]] = {**throughput(w, wall, cpu, out["threads"]),
-                                          "scores": r["scores"]}
+        result["workloads"][r["name"]] = {**throughput(w, wall, cpu, out["threads"]), "scores": r["scores"]}
         if r["latency_s"]:
             result["latency_c1"] = latency_stats(r["latency_s"])
     return result
@@ -131,8 +172,13 @@ def inprocess_scorer(onnx_path: Path, max_batch_tokens: int = DEFAULT_MAX_BATCH_
     return EncoderScorer.from_file(onnx_path, pad_id=PAD_ID, max_batch_tokens=max_batch_tokens)
 
 
-def run_inprocess(onnx_path: Path, ckpt: Path, works: dict[str, Workload], plan: Plan,
-                  max_batch_tokens: Optional[int] = None) -> dict:
+def run_inprocess(
+    onnx_path: Path,
+    ckpt: Path,
+    works: dict[str, Workload],
+    plan: Plan,
+    max_batch_tokens: int | None = None,
+) -> dict:
     """Tokenize + score in this process with exactly the runner's session and re-batching."""
     scorer = inprocess_scorer(onnx_path, max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
     cores = os.cpu_count() or 1
@@ -150,8 +196,10 @@ def run_inprocess(onnx_path: Path, ckpt: Path, works: dict[str, Workload], plan:
             scores = call(w)
             walls.append(time.perf_counter() - t0)
             cpus.append(time.process_time() - c0)
-        out[name] = {**throughput(w, float(np.median(walls)), float(np.median(cpus)), cores),
-                     "scores": scores}
+        out[name] = {
+            **throughput(w, float(np.median(walls)), float(np.median(cpus)), cores),
+            "scores": scores,
+        }
     return out
 
 
@@ -168,8 +216,22 @@ def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: Encode
     base = repo / "enc-fp32"
     if not (base / "1" / "model.onnx").exists():
         repo.mkdir(parents=True, exist_ok=True)
-        if export_main(["--model", str(ckpt), "--name", "enc-fp32", "--repository", str(repo),
-                        "--force", "--cpu-graph", "plain"]) != 0:
+        if (
+            export_main(
+                [
+                    "--model",
+                    str(ckpt),
+                    "--name",
+                    "enc-fp32",
+                    "--repository",
+                    str(repo),
+                    "--force",
+                    "--cpu-graph",
+                    "plain",
+                ]
+            )
+            != 0
+        ):
             raise RuntimeError("export of the benchmark model failed")
     for variant in variants:
         target = repo / f"enc-{variant}"
@@ -177,12 +239,17 @@ def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: Encode
             continue
         src = build_variant(fp32, variant.split("+")[0], shape.num_attention_heads, shape.hidden_size)
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(base, target, ignore=shutil.ignore_patterns("*.pbtxt", "model.onnx*", "reranker.json"))
+        shutil.copytree(
+            base, target, ignore=shutil.ignore_patterns("*.pbtxt", "model.onnx*", "reranker.json")
+        )
         os.link(src, target / "1" / "model.onnx")
-        manifest = dataclasses.replace(ModelManifest.load(base), name=target.name,
-                                       text_model=text_model_name(target.name))
-        options = EncoderExportOptions(max_batch_size=manifest.max_batch_size,
-                                       max_batch_tokens=batch_tokens(variant, DEFAULT_MAX_BATCH_TOKENS))
+        manifest = dataclasses.replace(
+            ModelManifest.load(base), name=target.name, text_model=text_model_name(target.name)
+        )
+        options = EncoderExportOptions(
+            max_batch_size=manifest.max_batch_size,
+            max_batch_tokens=batch_tokens(variant, DEFAULT_MAX_BATCH_TOKENS),
+        )
         write_configs(target, manifest, options)
         manifest.save(target)
     return repo
@@ -190,11 +257,20 @@ def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: Encode
 
 def _client(url: str, model: str, ckpt: Path):
     from reranker_client import RerankerClient
+
     return RerankerClient(url, model, "grpc", tokenizer_path=str(ckpt), timeout_s=600.0)
 
 
-def run_served(repo: Path, model: str, ckpt: Path, works: dict[str, Workload], latency: Workload,
-               plan: Plan, levels: list[int], log: Callable[[str], None]) -> dict:
+def run_served(
+    repo: Path,
+    model: str,
+    ckpt: Path,
+    works: dict[str, Workload],
+    latency: Workload,
+    plan: Plan,
+    levels: list[int],
+    log: Callable[[str], None],
+) -> dict:
     """Start the embedded server with only `model`, then time client calls against it."""
     server = one_model_server(repo, model, RESULTS / f"server-{model}.log.tmp")
     t0 = time.perf_counter()
@@ -220,13 +296,16 @@ def run_served(repo: Path, model: str, ckpt: Path, works: dict[str, Workload], l
                         scores = client.compute_score([list(p) for p in w.pairs])
                     walls.append(time.perf_counter() - t0)
                     cpus.append(time.process_time() - c0 + procstats.cpu_s(pid) - s0)
-                out[name] = {**throughput(w, float(np.median(walls)), float(np.median(cpus)), cores),
-                             "scores": scores}
+                out[name] = {
+                    **throughput(w, float(np.median(walls)), float(np.median(cpus)), cores),
+                    "scores": scores,
+                }
                 log(f"  {model} {name}: {out[name]['pairs_per_s']:.2f} pairs/s")
             out["latency"] = {}
             for c in levels:
-                out["latency"][str(c)] = _latency_level(server.grpc_url, model, ckpt, q, passages, c,
-                                                        plan.latency_requests(c), len(latency.pairs))
+                out["latency"][str(c)] = _latency_level(
+                    server.grpc_url, model, ckpt, q, passages, c, plan.latency_requests(c), len(latency.pairs)
+                )
                 log(f"  {model} concurrency {c}: p50 {out['latency'][str(c)]['p50_s']:.3f}s")
             client.close()
         out["peak_rss_mb"] = rss.peak_mb
@@ -235,8 +314,16 @@ def run_served(repo: Path, model: str, ckpt: Path, works: dict[str, Workload], l
     return out
 
 
-def _latency_level(url: str, model: str, ckpt: Path, query: str, passages: list[str], c: int,
-                   requests: int, pairs_per_call: int) -> dict:
+def _latency_level(
+    url: str,
+    model: str,
+    ckpt: Path,
+    query: str,
+    passages: list[str],
+    c: int,
+    requests: int,
+    pairs_per_call: int,
+) -> dict:
     clients = [_client(url, model, ckpt) for _ in range(c)]
     times: list[float] = []
 
@@ -268,8 +355,9 @@ def summarize(result: dict) -> dict:
             s: dict[str, Any] = {"pairs_per_s": row["pairs_per_s"]}
             if name in flag:
                 s["x_flagembedding_wall"] = row["pairs_per_s"] / flag[name]["pairs_per_s"]
-                s["x_flagembedding_cpu_norm"] = (row["pairs_per_s_cpu_norm"]
-                                                 / flag[name]["pairs_per_s_cpu_norm"])
+                s["x_flagembedding_cpu_norm"] = (
+                    row["pairs_per_s_cpu_norm"] / flag[name]["pairs_per_s_cpu_norm"]
+                )
                 s["drift_vs_flagembedding"] = drift(flag[name]["scores"], row["scores"])
             inproc = result.get("inprocess", {}).get(variant, {}).get(name)
             if inproc:
@@ -284,6 +372,7 @@ def summarize(result: dict) -> dict:
 
 def chart(result: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -293,9 +382,10 @@ def chart(result: dict, path: Path) -> None:
     values: dict[str, list[float]] = {k: [] for k in names}
     flag = result.get("flagembedding", {}).get("workloads")
     groups = ([("FlagEmbedding fp32", flag)] if flag else []) + [
-        (f"{title} {variant}", rows) for group, title in (("inprocess", "ORT in-process"),
-                                                          ("served", "client+Triton"))
-        for variant, rows in result.get(group, {}).items()]
+        (f"{title} {variant}", rows)
+        for group, title in (("inprocess", "ORT in-process"), ("served", "client+Triton"))
+        for variant, rows in result.get(group, {}).items()
+    ]
     for label, rows in groups:
         labels.append(label)
         for k in names:
@@ -318,8 +408,10 @@ def chart(result: dict, path: Path) -> None:
     ax2.set_ylabel(f"latency of one {result['workloads']['latency']} call (s)")
     ax2.set_title("client+Triton latency")
     ax2.legend(fontsize=8)
-    fig.suptitle(f"{result['machine']['cpu']} ({result['machine']['cpus']} CPUs), {result['machine']['date']}",
-                 fontsize=9)
+    fig.suptitle(
+        f"{result['machine']['cpu']} ({result['machine']['cpus']} CPUs), {result['machine']['date']}",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -335,17 +427,22 @@ def run_llm(quick: bool, log: Callable[[str], None]) -> dict:
     return llm_bench.run(quick=quick, log=log)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes (CI smoke test)")
-    parser.add_argument("--variants", default="fused+t1024,int8+t1024",
-                        help="graph (fp32 as exported, fused, int8, int8-full, int8-matmul) plus "
-                             "+t<N>: the runner's max_batch_tokens")
+    parser.add_argument(
+        "--variants",
+        default="fused+t1024,int8+t1024",
+        help="graph (fp32 as exported, fused, int8, int8-full, int8-matmul) plus "
+        "+t<N>: the runner's max_batch_tokens",
+    )
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--skip-flagembedding", action="store_true")
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--skip-text-path", action="store_true", help="skip bench/text_path.py's section")
-    parser.add_argument("--text-path-variant", default="int8+t1024", help="graph the text path section serves")
+    parser.add_argument(
+        "--text-path-variant", default="int8+t1024", help="graph the text path section serves"
+    )
     parser.add_argument("--skip-api", action="store_true", help="skip bench/api_overhead.py's section")
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--workloads", default="rerank,mixed", help="subset of rerank,mixed")
@@ -361,17 +458,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     shape = plan.shape
     ckpt = build_encoder_checkpoint(shape)
     fp32 = export_encoder_onnx(ckpt)
-    works = {"rerank": rerank_1x100(ckpt, *plan.rerank),
-             "mixed": mixed_pairs(ckpt, *plan.mixed)}
+    works = {"rerank": rerank_1x100(ckpt, *plan.rerank), "mixed": mixed_pairs(ckpt, *plan.mixed)}
     works = {k: w for k, w in works.items() if k in args.workloads.split(",")}
     latency = rerank_1x100(ckpt, *plan.latency, seed=5)
-    gflop = {name: sum(shape.matmul_flops_per_token(len(s)) * len(s)
-                       for s in encode_encoder_pairs(ckpt, w.pairs)) / 1e9 for name, w in works.items()}
+    gflop = {
+        name: sum(shape.matmul_flops_per_token(len(s)) * len(s) for s in encode_encoder_pairs(ckpt, w.pairs))
+        / 1e9
+        for name, w in works.items()
+    }
     result: dict[str, Any] = {
-        "machine": machine_info(), "shape": shape.__dict__, "quick": args.quick,
-        "workloads": {**{k: f"{w.name} ({w.total_tokens} tokens)" for k, w in works.items()},
-                      "latency": latency.name},
-        "gflop": gflop, "load_avg_start": os.getloadavg()}
+        "machine": machine_info(),
+        "shape": shape.__dict__,
+        "quick": args.quick,
+        "workloads": {
+            **{k: f"{w.name} ({w.total_tokens} tokens)" for k, w in works.items()},
+            "latency": latency.name,
+        },
+        "gflop": gflop,
+        "load_avg_start": os.getloadavg(),
+    }
     if not args.skip_flagembedding:
         log("FlagEmbedding fp32 (oracle env)")
         result["flagembedding"] = run_flagembedding(ckpt, works, latency, plan)
@@ -381,21 +486,30 @@ def main(argv: Optional[list[str]] = None) -> int:
             continue
         log(f"ORT in-process {variant}")
         path = build_variant(fp32, variant.split("+")[0], shape.num_attention_heads, shape.hidden_size)
-        result["inprocess"][variant] = run_inprocess(path, ckpt, works, plan,
-                                                     batch_tokens(variant, DEFAULT_MAX_BATCH_TOKENS))
+        result["inprocess"][variant] = run_inprocess(
+            path, ckpt, works, plan, batch_tokens(variant, DEFAULT_MAX_BATCH_TOKENS)
+        )
     if not args.skip_server:
         repo = served_repository(ckpt, fp32, variants, shape)
         result["served"] = {}
         for variant in variants:
             log(f"client -> embedded Triton, {variant}")
-            result["served"][variant] = run_served(repo, f"enc-{variant}", ckpt, works, latency,
-                                                   plan, levels, log)
+            result["served"][variant] = run_served(
+                repo, f"enc-{variant}", ckpt, works, latency, plan, levels, log
+            )
     if not (args.skip_server or args.skip_text_path):
         from bench import text_path
-        result["text_path"] = text_path.run(ckpt, text_path.QUICK_PLAN if args.quick else text_path.FULL_PLAN,
-                                            args.text_path_variant, log, RESULTS / "server-text-path.log.tmp")
+
+        result["text_path"] = text_path.run(
+            ckpt,
+            text_path.QUICK_PLAN if args.quick else text_path.FULL_PLAN,
+            args.text_path_variant,
+            log,
+            RESULTS / "server-text-path.log.tmp",
+        )
     if not (args.skip_server or args.skip_api):
         from bench import api_overhead
+
         log("rerank HTTP API vs the text model directly (quick encoder shape)")
         result["api_overhead"] = api_overhead.run(log, rounds=2 if args.quick else api_overhead.ROUNDS)
         for line in api_overhead.table(result["api_overhead"]):

@@ -18,6 +18,7 @@ client does) and prepare_pairs + bucketed packing (what the text model does).
 `make bench` runs this as one section of bench.run; results also go to
 bench/results/text-path[-quick].json when run alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,10 @@ import os
 import statistics
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,19 +45,20 @@ from reranker_core.tensors import PASSAGES, QUERY, SCORES, text_model_name
 RESULTS = Path(__file__).resolve().parent / "results"
 PATHS = ("token", "text", "text-sdk")
 TEXT_PATHS = ("text", "text-sdk")
-TARGET_RATIO = 0.9     # the text path's throughput within 10 % of the token path's
+TARGET_RATIO = 0.9  # the text path's throughput within 10 % of the token path's
 Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class TextPathPlan:
     """Sizes of one run: workload, concurrency levels, rounds, calls per worker and round."""
+
     shape: EncoderShape
     passages: int
     tokens: int
     levels: tuple[int, ...]
-    rounds: dict[int, int]              # per level (default 2)
-    calls_per_worker: dict[int, int]    # per level and round (default 1)
+    rounds: dict[int, int]  # per level (default 2)
+    calls_per_worker: dict[int, int]  # per level and round (default 1)
     tokenize_reps: int
 
     def rounds_for(self, level: int) -> int:
@@ -66,15 +69,24 @@ class TextPathPlan:
 
 
 # One call per worker and round: the paths alternate as finely as the workload allows.
-FULL_PLAN = TextPathPlan(BASE, passages=100, tokens=200, levels=(1, 16), rounds={1: 6, 16: 2},
-                         calls_per_worker={}, tokenize_reps=30)
-QUICK_PLAN = TextPathPlan(QUICK, passages=20, tokens=64, levels=(1, 4), rounds={1: 3, 4: 2},
-                          calls_per_worker={}, tokenize_reps=5)
+FULL_PLAN = TextPathPlan(
+    BASE,
+    passages=100,
+    tokens=200,
+    levels=(1, 16),
+    rounds={1: 6, 16: 2},
+    calls_per_worker={},
+    tokenize_reps=30,
+)
+QUICK_PLAN = TextPathPlan(
+    QUICK, passages=20, tokens=64, levels=(1, 4), rounds={1: 3, 4: 2}, calls_per_worker={}, tokenize_reps=5
+)
 
 
 # ----------------------------------------------------------------------------- repository
-def prepare_repository(checkpoint: Path, variant: str, shape: EncoderShape,
-                       text_instances: Optional[int] = None) -> tuple[Path, str]:
+def prepare_repository(
+    checkpoint: Path, variant: str, shape: EncoderShape, text_instances: int | None = None
+) -> tuple[Path, str]:
     """bench.run's served repository with `enc-<variant>` and its text model (written by the
     exporter's own writer, with `text_instances` instances: default the export's); (repository, name)."""
     from bench.run import served_repository
@@ -87,15 +99,23 @@ def prepare_repository(checkpoint: Path, variant: str, shape: EncoderShape,
     return repo, name
 
 
-def start_server(repository: Path, model: str, log_file: Optional[Path] = None):
+def start_server(repository: Path, model: str, log_file: Path | None = None):
     """The embedded server with the token model and its text model only (not started yet)."""
     from reranker_server.embedded import EmbeddedTritonServer, free_ports
 
     http, grpc, metrics = free_ports(3)
-    return EmbeddedTritonServer(repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                log_file=log_file,
-                                extra_args=("--model-control-mode=explicit", f"--load-model={model}",
-                                            f"--load-model={text_model_name(model)}"))
+    return EmbeddedTritonServer(
+        repository,
+        http_port=http,
+        grpc_port=grpc,
+        metrics_port=metrics,
+        log_file=log_file,
+        extra_args=(
+            "--model-control-mode=explicit",
+            f"--load-model={model}",
+            f"--load-model={text_model_name(model)}",
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- callers
@@ -104,6 +124,7 @@ class RawTextCaller:
 
     def __init__(self, url: str, model: str, timeout_s: float) -> None:
         import tritonclient.grpc as grpcclient
+
         self._grpc = grpcclient
         self.client = grpcclient.InferenceServerClient(url)
         self.model, self.timeout_s = text_model_name(model), timeout_s
@@ -114,8 +135,9 @@ class RawTextCaller:
         q.set_data_from_numpy(np.array([query.encode("utf-8")], dtype=np.object_))
         p = g.InferInput(PASSAGES, [len(passages)], "BYTES")
         p.set_data_from_numpy(np.array([t.encode("utf-8") for t in passages], dtype=np.object_))
-        result = self.client.infer(self.model, [q, p], outputs=[g.InferRequestedOutput(SCORES)],
-                                   client_timeout=self.timeout_s)
+        result = self.client.infer(
+            self.model, [q, p], outputs=[g.InferRequestedOutput(SCORES)], client_timeout=self.timeout_s
+        )
         return result.as_numpy(SCORES)[-1].astype(np.float64).tolist()
 
     def close(self) -> None:
@@ -127,10 +149,17 @@ class SdkCaller:
 
     def __init__(self, url: str, model: str, tokenize: str, checkpoint: Path, timeout_s: float) -> None:
         from reranker_client import RerankerClient
+
         # The model a caller names: the token model to tokenize here, the text model otherwise.
         name = model if tokenize == "client" else text_model_name(model)
-        self.client = RerankerClient(url, name, "grpc", tokenize=tokenize, timeout_s=timeout_s,
-                                     tokenizer_path=str(checkpoint) if tokenize == "client" else None)
+        self.client = RerankerClient(
+            url,
+            name,
+            "grpc",
+            tokenize=tokenize,
+            timeout_s=timeout_s,
+            tokenizer_path=str(checkpoint) if tokenize == "client" else None,
+        )
         if self.client.tokenize != tokenize:
             raise RuntimeError(f"asked for tokenize={tokenize!r}, the client chose {self.client.tokenize!r}")
 
@@ -158,14 +187,16 @@ def make_caller(path: str, url: str, model: str, checkpoint: Path, timeout_s: fl
 @dataclass
 class Sample:
     """One (path, level, round): wall time of the whole wave, each call's latency, CPU seconds."""
+
     wall_s: float
     latencies_s: list[float]
     cpu_s: float
     pairs: int
 
 
-def run_wave(callers: Sequence[Callable], query: str, passages: Sequence[str], calls_per_worker: int,
-             server_pid: int) -> tuple[Sample, list[float]]:
+def run_wave(
+    callers: Sequence[Callable], query: str, passages: Sequence[str], calls_per_worker: int, server_pid: int
+) -> tuple[Sample, list[float]]:
     """len(callers) threads, each making `calls_per_worker` calls back to back, released together."""
     latencies: list[float] = []
     errors: list[BaseException] = []
@@ -214,17 +245,24 @@ def summarize_level(samples: dict[str, list[Sample]]) -> dict[str, Any]:
     for path, rows in samples.items():
         pairs, wall = sum(s.pairs for s in rows), sum(s.wall_s for s in rows)
         lat = [x for s in rows for x in s.latencies_s]
-        out[path] = {"pairs_per_s": pairs / wall, "p50_s": float(np.percentile(lat, 50)),
-                     "p99_s": float(np.percentile(lat, 99)), "calls": len(lat), "pairs": pairs,
-                     "wall_s": wall, "cpu_ms_per_pair": 1000 * sum(s.cpu_s for s in rows) / pairs,
-                     "round_pairs_per_s": [s.pairs / s.wall_s for s in rows]}
+        out[path] = {
+            "pairs_per_s": pairs / wall,
+            "p50_s": float(np.percentile(lat, 50)),
+            "p99_s": float(np.percentile(lat, 99)),
+            "calls": len(lat),
+            "pairs": pairs,
+            "wall_s": wall,
+            "cpu_ms_per_pair": 1000 * sum(s.cpu_s for s in rows) / pairs,
+            "round_pairs_per_s": [s.pairs / s.wall_s for s in rows],
+        }
     token = out["token"]
     for path in TEXT_PATHS:
         row = out[path]
         row["ratio_vs_token"] = row["pairs_per_s"] / token["pairs_per_s"]
         # Rounds ran back to back under the same load: their ratios are the contention-robust view.
-        row["round_ratios_vs_token"] = [a / b for a, b in zip(row["round_pairs_per_s"],
-                                                             token["round_pairs_per_s"])]
+        row["round_ratios_vs_token"] = [
+            a / b for a, b in zip(row["round_pairs_per_s"], token["round_pairs_per_s"])
+        ]
         row["median_round_ratio"] = statistics.median(row["round_ratios_vs_token"])
         row["cpu_ratio_vs_token"] = row["cpu_ms_per_pair"] / token["cpu_ms_per_pair"]
         row["within_target"] = row["ratio_vs_token"] >= TARGET_RATIO
@@ -232,8 +270,9 @@ def summarize_level(samples: dict[str, list[Sample]]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- tokenization
-def tokenization_per_pair(checkpoint: Path, repository: Path, model: str, work: Workload,
-                          reps: int) -> dict[str, float]:
+def tokenization_per_pair(
+    checkpoint: Path, repository: Path, model: str, work: Workload, reps: int
+) -> dict[str, float]:
     """Median microseconds per pair of the product's tokenization: the client's prepare_pairs +
     packing, and the text model's prepare_pairs + bucketed packing (same code as each runs)."""
     from tokenizers import Tokenizer
@@ -248,38 +287,61 @@ def tokenization_per_pair(checkpoint: Path, repository: Path, model: str, work: 
     options = parse_options({}, manifest)
     pairs = list(work.pairs)
 
-    def timed(buckets: Optional[bool]) -> float:
+    def timed(buckets: bool | None) -> float:
         times = []
         for _ in range(reps):
             t0 = time.perf_counter()
             prepared = prepare_pairs(tokenizer, manifest, pairs, options)
             if buckets is not None:
-                prepared.batches(manifest, max_pairs=manifest.max_batch_size,
-                                 max_tokens=CLIENT_MAX_REQUEST_TOKENS, buckets=buckets)
+                prepared.batches(
+                    manifest,
+                    max_pairs=manifest.max_batch_size,
+                    max_tokens=CLIENT_MAX_REQUEST_TOKENS,
+                    buckets=buckets,
+                )
             times.append(time.perf_counter() - t0)
         return 1e6 * statistics.median(times) / len(pairs)
 
     timed(None)  # warm-up
-    return {"prepare_pairs_us": timed(None), "client_us": timed(False), "text_model_us": timed(True),
-            "pairs": len(pairs), "tokens_per_pair": work.total_tokens / len(pairs), "reps": reps}
+    return {
+        "prepare_pairs_us": timed(None),
+        "client_us": timed(False),
+        "text_model_us": timed(True),
+        "pairs": len(pairs),
+        "tokens_per_pair": work.total_tokens / len(pairs),
+        "reps": reps,
+    }
 
 
 # ----------------------------------------------------------------------------- the section
-def run(checkpoint: Path, plan: TextPathPlan, variant: str, log: Log,
-        log_file: Optional[Path] = None, text_instances: Optional[int] = None) -> dict[str, Any]:
+def run(
+    checkpoint: Path,
+    plan: TextPathPlan,
+    variant: str,
+    log: Log,
+    log_file: Path | None = None,
+    text_instances: int | None = None,
+) -> dict[str, Any]:
     """Serve `enc-<variant>` and `enc-<variant>-text`, then time the three paths round by round."""
     repository, model = prepare_repository(checkpoint, variant, plan.shape, text_instances)
     work = rerank_1x100(checkpoint, plan.passages, plan.tokens)
     query, passages = work.pairs[0][0], [p for _, p in work.pairs]
     text_config = parse_config((repository / text_model_name(model) / "config.pbtxt").read_text())
     result: dict[str, Any] = {
-        "model": model, "variant": variant, "shape": plan.shape.name, "workload": work.name,
+        "model": model,
+        "variant": variant,
+        "shape": plan.shape.name,
+        "workload": work.name,
         "text_instances": sum(g.count for g in text_config.instance_group),
-        "tokens": work.total_tokens, "rounds": {str(c): plan.rounds_for(c) for c in plan.levels},
+        "tokens": work.total_tokens,
+        "rounds": {str(c): plan.rounds_for(c) for c in plan.levels},
         "calls_per_worker": {str(c): plan.calls(c) for c in plan.levels},
-        "tokenization": tokenization_per_pair(checkpoint, repository, model, work, plan.tokenize_reps)}
-    log(f"text path: tokenization {result['tokenization']['client_us']:.0f} us/pair (client), "
-        f"{result['tokenization']['text_model_us']:.0f} us/pair (text model)")
+        "tokenization": tokenization_per_pair(checkpoint, repository, model, work, plan.tokenize_reps),
+    }
+    log(
+        f"text path: tokenization {result['tokenization']['client_us']:.0f} us/pair (client), "
+        f"{result['tokenization']['text_model_us']:.0f} us/pair (text model)"
+    )
     server = start_server(repository, model, log_file)
     server.start(timeout=600)
     callers: dict[str, list] = {}
@@ -288,7 +350,7 @@ def run(checkpoint: Path, plan: TextPathPlan, variant: str, log: Log,
         top = max(plan.levels)
         for path in PATHS:
             callers[path] = [make_caller(path, server.grpc_url, model, checkpoint) for _ in range(top)]
-        for path in PATHS:      # every connection and every model instance once, on two passages
+        for path in PATHS:  # every connection and every model instance once, on two passages
             run_wave(callers[path], query, passages[:2], 1, pid)
         reference = callers["token"][0](query, passages)
         drift = {}
@@ -304,32 +366,42 @@ def run(checkpoint: Path, plan: TextPathPlan, variant: str, log: Log,
                 for path in round_order(r):
                     sample, _ = run_wave(callers[path][:level], query, passages, plan.calls(level), pid)
                     samples[path].append(sample)
-                    log(f"text path: c={level} round {r + 1}/{rounds} {path}: "
-                        f"{sample.pairs / sample.wall_s:.2f} pairs/s")
+                    log(
+                        f"text path: c={level} round {r + 1}/{rounds} {path}: "
+                        f"{sample.pairs / sample.wall_s:.2f} pairs/s"
+                    )
             summary = summarize_level(samples)
             result["levels"][str(level)] = summary
-            log(f"text path: c={level}: " + ", ".join(
-                f"{p} {summary[p]['pairs_per_s']:.2f} pairs/s" for p in PATHS) + "; text/token " +
-                ", ".join(f"{p} {summary[p]['ratio_vs_token']:.3f}" for p in TEXT_PATHS))
+            log(
+                f"text path: c={level}: "
+                + ", ".join(f"{p} {summary[p]['pairs_per_s']:.2f} pairs/s" for p in PATHS)
+                + "; text/token "
+                + ", ".join(f"{p} {summary[p]['ratio_vs_token']:.3f}" for p in TEXT_PATHS)
+            )
     finally:
         for group in callers.values():
             for caller in group:
                 caller.close()
         server.stop()
-    result["within_target"] = all(result["levels"][str(c)][p]["within_target"]
-                                  for c in plan.levels for p in TEXT_PATHS)
+    result["within_target"] = all(
+        result["levels"][str(c)][p]["within_target"] for c in plan.levels for p in TEXT_PATHS
+    )
     return result
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shape and workload (CI smoke test)")
-    parser.add_argument("--variant", default="int8+t1024",
-                        help="served graph, as bench.run's --variants (fused, int8, ... plus +t<N>)")
+    parser.add_argument(
+        "--variant",
+        default="int8+t1024",
+        help="served graph, as bench.run's --variants (fused, int8, ... plus +t<N>)",
+    )
     parser.add_argument("--concurrency", default=None, help="levels, e.g. 1,16 (default: the plan's)")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--text-instances", type=int, default=None,
-                        help="instances of the text model (default: the export's)")
+    parser.add_argument(
+        "--text-instances", type=int, default=None, help="instances of the text model (default: the export's)"
+    )
     parser.add_argument("--out", default=None, help="JSON path")
     args = parser.parse_args(argv)
     plan = QUICK_PLAN if args.quick else FULL_PLAN
@@ -340,10 +412,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     log = lambda msg: print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
     RESULTS.mkdir(parents=True, exist_ok=True)
     checkpoint = build_encoder_checkpoint(plan.shape)
-    result = {"machine": machine_info(), "load_avg_start": os.getloadavg(),
-              **run(checkpoint, plan, args.variant, log, RESULTS / "server-text-path.log.tmp",
-                     args.text_instances),
-              "load_avg_end": os.getloadavg()}
+    result = {
+        "machine": machine_info(),
+        "load_avg_start": os.getloadavg(),
+        **run(checkpoint, plan, args.variant, log, RESULTS / "server-text-path.log.tmp", args.text_instances),
+        "load_avg_end": os.getloadavg(),
+    }
     out = Path(args.out) if args.out else RESULTS / f"text-path{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -3,6 +3,7 @@
 Lengths are counted with the checkpoint's own tokenizer so that "~200 tokens" means 200 model
 tokens (query + passage + the 4 special tokens of `<s> q </s></s> p </s>`).
 """
+
 from __future__ import annotations
 
 import random
@@ -13,11 +14,13 @@ import numpy as np
 
 PAD_ID = 1  # <pad> of the benchmark checkpoints' XLM-R tokenizer (export/tiny/tokenizer_builder.py)
 
-WORDS = ("the giant panda is a bear species endemic to china machine learning models rank "
-         "passages by relevance to a query rerankers score pairs paris is the capital and most "
-         "populous city of france numbers dates prices percentages les élèves étudient à l'école "
-         "der schnelle braune fuchs springt über den faulen hund 大熊猫 北京 熊猫喜欢吃竹子 "
-         "given a query and a passage determine whether the passage contains an answer").split()
+WORDS = (
+    "the giant panda is a bear species endemic to china machine learning models rank "
+    "passages by relevance to a query rerankers score pairs paris is the capital and most "
+    "populous city of france numbers dates prices percentages les élèves étudient à l'école "
+    "der schnelle braune fuchs springt über den faulen hund 大熊猫 北京 熊猫喜欢吃竹子 "
+    "given a query and a passage determine whether the passage contains an answer"
+).split()
 ENCODER_SPECIALS = 4  # <s> q </s> </s> p </s>
 
 
@@ -46,8 +49,15 @@ def _text_of_tokens(tok, n: int, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def encoder_pairs(checkpoint: Path, lengths: list[int], *, query_tokens: int = 12,
-                  seed: int = 0, name: str = "pairs", shared_query: bool = True) -> Workload:
+def encoder_pairs(
+    checkpoint: Path,
+    lengths: list[int],
+    *,
+    query_tokens: int = 12,
+    seed: int = 0,
+    name: str = "pairs",
+    shared_query: bool = True,
+) -> Workload:
     """Pairs whose encoded length (with specials) is close to each entry of `lengths`."""
     from tokenizers import Tokenizer
 
@@ -76,12 +86,12 @@ def mixed_pairs(checkpoint: Path, n: int = 500, low: int = 16, high: int = 256, 
     """n pairs of different queries with total lengths uniform in [low, high]."""
     rng = np.random.default_rng(seed)
     lengths = [int(x) for x in rng.integers(low, high + 1, n)]
-    return encoder_pairs(checkpoint, lengths, seed=seed, name=f"{n}x{low}-{high}tok",
-                         shared_query=False)
+    return encoder_pairs(checkpoint, lengths, seed=seed, name=f"{n}x{low}-{high}tok", shared_query=False)
 
 
-def encode_encoder_pairs(checkpoint: Path, pairs: list[tuple[str, str]],
-                         max_length: int = 512) -> list[list[int]]:
+def encode_encoder_pairs(
+    checkpoint: Path, pairs: list[tuple[str, str]], max_length: int = 512
+) -> list[list[int]]:
     """`<s> q </s></s> p </s>` ids (the benchmark's in-process baseline; no truncation needed
     for the benchmark lengths, which stay below max_length)."""
     from tokenizers import Tokenizer
@@ -101,4 +111,5 @@ def encode_encoder_pairs(checkpoint: Path, pairs: list[tuple[str, str]],
 def pad_batch(seqs: list[list[int]], pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad to the longest sequence: (input_ids, attention_mask) int64 (the runner's own padding)."""
     from reranker_core.packing import pad_rows
+
     return pad_rows([np.asarray(s, dtype=np.int64) for s in seqs], pad_id)

@@ -1,4 +1,5 @@
 """`python -m export --model <hub id or dir> --name <name>`: write a Triton model directory."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from export.checkpoint import read_config, resolve_checkpoint
 from export.detect import detect_family
@@ -22,31 +22,56 @@ def default_name(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", Path(model.rstrip("/")).name).lower() or "reranker"
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__)
-    p.add_argument("--model", required=True, help="hub id (e.g. BAAI/bge-reranker-v2-m3) or local checkpoint dir")
+    p.add_argument(
+        "--model", required=True, help="hub id (e.g. BAAI/bge-reranker-v2-m3) or local checkpoint dir"
+    )
     p.add_argument("--name", help="served model name (default: the checkpoint's name)")
     p.add_argument("--repository", default="model_repository", help="Triton model repository")
-    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
-                   help="encoder models: ONNX precision (fp16 keeps LayerNorm/Softmax in fp32)")
-    p.add_argument("--cpu-graph", choices=["fused", "int8", "plain"], default="fused",
-                   help="encoder models: graph of the embedded CPU server: ORT-fused fp32 (exact, "
-                        "default), fused + dynamic int8 (faster, scores drift: opt-in), or model.onnx as is")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
-                   help="LLM rerankers: GPU compute dtype (the embedded CPU config runs float32)")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "fp16"],
+        default="fp32",
+        help="encoder models: ONNX precision (fp16 keeps LayerNorm/Softmax in fp32)",
+    )
+    p.add_argument(
+        "--cpu-graph",
+        choices=["fused", "int8", "plain"],
+        default="fused",
+        help="encoder models: graph of the embedded CPU server: ORT-fused fp32 (exact, "
+        "default), fused + dynamic int8 (faster, scores drift: opt-in), or model.onnx as is",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        default=None,
+        help="LLM rerankers: GPU compute dtype (the embedded CPU config runs float32)",
+    )
     p.add_argument("--max-batch-size", type=int, default=None, help="pairs per request")
     p.add_argument("--instance-count", type=int, default=1, help="model instances (per GPU on GPU nodes)")
     p.add_argument("--gpus", default="", help="comma-separated GPU ids for the GPU config (default: all)")
     p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching delay")
-    p.add_argument("--max-batch-tokens", type=int, default=None,
-                   help="padded tokens (rows x longest row) per forward pass of the Python-backend "
-                        "runners (default: encoder 1024; LLM 16384 on GPU, 4096 on CPU)")
-    p.add_argument("--weights", choices=["link", "copy"], default="link",
-                   help="LLM rerankers: symlink or copy the safetensors weights into the model dir")
+    p.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=None,
+        help="padded tokens (rows x longest row) per forward pass of the Python-backend "
+        "runners (default: encoder 1024; LLM 16384 on GPU, 4096 on CPU)",
+    )
+    p.add_argument(
+        "--weights",
+        choices=["link", "copy"],
+        default="link",
+        help="LLM rerankers: symlink or copy the safetensors weights into the model dir",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing model directory")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="encoder models: accept a checkpoint that has only pickle (*.bin) weights "
-                        "(loaded with torch.load(weights_only=True)); refused by default")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="encoder models: accept a checkpoint that has only pickle (*.bin) weights "
+        "(loaded with torch.load(weights_only=True)); refused by default",
+    )
     return p.parse_args(argv)
 
 
@@ -71,32 +96,52 @@ def run(args: argparse.Namespace) -> Path:
     try:
         if family == ENCODER:
             from export.encoder_export import EncoderExportOptions, export_encoder
+
             options = EncoderExportOptions(
-                precision=args.precision, cpu_graph=args.cpu_graph, max_batch_size=args.max_batch_size or ENCODER_MAX_BATCH_SIZE,
-                instance_count=args.instance_count, max_queue_delay_us=args.max_queue_delay_us, gpus=gpus,
-                allow_pickle=args.allow_pickle)
+                precision=args.precision,
+                cpu_graph=args.cpu_graph,
+                max_batch_size=args.max_batch_size or ENCODER_MAX_BATCH_SIZE,
+                instance_count=args.instance_count,
+                max_queue_delay_us=args.max_queue_delay_us,
+                gpus=gpus,
+                allow_pickle=args.allow_pickle,
+            )
             if args.max_batch_tokens is not None:
                 options.max_batch_tokens = args.max_batch_tokens
-            export_encoder(checkpoint, model_dir, name=name, source=args.model, options=options,
-                           progress=progress)
+            export_encoder(
+                checkpoint, model_dir, name=name, source=args.model, options=options, progress=progress
+            )
         else:
             from export.llm_export import export_llm
-            export_llm(checkpoint, model_dir, name=name, family=family, dtype=args.dtype or "float16",
-                       weights=args.weights, max_batch_size=args.max_batch_size or LLM_MAX_BATCH_SIZE,
-                       instance_count=args.instance_count, gpus=gpus,
-                       max_queue_delay_us=args.max_queue_delay_us, source=args.model,
-                       max_batch_tokens=args.max_batch_tokens)
+
+            export_llm(
+                checkpoint,
+                model_dir,
+                name=name,
+                family=family,
+                dtype=args.dtype or "float16",
+                weights=args.weights,
+                max_batch_size=args.max_batch_size or LLM_MAX_BATCH_SIZE,
+                instance_count=args.instance_count,
+                gpus=gpus,
+                max_queue_delay_us=args.max_queue_delay_us,
+                source=args.model,
+                max_batch_tokens=args.max_batch_tokens,
+            )
         export_text_model(model_dir)
     except BaseException:
-        for written in (model_dir, text_dir):   # never leave a half-written model behind
+        for written in (model_dir, text_dir):  # never leave a half-written model behind
             shutil.rmtree(written, ignore_errors=True)
         raise
-    print(f"done in {time.monotonic() - start:.1f}s: {model_dir} (token ids; the Python SDK) and "
-          f"{text_dir} (text in, scores out; any language)", flush=True)
+    print(
+        f"done in {time.monotonic() - start:.1f}s: {model_dir} (token ids; the Python SDK) and "
+        f"{text_dir} (text in, scores out; any language)",
+        flush=True,
+    )
     return model_dir
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         run(args)

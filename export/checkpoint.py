@@ -1,4 +1,5 @@
 """Find a checkpoint: a local directory, or a Hugging Face hub id downloaded to the local cache."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,16 @@ from typing import Any
 
 from export.errors import ExportError
 
-HUB_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json",
-             "tokenizer_config.json", "special_tokens_map.json", "sentencepiece.bpe.model",
-             "tokenizer.model"]  # never checkpoint code: it is not run
+HUB_FILES = [
+    "config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+]  # never checkpoint code: it is not run
 
 
 def looks_like_hub_id(model: str) -> bool:
@@ -27,11 +35,14 @@ def resolve_checkpoint(model: str, *, cache_dir: str | None = None) -> Path:
         raise ExportError(f"checkpoint not found: {model} is neither a directory nor a hub id (org/name)")
     try:
         from huggingface_hub import snapshot_download
+
         local = snapshot_download(repo_id=model, allow_patterns=HUB_FILES, cache_dir=cache_dir)
     except Exception as exc:  # network errors, missing repo, offline mode: all one line for the user
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"cannot download {model} from the Hugging Face hub "
-                          f"(unreachable or unknown model): {reason[:200]}") from exc
+        raise ExportError(
+            f"cannot download {model} from the Hugging Face hub "
+            f"(unreachable or unknown model): {reason[:200]}"
+        ) from exc
     return Path(local)
 
 
@@ -47,7 +58,9 @@ def require_safetensors(checkpoint: Path, allow_pickle: bool = False) -> None:
     if any(checkpoint.glob("*.safetensors")):
         return
     if any(checkpoint.glob("*.bin")) and not allow_pickle:
-        raise ExportError(f"{checkpoint} has only pickle (*.bin) weights; convert them to safetensors "
-                          "or pass --allow-pickle if you trust the file")
+        raise ExportError(
+            f"{checkpoint} has only pickle (*.bin) weights; convert them to safetensors "
+            "or pass --allow-pickle if you trust the file"
+        )
     if not any(checkpoint.glob("*.bin")):
         raise ExportError(f"{checkpoint} has no weights (*.safetensors)")

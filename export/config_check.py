@@ -3,15 +3,14 @@ ModelConfig, does it agree with its embedded manifest, and with the ONNX graph i
 
 Used by `python -m export` (every written GPU config), `python -m export.tensorrt` and the tests.
 """
+
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 from export.gpu_configs import INPUT_NAMES, TRT_PROFILES_PARAMETER, TrtProfile
 from reranker_core.manifest import ModelManifest
-from reranker_core.tensors import MANIFEST_PARAMETER
-from reranker_core.tensors import SCORES
+from reranker_core.tensors import MANIFEST_PARAMETER, SCORES
 
 OUTPUT_NAME = SCORES
 
@@ -24,7 +23,7 @@ def parse_config(text: str):
     return text_format.Parse(text, model_config_pb2.ModelConfig())
 
 
-def check_config(config, *, onnx_model=None, gpu_count: Optional[int] = None) -> list[str]:
+def check_config(config, *, onnx_model=None, gpu_count: int | None = None) -> list[str]:
     """Problems (empty when none) in a parsed GPU config, optionally against an ONNX model.
 
     Checks: the manifest parameter parses and agrees on name and max_batch_size; the I/O
@@ -48,8 +47,10 @@ def check_config(config, *, onnx_model=None, gpu_count: Optional[int] = None) ->
             if manifest.name != config.name:
                 problems.append(f"manifest name {manifest.name!r} != config name {config.name!r}")
             if manifest.max_batch_size != config.max_batch_size:
-                problems.append(f"manifest max_batch_size {manifest.max_batch_size} != "
-                                f"config max_batch_size {config.max_batch_size}")
+                problems.append(
+                    f"manifest max_batch_size {manifest.max_batch_size} != "
+                    f"config max_batch_size {config.max_batch_size}"
+                )
     inputs = {i.name: i for i in config.input}
     if sorted(inputs) != sorted(INPUT_NAMES):
         problems.append(f"inputs {sorted(inputs)} != {sorted(INPUT_NAMES)}")
@@ -65,14 +66,15 @@ def check_config(config, *, onnx_model=None, gpu_count: Optional[int] = None) ->
     else:
         out = outputs[OUTPUT_NAME]
         if out.data_type != pb.TYPE_FP32 or list(out.dims) != [1]:
-            problems.append(f"output scores must be TYPE_FP32 dims [1], got "
-                            f"{pb.DataType.Name(out.data_type)} {list(out.dims)}")
+            problems.append(
+                f"output scores must be TYPE_FP32 dims [1], got "
+                f"{pb.DataType.Name(out.data_type)} {list(out.dims)}"
+            )
     if not config.instance_group:
         problems.append("no instance_group")
     for group in config.instance_group:
         if group.kind != pb.ModelInstanceGroup.KIND_GPU:
-            problems.append(f"instance group kind {pb.ModelInstanceGroup.Kind.Name(group.kind)} "
-                            f"!= KIND_GPU")
+            problems.append(f"instance group kind {pb.ModelInstanceGroup.Kind.Name(group.kind)} != KIND_GPU")
         if group.count < 1:
             problems.append(f"instance group count {group.count} < 1")
         gpus = list(group.gpus)
@@ -83,8 +85,7 @@ def check_config(config, *, onnx_model=None, gpu_count: Optional[int] = None) ->
     if not config.HasField("dynamic_batching"):
         problems.append("no dynamic_batching")
     else:
-        bad = [b for b in config.dynamic_batching.preferred_batch_size
-               if not 1 <= b <= config.max_batch_size]
+        bad = [b for b in config.dynamic_batching.preferred_batch_size if not 1 <= b <= config.max_batch_size]
         if bad:
             problems.append(f"preferred_batch_size {bad} outside 1..{config.max_batch_size}")
     if config.platform == "tensorrt_plan":
@@ -103,8 +104,11 @@ def _check_plan_profiles(config) -> list[str]:
     if raw is None:
         return [f"plan config lacks parameter {TRT_PROFILES_PARAMETER}"]
     profiles = [TrtProfile.from_dict(p) for p in json.loads(raw.string_value)]
-    problems = [f"profile {i} max batch {p.max_batch} < max_batch_size {config.max_batch_size}"
-                for i, p in enumerate(profiles) if p.max_batch < config.max_batch_size]
+    problems = [
+        f"profile {i} max batch {p.max_batch} < max_batch_size {config.max_batch_size}"
+        for i, p in enumerate(profiles)
+        if p.max_batch < config.max_batch_size
+    ]
     for group in config.instance_group:
         bad = [p for p in group.profile if not p.isdigit() or int(p) >= len(profiles)]
         if bad:
@@ -132,8 +136,9 @@ def _check_ort_trt(config) -> list[str]:
                 continue
             shapes[which] = [tuple(int(d) for d in v.split("x")) for v in parsed.values()]
         if "max" in shapes and any(s[0] < config.max_batch_size for s in shapes["max"]):
-            problems.append(f"TRT EP max profile batch {shapes['max']} < max_batch_size "
-                            f"{config.max_batch_size}")
+            problems.append(
+                f"TRT EP max profile batch {shapes['max']} < max_batch_size {config.max_batch_size}"
+            )
         if len(shapes) == 3:
             for lo, opt, hi in zip(shapes["min"], shapes["opt"], shapes["max"]):
                 if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
@@ -146,34 +151,49 @@ def check_against_onnx(config, onnx_model) -> list[str]:
     from onnx import TensorProto
     from tritonclient.grpc import model_config_pb2 as pb
 
-    onnx_types = {TensorProto.INT64: pb.TYPE_INT64, TensorProto.INT32: pb.TYPE_INT32,
-                  TensorProto.FLOAT: pb.TYPE_FP32, TensorProto.FLOAT16: pb.TYPE_FP16}
+    onnx_types = {
+        TensorProto.INT64: pb.TYPE_INT64,
+        TensorProto.INT32: pb.TYPE_INT32,
+        TensorProto.FLOAT: pb.TYPE_FP32,
+        TensorProto.FLOAT16: pb.TYPE_FP16,
+    }
     problems: list[str] = []
     init_names = {i.name for i in onnx_model.graph.initializer}
-    graph_io = {"input": {v.name: v for v in onnx_model.graph.input if v.name not in init_names},
-                "output": {v.name: v for v in onnx_model.graph.output}}
+    graph_io = {
+        "input": {v.name: v for v in onnx_model.graph.input if v.name not in init_names},
+        "output": {v.name: v for v in onnx_model.graph.output},
+    }
     for kind, tensors in (("input", config.input), ("output", config.output)):
         if sorted(t.name for t in tensors) != sorted(graph_io[kind]):
-            problems.append(f"config {kind}s {sorted(t.name for t in tensors)} != ONNX "
-                            f"{kind}s {sorted(graph_io[kind])}")
+            problems.append(
+                f"config {kind}s {sorted(t.name for t in tensors)} != ONNX {kind}s {sorted(graph_io[kind])}"
+            )
             continue
         for t in tensors:
             ttype = graph_io[kind][t.name].type.tensor_type
             want = onnx_types.get(ttype.elem_type)
             # a TensorRT 8 plan takes INT32 ids where the ONNX file has INT64
-            ok = t.data_type == want or (config.platform == "tensorrt_plan" and kind == "input"
-                                         and {t.data_type, want} == {pb.TYPE_INT32, pb.TYPE_INT64})
+            ok = t.data_type == want or (
+                config.platform == "tensorrt_plan"
+                and kind == "input"
+                and {t.data_type, want} == {pb.TYPE_INT32, pb.TYPE_INT64}
+            )
             if not ok:
-                problems.append(f"{kind} {t.name}: config {pb.DataType.Name(t.data_type)} vs "
-                                f"ONNX elem_type {ttype.elem_type}")
+                problems.append(
+                    f"{kind} {t.name}: config {pb.DataType.Name(t.data_type)} vs "
+                    f"ONNX elem_type {ttype.elem_type}"
+                )
             dims = ttype.shape.dim
             if len(dims) != len(t.dims) + 1:
-                problems.append(f"{kind} {t.name}: ONNX rank {len(dims)} != 1 + config rank "
-                                f"{len(t.dims)} (batch first)")
+                problems.append(
+                    f"{kind} {t.name}: ONNX rank {len(dims)} != 1 + config rank {len(t.dims)} (batch first)"
+                )
                 continue
             if dims[0].HasField("dim_value"):
-                problems.append(f"{kind} {t.name}: ONNX batch dimension is fixed "
-                                f"({dims[0].dim_value}); Triton batching needs it dynamic")
+                problems.append(
+                    f"{kind} {t.name}: ONNX batch dimension is fixed "
+                    f"({dims[0].dim_value}); Triton batching needs it dynamic"
+                )
             for d, want_dim in zip(dims[1:], t.dims):
                 have = d.dim_value if d.HasField("dim_value") else -1
                 if want_dim != -1 and have != want_dim:

@@ -13,12 +13,13 @@
                           exact) or fused + int8 (opt-in, --cpu-graph int8); absent with --cpu-graph plain
   1/model.py              imports reranker_server.onnx_model.TritonPythonModel
 """
+
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -41,25 +42,34 @@ FP16_MAX_ABS_DIFF = 5e-2
 
 @dataclass
 class EncoderExportOptions:
-    precision: str = "fp32"           # fp32 | fp16
+    precision: str = "fp32"  # fp32 | fp16
     max_batch_size: int = ENCODER_MAX_BATCH_SIZE
     instance_count: int = 1
     max_queue_delay_us: int = 2000
     max_batch_tokens: int = ONNX_CPU_MAX_BATCH_TOKENS  # per ORT run on CPU (docs/benchmarks.md)
-    cpu_graph: str = "fused"          # fused | int8 | plain (the embedded runner uses model.onnx)
+    cpu_graph: str = "fused"  # fused | int8 | plain (the embedded runner uses model.onnx)
     intra_op_threads: int = 0
     gpus: tuple[int, ...] = ()
-    allow_pickle: bool = False        # accept *.bin-only checkpoints (--allow-pickle)
+    allow_pickle: bool = False  # accept *.bin-only checkpoints (--allow-pickle)
 
 
-def encoder_manifest(checkpoint: Path, name: str, source: str, tokenizer, options: EncoderExportOptions) -> ModelManifest:
+def encoder_manifest(
+    checkpoint: Path, name: str, source: str, tokenizer, options: EncoderExportOptions
+) -> ModelManifest:
     config = read_config(checkpoint)
     max_positions = int(config["max_position_embeddings"]) - ROBERTA_POSITION_OFFSET
     return ModelManifest(
-        family=ENCODER, name=name, tokenizer=tokenizer, max_positions=max_positions,
-        default_max_length=512, max_batch_size=options.max_batch_size,
-        vocab_size=int(config["vocab_size"]), precision=options.precision, source=source,
-        text_model=text_model_name(name))
+        family=ENCODER,
+        name=name,
+        tokenizer=tokenizer,
+        max_positions=max_positions,
+        default_max_length=512,
+        max_batch_size=options.max_batch_size,
+        vocab_size=int(config["vocab_size"]),
+        precision=options.precision,
+        source=source,
+        text_model=text_model_name(name),
+    )
 
 
 def _verify_fp16(fp32: Path, fp16: Path, manifest: ModelManifest, progress: Callable[[str], None]) -> float:
@@ -85,12 +95,14 @@ CPU_GRAPHS = ("fused", "int8", "plain")
 CPU_GRAPH_FILE = "model.cpu.onnx"
 
 
-def write_cpu_graph(fp32_onnx: Path, version: Path, checkpoint: Path, graph: str,
-                    progress: Callable[[str], None]) -> str:
+def write_cpu_graph(
+    fp32_onnx: Path, version: Path, checkpoint: Path, graph: str, progress: Callable[[str], None]
+) -> str:
     """The embedded runner's ONNX file name: fused (exact) or fused + int8, built from fp32."""
     if graph == "plain":
         return "model.onnx"
     from export.ort_optimize import fuse_transformer, model_dims, quantize_int8
+
     heads, hidden = model_dims(read_config(checkpoint))
     target = version / CPU_GRAPH_FILE
     if graph == "fused":
@@ -103,15 +115,23 @@ def write_cpu_graph(fp32_onnx: Path, version: Path, checkpoint: Path, graph: str
     return CPU_GRAPH_FILE
 
 
-def write_embedded_config(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions,
-                          onnx_file: str = "model.onnx") -> Path:
+def write_embedded_config(
+    model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions, onnx_file: str = "model.onnx"
+) -> Path:
     """configs/embedded.pbtxt: the Python backend running ONNX Runtime on CPU."""
-    text = fill_template("python_onnx", {
-        "name": manifest.name, "max_batch_size": options.max_batch_size,
-        "max_queue_delay_us": options.max_queue_delay_us, "instance_count": options.instance_count,
-        "onnx_file": onnx_file, "intra_op_threads": options.intra_op_threads,
-        "max_batch_tokens": options.max_batch_tokens, "manifest": pbtxt_string(manifest.to_json()),
-    })
+    text = fill_template(
+        "python_onnx",
+        {
+            "name": manifest.name,
+            "max_batch_size": options.max_batch_size,
+            "max_queue_delay_us": options.max_queue_delay_us,
+            "instance_count": options.instance_count,
+            "onnx_file": onnx_file,
+            "intra_op_threads": options.intra_op_threads,
+            "max_batch_tokens": options.max_batch_tokens,
+            "manifest": pbtxt_string(manifest.to_json()),
+        },
+    )
     path = model_dir / "configs" / "embedded.pbtxt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -120,12 +140,17 @@ def write_embedded_config(model_dir: Path, manifest: ModelManifest, options: Enc
 
 def gpu_options(options: EncoderExportOptions) -> GpuOptions:
     """The GPU configs' options from the export options (empty gpus = every visible GPU)."""
-    return GpuOptions(max_batch_size=options.max_batch_size, instance_count=options.instance_count,
-                      gpus=list(options.gpus) or None, max_queue_delay_us=options.max_queue_delay_us)
+    return GpuOptions(
+        max_batch_size=options.max_batch_size,
+        instance_count=options.instance_count,
+        gpus=list(options.gpus) or None,
+        max_queue_delay_us=options.max_queue_delay_us,
+    )
 
 
-def write_configs(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions,
-                  onnx_file: str = "model.onnx") -> list[Path]:
+def write_configs(
+    model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions, onnx_file: str = "model.onnx"
+) -> list[Path]:
     """Every config of an encoder model directory: the embedded one and the GPU variants
     (config.pbtxt and configs/onnxruntime_trt.pbtxt), each checked before it is written."""
     written = [write_embedded_config(model_dir, manifest, options, onnx_file)]
@@ -135,17 +160,31 @@ def write_configs(model_dir: Path, manifest: ModelManifest, options: EncoderExpo
         raise ExportError(str(exc)) from exc
 
 
-def export_encoder(checkpoint: Path, model_dir: Path, *, name: str, source: str,
-                   options: EncoderExportOptions, progress: Callable[[str], None] = print) -> ModelManifest:
+def export_encoder(
+    checkpoint: Path,
+    model_dir: Path,
+    *,
+    name: str,
+    source: str,
+    options: EncoderExportOptions,
+    progress: Callable[[str], None] = print,
+) -> ModelManifest:
     """Export an XLM-R reranker checkpoint into `model_dir` (see the module docstring)."""
     if options.precision not in ("fp32", "fp16"):
-        raise ExportError(f"precision {options.precision!r} is not supported for encoder models: fp32 or fp16")
+        raise ExportError(
+            f"precision {options.precision!r} is not supported for encoder models: fp32 or fp16"
+        )
     if options.cpu_graph not in CPU_GRAPHS:
         raise ExportError(f"cpu graph {options.cpu_graph!r} is not supported: {', '.join(CPU_GRAPHS)}")
-    require_ints((("max_batch_size", options.max_batch_size, 1), ("instance_count", options.instance_count, 1),
-                  ("max_queue_delay_us", options.max_queue_delay_us, 0),
-                  ("max_batch_tokens", options.max_batch_tokens, 1),
-                  ("intra_op_threads", options.intra_op_threads, 0)))
+    require_ints(
+        (
+            ("max_batch_size", options.max_batch_size, 1),
+            ("instance_count", options.instance_count, 1),
+            ("max_queue_delay_us", options.max_queue_delay_us, 0),
+            ("max_batch_tokens", options.max_batch_tokens, 1),
+            ("intra_op_threads", options.intra_op_threads, 0),
+        )
+    )
     require_safetensors(checkpoint, options.allow_pickle)
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)

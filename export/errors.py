@@ -1,7 +1,9 @@
 """Errors that the export CLI reports as one clear line."""
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 class ExportError(Exception):

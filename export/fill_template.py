@@ -13,12 +13,14 @@ supplies values. Two kinds of markers:
 Every key the template names must be given and every given key must be used, so a template
 and its caller cannot drift apart silently.
 """
+
 from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 _BLOCK = re.compile(r"^#if (?P<key>\w+)[ \t]*\n(?P<body>.*?)^#endif[ \t]*\n", re.M | re.S)
@@ -35,9 +37,11 @@ def template_text(name: str) -> str:
 
 def template_keys(text: str) -> set[str]:
     """Every key a template needs: its `${key}` placeholders and its `#if key` flags."""
-    placeholders = {m.group("named") or m.group("braced")
-                    for m in string.Template.pattern.finditer(text)
-                    if m.group("named") or m.group("braced")}
+    placeholders = {
+        m.group("named") or m.group("braced")
+        for m in string.Template.pattern.finditer(text)
+        if m.group("named") or m.group("braced")
+    }
     return placeholders | {m.group("key") for m in _BLOCK.finditer(text)}
 
 

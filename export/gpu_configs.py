@@ -17,13 +17,15 @@ export/config_check.py.
 The copy of the manifest embedded in each config carries that config's ``max_batch_size``, so
 a client that splits requests by the manifest never sends more than the config accepts.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 from export.fill_template import fill_template, pbtxt_string
 from reranker_core.families import ENCODER
@@ -34,8 +36,8 @@ ORT_GPU = "onnxruntime_gpu"
 ORT_TRT = "onnxruntime_trt"
 TRT_PLAN = "tensorrt_plan"
 VARIANTS = (ORT_GPU, ORT_TRT, TRT_PLAN)
-EXPORTED_VARIANTS = (ORT_GPU, ORT_TRT)        # written by `python -m export`; the plan's config
-DEFAULT_VARIANT = ORT_GPU                     # comes with the plan (python -m export.tensorrt)
+EXPORTED_VARIANTS = (ORT_GPU, ORT_TRT)  # written by `python -m export`; the plan's config
+DEFAULT_VARIANT = ORT_GPU  # comes with the plan (python -m export.tensorrt)
 INPUT_NAMES = (INPUT_IDS, ATTENTION_MASK)
 TRT_PROFILES_PARAMETER = "tensorrt_profiles"
 DEFAULT_TRT_CACHE_ROOT = "/var/cache/reranker-trt"
@@ -45,6 +47,7 @@ TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32"}
 @dataclass(frozen=True)
 class TrtProfile:
     """One TensorRT optimization profile: (batch, sequence length) at min / opt / max."""
+
     min_batch: int = 1
     min_len: int = 1
     opt_batch: int = 1
@@ -56,8 +59,9 @@ class TrtProfile:
         for dim in ("batch", "len"):
             lo, opt, hi = (getattr(self, f"{k}_{dim}") for k in ("min", "opt", "max"))
             if not 1 <= lo <= opt <= hi:
-                raise ValueError(f"TensorRT profile needs 1 <= min <= opt <= max for {dim}, "
-                                 f"got {lo}/{opt}/{hi}")
+                raise ValueError(
+                    f"TensorRT profile needs 1 <= min <= opt <= max for {dim}, got {lo}/{opt}/{hi}"
+                )
 
     def shapes(self, which: str, names: Sequence[str] = INPUT_NAMES) -> str:
         """`input_ids:BxL,attention_mask:BxL` for which in min/opt/max (trtexec and ORT syntax)."""
@@ -65,36 +69,36 @@ class TrtProfile:
         return ",".join(f"{n}:{batch}x{length}" for n in names)
 
     def to_dict(self) -> dict[str, list[int]]:
-        return {k: [getattr(self, f"{k}_batch"), getattr(self, f"{k}_len")]
-                for k in ("min", "opt", "max")}
+        return {k: [getattr(self, f"{k}_batch"), getattr(self, f"{k}_len")] for k in ("min", "opt", "max")}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Sequence[int]]) -> "TrtProfile":
+    def from_dict(cls, data: dict[str, Sequence[int]]) -> TrtProfile:
         return cls(*data["min"], *data["opt"], *data["max"])
 
 
 @dataclass
 class GpuOptions:
     """Deployment knobs for the GPU configs; None means "take it from the manifest"."""
-    max_batch_size: Optional[int] = None       # pairs per request (and per batched execution)
-    max_length: Optional[int] = None           # longest sequence the TRT profile covers
-    instance_count: int = 1                    # model instances per listed GPU
-    gpus: Optional[list[int]] = None           # GPU indices as the server sees them; None = all
-    max_queue_delay_us: int = 2000             # dynamic batcher's max_queue_delay_microseconds
+
+    max_batch_size: int | None = None  # pairs per request (and per batched execution)
+    max_length: int | None = None  # longest sequence the TRT profile covers
+    instance_count: int = 1  # model instances per listed GPU
+    gpus: list[int] | None = None  # GPU indices as the server sees them; None = all
+    max_queue_delay_us: int = 2000  # dynamic batcher's max_queue_delay_microseconds
     preferred_batch_sizes: list[int] = field(default_factory=list)
-    warmup: bool = True                        # model_warmup (model READY only after it ran)
+    warmup: bool = True  # model_warmup (model READY only after it ran)
     warmup_length: int = 16
     # TensorRT (EP and plan)
-    trt_precision: str = "FP16"                # FP16 (LayerNorm kept fp32) or FP32
+    trt_precision: str = "FP16"  # FP16 (LayerNorm kept fp32) or FP32
     trt_workspace_bytes: int = 4 << 30
     trt_engine_cache: bool = True
-    trt_engine_cache_path: Optional[str] = None  # default /var/cache/reranker-trt/<name>
-    trt_opt_batch: Optional[int] = None        # default max_batch_size // 2 (at least 1)
-    trt_opt_length: Optional[int] = None       # default min(256, max length)
-    trt_input_dtype: str = "int64"             # engine input type (TensorRT 10 keeps INT64)
-    trt_profiles: Optional[list[TrtProfile]] = None  # plan only; default: one from the above
+    trt_engine_cache_path: str | None = None  # default /var/cache/reranker-trt/<name>
+    trt_opt_batch: int | None = None  # default max_batch_size // 2 (at least 1)
+    trt_opt_length: int | None = None  # default min(256, max length)
+    trt_input_dtype: str = "int64"  # engine input type (TensorRT 10 keeps INT64)
+    trt_profiles: list[TrtProfile] | None = None  # plan only; default: one from the above
 
-    def replace(self, **changes: Any) -> "GpuOptions":
+    def replace(self, **changes: Any) -> GpuOptions:
         return dataclasses.replace(self, **changes)
 
 
@@ -108,8 +112,9 @@ def effective_max_batch(manifest: ModelManifest, options: GpuOptions) -> int:
 def effective_max_length(manifest: ModelManifest, options: GpuOptions) -> int:
     value = options.max_length or manifest.max_positions
     if not 1 <= value <= manifest.max_positions:
-        raise ValueError(f"max_length {value} outside 1..{manifest.max_positions} "
-                         f"(the model's max_positions)")
+        raise ValueError(
+            f"max_length {value} outside 1..{manifest.max_positions} (the model's max_positions)"
+        )
     return value
 
 
@@ -129,11 +134,15 @@ def trt_profiles(manifest: ModelManifest, options: GpuOptions) -> list[TrtProfil
     max_len = effective_max_length(manifest, options)
     for i, p in enumerate(profiles):
         if p.max_batch < max_batch:
-            raise ValueError(f"TensorRT profile {i} max batch {p.max_batch} < max_batch_size "
-                             f"{max_batch}; Triton rejects such an engine")
+            raise ValueError(
+                f"TensorRT profile {i} max batch {p.max_batch} < max_batch_size "
+                f"{max_batch}; Triton rejects such an engine"
+            )
         if p.max_len > manifest.max_positions:
-            raise ValueError(f"TensorRT profile {i} max length {p.max_len} > the model's "
-                             f"max_positions {manifest.max_positions}")
+            raise ValueError(
+                f"TensorRT profile {i} max length {p.max_len} > the model's "
+                f"max_positions {manifest.max_positions}"
+            )
     if max(p.max_len for p in profiles) < max_len:
         raise ValueError(f"no TensorRT profile covers max_length {max_len}")
     return profiles
@@ -170,25 +179,30 @@ def _precision(options: GpuOptions) -> str:
 
 def _check_encoder(manifest: ModelManifest) -> None:
     if manifest.family != ENCODER:
-        raise ValueError(f"GPU ONNX/TensorRT configs are for encoder rerankers; {manifest.name} "
-                         f"is {manifest.family!r} (its GPU config is the Python-backend LLM one)")
+        raise ValueError(
+            f"GPU ONNX/TensorRT configs are for encoder rerankers; {manifest.name} "
+            f"is {manifest.family!r} (its GPU config is the Python-backend LLM one)"
+        )
 
 
 def _common_values(manifest: ModelManifest, options: GpuOptions) -> dict[str, Any]:
     """The placeholders every GPU template shares (export/templates/README.md)."""
     max_batch = effective_max_batch(manifest, options)
     validate_options(options, max_batch)
-    return {"name": manifest.name, "max_batch_size": max_batch,
-            "instance_count": options.instance_count, "gpus": list(options.gpus or []),
-            "preferred_batch_sizes": sorted(set(options.preferred_batch_sizes)),
-            "max_queue_delay_us": options.max_queue_delay_us,
-            "warmup": options.warmup,
-            "warmup_length": min(options.warmup_length, effective_max_length(manifest, options)),
-            "manifest": embedded_manifest(manifest, max_batch)}
+    return {
+        "name": manifest.name,
+        "max_batch_size": max_batch,
+        "instance_count": options.instance_count,
+        "gpus": list(options.gpus or []),
+        "preferred_batch_sizes": sorted(set(options.preferred_batch_sizes)),
+        "max_queue_delay_us": options.max_queue_delay_us,
+        "warmup": options.warmup,
+        "warmup_length": min(options.warmup_length, effective_max_length(manifest, options)),
+        "manifest": embedded_manifest(manifest, max_batch),
+    }
 
 
-def render_gpu_config(manifest: ModelManifest, variant: str,
-                      options: Optional[GpuOptions] = None) -> str:
+def render_gpu_config(manifest: ModelManifest, variant: str, options: GpuOptions | None = None) -> str:
     """The config.pbtxt text of one GPU variant for this manifest."""
     options = options or GpuOptions()
     _check_encoder(manifest)
@@ -197,14 +211,19 @@ def render_gpu_config(manifest: ModelManifest, variant: str,
     values = _common_values(manifest, options)
     if variant == ORT_TRT:
         profile = default_profile(manifest, options)
-        values.update({
-            "precision_mode": _precision(options),
-            "workspace_bytes": int(options.trt_workspace_bytes),
-            "engine_cache": options.trt_engine_cache,
-            "engine_cache_path": (options.trt_engine_cache_path
-                                  or f"{DEFAULT_TRT_CACHE_ROOT}/{manifest.name}"),
-            "profile_min_shapes": profile.shapes("min"), "profile_opt_shapes": profile.shapes("opt"),
-            "profile_max_shapes": profile.shapes("max")})
+        values.update(
+            {
+                "precision_mode": _precision(options),
+                "workspace_bytes": int(options.trt_workspace_bytes),
+                "engine_cache": options.trt_engine_cache,
+                "engine_cache_path": (
+                    options.trt_engine_cache_path or f"{DEFAULT_TRT_CACHE_ROOT}/{manifest.name}"
+                ),
+                "profile_min_shapes": profile.shapes("min"),
+                "profile_opt_shapes": profile.shapes("opt"),
+                "profile_max_shapes": profile.shapes("max"),
+            }
+        )
     elif variant == TRT_PLAN:
         profiles = trt_profiles(manifest, options)
         dtype = TRITON_DTYPES.get(options.trt_input_dtype)
@@ -212,13 +231,19 @@ def render_gpu_config(manifest: ModelManifest, variant: str,
             raise ValueError(f"trt_input_dtype must be one of {sorted(TRITON_DTYPES)}")
         # Several profiles: instance group i uses them all, named by index (Triton's "profile").
         names = [pbtxt_string(str(i)) for i in range(len(profiles))] if len(profiles) > 1 else []
-        values.update({"input_data_type": dtype, "profiles": names,
-                       "profiles_json": pbtxt_string(json.dumps([p.to_dict() for p in profiles]))})
+        values.update(
+            {
+                "input_data_type": dtype,
+                "profiles": names,
+                "profiles_json": pbtxt_string(json.dumps([p.to_dict() for p in profiles])),
+            }
+        )
     return fill_template(variant, values)
 
 
-def render_gpu_configs(manifest: ModelManifest, options: Optional[GpuOptions] = None,
-                       variants: Iterable[str] = VARIANTS) -> dict[str, str]:
+def render_gpu_configs(
+    manifest: ModelManifest, options: GpuOptions | None = None, variants: Iterable[str] = VARIANTS
+) -> dict[str, str]:
     """{variant: config text} for the requested variants."""
     return {v: render_gpu_config(manifest, v, options) for v in variants}
 
@@ -226,13 +251,19 @@ def render_gpu_configs(manifest: ModelManifest, options: Optional[GpuOptions] = 
 def config_path(model_dir: Path | str, variant: str) -> Path:
     """Where a variant lives: config.pbtxt for the default one, configs/<variant>.pbtxt else."""
     model_dir = Path(model_dir)
-    return model_dir / "config.pbtxt" if variant == DEFAULT_VARIANT else \
-        model_dir / "configs" / f"{variant}.pbtxt"
+    return (
+        model_dir / "config.pbtxt"
+        if variant == DEFAULT_VARIANT
+        else model_dir / "configs" / f"{variant}.pbtxt"
+    )
 
 
-def write_gpu_configs(model_dir: Path | str, manifest: ModelManifest,
-                      options: Optional[GpuOptions] = None,
-                      variants: Iterable[str] = EXPORTED_VARIANTS) -> list[Path]:
+def write_gpu_configs(
+    model_dir: Path | str,
+    manifest: ModelManifest,
+    options: GpuOptions | None = None,
+    variants: Iterable[str] = EXPORTED_VARIANTS,
+) -> list[Path]:
     """Render, check (export/config_check.py) and write the variants into a model directory;
     ValueError naming the problems, before anything is written, when one does not check out."""
     from export.config_check import check_config, parse_config

@@ -1,10 +1,11 @@
 """XLM-RoBERTa reranker -> ONNX (opset 17, dynamic batch and sequence, one FP32 score per pair)."""
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -17,8 +18,19 @@ OUTPUT_NAME = "scores"
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 EXTERNAL_DATA_FILE = "model.onnx.data"
 # Ops whose fp16 versions overflow or lose too much in transformers: kept in fp32 by the fp16 export.
-FP16_KEEP_FP32_OPS = ["LayerNormalization", "Softmax", "ReduceMean", "Pow", "Sqrt", "Erf",
-                      "CumSum", "Equal", "Not", "Cast", "Tanh"]
+FP16_KEEP_FP32_OPS = [
+    "LayerNormalization",
+    "Softmax",
+    "ReduceMean",
+    "Pow",
+    "Sqrt",
+    "Erf",
+    "CumSum",
+    "Equal",
+    "Not",
+    "Cast",
+    "Tanh",
+]
 
 Progress = Callable[[str], None]
 
@@ -29,8 +41,11 @@ def _load_model(checkpoint: Path, allow_pickle: bool = False):
 
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            str(checkpoint), attn_implementation="eager", dtype=torch.float32,
-            use_safetensors=None if allow_pickle else True)
+            str(checkpoint),
+            attn_implementation="eager",
+            dtype=torch.float32,
+            use_safetensors=None if allow_pickle else True,
+        )
     except Exception as exc:
         raise ExportError(f"cannot load {checkpoint} as a sequence-classification model: {exc}") from exc
     return model.eval()
@@ -56,6 +71,7 @@ class _ScoreHead:
 
 def _sample_inputs(pad_id: int, vocab_size: int):
     import torch
+
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(3, max(4, vocab_size), (2, 16), generator=gen)
     ids[:, 0] = 0
@@ -65,8 +81,9 @@ def _sample_inputs(pad_id: int, vocab_size: int):
     return ids, mask
 
 
-def export_encoder_onnx(checkpoint: Path, out_path: Path, *, progress: Progress = print,
-                        allow_pickle: bool = False) -> Path:
+def export_encoder_onnx(
+    checkpoint: Path, out_path: Path, *, progress: Progress = print, allow_pickle: bool = False
+) -> Path:
     """Export the fp32 ONNX graph of an XLM-R reranker to `out_path` (plus external data if big)."""
     import onnx
     import torch
@@ -75,21 +92,31 @@ def export_encoder_onnx(checkpoint: Path, out_path: Path, *, progress: Progress 
     model = _load_model(checkpoint, allow_pickle)
     config = model.config
     wrapper = _ScoreHead(model)
-    ids, mask = _sample_inputs(config.pad_token_id if config.pad_token_id is not None else 1,
-                               config.vocab_size)
+    ids, mask = _sample_inputs(
+        config.pad_token_id if config.pad_token_id is not None else 1, config.vocab_size
+    )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="onnx-export-") as tmp:
         tmp_path = Path(tmp) / "model.onnx"
         progress(f"tracing the graph (opset {OPSET}, dynamic batch and sequence axes)")
         import warnings
+
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                wrapper, (ids, mask), str(tmp_path), input_names=list(INPUT_NAMES),
-                output_names=[OUTPUT_NAME], opset_version=OPSET, dynamo=False,
-                dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                              "attention_mask": {0: "batch", 1: "sequence"},
-                              OUTPUT_NAME: {0: "batch"}})
+                wrapper,
+                (ids, mask),
+                str(tmp_path),
+                input_names=list(INPUT_NAMES),
+                output_names=[OUTPUT_NAME],
+                opset_version=OPSET,
+                dynamo=False,
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "sequence"},
+                    "attention_mask": {0: "batch", 1: "sequence"},
+                    OUTPUT_NAME: {0: "batch"},
+                },
+            )
         progress("writing the ONNX model")
         proto = onnx.load(str(tmp_path))
         save_onnx(proto, out_path)
@@ -99,19 +126,27 @@ def export_encoder_onnx(checkpoint: Path, out_path: Path, *, progress: Progress 
 def save_onnx(proto, out_path: Path) -> None:
     """Save inline, or with one external data file when the model is over the protobuf limit."""
     import onnx
+
     out_path.parent.mkdir(parents=True, exist_ok=True)
     for stale in (out_path, out_path.parent / EXTERNAL_DATA_FILE):
         if stale.exists():
             stale.unlink()
     if proto.ByteSize() > EXTERNAL_DATA_THRESHOLD or _has_external_data(proto):
-        onnx.save_model(proto, str(out_path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=EXTERNAL_DATA_FILE, size_threshold=1024)
+        onnx.save_model(
+            proto,
+            str(out_path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=EXTERNAL_DATA_FILE,
+            size_threshold=1024,
+        )
     else:
         onnx.save_model(proto, str(out_path))
 
 
 def _has_external_data(proto) -> bool:
     from onnx.external_data_helper import uses_external_data
+
     return any(uses_external_data(t) for t in proto.graph.initializer)
 
 
@@ -129,8 +164,11 @@ def convert_to_fp16(fp32_path: Path, out_path: Path) -> Path:
 def onnx_scores(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     """Run the exported model with ONNX Runtime on CPU (used to verify exports)."""
     import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = os.cpu_count() or 1
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return session.run([OUTPUT_NAME], {"input_ids": input_ids.astype(np.int64),
-                                       "attention_mask": attention_mask.astype(np.int64)})[0]
+    return session.run(
+        [OUTPUT_NAME],
+        {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)},
+    )[0]

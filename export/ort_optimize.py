@@ -11,6 +11,7 @@ The runner's session options are reranker_server.encoder_scorer.session_options.
 
 Usage: `python -m export.ort_optimize MODEL.onnx OUT.onnx --fuse [--int8] [--config config.json]`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import onnx
@@ -62,8 +62,9 @@ def _save(model: onnx.ModelProto, dst: Path) -> Path:
     return dst
 
 
-def fuse_transformer(src: os.PathLike | str, dst: os.PathLike | str, *, num_heads: int,
-                     hidden_size: int) -> dict[str, int]:
+def fuse_transformer(
+    src: os.PathLike | str, dst: os.PathLike | str, *, num_heads: int, hidden_size: int
+) -> dict[str, int]:
     """Fuse attention / LayerNorm / GELU subgraphs of an XLM-R encoder; returns fused-op counts.
 
     The attention mask stays a raw 2D mask (not the "mask index" form), so left padding or any
@@ -78,9 +79,15 @@ def fuse_transformer(src: os.PathLike | str, dst: os.PathLike | str, *, num_head
     # does not reproduce; keep the embeddings unfused.
     options.enable_embed_layer_norm = False
     options.enable_gelu_approximation = False  # exact erf GELU only: no score change
-    optimized = optimize_model(str(src), model_type="bert", num_heads=num_heads,
-                               hidden_size=hidden_size, optimization_options=options,
-                               opt_level=0, use_gpu=False)
+    optimized = optimize_model(
+        str(src),
+        model_type="bert",
+        num_heads=num_heads,
+        hidden_size=hidden_size,
+        optimization_options=options,
+        opt_level=0,
+        use_gpu=False,
+    )
     stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
     if not stats.get("Attention"):
         raise OptimizeError("no attention subgraph was fused: is this an XLM-R/BERT encoder export?")
@@ -105,9 +112,15 @@ def head_nodes(model: onnx.ModelProto, output: str = "scores") -> set[str]:
     return head
 
 
-def quantize_int8(src: os.PathLike | str, dst: os.PathLike | str, *, per_channel: bool = True,
-                  reduce_range: bool = True, keep_head_fp32: bool = True,
-                  op_types: tuple[str, ...] = INT8_OP_TYPES) -> Path:
+def quantize_int8(
+    src: os.PathLike | str,
+    dst: os.PathLike | str,
+    *,
+    per_channel: bool = True,
+    reduce_range: bool = True,
+    keep_head_fp32: bool = True,
+    op_types: tuple[str, ...] = INT8_OP_TYPES,
+) -> Path:
     """Dynamic int8 quantization of constant-weight MatMuls (activations quantized per call).
 
     Defaults give scores that do not depend on the CPU: 7-bit weights (`reduce_range`, see
@@ -127,10 +140,16 @@ def quantize_int8(src: os.PathLike | str, dst: os.PathLike | str, *, per_channel
         nodes = [n.name for n in model.graph.node if n.op_type in op_types and n.name not in head]
     # A ModelProto skips quantize_dynamic's ONNX shape inference, which rejects the fused
     # com.microsoft ops (Attention, SkipLayerNormalization).
-    quantize_dynamic(model, str(dst), op_types_to_quantize=list(op_types), nodes_to_quantize=nodes,
-                     per_channel=per_channel, reduce_range=reduce_range, weight_type=QuantType.QInt8,
-                     extra_options={"MatMulConstBOnly": True,
-                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(
+        model,
+        str(dst),
+        op_types_to_quantize=list(op_types),
+        nodes_to_quantize=nodes,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        weight_type=QuantType.QInt8,
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     return dst
 
 
@@ -158,7 +177,7 @@ def int16_pair_safe(path: os.PathLike | str) -> bool:
     return bool(ranges) and max(ranges.values()) * 255 * 2 <= INT16_MAX
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("src")
     parser.add_argument("dst")
@@ -172,9 +191,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("nothing to do: pass --fuse and/or --int8")
     current = src
     if args.fuse:
-        cfg = Path(args.config) if args.config else next(
-            (p for p in (src.parent / "config.json", src.parent.parent / "config.json") if p.exists()),
-            None)
+        cfg = (
+            Path(args.config)
+            if args.config
+            else next(
+                (p for p in (src.parent / "config.json", src.parent.parent / "config.json") if p.exists()),
+                None,
+            )
+        )
         if cfg is None:
             parser.error("no config.json found; pass --config")
         heads, hidden = model_dims(cfg)

@@ -16,6 +16,7 @@ reductions/pow/sqrt around them) in fp32. Each optimization profile must take ma
 (Triton checks every profile an instance may use); `--max-length` caps the profile's sequence
 length below the model's max_positions (memory: the engine is sized for the largest profile).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,13 +27,20 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 from export.config_check import check_config, parse_config
-from export.gpu_configs import (INPUT_NAMES, TRT_PLAN, GpuOptions, TrtProfile, config_path,
-                                render_gpu_config, trt_profiles)
+from export.gpu_configs import (
+    INPUT_NAMES,
+    TRT_PLAN,
+    GpuOptions,
+    TrtProfile,
+    config_path,
+    render_gpu_config,
+    trt_profiles,
+)
 from reranker_core.manifest import ModelManifest
 
 # ONNX op types kept in fp32 under --precision fp16 (overflow-prone in fp16; TensorRT #2564, #3101)
@@ -50,9 +58,9 @@ class BuildOptions:
     precision: str = "fp16"
     workspace_bytes: int = 8 << 30
     device: int = 0
-    builder: str = "auto"          # auto | python | trtexec
-    input_dtype: str = "auto"      # auto | int64 | int32 (auto: read from the engine / TRT version)
-    timing_cache: Optional[str] = None
+    builder: str = "auto"  # auto | python | trtexec
+    input_dtype: str = "auto"  # auto | int64 | int32 (auto: read from the engine / TRT version)
+    timing_cache: str | None = None
 
 
 def fp32_layer_names(onnx_path: Path | str) -> list[str]:
@@ -66,7 +74,7 @@ def fp32_layer_names(onnx_path: Path | str) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type in ops and n.name]
 
 
-def find_trtexec() -> Optional[str]:
+def find_trtexec() -> str | None:
     for candidate in TRTEXEC_CANDIDATES:
         path = shutil.which(candidate)
         if path:
@@ -74,27 +82,49 @@ def find_trtexec() -> Optional[str]:
     return None
 
 
-def trtexec_command(trtexec: str, onnx_path: Path, plan_path: Path, profiles: Sequence[TrtProfile],
-                    options: BuildOptions, fp32_layers: Sequence[str]) -> list[str]:
+def trtexec_command(
+    trtexec: str,
+    onnx_path: Path,
+    plan_path: Path,
+    profiles: Sequence[TrtProfile],
+    options: BuildOptions,
+    fp32_layers: Sequence[str],
+) -> list[str]:
     """The trtexec invocation (one --min/opt/maxShapes triple per optimization profile)."""
-    cmd = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={plan_path}", f"--device={options.device}",
-           f"--memPoolSize=workspace:{max(1, options.workspace_bytes >> 20)}M", "--skipInference"]
+    cmd = [
+        trtexec,
+        f"--onnx={onnx_path}",
+        f"--saveEngine={plan_path}",
+        f"--device={options.device}",
+        f"--memPoolSize=workspace:{max(1, options.workspace_bytes >> 20)}M",
+        "--skipInference",
+    ]
     for p in profiles:
-        cmd += [f"--minShapes={p.shapes('min')}", f"--optShapes={p.shapes('opt')}",
-                f"--maxShapes={p.shapes('max')}"]
+        cmd += [
+            f"--minShapes={p.shapes('min')}",
+            f"--optShapes={p.shapes('opt')}",
+            f"--maxShapes={p.shapes('max')}",
+        ]
     if options.precision == "fp16":
         cmd.append("--fp16")
         if fp32_layers:
-            cmd += ["--precisionConstraints=obey",
-                    "--layerPrecisions=" + ",".join(f"{n}:fp32" for n in fp32_layers),
-                    "--layerOutputTypes=" + ",".join(f"{n}:fp32" for n in fp32_layers)]
+            cmd += [
+                "--precisionConstraints=obey",
+                "--layerPrecisions=" + ",".join(f"{n}:fp32" for n in fp32_layers),
+                "--layerOutputTypes=" + ",".join(f"{n}:fp32" for n in fp32_layers),
+            ]
     if options.timing_cache:
         cmd.append(f"--timingCacheFile={options.timing_cache}")
     return cmd
 
 
-def _build_python(onnx_path: Path, plan_path: Path, profiles: Sequence[TrtProfile],
-                  options: BuildOptions, fp32_layers: Sequence[str]) -> dict:
+def _build_python(
+    onnx_path: Path,
+    plan_path: Path,
+    profiles: Sequence[TrtProfile],
+    options: BuildOptions,
+    fp32_layers: Sequence[str],
+) -> dict:
     """Build with the `tensorrt` Python package; returns engine facts for the config."""
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", str(options.device))
     import tensorrt as trt
@@ -120,8 +150,11 @@ def _build_python(onnx_path: Path, plan_path: Path, profiles: Sequence[TrtProfil
             fp32_types.add(trt.LayerType.NORMALIZATION)
         for i in range(network.num_layers):
             layer = network.get_layer(i)
-            if layer.type in fp32_types or layer.name in wanted or any(layer.name.startswith(w + "_")
-                                                                        for w in wanted):
+            if (
+                layer.type in fp32_types
+                or layer.name in wanted
+                or any(layer.name.startswith(w + "_") for w in wanted)
+            ):
                 layer.precision = trt.float32
                 for j in range(layer.num_outputs):
                     layer.set_output_type(j, trt.float32)
@@ -129,8 +162,9 @@ def _build_python(onnx_path: Path, plan_path: Path, profiles: Sequence[TrtProfil
     for p in profiles:
         profile = builder.create_optimization_profile()
         for name in INPUT_NAMES:
-            profile.set_shape(name, (p.min_batch, p.min_len), (p.opt_batch, p.opt_len),
-                              (p.max_batch, p.max_len))
+            profile.set_shape(
+                name, (p.min_batch, p.min_len), (p.opt_batch, p.opt_len), (p.max_batch, p.max_len)
+            )
         config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -141,22 +175,33 @@ def _build_python(onnx_path: Path, plan_path: Path, profiles: Sequence[TrtProfil
     return {"tensorrt": trt.__version__, "input_dtypes": sorted(dtypes), "fp32_layers": kept}
 
 
-def _build_trtexec(trtexec: str, onnx_path: Path, plan_path: Path, profiles: Sequence[TrtProfile],
-                   options: BuildOptions, fp32_layers: Sequence[str]) -> dict:
+def _build_trtexec(
+    trtexec: str,
+    onnx_path: Path,
+    plan_path: Path,
+    profiles: Sequence[TrtProfile],
+    options: BuildOptions,
+    fp32_layers: Sequence[str],
+) -> dict:
     cmd = trtexec_command(trtexec, onnx_path, plan_path, profiles, options, fp32_layers)
     print("running:", " ".join(cmd[:6]), "...", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not plan_path.exists():
-        raise TensorRTBuildError(f"trtexec failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+        raise TensorRTBuildError(
+            f"trtexec failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        )
     version = re.search(r"TensorRT v(\d+)", proc.stdout)
     major = int(version.group(1)) // 10000 if version else None
-    return {"tensorrt": version.group(1) if version else "unknown",
-            "input_dtypes": ["int64"] if (major or 10) >= 10 else ["int32"],
-            "fp32_layers": len(fp32_layers) if options.precision == "fp16" else 0}
+    return {
+        "tensorrt": version.group(1) if version else "unknown",
+        "input_dtypes": ["int64"] if (major or 10) >= 10 else ["int32"],
+        "fp32_layers": len(fp32_layers) if options.precision == "fp16" else 0,
+    }
 
 
-def build_plan(model_dir: Path, gpu_options: GpuOptions, options: BuildOptions, *,
-               dry_run: bool = False) -> dict:
+def build_plan(
+    model_dir: Path, gpu_options: GpuOptions, options: BuildOptions, *, dry_run: bool = False
+) -> dict:
     """Build 1/model.plan and write configs/tensorrt_plan.pbtxt; returns what was done."""
     model_dir = Path(model_dir)
     manifest = ModelManifest.load(model_dir)
@@ -168,20 +213,26 @@ def build_plan(model_dir: Path, gpu_options: GpuOptions, options: BuildOptions, 
     profiles = trt_profiles(manifest, gpu_options)
     layers = fp32_layer_names(onnx_path) if options.precision == "fp16" else []
     plan_path = model_dir / "1" / "model.plan"
-    result = {"plan": str(plan_path), "profiles": [p.to_dict() for p in profiles],
-              "precision": options.precision, "fp32_layer_names": len(layers)}
+    result = {
+        "plan": str(plan_path),
+        "profiles": [p.to_dict() for p in profiles],
+        "precision": options.precision,
+        "fp32_layer_names": len(layers),
+    }
     builder = options.builder
     trtexec = find_trtexec()
     if builder == "auto":
         try:
             import tensorrt  # noqa: F401
+
             builder = "python"
         except ImportError:
             builder = "trtexec"
     result["builder"] = builder
     if dry_run:
-        result["command"] = trtexec_command(trtexec or "trtexec", onnx_path, plan_path, profiles,
-                                            options, layers)
+        result["command"] = trtexec_command(
+            trtexec or "trtexec", onnx_path, plan_path, profiles, options, layers
+        )
         dtype = options.input_dtype if options.input_dtype != "auto" else "int64"
     else:
         start = time.monotonic()
@@ -190,19 +241,24 @@ def build_plan(model_dir: Path, gpu_options: GpuOptions, options: BuildOptions, 
         elif trtexec:
             facts = _build_trtexec(trtexec, onnx_path, plan_path, profiles, options, layers)
         else:
-            raise TensorRTBuildError("neither the tensorrt Python package nor trtexec is available; "
-                                     "run inside the Triton image (docker/Dockerfile)")
+            raise TensorRTBuildError(
+                "neither the tensorrt Python package nor trtexec is available; "
+                "run inside the Triton image (docker/Dockerfile)"
+            )
         facts["build_s"] = round(time.monotonic() - start, 1)
         result.update(facts)
         if len(facts["input_dtypes"]) != 1:
             raise TensorRTBuildError(f"engine inputs have mixed types {facts['input_dtypes']}")
         dtype = options.input_dtype if options.input_dtype != "auto" else facts["input_dtypes"][0]
         (model_dir / "1" / "model.plan.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = render_gpu_config(manifest, TRT_PLAN, gpu_options.replace(trt_input_dtype=dtype,
-                                                                     trt_profiles=profiles))
+    text = render_gpu_config(
+        manifest, TRT_PLAN, gpu_options.replace(trt_input_dtype=dtype, trt_profiles=profiles)
+    )
     import onnx
 
-    problems = check_config(parse_config(text), onnx_model=onnx.load(str(onnx_path), load_external_data=False))
+    problems = check_config(
+        parse_config(text), onnx_model=onnx.load(str(onnx_path), load_external_data=False)
+    )
     if problems:
         raise TensorRTBuildError("tensorrt_plan config does not fit the model: " + "; ".join(problems))
     path = config_path(model_dir, TRT_PLAN)
@@ -228,15 +284,19 @@ def parse_profile(text: str) -> TrtProfile:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Build a TensorRT plan for an exported encoder reranker")
     ap.add_argument("--model-dir", required=True, type=Path)
     ap.add_argument("--max-batch-size", type=int)
     ap.add_argument("--max-length", type=int, help="longest sequence (default: the model's max_positions)")
     ap.add_argument("--opt-batch", type=int)
     ap.add_argument("--opt-length", type=int)
-    ap.add_argument("--profile", type=parse_profile, action="append",
-                    help="explicit profile MINBxMINL:OPTBxOPTL:MAXBxMAXL (repeatable)")
+    ap.add_argument(
+        "--profile",
+        type=parse_profile,
+        action="append",
+        help="explicit profile MINBxMINL:OPTBxOPTL:MAXBxMAXL (repeatable)",
+    )
     ap.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
     ap.add_argument("--workspace-gib", type=float, default=8.0)
     ap.add_argument("--device", type=int, default=0, help="GPU that builds the engine")
@@ -245,19 +305,31 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--timing-cache")
     ap.add_argument("--instances", type=int, default=1, help="model instances per GPU")
     ap.add_argument("--gpus", type=int, nargs="+", help="GPU indices for the instances (default: all)")
-    ap.add_argument("--max-queue-delay-us", "--queue-delay-us", type=int, default=2000,
-                    help="dynamic batching delay")
+    ap.add_argument(
+        "--max-queue-delay-us", "--queue-delay-us", type=int, default=2000, help="dynamic batching delay"
+    )
     ap.add_argument("--no-warmup", action="store_true")
     ap.add_argument("--dry-run", action="store_true", help="print the build command and the config only")
     args = ap.parse_args(argv)
-    gpu_options = GpuOptions(max_batch_size=args.max_batch_size, max_length=args.max_length,
-                             instance_count=args.instances, gpus=args.gpus,
-                             max_queue_delay_us=args.max_queue_delay_us, warmup=not args.no_warmup,
-                             trt_opt_batch=args.opt_batch, trt_opt_length=args.opt_length,
-                             trt_profiles=args.profile)
-    options = BuildOptions(precision=args.precision, workspace_bytes=int(args.workspace_gib * (1 << 30)),
-                           device=args.device, builder=args.builder, input_dtype=args.input_dtype,
-                           timing_cache=args.timing_cache)
+    gpu_options = GpuOptions(
+        max_batch_size=args.max_batch_size,
+        max_length=args.max_length,
+        instance_count=args.instances,
+        gpus=args.gpus,
+        max_queue_delay_us=args.max_queue_delay_us,
+        warmup=not args.no_warmup,
+        trt_opt_batch=args.opt_batch,
+        trt_opt_length=args.opt_length,
+        trt_profiles=args.profile,
+    )
+    options = BuildOptions(
+        precision=args.precision,
+        workspace_bytes=int(args.workspace_gib * (1 << 30)),
+        device=args.device,
+        builder=args.builder,
+        input_dtype=args.input_dtype,
+        timing_cache=args.timing_cache,
+    )
     try:
         result = build_plan(args.model_dir, gpu_options, options, dry_run=args.dry_run)
     except (TensorRTBuildError, ValueError, FileNotFoundError) as exc:

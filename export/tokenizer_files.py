@@ -1,10 +1,11 @@
 """Copy the tokenizer next to the served model and describe it for the manifest."""
+
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from tokenizers import Tokenizer
 
@@ -15,7 +16,7 @@ from reranker_core.manifest import TokenizerInfo, file_sha256
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def _token_text(value: Any) -> Optional[str]:
+def _token_text(value: Any) -> str | None:
     if isinstance(value, dict):
         return value.get("content")
     return value
@@ -29,6 +30,7 @@ def _ensure_tokenizer_json(checkpoint: Path, out: Path) -> None:
     # Only a slow (sentencepiece) tokenizer: let transformers build the fast one once, at export.
     try:
         from transformers import AutoTokenizer
+
         fast = AutoTokenizer.from_pretrained(str(checkpoint), use_fast=True)
         fast.backend_tokenizer.save(str(out / "tokenizer.json"))
     except Exception as exc:
@@ -50,7 +52,7 @@ def copy_tokenizer(checkpoint: Path, model_dir: Path, source: str) -> TokenizerI
             config.update(json.loads((out / name).read_text()))
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
 
-    def token_id(key: str) -> Optional[int]:
+    def token_id(key: str) -> int | None:
         text = _token_text(config.get(key))
         return tok.token_to_id(text) if text else None
 
@@ -59,7 +61,10 @@ def copy_tokenizer(checkpoint: Path, model_dir: Path, source: str) -> TokenizerI
         file=TOKENIZER_FILE,
         source=source,
         padding_side=config.get("padding_side", "right"),
-        pad_token_id=token_id("pad_token"), bos_token_id=token_id("bos_token"),
-        eos_token_id=token_id("eos_token"), cls_token_id=token_id("cls_token"),
-        sep_token_id=token_id("sep_token"), unk_token_id=token_id("unk_token"),
+        pad_token_id=token_id("pad_token"),
+        bos_token_id=token_id("bos_token"),
+        eos_token_id=token_id("eos_token"),
+        cls_token_id=token_id("cls_token"),
+        sep_token_id=token_id("sep_token"),
+        unk_token_id=token_id("unk_token"),
     )

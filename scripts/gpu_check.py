@@ -27,6 +27,7 @@ Without checkpoints it builds random-weight ones (bge-reranker-base and gemma-2b
 ones with --quick): the figures show the serving path's behaviour and speed, not a real
 model's accuracy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,14 +57,16 @@ LLM_PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 @dataclass
 class CheckModel:
     """One served model of the check."""
+
     name: str
-    family: str        # encoder | llm
-    precision: str     # fp32 | fp16 | bf16
-    device: str        # cuda | cpu (the reference models are always cpu)
+    family: str  # encoder | llm
+    precision: str  # fp32 | fp16 | bf16
+    device: str  # cuda | cpu (the reference models are always cpu)
     tokenizer: Path
 
 
 # ---- checkpoints and export ------------------------------------------------------------------
+
 
 def default_checkpoints(work: Path, quick: bool) -> tuple[Path, Path]:
     """Random-weight checkpoints of the benchmark shapes (tiny ones with `quick`)."""
@@ -83,31 +87,58 @@ def export(args: list[str]) -> None:
         raise RuntimeError(f"python -m export {' '.join(args)} failed with exit code {code}")
 
 
-def export_models(repo: Path, encoder: Optional[Path], llm: Optional[Path], llm_dtypes: Sequence[str],
-                  gpus: Sequence[int]) -> dict[str, Path]:
+def export_models(
+    repo: Path, encoder: Path | None, llm: Path | None, llm_dtypes: Sequence[str], gpus: Sequence[int]
+) -> dict[str, Path]:
     """Export every model of the check; {served name: model directory}."""
     gpu_arg = ["--gpus", ",".join(str(g) for g in gpus)] if gpus else []
     dirs: dict[str, Path] = {}
     if encoder is not None:
         for precision in ENCODER_PRECISIONS:
             name = f"enc-{precision}"
-            export(["--model", str(encoder), "--name", name, "--repository", str(repo), "--force",
-                    "--precision", precision, *(["--cpu-graph", "plain"] if precision != "fp32" else []),
-                    *gpu_arg])
+            export(
+                [
+                    "--model",
+                    str(encoder),
+                    "--name",
+                    name,
+                    "--repository",
+                    str(repo),
+                    "--force",
+                    "--precision",
+                    precision,
+                    *(["--cpu-graph", "plain"] if precision != "fp32" else []),
+                    *gpu_arg,
+                ]
+            )
             dirs[name] = repo / name
     if llm is not None:
         for dtype in dict.fromkeys(["float32", *llm_dtypes]):
             name = f"llm-{LLM_PRECISION[dtype]}"
-            export(["--model", str(llm), "--name", name, "--repository", str(repo), "--force",
-                    "--dtype", dtype, *gpu_arg])
+            export(
+                [
+                    "--model",
+                    str(llm),
+                    "--name",
+                    name,
+                    "--repository",
+                    str(repo),
+                    "--force",
+                    "--dtype",
+                    dtype,
+                    *gpu_arg,
+                ]
+            )
             dirs[name] = repo / name
     return dirs
 
 
 # ---- the check's configs ---------------------------------------------------------------------
 
+
 def parse_config(path: Path):
     from export.config_check import parse_config as parse_config_text
+
     return parse_config_text(path.read_text())
 
 
@@ -119,15 +150,18 @@ def write_config(config, path: Path) -> Path:
     return path
 
 
-def check_config(model_dir: Path, family: str, device: str, gpus: Sequence[int],
-                 encoder_providers: str, instances: int = 1):
+def check_config(
+    model_dir: Path, family: str, device: str, gpus: Sequence[int], encoder_providers: str, instances: int = 1
+):
     """The served config of a check model: the exported one, on `device`."""
     from tritonclient.grpc import model_config_pb2
 
     if family == "encoder":
         config = parse_config(model_dir / "configs" / "embedded.pbtxt")
         config.parameters["onnx_file"].string_value = "model.onnx"  # the portable graph (fp16 too)
-        config.parameters["execution_providers"].string_value = encoder_providers if device == "cuda" else "cpu"
+        config.parameters["execution_providers"].string_value = (
+            encoder_providers if device == "cuda" else "cpu"
+        )
     else:
         config = parse_config(model_dir / "config.pbtxt")
     del config.instance_group[:]
@@ -156,13 +190,21 @@ def add_reference(repo: Path, source: str, name: str) -> Path:
     return dst
 
 
-def prepare_repository(repo: Path, dirs: dict[str, Path], device: str, gpus: Sequence[int],
-                       encoder_providers: str, instances: int) -> list[CheckModel]:
+def prepare_repository(
+    repo: Path,
+    dirs: dict[str, Path],
+    device: str,
+    gpus: Sequence[int],
+    encoder_providers: str,
+    instances: int,
+) -> list[CheckModel]:
     models = []
     for name, model_dir in dirs.items():
         family = "encoder" if name.startswith("enc-") else "llm"
-        write_config(check_config(model_dir, family, device, gpus, encoder_providers, instances),
-                     model_dir / "configs" / f"{CHECK_CONFIG}.pbtxt")
+        write_config(
+            check_config(model_dir, family, device, gpus, encoder_providers, instances),
+            model_dir / "configs" / f"{CHECK_CONFIG}.pbtxt",
+        )
         models.append(CheckModel(name, family, name.split("-", 1)[1], device, model_dir / "tokenizer"))
     for family, fp32 in (("encoder", "enc-fp32"), ("llm", "llm-fp32")):
         if fp32 in dirs:
@@ -173,12 +215,16 @@ def prepare_repository(repo: Path, dirs: dict[str, Path], device: str, gpus: Seq
 
 # ---- text pairs ------------------------------------------------------------------------------
 
-WORDS = ("panda bear bamboo forest china mountain river city music history science water fire "
-         "computer language model search query passage answer question energy light planet ocean "
-         "animal plant food market travel health school paper book story garden winter summer").split()
+WORDS = (
+    "panda bear bamboo forest china mountain river city music history science water fire "
+    "computer language model search query passage answer question energy light planet ocean "
+    "animal plant food market travel health school paper book story garden winter summer"
+).split()
 
 
-def text_pairs(queries: int, passages: int, max_words: int, seed: int = 1) -> tuple[list[list[str]], list[int]]:
+def text_pairs(
+    queries: int, passages: int, max_words: int, seed: int = 1
+) -> tuple[list[list[str]], list[int]]:
     """Random word pairs grouped by query (for rank agreement); passage lengths up to max_words."""
     rng = np.random.default_rng(seed)
     lengths = [n for n in (4, 12, 32, 64, 128, 256, 512, 1024) if n <= max_words] or [max_words]
@@ -194,6 +240,7 @@ def text_pairs(queries: int, passages: int, max_words: int, seed: int = 1) -> tu
 
 # ---- parity ----------------------------------------------------------------------------------
 
+
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     i, j = np.triu_indices(len(a), 1)
     return float(np.mean(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j]))) if len(i) else 1.0
@@ -202,6 +249,7 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
 @dataclass
 class Parity:
     """Scores of one model against a reference: tolerance, order of clearly separated pairs."""
+
     name: str
     max_abs: float
     mean_abs: float
@@ -213,13 +261,23 @@ class Parity:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def compare(name: str, ref: np.ndarray, got: np.ndarray, groups: Sequence[int], *,
-            atol: float, rtol: float) -> Parity:
+def compare(
+    name: str, ref: np.ndarray, got: np.ndarray, groups: Sequence[int], *, atol: float, rtol: float
+) -> Parity:
     ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
     if not (np.all(np.isfinite(got)) and np.all(np.isfinite(ref))):
         bad = int(np.count_nonzero(~np.isfinite(got)) + np.count_nonzero(~np.isfinite(ref)))
-        return Parity(name, float("inf"), float("inf"), False, 0, 0, float("nan"), False,
-                      {"non_finite_scores": bad, "atol": atol, "rtol": rtol})
+        return Parity(
+            name,
+            float("inf"),
+            float("inf"),
+            False,
+            0,
+            0,
+            float("nan"),
+            False,
+            {"non_finite_scores": bad, "atol": atol, "rtol": rtol},
+        )
     diff = np.abs(got - ref)
     band = atol + rtol * np.abs(ref)
     within = bool(np.all(diff <= band))
@@ -236,14 +294,27 @@ def compare(name: str, ref: np.ndarray, got: np.ndarray, groups: Sequence[int], 
         separated += int(apart.sum())
         violations += int((np.sign(ref[i] - ref[j]) != np.sign(got[i] - got[j]))[apart].sum())
     worst = int(np.argmax(diff)) if len(diff) else 0
-    return Parity(name, float(diff.max(initial=0.0)), float(diff.mean()) if len(diff) else 0.0, within,
-                  violations, separated, float(min(taus)) if taus else 1.0, within and violations == 0,
-                  {"atol": atol, "rtol": rtol, "worst_index": worst,
-                   "worst_ref": float(ref[worst]) if len(ref) else 0.0,
-                   "worst_got": float(got[worst]) if len(got) else 0.0})
+    return Parity(
+        name,
+        float(diff.max(initial=0.0)),
+        float(diff.mean()) if len(diff) else 0.0,
+        within,
+        violations,
+        separated,
+        float(min(taus)) if taus else 1.0,
+        within and violations == 0,
+        {
+            "atol": atol,
+            "rtol": rtol,
+            "worst_index": worst,
+            "worst_ref": float(ref[worst]) if len(ref) else 0.0,
+            "worst_got": float(got[worst]) if len(got) else 0.0,
+        },
+    )
 
 
 # ---- scoring with the product's client -------------------------------------------------------
+
 
 def client_for(url: str, model: CheckModel, timeout_s: float = 600.0):
     from reranker_client import RerankerClient
@@ -256,14 +327,17 @@ def score(url: str, model: CheckModel, pairs: list[list[str]], max_length: int) 
         return np.asarray(client.compute_score(pairs, max_length=max_length), dtype=np.float32)
 
 
-def throughput(url: str, model: CheckModel, pairs: list[list[str]], *, concurrency: int,
-               seconds: float, max_length: int) -> dict[str, Any]:
+def throughput(
+    url: str, model: CheckModel, pairs: list[list[str]], *, concurrency: int, seconds: float, max_length: int
+) -> dict[str, Any]:
     """`concurrency` threads, each with its own client, calling compute_score(pairs) for `seconds`."""
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     deadline = [0.0]
-    gate = threading.Barrier(concurrency + 1, action=lambda: deadline.__setitem__(0, time.perf_counter() + seconds))
+    gate = threading.Barrier(
+        concurrency + 1, action=lambda: deadline.__setitem__(0, time.perf_counter() + seconds)
+    )
 
     def worker() -> None:
         try:
@@ -294,25 +368,34 @@ def throughput(url: str, model: CheckModel, pairs: list[list[str]], *, concurren
         t.join()
     elapsed = time.perf_counter() - start
     lat = np.asarray(sorted(latencies)) * 1000.0
-    return {"model": model.name, "precision": model.precision, "pairs_per_call": len(pairs),
-            "concurrency": concurrency, "calls": len(lat), "seconds": round(elapsed, 2),
-            "pairs_per_s": round(len(lat) * len(pairs) / elapsed, 1) if len(lat) and elapsed > 0 else 0.0,
-            "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
-            "latency_ms_p95": round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
-            "errors": errors}
+    return {
+        "model": model.name,
+        "precision": model.precision,
+        "pairs_per_call": len(pairs),
+        "concurrency": concurrency,
+        "calls": len(lat),
+        "seconds": round(elapsed, 2),
+        "pairs_per_s": round(len(lat) * len(pairs) / elapsed, 1) if len(lat) and elapsed > 0 else 0.0,
+        "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+        "latency_ms_p95": round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
+        "errors": errors,
+    }
 
 
 # ---- the run ---------------------------------------------------------------------------------
+
 
 def environment_report() -> dict[str, Any]:
     info: dict[str, Any] = {"python": sys.version.split()[0], "numpy": np.__version__}
     try:
         import onnxruntime as ort
+
         info.update(onnxruntime=ort.__version__, ort_providers=ort.get_available_providers())
     except ImportError as exc:
         info["onnxruntime_error"] = str(exc)
     try:
         import torch
+
         info.update(torch=torch.__version__, cuda_available=torch.cuda.is_available())
         if torch.cuda.is_available():
             info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -321,7 +404,7 @@ def environment_report() -> dict[str, Any]:
     return info
 
 
-def encoder_gpu_providers(requested: str, available: Sequence[str]) -> tuple[str, Optional[str]]:
+def encoder_gpu_providers(requested: str, available: Sequence[str]) -> tuple[str, str | None]:
     """The requested providers this ONNX Runtime has, or ("", reason) when it has none of them."""
     from reranker_server.ort_session import EXECUTION_PROVIDERS
 
@@ -329,8 +412,10 @@ def encoder_gpu_providers(requested: str, available: Sequence[str]) -> tuple[str
     usable = [n for n in names if EXECUTION_PROVIDERS.get(n) in available]
     if usable:
         return ",".join(usable), None
-    return "", (f"this ONNX Runtime has none of {names} (it has {', '.join(available)}): the encoder "
-                "was not checked on the GPU; install onnxruntime-gpu")
+    return "", (
+        f"this ONNX Runtime has none of {names} (it has {', '.join(available)}): the encoder "
+        "was not checked on the GPU; install onnxruntime-gpu"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -349,24 +434,35 @@ def run(args: argparse.Namespace) -> int:
             print(f"built random checkpoints in {time.perf_counter() - t_start:.1f}s", flush=True)
         providers = "cpu"
         if encoder_ckpt is not None and args.device == "cuda":
-            providers, missing = encoder_gpu_providers(args.encoder_providers,
-                                                       report["environment"].get("ort_providers", []))
+            providers, missing = encoder_gpu_providers(
+                args.encoder_providers, report["environment"].get("ort_providers", [])
+            )
             if missing:
                 report["encoder_gpu"] = missing
                 print(f"WARNING: {missing}", flush=True)
                 encoder_ckpt = None
         repo = work / "repository"
         t0 = time.perf_counter()
-        dirs = export_models(repo, encoder_ckpt, llm_ckpt, args.llm_dtypes.split(","),
-                             args.gpus if args.device == "cuda" else [])
+        dirs = export_models(
+            repo,
+            encoder_ckpt,
+            llm_ckpt,
+            args.llm_dtypes.split(","),
+            args.gpus if args.device == "cuda" else [],
+        )
         report["export_s"] = round(time.perf_counter() - t0, 1)
         models = prepare_repository(repo, dirs, args.device, args.gpus, providers, args.instances)
         report["models"] = [{k: str(v) for k, v in m.__dict__.items()} for m in models]
         from reranker_server.embedded import EmbeddedTritonServer
 
-        server = EmbeddedTritonServer(repo, http_port=args.ports[0], grpc_port=args.ports[1],
-                                      metrics_port=args.ports[2], config_name=CHECK_CONFIG,
-                                      log_file=out / "tritonserver.log")
+        server = EmbeddedTritonServer(
+            repo,
+            http_port=args.ports[0],
+            grpc_port=args.ports[1],
+            metrics_port=args.ports[2],
+            config_name=CHECK_CONFIG,
+            log_file=out / "tritonserver.log",
+        )
         t0 = time.perf_counter()
         try:
             server.start(timeout=args.start_timeout)
@@ -396,10 +492,12 @@ def checks(args: argparse.Namespace, report: dict[str, Any], url: str, models: l
     tolerances = {"fp16": (args.fp16_atol, args.fp16_rtol), "bf16": (args.bf16_atol, args.bf16_rtol)}
     results: list[Parity] = []
     # the CPU references score the shortest pairs only (an LLM's fp32 CPU pass is slow)
-    few = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))[:args.reference_pairs]
+    few = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))[: args.reference_pairs]
     t0 = time.perf_counter()
-    scores = {m.name: score(url, m, [pairs[i] for i in few] if m.name.endswith("-ref") else pairs,
-                            args.max_length) for m in models}
+    scores = {
+        m.name: score(url, m, [pairs[i] for i in few] if m.name.endswith("-ref") else pairs, args.max_length)
+        for m in models
+    }
     report["parity_scoring_s"] = round(time.perf_counter() - t0, 1)
     for family, prefix in (("encoder", "enc"), ("llm", "llm")):
         fp32 = f"{prefix}-fp32"
@@ -407,29 +505,44 @@ def checks(args: argparse.Namespace, report: dict[str, Any], url: str, models: l
             continue
         report[f"score_range_{prefix}_fp32"] = [float(scores[fp32].min()), float(scores[fp32].max())]
         # served fp32 against the exported CPU graph/model (another device and kernels)
-        results.append(compare(f"{fp32}-vs-cpu-reference", scores[f"{fp32}-ref"], scores[fp32][few],
-                               [groups[i] for i in few], atol=args.fp32_atol, rtol=args.fp32_atol))
+        results.append(
+            compare(
+                f"{fp32}-vs-cpu-reference",
+                scores[f"{fp32}-ref"],
+                scores[fp32][few],
+                [groups[i] for i in few],
+                atol=args.fp32_atol,
+                rtol=args.fp32_atol,
+            )
+        )
         for m in models:
             if m.family == family and m.precision in tolerances and not m.name.endswith("-ref"):
                 atol, rtol = tolerances[m.precision]
-                results.append(compare(f"{m.name}-vs-fp32", scores[fp32], scores[m.name], groups,
-                                       atol=atol, rtol=rtol))
+                results.append(
+                    compare(f"{m.name}-vs-fp32", scores[fp32], scores[m.name], groups, atol=atol, rtol=rtol)
+                )
     report["parity"] = [r.__dict__ for r in results]
     for r in results:
-        print(f"{'PASS' if r.passed else 'FAIL'} {r.name}: max|d|={r.max_abs:.3g} mean|d|={r.mean_abs:.3g} "
-              f"order violations {r.order_violations}/{r.separated_pairs} tau_min={r.min_kendall_tau:.3f}",
-              flush=True)
+        print(
+            f"{'PASS' if r.passed else 'FAIL'} {r.name}: max|d|={r.max_abs:.3g} mean|d|={r.mean_abs:.3g} "
+            f"order violations {r.order_violations}/{r.separated_pairs} tau_min={r.min_kendall_tau:.3f}",
+            flush=True,
+        )
     report["throughput"] = []
-    batch = pairs[:args.batch]
+    batch = pairs[: args.batch]
     for m in models:
         if m.name.endswith("-ref"):
             continue
-        row = throughput(url, m, batch, concurrency=args.concurrency, seconds=args.seconds,
-                         max_length=args.max_length)
+        row = throughput(
+            url, m, batch, concurrency=args.concurrency, seconds=args.seconds, max_length=args.max_length
+        )
         report["throughput"].append(row)
-        print(f"throughput {m.name}: {row['pairs_per_s']} pairs/s, p50 {row['latency_ms_p50']} ms, "
-              f"p95 {row['latency_ms_p95']} ms ({row['pairs_per_call']} pairs per call, concurrency "
-              f"{row['concurrency']})" + (f" errors {row['errors'][:1]}" if row["errors"] else ""), flush=True)
+        print(
+            f"throughput {m.name}: {row['pairs_per_s']} pairs/s, p50 {row['latency_ms_p50']} ms, "
+            f"p95 {row['latency_ms_p95']} ms ({row['pairs_per_call']} pairs per call, concurrency "
+            f"{row['concurrency']})" + (f" errors {row['errors'][:1]}" if row["errors"] else ""),
+            flush=True,
+        )
     failed = [r.name for r in results if not r.passed]
     failed += [f"throughput {r['model']}" for r in report["throughput"] if r["errors"] or not r["calls"]]
     report["status"] = "FAIL: " + ", ".join(failed) if failed else "PASS"
@@ -437,16 +550,23 @@ def checks(args: argparse.Namespace, report: dict[str, Any], url: str, models: l
     return 1 if failed else 0
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--encoder-checkpoint", help="XLM-R reranker checkpoint dir (default: random weights)")
     p.add_argument("--llm-checkpoint", help="decoder reranker checkpoint dir (default: random weights)")
     p.add_argument("--quick", action="store_true", help="tiny random checkpoints and short runs")
     p.add_argument("--out", default="gpu-check-out")
-    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
-                   help="cpu: the same pipeline on the CPU (smoke run, no GPU needed)")
-    p.add_argument("--encoder-providers", default="tensorrt,cuda",
-                   help="ONNX Runtime providers of the encoder on the GPU (reranker_server.onnx_model)")
+    p.add_argument(
+        "--device",
+        choices=["cuda", "cpu"],
+        default="cuda",
+        help="cpu: the same pipeline on the CPU (smoke run, no GPU needed)",
+    )
+    p.add_argument(
+        "--encoder-providers",
+        default="tensorrt,cuda",
+        help="ONNX Runtime providers of the encoder on the GPU (reranker_server.onnx_model)",
+    )
     p.add_argument("--llm-dtypes", default="float16,bfloat16")
     p.add_argument("--gpus", type=int, nargs="+", default=[0])
     p.add_argument("--instances", type=int, default=1)
@@ -454,7 +574,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--passages", type=int, default=16)
     p.add_argument("--max-words", type=int, default=1024)
     p.add_argument("--max-length", type=int, default=512, help="compute_score max_length")
-    p.add_argument("--reference-pairs", type=int, default=12, help="shortest pairs scored by the CPU references")
+    p.add_argument(
+        "--reference-pairs", type=int, default=12, help="shortest pairs scored by the CPU references"
+    )
     p.add_argument("--fp32-atol", type=float, default=1e-3)
     p.add_argument("--fp16-atol", type=float, default=2e-2)
     p.add_argument("--fp16-rtol", type=float, default=1e-2)
@@ -469,7 +591,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     if args.quick:
         args.queries, args.passages = min(args.queries, 3), min(args.passages, 5)
         args.max_words, args.max_length = min(args.max_words, 64), min(args.max_length, 128)
-        args.batch, args.concurrency, args.seconds = min(args.batch, 4), min(args.concurrency, 2), min(args.seconds, 1.0)
+        args.batch, args.concurrency, args.seconds = (
+            min(args.batch, 4),
+            min(args.concurrency, 2),
+            min(args.seconds, 1.0),
+        )
     bad = [d for d in args.llm_dtypes.split(",") if d not in LLM_PRECISION]
     if bad:
         p.error(f"--llm-dtypes: {bad} not in {', '.join(LLM_PRECISION)}")

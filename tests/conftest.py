@@ -1,5 +1,6 @@
 """Shared fixtures: tiny checkpoints exported into a model repository, a real embedded Triton
 server serving it over gRPC and HTTP, and clients for it."""
+
 from __future__ import annotations
 
 import os
@@ -20,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def test_repository(tmp_path_factory):
     """Every test model exported into one Triton model repository."""
     from tests.support.repository import build_repository
+
     root = tmp_path_factory.mktemp("model_repository")
     return build_repository(root, tmp_path_factory.mktemp("checkpoints"))
 
@@ -29,10 +31,12 @@ def triton_server(test_repository, tmp_path_factory):
     """The real tritonserver (embedded, Python backend) serving the test repository."""
     from reranker_server.embedded import EmbeddedTritonServer
     from tests.support.ports import free_ports
+
     http, grpc, metrics = free_ports(3)
     log = tmp_path_factory.mktemp("server") / "tritonserver.log"
-    server = EmbeddedTritonServer(test_repository.root, http_port=http, grpc_port=grpc,
-                                  metrics_port=metrics, log_file=log)
+    server = EmbeddedTritonServer(
+        test_repository.root, http_port=http, grpc_port=grpc, metrics_port=metrics, log_file=log
+    )
     try:
         server.start(timeout=300)
     except Exception:
@@ -46,6 +50,7 @@ def triton_server(test_repository, tmp_path_factory):
 def make_client(triton_server):
     """Factory: make_client(model, protocol="grpc", **kwargs) -> RerankerClient (closed at the end)."""
     from reranker_client import RerankerClient
+
     clients = []
 
     def factory(model: str, protocol: str = "grpc", **kwargs):
@@ -64,6 +69,7 @@ def single_torch_thread():
     """One intra-op thread in this process and in subprocesses (the oracle): tiny models on a shared
     2-core machine, where spinning thread pools cost far more than they give."""
     import torch
+
     mp = pytest.MonkeyPatch()
     mp.setenv("OMP_NUM_THREADS", "1")
     threads = torch.get_num_threads()

@@ -1,21 +1,23 @@
 """`make demo`: export a reranker, serve it on the embedded Triton server, score the tutorial's
 pairs through the client. Without a reachable hub it says so and uses a tiny local model."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from export.__main__ import default_name, main as export_main
+from export.__main__ import default_name
+from export.__main__ import main as export_main
 from export.checkpoint import resolve_checkpoint
 from export.errors import ExportError
 from export.tiny import build_tiny
 from reranker_core.families import ENCODER, GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE
 from reranker_core.manifest import LLMSettings
 
-CACHE = Path(".cache") / "demo-checkpoints"   # LLM model directories link to these weights
+CACHE = Path(".cache") / "demo-checkpoints"  # LLM model directories link to these weights
 
 TUTORIAL_PAIRS = [
     ["What is the capital of France?", "Paris is the capital of France."],
@@ -44,10 +46,10 @@ def family_from_name(model: str) -> str:
     return ENCODER
 
 
-def scaled_arguments(family: str, manifest_llm: Optional[LLMSettings]) -> dict[str, Any]:
+def scaled_arguments(family: str, manifest_llm: LLMSettings | None) -> dict[str, Any]:
     """The seed's layer arguments, scaled from the real model's depth to this checkpoint's."""
     args = json.loads(json.dumps(SEED_ARGUMENTS[family]))
-    if manifest_llm is None:          # encoder models: no layer arguments
+    if manifest_llm is None:  # encoder models: no layer arguments
         return args
     layers = manifest_llm.num_hidden_layers
     real = REAL_DEPTH.get(family)
@@ -65,7 +67,7 @@ def scaled_arguments(family: str, manifest_llm: Optional[LLMSettings]) -> dict[s
     return args
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default="BAAI/bge-reranker-v2-m3")
     p.add_argument("--repository", default="model_repository")
@@ -81,8 +83,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         resolve_checkpoint(args.model)
     except ExportError as exc:
         family = family_from_name(args.model)
-        print(f"NOTICE: {exc}. Using a tiny locally built {family} model of the same architecture "
-              "instead: its scores are MEANINGLESS (random weights).", flush=True)
+        print(
+            f"NOTICE: {exc}. Using a tiny locally built {family} model of the same architecture "
+            "instead: its scores are MEANINGLESS (random weights).",
+            flush=True,
+        )
         source = str(build_tiny(family, (CACHE / f"{name}-tiny").resolve()))
         name = f"{name}-tiny"
         tiny = True
@@ -92,13 +97,20 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from reranker_client import RerankerClient
     from reranker_server.embedded import EmbeddedTritonServer
+
     log = Path(args.repository) / f".{name}-server.log"
     print(f"starting the embedded Triton server on {args.repository} (log: {log}) ...", flush=True)
     from reranker_server.embedded import ServerError
+
     # Only the demo's model is loaded: other models in the repository cannot hold the demo up.
-    server = EmbeddedTritonServer(args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
-                                  metrics_port=args.metrics_port, log_file=log,
-                                  extra_args=("--model-control-mode=explicit", f"--load-model={name}"))
+    server = EmbeddedTritonServer(
+        args.repository,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        log_file=log,
+        extra_args=("--model-control-mode=explicit", f"--load-model={name}"),
+    )
     try:
         server.start(timeout=600)
     except ServerError as exc:
@@ -114,7 +126,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             normalized = client.compute_score(TUTORIAL_PAIRS, normalize=True, **extra)
             for (q, passage), s, n in zip(TUTORIAL_PAIRS, scores, normalized):
                 print(f"  {s:+9.4f}  (sigmoid {n:.4f})  {q!r} / {passage!r}")
-            best = client.rerank(TUTORIAL_PAIRS[0][0], [pp for _, pp in TUTORIAL_PAIRS[:2]], top_n=1, **extra)[0]
+            best = client.rerank(
+                TUTORIAL_PAIRS[0][0], [pp for _, pp in TUTORIAL_PAIRS[:2]], top_n=1, **extra
+            )[0]
             print(f"  rerank({TUTORIAL_PAIRS[0][0]!r}) -> best passage #{best.index}: {best.passage!r}")
     if tiny:
         print("\n(tiny random model: the scores above only show the pipeline works, not relevance)")

@@ -1,6 +1,7 @@
 """`make serve`: the embedded Triton server and, next to it, the rerank HTTP API in front of its
 gRPC port. Both run in the foreground as child processes; Ctrl-C, SIGTERM, SIGHUP or the death of
 this launcher's parent stops both, and either one exiting stops the other."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,25 +9,46 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Optional
 
 from reranker_server.embedded import watch_parent
 
 
 def commands(args: argparse.Namespace) -> list[list[str]]:
-    triton = [sys.executable, "-m", "reranker_server.embedded", "--model-repository", args.model_repository,
-              "--http-port", str(args.http_port), "--grpc-port", str(args.grpc_port),
-              "--metrics-port", str(args.metrics_port)]
+    triton = [
+        sys.executable,
+        "-m",
+        "reranker_server.embedded",
+        "--model-repository",
+        args.model_repository,
+        "--http-port",
+        str(args.http_port),
+        "--grpc-port",
+        str(args.grpc_port),
+        "--metrics-port",
+        str(args.metrics_port),
+    ]
     if not args.api_port:
         return [triton]
-    api = [sys.executable, "-m", "reranker_api", "--triton-url", f"127.0.0.1:{args.grpc_port}",
-           "--host", args.api_host, "--port", str(args.api_port), *args.api_args]
+    api = [
+        sys.executable,
+        "-m",
+        "reranker_api",
+        "--triton-url",
+        f"127.0.0.1:{args.grpc_port}",
+        "--host",
+        args.api_host,
+        "--port",
+        str(args.api_port),
+        *args.api_args,
+    ]
     return [triton, api]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve a model repository on the embedded Triton server "
-                                                 "with the rerank HTTP API in front of it")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Serve a model repository on the embedded Triton server "
+        "with the rerank HTTP API in front of it"
+    )
     parser.add_argument("--model-repository", default="model_repository")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
@@ -41,6 +63,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
+
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
     watch_parent()  # parent gone: SIGTERM to this process, handled by stop()

@@ -1,8 +1,9 @@
 """The FastAPI application: TEI, Cohere and NIM routes over one RerankService."""
+
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -23,27 +24,39 @@ Hugging Face TEI (`POST /rerank`), Cohere (`POST /v2/rerank`, `POST /v1/rerank`)
 `long_passages`, `window_stride`, `prompt`, `cutoff_layers`, `compress_ratio`, `compress_layers`."""
 
 
-def create_app(settings: Settings, backend: Optional[Backend] = None) -> FastAPI:
+def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     """The app; without a backend, the Triton one for settings.triton_url."""
     if backend is None:
         from reranker_api.triton import TritonBackend
+
         backend = TritonBackend(settings.triton_url, models=settings.models, suffix=settings.text_suffix)
     metrics = Metrics()
-    ctx = Context(settings, backend, RerankService(backend, settings, metrics), metrics, ApiKeys(settings.api_keys))
+    ctx = Context(
+        settings, backend, RerankService(backend, settings, metrics), metrics, ApiKeys(settings.api_keys)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await backend.close()
 
-    app = FastAPI(title="BGE reranker API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  root_path=settings.root_path)
+    app = FastAPI(
+        title="BGE reranker API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        root_path=settings.root_path,
+    )
     app.state.ctx = ctx
     for module in (tei, cohere, nim, service):
         module.register(app, ctx)
     install_openapi(app)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type", "X-Request-Id"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+        )
     app.add_middleware(Observe, metrics=metrics, log_requests=settings.access_log)
     return app

@@ -1,9 +1,10 @@
 """Optional API keys: `Authorization: Bearer <key>`, compared in constant time, never logged."""
+
 from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from reranker_api.errors import ApiError
 
@@ -26,11 +27,11 @@ class ApiKeys:
     def matches(self, presented: str) -> bool:
         digest = _digest(presented)
         found = False
-        for known in self._digests:          # every key is compared: no early exit
+        for known in self._digests:  # every key is compared: no early exit
             found |= hmac.compare_digest(digest, known)
         return found
 
-    def check(self, authorization: Optional[str]) -> None:
+    def check(self, authorization: str | None) -> None:
         """Raise ApiError('unauthorized') unless the header carries an accepted Bearer key."""
         if not self.enabled:
             return

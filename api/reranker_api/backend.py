@@ -4,10 +4,12 @@
 Every failure a backend raises is one of the `BackendError` subclasses below, which the HTTP layer
 turns into each API's own status code and error body.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,23 +21,27 @@ class ScoreOptions:
     None means "the model's default"; `truncate=False` asks the model to reject an input longer
     than `max_length` instead of truncating it.
     """
+
     normalize: bool = False
     truncate: bool = True
-    max_length: Optional[int] = None
-    query_max_length: Optional[int] = None
-    long_passages: Optional[str] = None
-    window_stride: Optional[int] = None
-    llm: dict[str, Any] = field(default_factory=dict)   # prompt, cutoff_layers, compress_ratio, compress_layers
+    max_length: int | None = None
+    query_max_length: int | None = None
+    long_passages: str | None = None
+    window_stride: int | None = None
+    llm: dict[str, Any] = field(
+        default_factory=dict
+    )  # prompt, cutoff_layers, compress_ratio, compress_layers
 
 
 @dataclass(frozen=True)
 class ModelInfo:
     """A served model: its public name, the names that also select it, and what is known of it."""
+
     name: str
     aliases: tuple[str, ...] = ()
     family: str = ""
-    max_positions: Optional[int] = None
-    default_max_length: Optional[int] = None
+    max_positions: int | None = None
+    default_max_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,17 @@ class BackendFailure(BackendError):
 class Backend(Protocol):
     """Scores one query against passages with a served text model."""
 
-    async def score(self, model: str, query: bytes, passages: Sequence[bytes], options: ScoreOptions,
-                    timeout_s: Optional[float]) -> np.ndarray:
-        """UTF-8 query and passages -> scores in passage order, shape [layers, len(passages)] (one row unless several cutoff
-        layers, ascending); raises a BackendError."""
+    async def score(
+        self,
+        model: str,
+        query: bytes,
+        passages: Sequence[bytes],
+        options: ScoreOptions,
+        timeout_s: float | None,
+    ) -> np.ndarray:
+        """UTF-8 query and passages -> scores in passage order, shape [layers, len(passages)].
+
+        One row unless several cutoff layers (ascending); raises a BackendError."""
         ...
 
     async def models(self) -> list[ModelInfo]:
@@ -93,5 +106,4 @@ class Backend(Protocol):
         """Whether the server and that model can take requests now."""
         ...
 
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...

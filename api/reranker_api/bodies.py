@@ -1,5 +1,6 @@
 """Reading a JSON request body safely: a size limit enforced before and while reading, strict
 UTF-8, and every parser failure (syntax, deep nesting, huge numbers) turned into a clean ApiError."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,14 @@ from starlette.requests import Request
 
 from reranker_api.errors import ApiError
 
+
 def check_content_type(request: Request) -> None:
     """Require a JSON content type, as TEI does (415 otherwise)."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
-        raise ApiError("unsupported_media_type",
-                       f"expected 'Content-Type: application/json', got {media or 'none'!r}")
+        raise ApiError(
+            "unsupported_media_type", f"expected 'Content-Type: application/json', got {media or 'none'!r}"
+        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -25,7 +28,9 @@ async def read_body(request: Request, limit: int) -> bytes:
         if not declared.strip().isdigit():
             raise ApiError("malformed_json", "invalid Content-Length header")
         if int(declared) > limit:
-            raise ApiError("body_too_large", f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
+            raise ApiError(
+                "body_too_large", f"request body of {int(declared)} bytes is over the limit of {limit} bytes"
+            )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -47,10 +52,12 @@ def parse_json(body: bytes) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ApiError("malformed_json", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:   # CPython's decoder stops deep nesting with RecursionError
+        raise ApiError(
+            "malformed_json", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:  # CPython's decoder stops deep nesting with RecursionError
         raise ApiError("malformed_json", "malformed JSON: nested too deeply") from None
-    except ValueError as exc:   # e.g. an integer with more digits than Python converts
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
         raise ApiError("malformed_json", f"malformed JSON: {exc}") from None
 
 

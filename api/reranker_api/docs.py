@@ -1,8 +1,10 @@
 """The OpenAPI document (GET /openapi.json, /docs): the routes read their bodies themselves (size
 limit, strict JSON), so their request schemas are attached here rather than by FastAPI."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -29,35 +31,56 @@ def _defs(app: FastAPI) -> dict[str, Any]:
     return app.state.schema_defs
 
 
-def doc_route(app: FastAPI, path: str, endpoint: Callable, request_model: type[BaseModel], response_model: Any,
-              style: str, *, summary: str, include: bool = True, tags: Optional[Sequence[str]] = None) -> None:
+def doc_route(
+    app: FastAPI,
+    path: str,
+    endpoint: Callable,
+    request_model: type[BaseModel],
+    response_model: Any,
+    style: str,
+    *,
+    summary: str,
+    include: bool = True,
+    tags: Sequence[str] | None = None,
+) -> None:
     """Register a POST route whose OpenAPI entry shows the request schema and the API's error body."""
     defs = _defs(app)
     body = _schema(request_model, defs) if include else {}
     error = ERROR_MODELS.get(style, CohereError)
     app.add_api_route(
-        path, endpoint, methods=["POST"], summary=summary, include_in_schema=include, tags=list(tags or []),
+        path,
+        endpoint,
+        methods=["POST"],
+        summary=summary,
+        include_in_schema=include,
+        tags=list(tags or []),
         response_model=None,
-        responses={200: {"model": response_model, "description": "Scores, best first"},
-                   400: {"model": error, "description": "Invalid request"},
-                   401: {"model": error, "description": "Missing or wrong API key"},
-                   413: {"model": error, "description": "Body over the size limit"},
-                   422: {"model": error, "description": "Validation failed (TEI)"},
-                   429: {"model": error, "description": "Too many requests in flight"},
-                   503: {"model": error, "description": "Triton or the model is not ready (Retry-After)"},
-                   504: {"model": error, "description": "Triton did not answer in time"}},
+        responses={
+            200: {"model": response_model, "description": "Scores, best first"},
+            400: {"model": error, "description": "Invalid request"},
+            401: {"model": error, "description": "Missing or wrong API key"},
+            413: {"model": error, "description": "Body over the size limit"},
+            422: {"model": error, "description": "Validation failed (TEI)"},
+            429: {"model": error, "description": "Too many requests in flight"},
+            503: {"model": error, "description": "Triton or the model is not ready (Retry-After)"},
+            504: {"model": error, "description": "Triton did not answer in time"},
+        },
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
-        if include else None)
+        if include
+        else None,
+    )
 
 
 def install_openapi(app: FastAPI) -> None:
     """app.openapi() with the request-body schemas collected by doc_route."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                _defs(app))
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(_defs(app))
             app.openapi_schema = schema
         return app.openapi_schema
-    app.openapi = openapi   # type: ignore[method-assign]
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,10 +1,12 @@
 """What every rerank route shares: auth, body reading and validation, error rendering in the
 route's API style, and the request facts the access log records (never any text)."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Type, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -45,7 +47,7 @@ def validation_message(error: ValidationError, limit: int = 3) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
-def validate(model: Type[M], data: Any) -> M:
+def validate(model: type[M], data: Any) -> M:
     if not isinstance(data, dict):
         raise ApiError("validation", f"the request body must be a JSON object, got {type(data).__name__}")
     try:
@@ -58,17 +60,23 @@ def score_options(body: ExtraOptions, *, normalize: bool, truncate: bool, long_p
     """ScoreOptions from a request's extra fields; the service's long-passage policy by default."""
     llm = {name: getattr(body, name) for name in LLM_OPTIONS if getattr(body, name) is not None}
     policy = body.long_passages or long_passages
-    return ScoreOptions(normalize=normalize, truncate=truncate, max_length=body.max_length,
-                        query_max_length=body.query_max_length,
-                        long_passages=None if policy == "truncate" else policy,
-                        window_stride=body.window_stride, llm=llm)
+    return ScoreOptions(
+        normalize=normalize,
+        truncate=truncate,
+        max_length=body.max_length,
+        query_max_length=body.query_max_length,
+        long_passages=None if policy == "truncate" else policy,
+        window_stride=body.window_stride,
+        llm=llm,
+    )
 
 
 Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
-async def run(request: Request, ctx: Context, style: str, schema: Type[M],
-              handler: Callable[[M], Awaitable[Response]]) -> Response:
+async def run(
+    request: Request, ctx: Context, style: str, schema: type[M], handler: Callable[[M], Awaitable[Response]]
+) -> Response:
     """Authenticate, read and validate the body, run the handler; any failure becomes one
     error response in `style`, counted in reranker_api_errors_total{type}."""
     try:
@@ -77,7 +85,7 @@ async def run(request: Request, ctx: Context, style: str, schema: Type[M],
         return await handler(body)
     except ApiError as exc:
         return failed(request, ctx, style, exc)
-    except Exception:       # a bug: log it (no request content), answer 500, keep serving
+    except Exception:  # a bug: log it (no request content), answer 500, keep serving
         log.exception("unexpected error on %s", request.url.path)
         return failed(request, ctx, style, ApiError("internal", "internal server error"))
 

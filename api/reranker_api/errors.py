@@ -20,9 +20,8 @@ An `ApiError` carries a kind (also the `type` label of reranker_api_errors_total
 
 Bodies: TEI `{"error", "error_type"}`, Cohere `{"message"}`, NIM `{"error"}`.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
@@ -49,7 +48,7 @@ KINDS: dict[str, tuple[int, int, str]] = {
 class ApiError(Exception):
     """A request failed; `kind` is one of KINDS."""
 
-    def __init__(self, kind: str, message: str, retry_after_s: Optional[int] = None) -> None:
+    def __init__(self, kind: str, message: str, retry_after_s: int | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown error kind {kind!r}")
         super().__init__(message)

@@ -1,6 +1,7 @@
 """ASGI middleware: request id, request count and latency metrics, and one JSON access-log line
 per request (method, route, status, duration, model, document count, error type; never texts,
 never headers such as Authorization)."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,29 @@ import logging
 import re
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from reranker_api.metrics import Metrics
 
 access_log = logging.getLogger("reranker_api.access")
-ROUTES = frozenset({"/rerank", "/", "/invocations", "/v1/rerank", "/v2/rerank", "/v1/ranking", "/health",
-                    "/v1/health/live", "/v1/health/ready", "/v1/models", "/metrics", "/docs", "/openapi.json"})
+ROUTES = frozenset(
+    {
+        "/rerank",
+        "/",
+        "/invocations",
+        "/v1/rerank",
+        "/v2/rerank",
+        "/v1/ranking",
+        "/health",
+        "/v1/health/live",
+        "/v1/health/ready",
+        "/v1/models",
+        "/metrics",
+        "/docs",
+        "/openapi.json",
+    }
+)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Scope = dict[str, Any]
@@ -60,10 +77,26 @@ class Observe:
             route = route_label(scope.get("path", ""))
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.duration.labels(route).observe(elapsed)
-            if self.log_requests and route not in ("/metrics", "/health", "/v1/health/live", "/v1/health/ready"):
+            if self.log_requests and route not in (
+                "/metrics",
+                "/health",
+                "/v1/health/live",
+                "/v1/health/ready",
+            ):
                 client = scope.get("client") or ("", 0)
-                access_log.info(json.dumps({
-                    "ts": round(time.time(), 3), "request_id": request_id, "client": client[0],
-                    "method": scope.get("method"), "route": route, "status": status,
-                    "duration_ms": round(elapsed * 1000, 2), "model": state.get("model"),
-                    "documents": state.get("documents"), "error": state.get("error")}))
+                access_log.info(
+                    json.dumps(
+                        {
+                            "ts": round(time.time(), 3),
+                            "request_id": request_id,
+                            "client": client[0],
+                            "method": scope.get("method"),
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 2),
+                            "model": state.get("model"),
+                            "documents": state.get("documents"),
+                            "error": state.get("error"),
+                        }
+                    )
+                )

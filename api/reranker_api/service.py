@@ -1,41 +1,54 @@
 """Scoring one rerank request, whatever its wire shape: limits, model choice, the backend call
 with its timeout and concurrency bound, and backend errors turned into ApiErrors."""
+
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
-from typing import Awaitable, Optional, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
-from reranker_api.backend import (Backend, BackendError, BackendFailure, BackendTimeout, BackendUnavailable,
-                                  InvalidRequest, ModelInfo, ModelNotFound, Readiness, ScoreOptions)
+from reranker_api.backend import (
+    Backend,
+    BackendError,
+    BackendFailure,
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidRequest,
+    ModelInfo,
+    ModelNotFound,
+    Readiness,
+    ScoreOptions,
+)
 from reranker_api.errors import ApiError
 from reranker_api.metrics import Metrics
 from reranker_api.settings import Settings
 
 T = TypeVar("T")
-TIMEOUT_MARGIN_S = 2.0   # the backend's own deadline fires first; this only guards against a hang
+TIMEOUT_MARGIN_S = 2.0  # the backend's own deadline fires first; this only guards against a hang
 PROBE_TIMEOUT_S = 10.0
 
 
 @dataclass
 class RerankJob:
     """One request in shape-neutral form; the field names are the caller's, for error messages."""
-    model: Optional[str]
+
+    model: str | None
     query: str
     documents: Sequence[str]
     options: ScoreOptions
     documents_field: str = "documents"
     query_field: str = "query"
-    length_cap: Optional[int] = None      # Cohere max_tokens_per_doc: max_length, at most the model's
+    length_cap: int | None = None  # Cohere max_tokens_per_doc: max_length, at most the model's
 
 
 @dataclass
 class Scored:
     model: ModelInfo
-    scores: np.ndarray        # [layers, n]; rank by the last row
+    scores: np.ndarray  # [layers, n]; rank by the last row
 
     @property
     def ranking_row(self) -> np.ndarray:
@@ -54,10 +67,12 @@ async def within(awaitable: Awaitable[T], seconds: float) -> T:
 def ranking(scores: np.ndarray, ties_high_index_first: bool = False) -> list[int]:
     """Indices by score, best first; equal scores by index (ascending, or descending as TEI does)."""
     index = np.arange(len(scores))
-    return np.lexsort((-index if ties_high_index_first else index, -np.asarray(scores, dtype=np.float64))).tolist()
+    return np.lexsort(
+        (-index if ties_high_index_first else index, -np.asarray(scores, dtype=np.float64))
+    ).tolist()
 
 
-def encode_text(text: str, field: str, max_bytes: int, index: Optional[int] = None) -> bytes:
+def encode_text(text: str, field: str, max_bytes: int, index: int | None = None) -> bytes:
     """UTF-8 bytes of one query or document (`field`, or item `index` of it), or an ApiError
     naming it. The name is only formatted on error: this runs for every document."""
     try:
@@ -91,14 +106,17 @@ class RerankService:
         if n == 0:
             raise ApiError("empty", f"`{job.documents_field}` must not be empty")
         if n > self.settings.max_documents:
-            raise ApiError("too_many_documents", f"`{job.documents_field}` has {n} items, more than the limit "
-                                                 f"of {self.settings.max_documents}")
+            raise ApiError(
+                "too_many_documents",
+                f"`{job.documents_field}` has {n} items, more than the limit "
+                f"of {self.settings.max_documents}",
+            )
         limit = self.settings.max_text_bytes
         query = encode_text(job.query, job.query_field, limit)
         field = job.documents_field
         return query, [encode_text(d, field, limit, i) for i, d in enumerate(job.documents)]
 
-    async def resolve(self, name: Optional[str]) -> ModelInfo:
+    async def resolve(self, name: str | None) -> ModelInfo:
         """The model a request names, or the default: the configured one, else the only one served."""
         name = name or self.settings.default_model
         try:
@@ -113,8 +131,9 @@ class RerankService:
             return models[0]
         if not models:
             raise ApiError("unavailable", "no reranker model is being served", self.settings.retry_after_s)
-        raise ApiError("validation", "`model` is required: this server serves "
-                                     + ", ".join(m.name for m in models))
+        raise ApiError(
+            "validation", "`model` is required: this server serves " + ", ".join(m.name for m in models)
+        )
 
     def backend_error(self, exc: BackendError) -> ApiError:
         if isinstance(exc, BackendUnavailable):
@@ -130,10 +149,14 @@ class RerankService:
     async def probe(self, model: str) -> Readiness:
         """Score one tiny pair: whether the model really answers (not only reports READY)."""
         try:
-            await asyncio.wait_for(self.backend.score(model, b"health check", [b"ok"], ScoreOptions(), PROBE_TIMEOUT_S),
-                                   PROBE_TIMEOUT_S + TIMEOUT_MARGIN_S)
+            await asyncio.wait_for(
+                self.backend.score(model, b"health check", [b"ok"], ScoreOptions(), PROBE_TIMEOUT_S),
+                PROBE_TIMEOUT_S + TIMEOUT_MARGIN_S,
+            )
         except (BackendError, asyncio.TimeoutError) as exc:
-            return Readiness(False, getattr(exc, "message", "") or f"model {model!r} did not answer the probe")
+            return Readiness(
+                False, getattr(exc, "message", "") or f"model {model!r} did not answer the probe"
+            )
         self.failing.pop(model, None)
         return Readiness(True)
 
@@ -146,14 +169,17 @@ class RerankService:
             cap = job.length_cap if info.max_positions is None else min(job.length_cap, info.max_positions)
             options = replace(options, max_length=cap)
         if self._in_flight >= self.settings.max_concurrent_requests:
-            raise ApiError("overloaded", f"the server is scoring {self._in_flight} requests, its limit; retry later")
+            raise ApiError(
+                "overloaded", f"the server is scoring {self._in_flight} requests, its limit; retry later"
+            )
         self._in_flight += 1
         self.metrics.in_flight.inc()
         timeout = self.settings.request_timeout_s
         started = time.perf_counter()
         try:
-            scores = await within(self.backend.score(info.name, query, documents, options, timeout),
-                                  timeout + TIMEOUT_MARGIN_S)
+            scores = await within(
+                self.backend.score(info.name, query, documents, options, timeout), timeout + TIMEOUT_MARGIN_S
+            )
         except BackendError as exc:
             if isinstance(exc, BackendUnavailable):
                 self.failing[info.name] = exc.message
@@ -168,8 +194,12 @@ class RerankService:
         if scores.ndim == 1:
             scores = scores.reshape(1, -1)
         if scores.ndim != 2 or scores.shape[1] != len(documents):
-            raise self.backend_error(BackendFailure(
-                f"model {info.name!r} returned scores of shape {list(scores.shape)} for {len(documents)} documents"))
+            raise self.backend_error(
+                BackendFailure(
+                    f"model {info.name!r} returned scores of shape {list(scores.shape)} "
+                    f"for {len(documents)} documents"
+                )
+            )
         if not np.isfinite(scores).all():
             raise self.backend_error(BackendFailure(f"model {info.name!r} returned a non-finite score"))
         self.failing.pop(info.name, None)

@@ -5,18 +5,28 @@ Text model contract: inputs `query` BYTES [1] and `passages` BYTES [n]; request 
 options); output `scores` FP32 [layers, n]. The model's manifest (config parameter
 `reranker_manifest`) gives the family, positions and hub id of each model.
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from reranker_api.backend import (BackendFailure, BackendTimeout, BackendUnavailable, InvalidRequest,
-                                  ModelInfo, ModelNotFound, Readiness, ScoreOptions)
+from reranker_api.backend import (
+    BackendFailure,
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidRequest,
+    ModelInfo,
+    ModelNotFound,
+    Readiness,
+    ScoreOptions,
+)
 
 QUERY, PASSAGES, SCORES = "query", "passages", "scores"
 MANIFEST_PARAMETER = "reranker_manifest"
@@ -59,8 +69,9 @@ def bytes_input(name: str, items: Sequence[bytes]) -> Any:
     4-byte little-endian integer and then its bytes; built directly, this is several times faster
     than tritonclient's generic serializer (the largest CPU cost of the service per request)."""
     import tritonclient.grpc.aio as grpcaio
+
     tensor = grpcaio.InferInput(name, [len(items)], "BYTES")
-    if not hasattr(tensor, "_raw_content"):       # another tritonclient layout: the generic path
+    if not hasattr(tensor, "_raw_content"):  # another tritonclient layout: the generic path
         return tensor.set_data_from_numpy(np.array(list(items), dtype=np.object_))
     tensor._raw_content = b"".join(len(item).to_bytes(4, "little") + item for item in items)
     return tensor
@@ -69,6 +80,7 @@ def bytes_input(name: str, items: Sequence[bytes]) -> Any:
 def classify(exc: Exception, model: str, url: str) -> Exception:
     """A backend error for a tritonclient / gRPC failure."""
     from tritonclient.utils import InferenceServerException
+
     if not isinstance(exc, InferenceServerException):
         return BackendUnavailable(f"Triton at {url} failed: {type(exc).__name__}: {exc}")
     status = str(exc.status() or "").upper()
@@ -79,8 +91,10 @@ def classify(exc: Exception, model: str, url: str) -> Exception:
     if "DEADLINE" in status:
         return BackendTimeout(f"model {model!r} did not answer in time")
     if "stub process" in lower and "not healthy" in lower:
-        return BackendUnavailable(f"model {model!r} is unavailable: its backend process is not running "
-                                  "(the model must be reloaded or Triton restarted)")
+        return BackendUnavailable(
+            f"model {model!r} is unavailable: its backend process is not running "
+            "(the model must be reloaded or Triton restarted)"
+        )
     if "NOT_FOUND" in status or "unknown model" in lower or "no available versions" in lower:
         return BackendUnavailable(f"model {model!r} is not loaded on Triton right now")
     if "INVALID_ARG" in status:
@@ -94,8 +108,9 @@ class TritonBackend:
     """Serves the Triton models named `<name><suffix>` as `<name>`; discovers them from the
     repository index unless a fixed list is given."""
 
-    def __init__(self, url: str, *, models: Sequence[str] = (), suffix: str = "-text",
-                 refresh_s: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, models: Sequence[str] = (), suffix: str = "-text", refresh_s: float = 5.0
+    ) -> None:
         self.url = url
         self.suffix = suffix
         self.fixed = tuple(m[: -len(suffix)] if suffix and m.endswith(suffix) else m for m in models)
@@ -104,7 +119,7 @@ class TritonBackend:
         self._models: dict[str, ModelInfo] = {}
         self._aliases: dict[str, str] = {}
         self._listed_at = float("-inf")
-        self._lock: Optional[asyncio.Lock] = None
+        self._lock: asyncio.Lock | None = None
         self._no_strict_length: set[str] = set()
 
     @property
@@ -112,6 +127,7 @@ class TritonBackend:
         """The gRPC client, made in the running event loop on first use."""
         if self._client is None:
             import tritonclient.grpc.aio as grpcaio
+
             self._client = grpcaio.InferenceServerClient(url=self.url, channel_args=CHANNEL_ARGS)
         return self._client
 
@@ -121,17 +137,24 @@ class TritonBackend:
     async def _info(self, name: str) -> ModelInfo:
         """What the model's manifest says; just the name when it cannot be read."""
         try:
-            config = (await self.client.get_model_config(self.triton_name(name), as_json=True,
-                                                         client_timeout=PROBE_TIMEOUT_S))["config"]
+            config = (
+                await self.client.get_model_config(
+                    self.triton_name(name), as_json=True, client_timeout=PROBE_TIMEOUT_S
+                )
+            )["config"]
             text = config.get("parameters", {}).get(MANIFEST_PARAMETER, {}).get("string_value", "")
             manifest = json.loads(text) if text else {}
         except Exception:
             return ModelInfo(name, aliases=(self.triton_name(name),))
         source = str(manifest.get("source") or "")
         aliases = (self.triton_name(name),) + ((source,) if "/" in source and source != name else ())
-        return ModelInfo(name, aliases=aliases, family=str(manifest.get("family") or ""),
-                         max_positions=manifest.get("max_positions"),
-                         default_max_length=manifest.get("default_max_length"))
+        return ModelInfo(
+            name,
+            aliases=aliases,
+            family=str(manifest.get("family") or ""),
+            max_positions=manifest.get("max_positions"),
+            default_max_length=manifest.get("default_max_length"),
+        )
 
     async def _list(self) -> list[str]:
         if self.fixed:
@@ -154,7 +177,7 @@ class TritonBackend:
             except Exception as exc:
                 raise classify(exc, "*", self.url) from None
             models = {n: self._models.get(n) or await self._info(n) for n in names}
-            if any(not m.family for m in models.values()):     # retry manifests not read last time
+            if any(not m.family for m in models.values()):  # retry manifests not read last time
                 models = {n: m if m.family else await self._info(n) for n, m in models.items()}
             self._models = models
             self._aliases = {a: m.name for m in models.values() for a in m.aliases}
@@ -185,8 +208,14 @@ class TritonBackend:
             return Readiness(False, classify(exc, model, self.url).args[0])
         return Readiness(True)
 
-    async def score(self, model: str, query: bytes, passages: Sequence[bytes], options: ScoreOptions,
-                    timeout_s: Optional[float]) -> np.ndarray:
+    async def score(
+        self,
+        model: str,
+        query: bytes,
+        passages: Sequence[bytes],
+        options: ScoreOptions,
+        timeout_s: float | None,
+    ) -> np.ndarray:
         query_in = bytes_input(QUERY, [query])
         passages_in = bytes_input(PASSAGES, passages)
         params = request_parameters(options)
@@ -195,10 +224,16 @@ class TritonBackend:
         try:
             result = await self._infer(model, [query_in, passages_in], params, timeout_s)
         except InvalidRequest as exc:
-            if "truncate" not in params or "unknown option" not in exc.message or "truncate" not in exc.message:
+            if (
+                "truncate" not in params
+                or "unknown option" not in exc.message
+                or "truncate" not in exc.message
+            ):
                 raise
             # A text model without the `truncate` option: it always truncates (FlagEmbedding's rule).
-            log.warning("model %r has no 'truncate' option: over-long inputs are truncated, not refused", model)
+            log.warning(
+                "model %r has no 'truncate' option: over-long inputs are truncated, not refused", model
+            )
             self._no_strict_length.add(model)
             params.pop("truncate")
             result = await self._infer(model, [query_in, passages_in], params, timeout_s)
@@ -207,12 +242,17 @@ class TritonBackend:
             raise BackendFailure(f"model {model!r} returned no '{SCORES}' output")
         return scores.reshape(-1, len(passages)) if scores.ndim == 1 else scores
 
-    async def _infer(self, model: str, inputs: list, params: dict[str, Any], timeout_s: Optional[float]) -> Any:
+    async def _infer(self, model: str, inputs: list, params: dict[str, Any], timeout_s: float | None) -> Any:
         import tritonclient.grpc.aio as grpcaio
+
         try:
-            return await self.client.infer(self.triton_name(model), inputs,
-                                           outputs=[grpcaio.InferRequestedOutput(SCORES)],
-                                           parameters=params or None, client_timeout=timeout_s)
+            return await self.client.infer(
+                self.triton_name(model),
+                inputs,
+                outputs=[grpcaio.InferRequestedOutput(SCORES)],
+                parameters=params or None,
+                client_timeout=timeout_s,
+            )
         except Exception as exc:
             raise classify(exc, model, self.url) from None
 

@@ -1,13 +1,23 @@
 """RerankerClient: FlagEmbedding's compute_score and a rerank call, served by Triton."""
+
 from __future__ import annotations
 
 import ssl as ssl_module
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 from reranker_client.retry import RetryPolicy
 from reranker_client.scoring import Scores
-from reranker_client.session import (ClientState, RerankResult, ScoringOptions, connect_flow, infer_flow, rank, rerank_pairs,
-                                     single_column)
+from reranker_client.session import (
+    ClientState,
+    RerankResult,
+    ScoringOptions,
+    connect_flow,
+    infer_flow,
+    rank,
+    rerank_pairs,
+    single_column,
+)
 from reranker_client.settings import ConnectionSettings
 from reranker_client.transport import Transport
 from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
@@ -39,21 +49,48 @@ class RerankerClient(ClientState):
     certificate verification, for tests) or `ssl_context`.
     """
 
-    def __init__(self, url: str = "localhost:8001", model: str = "bge-reranker-v2-m3",
-                 protocol: str = "grpc", *, model_version: Union[None, int, str] = None,
-                 tokenizer_path: Optional[str] = None, model_repository: Optional[str] = None,
-                 timeout_s: Optional[float] = 120.0, max_concurrency: int = 4,
-                 max_request_tokens: int = CLIENT_MAX_REQUEST_TOKENS, max_text_bytes: int = MAX_TEXT_BYTES,
-                 headers: Optional[dict[str, str]] = None, retry: Optional[RetryPolicy] = None,
-                 ssl: bool = False, root_certificates: Optional[str] = None, private_key: Optional[str] = None,
-                 certificate_chain: Optional[str] = None, insecure: bool = False,
-                 ssl_context: Optional[ssl_module.SSLContext] = None, tokenize: str = "auto") -> None:
+    def __init__(
+        self,
+        url: str = "localhost:8001",
+        model: str = "bge-reranker-v2-m3",
+        protocol: str = "grpc",
+        *,
+        model_version: None | int | str = None,
+        tokenizer_path: str | None = None,
+        model_repository: str | None = None,
+        timeout_s: float | None = 120.0,
+        max_concurrency: int = 4,
+        max_request_tokens: int = CLIENT_MAX_REQUEST_TOKENS,
+        max_text_bytes: int = MAX_TEXT_BYTES,
+        headers: dict[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        ssl: bool = False,
+        root_certificates: str | None = None,
+        private_key: str | None = None,
+        certificate_chain: str | None = None,
+        insecure: bool = False,
+        ssl_context: ssl_module.SSLContext | None = None,
+        tokenize: str = "auto",
+    ) -> None:
         self.url, self.model, self.protocol = url, model, protocol
         self._settings = ConnectionSettings.create(
-            url, protocol, model, model_version=model_version, timeout_s=timeout_s, concurrency=max_concurrency,
-            headers=headers, ssl=ssl, root_certificates=root_certificates, private_key=private_key,
-            certificate_chain=certificate_chain, insecure=insecure, ssl_context=ssl_context)
-        options = ScoringOptions(tokenizer_path, model_repository, max_request_tokens, max_text_bytes, tokenize)
+            url,
+            protocol,
+            model,
+            model_version=model_version,
+            timeout_s=timeout_s,
+            concurrency=max_concurrency,
+            headers=headers,
+            ssl=ssl,
+            root_certificates=root_certificates,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
+            insecure=insecure,
+            ssl_context=ssl_context,
+        )
+        options = ScoringOptions(
+            tokenizer_path, model_repository, max_request_tokens, max_text_bytes, tokenize
+        )
         self._retry = retry or RetryPolicy()
         self._transport = Transport(self._settings)
         try:
@@ -62,21 +99,38 @@ class RerankerClient(ClientState):
             self._transport.close()
             raise
 
-    def compute_score(self, sentence_pairs: Any, normalize: bool = False, max_length: Optional[int] = None,
-                      query_max_length: Optional[int] = None, batch_size: Optional[int] = None,
-                      **kwargs: Any) -> Scores:
+    def compute_score(
+        self,
+        sentence_pairs: Any,
+        normalize: bool = False,
+        max_length: int | None = None,
+        query_max_length: int | None = None,
+        batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> Scores:
         """FlagEmbedding's compute_score: one score per pair in input order (raw logits, or
         sigmoid-normalised with normalize=True). LLM families take their extra arguments
         (prompt, cutoff_layers, compress_ratio, compress_layers); several cutoff layers return one
         list of scores per layer, in ascending layer order."""
-        plan = self._core.plan(sentence_pairs, max_length=max_length, query_max_length=query_max_length,
-                               batch_size=batch_size, **kwargs)
+        plan = self._core.plan(
+            sentence_pairs,
+            max_length=max_length,
+            query_max_length=query_max_length,
+            batch_size=batch_size,
+            **kwargs,
+        )
         requests = plan.requests
         answers = self._transport.call(lambda: infer_flow(self._core, requests), self._retry)
         return self._core.collect(plan, answers, normalize)
 
-    def rerank(self, query: str, passages: Sequence[str], top_n: Optional[int] = None,
-               normalize: bool = True, **kwargs: Any) -> list[RerankResult]:
+    def rerank(
+        self,
+        query: str,
+        passages: Sequence[str],
+        top_n: int | None = None,
+        normalize: bool = True,
+        **kwargs: Any,
+    ) -> list[RerankResult]:
         """Passages sorted by relevance to `query` (best first), `top_n` of them if given."""
         pairs = rerank_pairs(query, passages, top_n, self._core.max_text_bytes)
         scores = single_column(self.compute_score(pairs, normalize=normalize, **kwargs))
@@ -85,7 +139,7 @@ class RerankerClient(ClientState):
     def close(self) -> None:
         self._transport.close()
 
-    def __enter__(self) -> "RerankerClient":
+    def __enter__(self) -> RerankerClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -1,9 +1,16 @@
 """One mapping from what tritonclient (gRPC/HTTP, sync/asyncio) and the network raise to the
 client's exception types, which decide what is retried (see retry.is_retryable)."""
+
 from __future__ import annotations
 
-from reranker_client.errors import (InferenceError, ModelNotReadyError, ModelReloadingError, RequestTimeoutError,
-                                    RerankerError, ServerUnavailableError)
+from reranker_client.errors import (
+    InferenceError,
+    ModelNotReadyError,
+    ModelReloadingError,
+    RequestTimeoutError,
+    RerankerError,
+    ServerUnavailableError,
+)
 
 # Triton's wording for a model it knows but has no loaded version of (being unloaded or loaded):
 # it answers NOT_FOUND (HTTP 400) "Request for unknown model: 'm' has no available versions".
@@ -21,13 +28,14 @@ def _dropped_connection(exc: BaseException) -> bool:
         return True
     try:
         import aiohttp
-    except ImportError:     # pragma: no cover - tritonclient[http] brings aiohttp
+    except ImportError:  # pragma: no cover - tritonclient[http] brings aiohttp
         return False
     return isinstance(exc, aiohttp.ClientConnectionError)
 
 
 def _classify(exc: BaseException, url: str, model: str) -> RerankerError:
     from tritonclient.utils import InferenceServerException
+
     if isinstance(exc, RerankerError):
         return exc
     if isinstance(exc, AttemptTimeout):
@@ -39,19 +47,25 @@ def _classify(exc: BaseException, url: str, model: str) -> RerankerError:
         if "is restricted" in lowered or status == "403":
             # Triton answers a restricted API without its key header with gRPC UNAVAILABLE / HTTP 403:
             # final, a retry would carry the same headers.
-            return InferenceError(f"the server refused {model!r}: a restricted API needs its key header "
-                                  f"(headers=...): {message}")
+            return InferenceError(
+                f"the server refused {model!r}: a restricted API needs its key header "
+                f"(headers=...): {message}"
+            )
         if "UNAVAILABLE" in status or "failed to connect" in lowered:
             return ServerUnavailableError(f"Triton server at {url} is unreachable: {message}")
         if "stub process" in lowered and "not healthy" in lowered:
             # The model's Python-backend process died; Triton 2.51 does not restart it by itself.
-            return ServerUnavailableError(f"model {model!r} on {url} is unavailable: its backend process "
-                                          f"crashed and must be reloaded or the server restarted ({message})")
+            return ServerUnavailableError(
+                f"model {model!r} on {url} is unavailable: its backend process "
+                f"crashed and must be reloaded or the server restarted ({message})"
+            )
         if "DEADLINE_EXCEEDED" in status:
             return RequestTimeoutError(f"request to {model} timed out (timeout_s): {message}")
         if NO_AVAILABLE_VERSIONS in lowered:
-            return ModelReloadingError(f"model {model!r} on {url} has no available versions right now "
-                                       f"(being loaded or reloaded): {message}")
+            return ModelReloadingError(
+                f"model {model!r} on {url} has no available versions right now "
+                f"(being loaded or reloaded): {message}"
+            )
         if "NOT_FOUND" in status or "unknown model" in lowered:
             return ModelNotReadyError(f"model {model!r} not found on {url}: {message}")
         return InferenceError(f"server error from {model}: {message}")

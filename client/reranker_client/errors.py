@@ -1,8 +1,9 @@
 """Exceptions raised by the reranker client. All derive from RerankerError."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from reranker_core.errors import InputError
 

@@ -5,15 +5,22 @@ results (or has the mapped error thrown into it). The sync transports run flows 
 asyncio transports with `adrive`; both map errors with the same `map_exception`, so state probing,
 request building and error classification exist once.
 """
+
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Generator, Optional, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from reranker_client.errors import ModelNotReadyError, ModelReloadingError, RerankerError, ServerUnavailableError
 from reranker_client.error_mapping import map_exception
+from reranker_client.errors import (
+    ModelNotReadyError,
+    ModelReloadingError,
+    RerankerError,
+    ServerUnavailableError,
+)
 
 T = TypeVar("T")
 
@@ -21,8 +28,9 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Tensor:
     """One input tensor of a request (KServe v2 datatype)."""
+
     name: str
-    datatype: str          # "INT64", "BYTES", ...
+    datatype: str  # "INT64", "BYTES", ...
     data: np.ndarray
 
 
@@ -30,7 +38,7 @@ class Tensor:
 class InferRequest:
     inputs: tuple[Tensor, ...]
     outputs: tuple[str, ...]
-    parameters: Optional[dict[str, Any]] = None     # as Triton carries them (lists as JSON text)
+    parameters: dict[str, Any] | None = None  # as Triton carries them (lists as JSON text)
 
 
 # Operations a transport executes. `method` names the transport method that runs it.
@@ -62,6 +70,7 @@ class ModelConfig:
 class InferAll:
     """Send every request (concurrently, bounded by the client's max_concurrency); the result is
     one {output name: array} per request, in order."""
+
     model: str
     version: str
     requests: tuple[InferRequest, ...] = field(default_factory=tuple)
@@ -83,14 +92,15 @@ def index_entries(index: Any) -> list[dict[str, Any]]:
     """The repository index as [{"name", "version", "state", "reason"}], from any client's answer."""
     if isinstance(index, dict):
         index = index.get("models", [])
-    elif index is not None and not isinstance(index, list):    # gRPC protobuf
-        index = [{"name": m.name, "version": m.version, "state": m.state, "reason": m.reason}
-                 for m in index.models]
+    elif index is not None and not isinstance(index, list):  # gRPC protobuf
+        index = [
+            {"name": m.name, "version": m.version, "state": m.state, "reason": m.reason} for m in index.models
+        ]
     return list(index or [])
 
 
 # Triton's repository-index states of a model that is known but has no ready version.
-_TRANSIENT_STATES = {"LOADING", "UNLOADING", "READY"}   # READY: it came back meanwhile
+_TRANSIENT_STATES = {"LOADING", "UNLOADING", "READY"}  # READY: it came back meanwhile
 
 
 def not_ready_error(url: str, model: str, index: Any, version: str = "") -> ModelNotReadyError:
@@ -101,7 +111,9 @@ def not_ready_error(url: str, model: str, index: Any, version: str = "") -> Mode
         listed = [e for e in entries if str(e.get("version") or "") == version]
         if entries and not listed:
             known = ", ".join(sorted(str(e.get("version") or "?") for e in entries))
-            return ModelNotReadyError(f"model {model!r} on {url} has no version {version} (versions: {known})")
+            return ModelNotReadyError(
+                f"model {model!r} on {url} has no version {version} (versions: {known})"
+            )
         entries = listed
     for entry in entries:
         state = (entry.get("state") or "UNKNOWN").upper()
@@ -112,8 +124,10 @@ def not_ready_error(url: str, model: str, index: Any, version: str = "") -> Mode
         return ModelNotReadyError(text)
     if index is not None:
         return ModelNotReadyError(f"model {model!r} is not in the model repository of {url}")
-    return ModelNotReadyError(f"model {model!r} is not ready on {url} (not found, still loading or "
-                              "failed to load; the repository index is not readable to say which)")
+    return ModelNotReadyError(
+        f"model {model!r} is not ready on {url} (not found, still loading or "
+        "failed to load; the repository index is not readable to say which)"
+    )
 
 
 def probe_model(url: str, model: str, version: str = "") -> Flow[dict[str, Any]]:
@@ -123,7 +137,7 @@ def probe_model(url: str, model: str, version: str = "") -> Flow[dict[str, Any]]
     if not (yield ModelReady(model, version)):
         try:
             index = yield RepositoryIndex()
-        except RerankerError:        # restricted API (admin key) or an older server
+        except RerankerError:  # restricted API (admin key) or an older server
             index = None
         raise not_ready_error(url, model, index, version)
     return config_dict((yield ModelConfig(model, version)))
@@ -132,7 +146,7 @@ def probe_model(url: str, model: str, version: str = "") -> Flow[dict[str, Any]]
 def drive(flow: Flow[T], execute: Callable[[Op], Any], url: str, model: str) -> T:
     """Run `flow` with a synchronous executor; executor errors are mapped and thrown into the flow."""
     answer: Any = None
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
     while True:
         try:
             op = flow.throw(error) if error is not None else flow.send(answer)
@@ -140,14 +154,14 @@ def drive(flow: Flow[T], execute: Callable[[Op], Any], url: str, model: str) -> 
             return stop.value
         try:
             answer, error = execute(op), None
-        except Exception as exc:                       # noqa: BLE001 - every error is mapped
+        except Exception as exc:  # noqa: BLE001 - every error is mapped
             answer, error = None, map_exception(exc, url, model)
 
 
 async def adrive(flow: Flow[T], execute: Callable[[Op], Awaitable[Any]], url: str, model: str) -> T:
     """`drive` for an asyncio executor."""
     answer: Any = None
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
     while True:
         try:
             op = flow.throw(error) if error is not None else flow.send(answer)
@@ -155,5 +169,5 @@ async def adrive(flow: Flow[T], execute: Callable[[Op], Awaitable[Any]], url: st
             return stop.value
         try:
             answer, error = await execute(op), None
-        except Exception as exc:                       # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             answer, error = None, map_exception(exc, url, model)

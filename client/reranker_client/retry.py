@@ -8,15 +8,22 @@ unknown models, server-side rejections and timeouts are raised at once. When the
 the caller gets ONE ServerUnavailableError that says how many attempts were made and why the last
 one failed. The sync and asyncio clients share this policy and its book-keeping (_Attempts).
 """
+
 from __future__ import annotations
 
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Optional, TypeVar
+from typing import TypeVar
 
-from reranker_client.errors import InvalidInputError, ModelReloadingError, RerankerError, ServerUnavailableError
+from reranker_client.errors import (
+    InvalidInputError,
+    ModelReloadingError,
+    RerankerError,
+    ServerUnavailableError,
+)
 
 T = TypeVar("T")
 
@@ -36,7 +43,7 @@ class RetryPolicy:
     attempts: int = 3
     backoff_base_s: float = 0.2
     backoff_max_s: float = 2.0
-    deadline_s: Optional[float] = None
+    deadline_s: float | None = None
     jitter: float = 0.1
 
     def __post_init__(self) -> None:
@@ -51,7 +58,7 @@ class RetryPolicy:
             raise InvalidInputError("RetryPolicy.jitter must be in [0, 1]")
 
     @classmethod
-    def none(cls) -> "RetryPolicy":
+    def none(cls) -> RetryPolicy:
         """A single attempt, no deadline beyond the transport's timeout."""
         return cls(attempts=1, deadline_s=None)
 
@@ -60,9 +67,13 @@ class RetryPolicy:
         base = min(self.backoff_max_s, self.backoff_base_s * (2 ** (retry - 1)))
         return base * (1 + self.jitter * (2 * random.random() - 1)) if base else 0.0
 
-    def call(self, fn: Callable[[Optional[float]], T], *,
-             sleep: Callable[[float], None] = time.sleep,
-             clock: Callable[[], float] = time.monotonic) -> T:
+    def call(
+        self,
+        fn: Callable[[float | None], T],
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> T:
         """Run fn(remaining_seconds_or_None) until it succeeds, fails with a non-retryable error, or
         the attempts / deadline are used up (then one ServerUnavailableError)."""
         run = _Attempts(self, clock)
@@ -75,9 +86,13 @@ class RetryPolicy:
                 sleep(pause)
         raise run.final_error()
 
-    async def acall(self, fn: Callable[[Optional[float]], Awaitable[T]], *,
-                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                    clock: Callable[[], float] = time.monotonic) -> T:
+    async def acall(
+        self,
+        fn: Callable[[float | None], Awaitable[T]],
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> T:
         """`call` for coroutines, under the same attempts, backoff and deadline."""
         run = _Attempts(self, clock)
         while (remaining := run.next()) is not False:
@@ -97,13 +112,15 @@ class _Attempts:
         self.policy, self.clock = policy, clock
         self.start = clock()
         self.made = 0
-        self.last: Optional[BaseException] = None
+        self.last: BaseException | None = None
         self.stopped = False
 
-    def _left(self) -> Optional[float]:
-        return None if self.policy.deadline_s is None else self.policy.deadline_s - (self.clock() - self.start)
+    def _left(self) -> float | None:
+        return (
+            None if self.policy.deadline_s is None else self.policy.deadline_s - (self.clock() - self.start)
+        )
 
-    def next(self) -> "Optional[float] | bool":
+    def next(self) -> float | None | bool:
         """Seconds left for the next attempt (None: no deadline), or False when none may be made."""
         left = self._left()
         if self.stopped or self.made >= self.policy.attempts or (left is not None and left <= 0):
@@ -111,7 +128,7 @@ class _Attempts:
         self.made += 1
         return left
 
-    def failed(self, exc: RerankerError) -> Optional[float]:
+    def failed(self, exc: RerankerError) -> float | None:
         """Record a failure: re-raise a final one, else the pause before the next attempt (None: stop)."""
         if not is_retryable(exc):
             raise exc
@@ -130,6 +147,8 @@ class _Attempts:
             return self.last
         error = ServerUnavailableError(
             f"gave up after {self.made} attempt(s) in {self.clock() - self.start:.1f}s "
-            f"(retry policy: attempts={self.policy.attempts}, deadline_s={self.policy.deadline_s}): {self.last}")
+            f"(retry policy: attempts={self.policy.attempts}, deadline_s={self.policy.deadline_s}): "
+            f"{self.last}"
+        )
         error.__cause__ = self.last
         return error

@@ -1,10 +1,12 @@
 """What compute_score does around the network call when the client tokenizes: check arguments,
 encode and pack with the shared core, and turn the token model's score matrices back into
 FlagEmbedding's return shapes. Shared by the sync and asyncio clients."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -19,7 +21,7 @@ from reranker_core.pipeline import PreparedPairs, normalized, prepare_pairs
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES, SEGMENT_LENGTHS
 from reranker_core.texts import normalize_pairs, positive_int
 
-Scores = Union[list[float], list[list[float]]]
+Scores = list[float] | list[list[float]]
 OUTPUT_NAME = SCORES
 
 
@@ -44,15 +46,22 @@ class ScoringPlan:
         return tuple(batch_request(b, self.parameters or None) for b in self.batches)
 
 
-def batch_request(batch: RequestBatch, parameters: Optional[dict[str, Any]]) -> InferRequest:
-    tensors = [Tensor(INPUT_IDS, "INT64", batch.input_ids), Tensor(ATTENTION_MASK, "INT64", batch.attention_mask)]
+def batch_request(batch: RequestBatch, parameters: dict[str, Any] | None) -> InferRequest:
+    tensors = [
+        Tensor(INPUT_IDS, "INT64", batch.input_ids),
+        Tensor(ATTENTION_MASK, "INT64", batch.attention_mask),
+    ]
     if batch.segment_lengths is not None:
         tensors.append(Tensor(SEGMENT_LENGTHS, "INT64", batch.segment_lengths))
     return InferRequest(tuple(tensors), (OUTPUT_NAME,), parameters)
 
 
-def call_options(manifest: ModelManifest, max_length: Optional[int], query_max_length: Optional[int],
-                 kwargs: dict[str, Any]) -> ScoreOptions:
+def call_options(
+    manifest: ModelManifest,
+    max_length: int | None,
+    query_max_length: int | None,
+    kwargs: dict[str, Any],
+) -> ScoreOptions:
     """compute_score's keyword arguments, checked against the model's family (InputError if not)."""
     if TOP_N in kwargs:
         raise InvalidInputError("top_n is an argument of rerank(), not of compute_score()")
@@ -78,9 +87,17 @@ class ScoringCore:
 
     tokenize = "client"
 
-    def __init__(self, manifest: ModelManifest, tokenizer: Tokenizer, *, max_batch_size: int,
-                 max_request_tokens: int, max_text_bytes: int = MAX_TEXT_BYTES,
-                 model: str = "", version: str = "") -> None:
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        tokenizer: Tokenizer,
+        *,
+        max_batch_size: int,
+        max_request_tokens: int,
+        max_text_bytes: int = MAX_TEXT_BYTES,
+        model: str = "",
+        version: str = "",
+    ) -> None:
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -88,17 +105,26 @@ class ScoringCore:
         self.max_text_bytes = max_text_bytes
         self.model, self.version = model or manifest.name, version
 
-    def plan(self, pairs: Any, *, max_length: Optional[int], query_max_length: Optional[int],
-             batch_size: Optional[int], **kwargs: Any) -> ScoringPlan:
+    def plan(
+        self,
+        pairs: Any,
+        *,
+        max_length: int | None,
+        query_max_length: int | None,
+        batch_size: int | None,
+        **kwargs: Any,
+    ) -> ScoringPlan:
         """Validate, encode and pack a compute_score call."""
         with caller_errors():
             pairs = normalize_pairs(pairs, max_text_bytes=self.max_text_bytes)
             batch_size = positive_int(batch_size, "batch_size")
             options = call_options(self.manifest, max_length, query_max_length, kwargs)
             prepared = prepare_pairs(self.tokenizer, self.manifest, pairs, options)
-        batches = prepared.batches(self.manifest, max_pairs=min(batch_size or self.max_batch_size,
-                                                                 self.max_batch_size),
-                                   max_tokens=self.max_request_tokens)
+        batches = prepared.batches(
+            self.manifest,
+            max_pairs=min(batch_size or self.max_batch_size, self.max_batch_size),
+            max_tokens=self.max_request_tokens,
+        )
         return ScoringPlan(prepared, batches, options)
 
     @staticmethod

@@ -3,12 +3,13 @@
 Validated once here and shared by the sync and asyncio clients, so both connect, time out and
 authenticate the same way.
 """
+
 from __future__ import annotations
 
 import ssl as ssl_module
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from reranker_client.errors import InvalidInputError
 
@@ -28,11 +29,11 @@ class TlsOptions:
     ssl_context (asyncio HTTPS only): a ready ssl.SSLContext, used instead of the options above.
     """
 
-    root_certificates: Optional[str] = None
-    private_key: Optional[str] = None
-    certificate_chain: Optional[str] = None
+    root_certificates: str | None = None
+    private_key: str | None = None
+    certificate_chain: str | None = None
     insecure: bool = False
-    ssl_context: Optional[ssl_module.SSLContext] = None
+    ssl_context: ssl_module.SSLContext | None = None
 
     def stdlib_context(self) -> ssl_module.SSLContext:
         """An ssl.SSLContext for HTTPS built from these options."""
@@ -51,7 +52,7 @@ class TlsOptions:
         return context
 
 
-def _readable_file(value: Any, name: str) -> Optional[str]:
+def _readable_file(value: Any, name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, (str, Path)):
@@ -62,38 +63,62 @@ def _readable_file(value: Any, name: str) -> Optional[str]:
     return str(path)
 
 
-def tls_options(protocol: str, *, ssl: bool, root_certificates: Any = None, private_key: Any = None,
-                certificate_chain: Any = None, insecure: bool = False,
-                ssl_context: Optional[ssl_module.SSLContext] = None) -> Optional[TlsOptions]:
+def tls_options(
+    protocol: str,
+    *,
+    ssl: bool,
+    root_certificates: Any = None,
+    private_key: Any = None,
+    certificate_chain: Any = None,
+    insecure: bool = False,
+    ssl_context: ssl_module.SSLContext | None = None,
+) -> TlsOptions | None:
     """Checked TLS options (None for plaintext); every problem is a clear InvalidInputError."""
-    given = {"root_certificates": root_certificates, "private_key": private_key,
-             "certificate_chain": certificate_chain, "ssl_context": ssl_context}
+    given = {
+        "root_certificates": root_certificates,
+        "private_key": private_key,
+        "certificate_chain": certificate_chain,
+        "ssl_context": ssl_context,
+    }
     if not ssl:
         extra = [k for k, v in given.items() if v is not None] + (["insecure"] if insecure else [])
         if extra:
             raise InvalidInputError(f"{', '.join(extra)} given but ssl=False; pass ssl=True to use TLS")
         return None
     if (private_key is None) != (certificate_chain is None):
-        raise InvalidInputError("private_key and certificate_chain go together (a client certificate "
-                                "for mutual TLS): give both or neither")
+        raise InvalidInputError(
+            "private_key and certificate_chain go together (a client certificate "
+            "for mutual TLS): give both or neither"
+        )
     if protocol == "grpc" and (insecure or ssl_context is not None):
-        raise InvalidInputError("insecure and ssl_context are HTTPS options; for gRPC give "
-                                "root_certificates (and private_key/certificate_chain)")
+        raise InvalidInputError(
+            "insecure and ssl_context are HTTPS options; for gRPC give "
+            "root_certificates (and private_key/certificate_chain)"
+        )
     if ssl_context is not None and not isinstance(ssl_context, ssl_module.SSLContext):
         raise InvalidInputError(f"ssl_context must be an ssl.SSLContext, got {type(ssl_context).__name__}")
-    return TlsOptions(_readable_file(root_certificates, "root_certificates"),
-                      _readable_file(private_key, "private_key"),
-                      _readable_file(certificate_chain, "certificate_chain"), bool(insecure), ssl_context)
+    return TlsOptions(
+        _readable_file(root_certificates, "root_certificates"),
+        _readable_file(private_key, "private_key"),
+        _readable_file(certificate_chain, "certificate_chain"),
+        bool(insecure),
+        ssl_context,
+    )
 
 
-def model_version_string(version: Union[None, int, str]) -> str:
+def model_version_string(version: None | int | str) -> str:
     """Triton's model version as sent on the wire: "" lets the server's version policy choose."""
     if version is None or version == "":
         return ""
-    if isinstance(version, bool) or not isinstance(version, (int, str)) or not str(version).isdigit() \
-            or int(version) < 1:
-        raise InvalidInputError(f"model_version must be a positive integer (or None for the server's "
-                                f"choice), got {version!r}")
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, (int, str))
+        or not str(version).isdigit()
+        or int(version) < 1
+    ):
+        raise InvalidInputError(
+            f"model_version must be a positive integer (or None for the server's choice), got {version!r}"
+        )
     return str(int(version))
 
 
@@ -105,35 +130,57 @@ class ConnectionSettings:
     protocol: str
     model: str
     model_version: str = ""
-    timeout_s: Optional[float] = 120.0
+    timeout_s: float | None = 120.0
     concurrency: int = 4
     headers: dict[str, str] = field(default_factory=dict)
-    tls: Optional[TlsOptions] = None
+    tls: TlsOptions | None = None
 
     @classmethod
-    def create(cls, url: str, protocol: str, model: str, *, model_version: Union[None, int, str] = None,
-               timeout_s: Optional[float] = 120.0, concurrency: int = 4,
-               headers: Optional[dict[str, str]] = None, ssl: bool = False, **tls: Any) -> "ConnectionSettings":
+    def create(
+        cls,
+        url: str,
+        protocol: str,
+        model: str,
+        *,
+        model_version: None | int | str = None,
+        timeout_s: float | None = 120.0,
+        concurrency: int = 4,
+        headers: dict[str, str] | None = None,
+        ssl: bool = False,
+        **tls: Any,
+    ) -> ConnectionSettings:
         """Validate the arguments the client constructors take."""
         if protocol not in PROTOCOLS:
             raise InvalidInputError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
         if not isinstance(url, str) or not url or "://" in url:
-            raise InvalidInputError(f"url must be host:port without a scheme (use ssl=True for TLS), got {url!r}")
+            raise InvalidInputError(
+                f"url must be host:port without a scheme (use ssl=True for TLS), got {url!r}"
+            )
         if not isinstance(model, str) or not model:
             raise InvalidInputError(f"model must be a non-empty model name, got {model!r}")
-        if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
-                                      or timeout_s <= 0):
-            raise InvalidInputError(f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}")
+        if timeout_s is not None and (
+            isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0
+        ):
+            raise InvalidInputError(
+                f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}"
+            )
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidInputError(f"max_concurrency must be a positive integer, got {concurrency!r}")
         headers = dict(headers or {})
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise InvalidInputError("headers must map str to str")
-        return cls(url, protocol, model, model_version_string(model_version),
-                   None if timeout_s is None else float(timeout_s), concurrency, headers,
-                   tls_options(protocol, ssl=ssl, **tls))
+        return cls(
+            url,
+            protocol,
+            model,
+            model_version_string(model_version),
+            None if timeout_s is None else float(timeout_s),
+            concurrency,
+            headers,
+            tls_options(protocol, ssl=ssl, **tls),
+        )
 
-    def attempt_timeout(self, remaining: Optional[float]) -> Optional[float]:
+    def attempt_timeout(self, remaining: float | None) -> float | None:
         """The client-side timeout of each request of one attempt: timeout_s, cut to what is left
         of the retry deadline."""
         if remaining is None:

@@ -1,10 +1,12 @@
 """compute_score against the server-side text model (`<name>-text`): the client sends UTF-8 text and
 the options, the server tokenizes exactly as the client would and scores with the token model.
 Same checks and return shapes as ScoringCore (client-side tokenization), so results are the same."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,15 +18,15 @@ from reranker_core.manifest import ModelManifest
 from reranker_core.tensors import PASSAGES, QUERIES, QUERY
 from reranker_core.texts import normalize_pairs, positive_int
 
-DEFAULT_MAX_PAIRS = TEXT_MODEL_MAX_PAIRS   # the text model's max_pairs config parameter, when absent
-DEFAULT_CHUNK_PAIRS = 256           # pairs per request unless batch_size / max_pairs say fewer
-MAX_REQUEST_TEXT_BYTES = 16 << 20   # UTF-8 bytes of text per request
+DEFAULT_MAX_PAIRS = TEXT_MODEL_MAX_PAIRS  # the text model's max_pairs config parameter, when absent
+DEFAULT_CHUNK_PAIRS = 256  # pairs per request unless batch_size / max_pairs say fewer
+MAX_REQUEST_TEXT_BYTES = 16 << 20  # UTF-8 bytes of text per request
 
 
 @dataclass
 class TextPlan:
     count: int
-    chunks: list[tuple[int, int]]            # [start, end) of the caller's pairs per request
+    chunks: list[tuple[int, int]]  # [start, end) of the caller's pairs per request
     requests: tuple[InferRequest, ...]
 
 
@@ -47,16 +49,31 @@ class TextScoringCore:
 
     tokenize = "server"
 
-    def __init__(self, manifest: ModelManifest, model: str, version: str, *, max_pairs: int = DEFAULT_MAX_PAIRS,
-                 max_text_bytes: int = MAX_TEXT_BYTES, server_max_text_bytes: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        model: str,
+        version: str,
+        *,
+        max_pairs: int = DEFAULT_MAX_PAIRS,
+        max_text_bytes: int = MAX_TEXT_BYTES,
+        server_max_text_bytes: int | None = None,
+    ) -> None:
         self.manifest = manifest
         self.model, self.version = model, version
         self.max_pairs = max(1, max_pairs)
         # A text the server would refuse is refused here, before anything is sent.
         self.max_text_bytes = min(max_text_bytes, server_max_text_bytes or max_text_bytes)
 
-    def plan(self, pairs: Any, *, max_length: Optional[int], query_max_length: Optional[int],
-             batch_size: Optional[int], **kwargs: Any) -> TextPlan:
+    def plan(
+        self,
+        pairs: Any,
+        *,
+        max_length: int | None,
+        query_max_length: int | None,
+        batch_size: int | None,
+        **kwargs: Any,
+    ) -> TextPlan:
         """Validate a compute_score call and split it into text-model requests."""
         with caller_errors():
             pairs = normalize_pairs(pairs, max_text_bytes=self.max_text_bytes)
@@ -73,10 +90,10 @@ class TextScoringCore:
         return TextPlan(len(pairs), chunks, requests)
 
     @staticmethod
-    def _request(pairs: Sequence[tuple[str, str]], parameters: Optional[dict[str, Any]]) -> InferRequest:
+    def _request(pairs: Sequence[tuple[str, str]], parameters: dict[str, Any] | None) -> InferRequest:
         queries = [q for q, _ in pairs]
         passages = _bytes_tensor(PASSAGES, [p for _, p in pairs])
-        if all(q == queries[0] for q in queries):      # one query for all: the rerank shape
+        if all(q == queries[0] for q in queries):  # one query for all: the rerank shape
             inputs = (_bytes_tensor(QUERY, queries[:1]), passages)
         else:
             inputs = (_bytes_tensor(QUERIES, queries), passages)
@@ -95,5 +112,7 @@ class TextScoringCore:
             blocks.append(scores)
         widths = {b.shape[0] for b in blocks}
         if len(widths) != 1 or 0 in widths:
-            raise InferenceError(f"the server answered with score rows {sorted(widths)}; expected one per layer")
+            raise InferenceError(
+                f"the server answered with score rows {sorted(widths)}; expected one per layer"
+            )
         return to_columns(np.concatenate(blocks, axis=1).T, normalize)

@@ -1,9 +1,9 @@
 """Find the tokenizer a served model was exported with, and refuse any other."""
+
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Optional
 
 from tokenizers import Tokenizer
 
@@ -11,8 +11,9 @@ from reranker_client.errors import TokenizerMismatchError
 from reranker_core.manifest import ModelManifest
 
 
-def _candidate_files(manifest: ModelManifest, tokenizer_path: Optional[str],
-                     model_repository: Optional[str]) -> list[Path]:
+def _candidate_files(
+    manifest: ModelManifest, tokenizer_path: str | None, model_repository: str | None
+) -> list[Path]:
     found: list[Path] = []
     if tokenizer_path:
         p = Path(tokenizer_path).expanduser()
@@ -25,16 +26,22 @@ def _candidate_files(manifest: ModelManifest, tokenizer_path: Optional[str],
     return found
 
 
-def _from_hub(repo_id: str, local_only: bool) -> Optional[Path]:
+def _from_hub(repo_id: str, local_only: bool) -> Path | None:
     try:
         from huggingface_hub import hf_hub_download
+
         return Path(hf_hub_download(repo_id, "tokenizer.json", local_files_only=local_only))
     except Exception:
         return None
 
 
-def load_tokenizer(manifest: ModelManifest, *, tokenizer_path: Optional[str] = None,
-                   model_repository: Optional[str] = None, hub: str = "download") -> Tokenizer:
+def load_tokenizer(
+    manifest: ModelManifest,
+    *,
+    tokenizer_path: str | None = None,
+    model_repository: str | None = None,
+    hub: str = "download",
+) -> Tokenizer:
     """The model's tokenizer: from `tokenizer_path`, the model repository, the export source
     directory, or the hub id the model was exported from (`hub`: "download", "cache" = only the
     local hub cache, "off"); its sha256 must match the manifest."""
@@ -50,7 +57,8 @@ def load_tokenizer(manifest: ModelManifest, *, tokenizer_path: Optional[str] = N
             if tokenizer_path:
                 raise TokenizerMismatchError(
                     f"{path} is not the tokenizer model {manifest.name!r} was exported with "
-                    f"(sha256 differs); scores would be wrong")
+                    f"(sha256 differs); scores would be wrong"
+                )
             tried.append(f"{path} (different tokenizer)")
             continue
         return Tokenizer.from_str(data.decode("utf-8"))
@@ -64,4 +72,5 @@ def load_tokenizer(manifest: ModelManifest, *, tokenizer_path: Optional[str] = N
             tried.append(f"hub {source} ({'not in the local cache' if hub == 'cache' else 'unreachable'})")
     raise TokenizerMismatchError(
         f"no tokenizer matching model {manifest.name!r} (sha256 {manifest.tokenizer.sha256[:12]}...) "
-        f"found; pass tokenizer_path= or model_repository=. Tried: {'; '.join(tried) or 'nothing'}")
+        f"found; pass tokenizer_path= or model_repository=. Tried: {'; '.join(tried) or 'nothing'}"
+    )

@@ -1,7 +1,8 @@
 """tritonclient objects and call arguments, built once for the four clients (gRPC/HTTP x sync/asyncio)."""
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from reranker_client.errors import InvalidInputError
 from reranker_client.ops import InferAll, InferRequest
@@ -35,8 +36,12 @@ class TritonCalls:
         kwargs: dict[str, Any] = {}
         if self.grpc:
             if tls is not None:
-                kwargs = {"ssl": True, "root_certificates": tls.root_certificates,
-                          "private_key": tls.private_key, "certificate_chain": tls.certificate_chain}
+                kwargs = {
+                    "ssl": True,
+                    "root_certificates": tls.root_certificates,
+                    "private_key": tls.private_key,
+                    "certificate_chain": tls.certificate_chain,
+                }
             return self.module.InferenceServerClient(url=s.url, **kwargs)
         # HTTP: the transports bound every operation by the attempt's timeout themselves
         # (gevent.Timeout / asyncio.wait_for), so the libraries' own timeouts stay out of the way
@@ -44,44 +49,52 @@ class TritonCalls:
         if self.asynchronous:
             if tls is not None:
                 kwargs = {"ssl": True, "ssl_context": tls.stdlib_context()}
-            return self.module.InferenceServerClient(url=s.url, conn_limit=s.concurrency, conn_timeout=None,
-                                                     **kwargs)
+            return self.module.InferenceServerClient(
+                url=s.url, conn_limit=s.concurrency, conn_timeout=None, **kwargs
+            )
         if tls is not None:
-            kwargs = {"ssl": True, "ssl_context_factory": self._gevent_context_factory(),
-                      "insecure": tls.insecure}
+            kwargs = {
+                "ssl": True,
+                "ssl_context_factory": self._gevent_context_factory(),
+                "insecure": tls.insecure,
+            }
         connect = MAX_CONNECT_TIMEOUT_S if s.timeout_s is None else None
-        return self.module.InferenceServerClient(url=s.url, concurrency=s.concurrency,
-                                                 connection_timeout=connect, network_timeout=None, **kwargs)
+        return self.module.InferenceServerClient(
+            url=s.url, concurrency=s.concurrency, connection_timeout=connect, network_timeout=None, **kwargs
+        )
 
     def _gevent_context_factory(self) -> Any:
         """geventhttpclient wants a factory of gevent SSL contexts (cooperative sockets)."""
         import gevent.ssl
+
         tls = self.settings.tls
         assert tls is not None
         if tls.ssl_context is not None:
             if not isinstance(tls.ssl_context, gevent.ssl.SSLContext):
-                raise InvalidInputError("the synchronous HTTP client needs a gevent.ssl.SSLContext as "
-                                        "ssl_context (or give root_certificates/insecure instead)")
+                raise InvalidInputError(
+                    "the synchronous HTTP client needs a gevent.ssl.SSLContext as "
+                    "ssl_context (or give root_certificates/insecure instead)"
+                )
             context = tls.ssl_context
         else:
             context = tls.context_with(gevent.ssl)
         return lambda *args, **kwargs: context
 
     # -- per-call arguments ------------------------------------------------------------------
-    def common(self, timeout: Optional[float]) -> dict[str, Any]:
+    def common(self, timeout: float | None) -> dict[str, Any]:
         """headers, and gRPC's per-call deadline (HTTP timeouts are enforced by the transport)."""
         kwargs: dict[str, Any] = {"headers": self.settings.headers}
         if self.grpc:
             kwargs["client_timeout"] = timeout
         return kwargs
 
-    def config_kwargs(self, timeout: Optional[float]) -> dict[str, Any]:
+    def config_kwargs(self, timeout: float | None) -> dict[str, Any]:
         kwargs = self.common(timeout)
         if self.grpc:
             kwargs["as_json"] = True
         return kwargs
 
-    def index_kwargs(self, timeout: Optional[float]) -> dict[str, Any]:
+    def index_kwargs(self, timeout: float | None) -> dict[str, Any]:
         return self.config_kwargs(timeout)
 
     def inputs(self, request: InferRequest) -> list:
@@ -100,7 +113,7 @@ class TritonCalls:
             return [self.module.InferRequestedOutput(name) for name in request.outputs]
         return [self.module.InferRequestedOutput(name, binary_data=True) for name in request.outputs]
 
-    def infer_kwargs(self, op: InferAll, request: InferRequest, timeout: Optional[float]) -> dict[str, Any]:
+    def infer_kwargs(self, op: InferAll, request: InferRequest, timeout: float | None) -> dict[str, Any]:
         kwargs = self.common(timeout)
         kwargs.update(model_version=op.version, outputs=self.outputs(request), parameters=request.parameters)
         return kwargs

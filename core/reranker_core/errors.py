@@ -1,4 +1,5 @@
 """The one error type of the shared core: input a caller must fix."""
+
 from __future__ import annotations
 
 

@@ -1,10 +1,11 @@
 """Which layers score and compress for one request of an LLM reranker: the per-request cutoff
 and compression options resolved against what the model has. Used by the token model (against
 the checkpoint) and the text model (against the manifest, before any token model call)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from reranker_core.errors import InputError
 from reranker_core.manifest import ModelManifest
@@ -13,6 +14,7 @@ from reranker_core.manifest import ModelManifest
 @dataclass(frozen=True)
 class LayerLimits:
     """The layers a model can score at and the compression it supports, with its defaults."""
+
     family: str
     num_hidden_layers: int
     allowed_cutoffs: tuple[int, ...]
@@ -26,19 +28,26 @@ class LayerLimits:
         return any(r != 1 for r in self.compress_ratios)
 
     @classmethod
-    def from_manifest(cls, manifest: ModelManifest) -> "LayerLimits":
+    def from_manifest(cls, manifest: ModelManifest) -> LayerLimits:
         llm = manifest.llm
         if llm is None:
             raise ValueError(f"a {manifest.family} model has no layer settings")
         last = (llm.num_hidden_layers,)
-        return cls(manifest.family, llm.num_hidden_layers, tuple(llm.cutoff_layers) or last,
-                   tuple(llm.default_cutoff_layers) or last, tuple(llm.compress_ratios) or (1,),
-                   llm.default_compress_ratio, tuple(llm.default_compress_layers))
+        return cls(
+            manifest.family,
+            llm.num_hidden_layers,
+            tuple(llm.cutoff_layers) or last,
+            tuple(llm.default_cutoff_layers) or last,
+            tuple(llm.compress_ratios) or (1,),
+            llm.default_compress_ratio,
+            tuple(llm.default_compress_layers),
+        )
 
 
 @dataclass(frozen=True)
 class LayerSettings:
     """What one group of requests is scored with (hashable: equal settings run together)."""
+
     cutoff_layers: tuple[int, ...]
     compress_ratio: int = 1
     compress_layers: tuple[int, ...] = ()
@@ -54,8 +63,12 @@ def describe_layers(layers: Sequence[int]) -> str:
     return ", ".join(map(str, layers))
 
 
-def resolve_layers(cutoff_layers: Optional[Sequence[int]], compress_ratio: Optional[int],
-                   compress_layers: Optional[Sequence[int]], limits: LayerLimits) -> LayerSettings:
+def resolve_layers(
+    cutoff_layers: Sequence[int] | None,
+    compress_ratio: int | None,
+    compress_layers: Sequence[int] | None,
+    limits: LayerLimits,
+) -> LayerSettings:
     """Cutoffs (sorted, unique, allowed), compress ratio and the compress layers that matter."""
     allowed = describe_layers(limits.allowed_cutoffs)
     if cutoff_layers is None:
@@ -66,12 +79,16 @@ def resolve_layers(cutoff_layers: Optional[Sequence[int]], compress_ratio: Optio
             raise InputError(f"cutoff_layers is empty; allowed layers: {allowed}")
         bad = [c for c in cutoffs if c not in limits.allowed_cutoffs]
         if bad:
-            raise InputError(f"cutoff layer(s) {bad} not available for this {limits.family} model; "
-                             f"allowed layers: {allowed}")
+            raise InputError(
+                f"cutoff layer(s) {bad} not available for this {limits.family} model; "
+                f"allowed layers: {allowed}"
+            )
     ratio = limits.default_compress_ratio if compress_ratio is None else compress_ratio
     if ratio not in limits.compress_ratios:
-        raise InputError(f"compress_ratio {ratio} not supported by this {limits.family} model; "
-                         f"allowed: {', '.join(map(str, limits.compress_ratios))}")
+        raise InputError(
+            f"compress_ratio {ratio} not supported by this {limits.family} model; "
+            f"allowed: {', '.join(map(str, limits.compress_ratios))}"
+        )
     layers: list[int] = []
     if compress_layers is not None:
         if not limits.compresses:
@@ -79,8 +96,9 @@ def resolve_layers(cutoff_layers: Optional[Sequence[int]], compress_ratio: Optio
         layers = list(compress_layers)
         bad = [c for c in layers if not 0 <= c <= limits.num_hidden_layers]
         if bad:
-            raise InputError(f"compress layer(s) {bad} out of range; allowed layers: "
-                             f"0..{limits.num_hidden_layers}")
+            raise InputError(
+                f"compress layer(s) {bad} out of range; allowed layers: 0..{limits.num_hidden_layers}"
+            )
     elif ratio != 1:
         layers = list(limits.default_compress_layers)
     if ratio == 1:

@@ -1,13 +1,15 @@
 """Per-call scoring options, validated once at each boundary (client keyword arguments, Triton
 request parameters, rerank API fields) into one frozen ScoreOptions that the rest trusts."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from reranker_core.errors import InputError
-from reranker_core.families import (COMPRESS_LAYERS, COMPRESS_RATIO, CUTOFF_LAYERS, PROMPT, family_spec)
+from reranker_core.families import COMPRESS_LAYERS, COMPRESS_RATIO, CUTOFF_LAYERS, PROMPT, family_spec
 from reranker_core.layers import LayerLimits, resolve_layers
 from reranker_core.limits import default_query_max_length
 from reranker_core.manifest import ModelManifest
@@ -22,30 +24,33 @@ QUERY_MAX_LENGTH = "query_max_length"
 TOP_N = "top_n"
 LONG_PASSAGES = "long_passages"
 WINDOW_STRIDE = "window_stride"
-TRUNCATE_OPTION = "truncate"       # false: an input longer than max_length is an error, not truncated
-COMMON_OPTIONS = frozenset({NORMALIZE, MAX_LENGTH, QUERY_MAX_LENGTH, TOP_N, LONG_PASSAGES, WINDOW_STRIDE,
-                            TRUNCATE_OPTION})
+TRUNCATE_OPTION = "truncate"  # false: an input longer than max_length is an error, not truncated
+COMMON_OPTIONS = frozenset(
+    {NORMALIZE, MAX_LENGTH, QUERY_MAX_LENGTH, TOP_N, LONG_PASSAGES, WINDOW_STRIDE, TRUNCATE_OPTION}
+)
 # Options the token model reads from request parameters (everything else is applied around it).
 TOKEN_MODEL_OPTIONS = (CUTOFF_LAYERS, COMPRESS_RATIO, COMPRESS_LAYERS)
 # Request parameters Triton itself reserves; never treated as options.
-TRITON_RESERVED = frozenset({"sequence_id", "priority", "timeout", "sequence_start", "sequence_end",
-                             "headers", "binary_data_output"})
+TRITON_RESERVED = frozenset(
+    {"sequence_id", "priority", "timeout", "sequence_start", "sequence_end", "headers", "binary_data_output"}
+)
 
 
 @dataclass(frozen=True)
 class ScoreOptions:
     """Validated options of one scoring call; layer and ratio values are checked against the
     model by the token model, which knows the checkpoint."""
+
     max_length: int
     query_max_length: int
     normalize: bool = False
-    prompt: Optional[str] = None
-    cutoff_layers: Optional[tuple[int, ...]] = None
-    compress_ratio: Optional[int] = None
-    compress_layers: Optional[tuple[int, ...]] = None
+    prompt: str | None = None
+    cutoff_layers: tuple[int, ...] | None = None
+    compress_ratio: int | None = None
+    compress_layers: tuple[int, ...] | None = None
     long_passages: str = TRUNCATE
-    window_stride: Optional[int] = None
-    top_n: Optional[int] = None
+    window_stride: int | None = None
+    top_n: int | None = None
     truncate: bool = True
 
     def text_parameters(self) -> dict[str, Any]:
@@ -72,7 +77,9 @@ class ScoreOptions:
         return params
 
 
-def parse_options(raw: Mapping[str, Any], manifest: ModelManifest, *, from_text: bool = False) -> ScoreOptions:
+def parse_options(
+    raw: Mapping[str, Any], manifest: ModelManifest, *, from_text: bool = False
+) -> ScoreOptions:
     """Check `raw` (keyword arguments, or Triton request parameters when `from_text`: numbers and
     lists may then arrive as strings) against the model's family; InputError names the problem."""
     spec = family_spec(manifest.family)
@@ -80,14 +87,19 @@ def parse_options(raw: Mapping[str, Any], manifest: ModelManifest, *, from_text:
     allowed = COMMON_OPTIONS | spec.options
     unknown = sorted(set(values) - allowed)
     if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)}: {manifest.family} models accept "
-                         f"{', '.join(sorted(allowed))}")
+        raise InputError(
+            f"unknown option(s) {', '.join(unknown)}: {manifest.family} models accept "
+            f"{', '.join(sorted(allowed))}"
+        )
     max_length = _positive(values.get(MAX_LENGTH), MAX_LENGTH, from_text) or manifest.default_max_length
-    query_max_length = (_positive(values.get(QUERY_MAX_LENGTH), QUERY_MAX_LENGTH, from_text)
-                        or default_query_max_length(max_length))
+    query_max_length = _positive(
+        values.get(QUERY_MAX_LENGTH), QUERY_MAX_LENGTH, from_text
+    ) or default_query_max_length(max_length)
     if query_max_length < 1:
-        raise InputError(f"max_length {max_length} leaves no room for the query "
-                         f"(query_max_length = max_length * 3 // 4 = 0); give query_max_length")
+        raise InputError(
+            f"max_length {max_length} leaves no room for the query "
+            f"(query_max_length = max_length * 3 // 4 = 0); give query_max_length"
+        )
     policy = values.get(LONG_PASSAGES, TRUNCATE)
     if policy not in LONG_PASSAGE_POLICIES:
         raise InputError(f"long_passages must be one of {', '.join(LONG_PASSAGE_POLICIES)}, not {policy!r}")
@@ -95,7 +107,8 @@ def parse_options(raw: Mapping[str, Any], manifest: ModelManifest, *, from_text:
     if prompt is not None and not isinstance(prompt, str):
         raise InputError(f"prompt must be a string, not {type(prompt).__name__}")
     options = ScoreOptions(
-        max_length=max_length, query_max_length=query_max_length,
+        max_length=max_length,
+        query_max_length=query_max_length,
         normalize=_bool(values.get(NORMALIZE, False), NORMALIZE),
         prompt=prompt,
         cutoff_layers=_int_tuple(values.get(CUTOFF_LAYERS), CUTOFF_LAYERS, from_text),
@@ -104,12 +117,17 @@ def parse_options(raw: Mapping[str, Any], manifest: ModelManifest, *, from_text:
         long_passages=policy,
         window_stride=_positive(values.get(WINDOW_STRIDE), WINDOW_STRIDE, from_text),
         top_n=_positive(values.get(TOP_N), TOP_N, from_text),
-        truncate=_bool(values.get(TRUNCATE_OPTION, True), TRUNCATE_OPTION))
+        truncate=_bool(values.get(TRUNCATE_OPTION, True), TRUNCATE_OPTION),
+    )
     if options.cutoff_layers == ():
         raise InputError("cutoff_layers is empty: give a layer or a non-empty list of layers")
     if manifest.llm is not None and any(getattr(options, name) is not None for name in TOKEN_MODEL_OPTIONS):
-        resolve_layers(options.cutoff_layers, options.compress_ratio, options.compress_layers,
-                       LayerLimits.from_manifest(manifest))
+        resolve_layers(
+            options.cutoff_layers,
+            options.compress_ratio,
+            options.compress_layers,
+            LayerLimits.from_manifest(manifest),
+        )
     return options
 
 
@@ -148,7 +166,7 @@ def _int(value: Any, name: str, from_text: bool) -> int:
     raise InputError(f"{name} must be an integer, not {value!r}")
 
 
-def _positive(value: Any, name: str, from_text: bool) -> Optional[int]:
+def _positive(value: Any, name: str, from_text: bool) -> int | None:
     if value is None:
         return None
     try:
@@ -160,7 +178,7 @@ def _positive(value: Any, name: str, from_text: bool) -> Optional[int]:
     return number
 
 
-def _int_tuple(value: Any, name: str, from_text: bool) -> Optional[tuple[int, ...]]:
+def _int_tuple(value: Any, name: str, from_text: bool) -> tuple[int, ...] | None:
     """An int or a list of ints; from text also "[8, 16]" or "8,16". An empty list stays empty
     (resolve_layers names what is allowed)."""
     if value is None:
@@ -172,5 +190,7 @@ def _int_tuple(value: Any, name: str, from_text: bool) -> Optional[tuple[int, ..
         except ValueError:
             value = [part for part in text.strip("[]").split(",") if part.strip()]
     items = value if isinstance(value, (list, tuple)) else [value]
-    return tuple(_int(v, f"every entry of {name}" if isinstance(value, (list, tuple)) else name, from_text)
-                 for v in items)
+    return tuple(
+        _int(v, f"every entry of {name}" if isinstance(value, (list, tuple)) else name, from_text)
+        for v in items
+    )

@@ -1,10 +1,11 @@
 """Request packing, one implementation for the client, the text model and the token runners:
 length-sorted groups bounded in rows and padded tokens, right-padded into int64 matrices."""
+
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -15,10 +16,11 @@ from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, LENGTH_BUCKETS
 @dataclass
 class RequestBatch:
     """One token-model request: rows of the caller's pairs, padded to a common width."""
-    indices: np.ndarray                 # positions of these pairs in the caller's list
-    input_ids: np.ndarray               # [n, L] int64, right-padded
-    attention_mask: np.ndarray          # [n, L] int64
-    segment_lengths: Optional[np.ndarray] = None  # [n, 2] int64 (query_length, prompt_length)
+
+    indices: np.ndarray  # positions of these pairs in the caller's list
+    input_ids: np.ndarray  # [n, L] int64, right-padded
+    attention_mask: np.ndarray  # [n, L] int64
+    segment_lengths: np.ndarray | None = None  # [n, 2] int64 (query_length, prompt_length)
 
     @property
     def tokens(self) -> int:
@@ -43,7 +45,9 @@ def plan_chunks(lengths: Sequence[int], max_tokens: int, max_rows: int = 0) -> l
     return chunks
 
 
-def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, width: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+def pad_rows(
+    rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad rows into (input_ids, attention_mask) int64 matrices of `width` columns
     (default: the longest row)."""
     width = max(len(r) for r in rows) if width is None else width
@@ -63,9 +67,16 @@ def bucket_width(length: int, limit: int = 0) -> int:
     return min(width, limit) if limit and length <= limit else width
 
 
-def plan_requests(encoded: Sequence[EncodedPair], *, max_pairs: int, pad_id: int,
-                  max_tokens: int = CLIENT_MAX_REQUEST_TOKENS, with_segments: bool = False,
-                  buckets: bool = False, max_positions: int = 0) -> list[RequestBatch]:
+def plan_requests(
+    encoded: Sequence[EncodedPair],
+    *,
+    max_pairs: int,
+    pad_id: int,
+    max_tokens: int = CLIENT_MAX_REQUEST_TOKENS,
+    with_segments: bool = False,
+    buckets: bool = False,
+    max_positions: int = 0,
+) -> list[RequestBatch]:
     """Split `encoded` into requests of at most `max_pairs` pairs and `max_tokens` padded tokens.
 
     With `buckets`, rows of one request share a length bucket and are padded to its width (capped
@@ -82,15 +93,21 @@ def plan_requests(encoded: Sequence[EncodedPair], *, max_pairs: int, pad_id: int
         members = by_bucket[width]
         rows = max(1, min(max_pairs, max_tokens // width))
         for start in range(0, len(members), rows):
-            batches.append(_pack(encoded, members[start:start + rows], pad_id, with_segments, width))
+            batches.append(_pack(encoded, members[start : start + rows], pad_id, with_segments, width))
     return batches
 
 
-def _pack(encoded: Sequence[EncodedPair], group: list[int], pad_id: int, with_segments: bool,
-          width: Optional[int] = None) -> RequestBatch:
+def _pack(
+    encoded: Sequence[EncodedPair],
+    group: list[int],
+    pad_id: int,
+    with_segments: bool,
+    width: int | None = None,
+) -> RequestBatch:
     ids, mask = pad_rows([encoded[i].input_ids for i in group], pad_id, width)
     segments = None
     if with_segments:
-        segments = np.array([[encoded[i].query_length, encoded[i].prompt_length] for i in group],
-                            dtype=np.int64)
+        segments = np.array(
+            [[encoded[i].query_length, encoded[i].prompt_length] for i in group], dtype=np.int64
+        )
     return RequestBatch(np.array(group, dtype=np.int64), ids, mask, segments)

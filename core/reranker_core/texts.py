@@ -1,15 +1,17 @@
 """Validation of what callers pass to compute_score / rerank, before anything is sent."""
+
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from reranker_core.errors import InputError
 from reranker_core.limits import MAX_PAIRS_PER_CALL, MAX_TEXT_BYTES
 
 
-
-def normalize_pairs(pairs: Any, *, max_text_bytes: int = MAX_TEXT_BYTES,
-                    max_pairs: int = MAX_PAIRS_PER_CALL) -> list[tuple[str, str]]:
+def normalize_pairs(
+    pairs: Any, *, max_text_bytes: int = MAX_TEXT_BYTES, max_pairs: int = MAX_PAIRS_PER_CALL
+) -> list[tuple[str, str]]:
     """A single [query, passage] or a list of them -> list of (query, passage) tuples."""
     if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
         raise InputError("pairs must be a [query, passage] pair or a list of such pairs")
@@ -39,12 +41,11 @@ def check_text(text: Any, what: str, max_text_bytes: int = MAX_TEXT_BYTES) -> st
     except UnicodeEncodeError as exc:
         raise InputError(f"{what} is not valid Unicode text (lone surrogate at {exc.start})") from None
     if size > max_text_bytes:
-        raise InputError(f"{what} is {size} bytes; the limit is {max_text_bytes} bytes "
-                                "(max_text_bytes)")
+        raise InputError(f"{what} is {size} bytes; the limit is {max_text_bytes} bytes (max_text_bytes)")
     return text
 
 
-def positive_int(value: Any, name: str, *, maximum: Optional[int] = None, allow_none: bool = True) -> Optional[int]:
+def positive_int(value: Any, name: str, *, maximum: int | None = None, allow_none: bool = True) -> int | None:
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

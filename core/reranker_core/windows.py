@@ -7,9 +7,8 @@ each window is itself an ordinary passage: the client, the text model and FlagEm
 exactly the same window strings. Consecutive windows overlap by a quarter of the window (limits.
 WINDOW_OVERLAP) unless the caller sets `window_stride` (tokens between window starts, at most the
 window)."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 from tokenizers import Tokenizer
 
@@ -20,7 +19,7 @@ def default_stride(window: int) -> int:
     return max(1, window - window * WINDOW_OVERLAP[0] // WINDOW_OVERLAP[1])
 
 
-def window_texts(tokenizer: Tokenizer, passage: str, window: int, stride: Optional[int] = None) -> list[str]:
+def window_texts(tokenizer: Tokenizer, passage: str, window: int, stride: int | None = None) -> list[str]:
     """`passage` itself when it fits in `window` tokens, else its overlapping windows in order."""
     encoding = tokenizer.encode(passage, add_special_tokens=False)
     count = len(encoding.ids)
@@ -40,12 +39,13 @@ def window_texts(tokenizer: Tokenizer, passage: str, window: int, stride: Option
     return texts or [passage]
 
 
-def _fitting_window(tokenizer: Tokenizer, passage: str, offsets: list[tuple[int, int]], start: int, end: int,
-                    window: int) -> tuple[str, int]:
+def _fitting_window(
+    tokenizer: Tokenizer, passage: str, offsets: list[tuple[int, int]], start: int, end: int, window: int
+) -> tuple[str, int]:
     """The text of tokens [start, end), shortened at the end until it encodes to at most `window`
     tokens on its own (a window cut inside a word can encode to one token more than its slice)."""
     while True:
-        text = passage[offsets[start][0]:offsets[end - 1][1]]
+        text = passage[offsets[start][0] : offsets[end - 1][1]]
         if end - start <= 1 or len(tokenizer.encode(text, add_special_tokens=False).ids) <= window:
             return text, end
         end -= 1

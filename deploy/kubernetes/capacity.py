@@ -8,6 +8,7 @@ S = pairs / rate on a GPU; at utilisation rho the mean wait of an M/D/1 queue is
 rho / (2 (1 - rho)) * S, and its 99th percentile is estimated as ln(100) ~ 4.6 times the mean
 (exponential tail).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,20 +19,28 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Plan:
     """What follows from one measured throughput figure."""
+
     demand_pairs_s: float
-    gpus: int                   # Triton replicas (one GPU each) at the planned utilisation
-    service_ms: float           # one request alone on one GPU
-    mean_queue_ms: float        # model: M/D/1 at the planned utilisation
-    p99_latency_ms: float       # model: p99 queue + service + API overhead
-    hpa_target_queue_us: int    # HPA averageValue: mean queue time, rounded down to 5 ms
+    gpus: int  # Triton replicas (one GPU each) at the planned utilisation
+    service_ms: float  # one request alone on one GPU
+    mean_queue_ms: float  # model: M/D/1 at the planned utilisation
+    p99_latency_ms: float  # model: p99 queue + service + API overhead
+    hpa_target_queue_us: int  # HPA averageValue: mean queue time, rounded down to 5 ms
     min_replicas: int
     max_replicas: int
     usd_per_million_pairs: float
 
 
-def plan(pairs_per_gpu_s: float, requests_per_s: float = 1000, pairs_per_request: int = 100,
-         utilization: float = 0.7, spare_fraction: float = 0.1, min_replicas: int = 2,
-         api_overhead_ms: float = 2.0, usd_per_gpu_hour: float = 4.0) -> Plan:
+def plan(
+    pairs_per_gpu_s: float,
+    requests_per_s: float = 1000,
+    pairs_per_request: int = 100,
+    utilization: float = 0.7,
+    spare_fraction: float = 0.1,
+    min_replicas: int = 2,
+    api_overhead_ms: float = 2.0,
+    usd_per_gpu_hour: float = 4.0,
+) -> Plan:
     """Replicas, HPA target and bounds, cost, for `requests_per_s` requests of
     `pairs_per_request` pairs on GPUs that each score `pairs_per_gpu_s` pairs per second."""
     if pairs_per_gpu_s <= 0 or requests_per_s <= 0 or pairs_per_request <= 0:
@@ -46,8 +55,7 @@ def plan(pairs_per_gpu_s: float, requests_per_s: float = 1000, pairs_per_request
     target_us = int(mean_queue_ms // 5) * 5 * 1000
     max_replicas = gpus + math.ceil(spare_fraction * gpus)
     usd = usd_per_gpu_hour / (pairs_per_gpu_s * utilization * 3600) * 1e6
-    return Plan(demand, gpus, service_ms, mean_queue_ms, p99_ms, target_us, min_replicas,
-                max_replicas, usd)
+    return Plan(demand, gpus, service_ms, mean_queue_ms, p99_ms, target_us, min_replicas, max_replicas, usd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,13 +66,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--utilization", type=float, default=0.7)
     p.add_argument("--usd-per-gpu-hour", type=float, default=4.0)
     a = p.parse_args(argv)
-    r = plan(a.pairs_per_gpu_s, a.requests_per_s, a.pairs_per_request, a.utilization,
-             usd_per_gpu_hour=a.usd_per_gpu_hour)
+    r = plan(
+        a.pairs_per_gpu_s,
+        a.requests_per_s,
+        a.pairs_per_request,
+        a.utilization,
+        usd_per_gpu_hour=a.usd_per_gpu_hour,
+    )
     print(f"demand {r.demand_pairs_s:,.0f} pairs/s -> {r.gpus} GPUs at {a.utilization:.0%} utilisation")
-    print(f"one request alone: {r.service_ms:.1f} ms; mean queue (model) {r.mean_queue_ms:.1f} ms; "
-          f"p99 latency (model) {r.p99_latency_ms:.0f} ms")
-    print(f"HPA: target {r.hpa_target_queue_us} us queue time per request, "
-          f"minReplicas {r.min_replicas}, maxReplicas {r.max_replicas}")
+    print(
+        f"one request alone: {r.service_ms:.1f} ms; mean queue (model) {r.mean_queue_ms:.1f} ms; "
+        f"p99 latency (model) {r.p99_latency_ms:.0f} ms"
+    )
+    print(
+        f"HPA: target {r.hpa_target_queue_us} us queue time per request, "
+        f"minReplicas {r.min_replicas}, maxReplicas {r.max_replicas}"
+    )
     print(f"cost: ${r.usd_per_million_pairs:.2f} per million pairs at ${a.usd_per_gpu_hour:.2f}/GPU-hour")
     return 0
 

@@ -8,39 +8,76 @@ with options.disableNameSuffixHash: true). Anything else is refused with an erro
 
     python deploy/kubernetes/render.py deploy/kubernetes/overlays/gpu > gpu.yaml
 """
+
 from __future__ import annotations
 
 import argparse
 import copy
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 Doc = dict[str, Any]
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-SUPPORTED_FIELDS = {"apiVersion", "kind", "resources", "namespace", "images", "patches",
-                    "configMapGenerator"}
+SUPPORTED_FIELDS = {"apiVersion", "kind", "resources", "namespace", "images", "patches", "configMapGenerator"}
 # Kinds without a namespace (the ones a reranker deployment could meet).
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-                  "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass",
-                  "RuntimeClass", "APIService", "MutatingWebhookConfiguration",
-                  "ValidatingWebhookConfiguration"}
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "IngressClass",
+    "RuntimeClass",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+}
 # kustomize's "legacy" output order: these kinds first, in this order, the webhooks last, every
 # other kind in between by group/version/kind; then by namespace and name.
-ORDER_FIRST = ["Namespace", "ResourceQuota", "StorageClass", "CustomResourceDefinition",
-               "ServiceAccount", "PodSecurityPolicy", "Role", "ClusterRole", "RoleBinding",
-               "ClusterRoleBinding", "ConfigMap", "Secret", "Endpoints", "Service", "LimitRange",
-               "PriorityClass", "PersistentVolume", "PersistentVolumeClaim", "Deployment",
-               "StatefulSet", "CronJob", "PodDisruptionBudget"]
+ORDER_FIRST = [
+    "Namespace",
+    "ResourceQuota",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "PodSecurityPolicy",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Endpoints",
+    "Service",
+    "LimitRange",
+    "PriorityClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "StatefulSet",
+    "CronJob",
+    "PodDisruptionBudget",
+]
 ORDER_LAST = ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"]
 # Strategic-merge keys of the Kubernetes list fields these manifests patch; other lists are replaced.
-MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name",
-              "env": "name", "volumes": "name", "volumeMounts": "mountPath",
-              "imagePullSecrets": "name", "topologySpreadConstraints": "topologyKey",
-              "hostAliases": "ip"}
+MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "imagePullSecrets": "name",
+    "topologySpreadConstraints": "topologyKey",
+    "hostAliases": "ip",
+}
 
 
 class RenderError(ValueError):
@@ -66,8 +103,7 @@ _Dumper.add_representer(str, _represent_str)
 
 def dump(docs: Iterable[Doc]) -> str:
     """Multi-document YAML, keys sorted (as kustomize prints them)."""
-    return yaml.dump_all(list(docs), Dumper=_Dumper, sort_keys=True, default_flow_style=False,
-                         width=1 << 16)
+    return yaml.dump_all(list(docs), Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=1 << 16)
 
 
 def _build(directory: Path) -> list[Doc]:
@@ -101,8 +137,10 @@ def _read_kustomization(directory: Path) -> Doc:
             data = yaml.safe_load(path.read_text()) or {}
             unsupported = sorted(set(data) - SUPPORTED_FIELDS)
             if unsupported:
-                raise RenderError(f"{path}: fields not supported by this renderer: "
-                                  f"{', '.join(unsupported)} (use kubectl kustomize)")
+                raise RenderError(
+                    f"{path}: fields not supported by this renderer: "
+                    f"{', '.join(unsupported)} (use kubectl kustomize)"
+                )
             return data
     raise RenderError(f"{directory}: no kustomization.yaml")
 
@@ -120,8 +158,10 @@ def _generate_config_maps(directory: Path, generators: list[Doc]) -> list[Doc]:
     for gen in generators:
         options = gen.get("options", {})
         if not options.get("disableNameSuffixHash"):
-            raise RenderError(f"{directory}: configMapGenerator {gen.get('name')!r}: name hash "
-                              "suffixes are not supported here; set options.disableNameSuffixHash")
+            raise RenderError(
+                f"{directory}: configMapGenerator {gen.get('name')!r}: name hash "
+                "suffixes are not supported here; set options.disableNameSuffixHash"
+            )
         data: dict[str, str] = {}
         for entry in gen.get("files", []):
             key, _, file = entry.partition("=") if "=" in entry else (Path(entry).name, "", entry)
@@ -142,11 +182,16 @@ def _apply_patch_file(directory: Path, patch: Doc, docs: list[Doc]) -> None:
     if unsupported:
         raise RenderError(f"{directory}: patch fields not supported: {', '.join(unsupported)}")
     for change in _load_documents(directory / patch["path"]):
-        targets = [d for d in docs if d["kind"] == change["kind"]
-                   and d["metadata"].get("name") == change["metadata"].get("name")]
+        targets = [
+            d
+            for d in docs
+            if d["kind"] == change["kind"] and d["metadata"].get("name") == change["metadata"].get("name")
+        ]
         if len(targets) != 1:
-            raise RenderError(f"{directory / patch['path']}: {change['kind']}/"
-                              f"{change['metadata'].get('name')} matches {len(targets)} resources")
+            raise RenderError(
+                f"{directory / patch['path']}: {change['kind']}/"
+                f"{change['metadata'].get('name')} matches {len(targets)} resources"
+            )
         merged = strategic_merge(targets[0], change)
         targets[0].clear()
         targets[0].update(merged)
@@ -219,7 +264,7 @@ def _split_image(ref: str) -> tuple[str, str, str]:
     slash = name.rfind("/")
     colon = name.rfind(":")
     if colon > slash:
-        return name[:colon], name[colon + 1:], digest
+        return name[:colon], name[colon + 1 :], digest
     return name, "", digest
 
 

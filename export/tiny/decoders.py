@@ -16,6 +16,7 @@ checkpoint it stands in for, and that the project's own plain-torch scorers
 The weights are seeded normal draws with enough spread that different pairs get clearly
 different scores.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,10 @@ def flagembedding_models_dir() -> Path:
         return Path(env)
     hits = sorted((REPO / ".venv-oracle" / "lib").glob(f"python3*/site-packages/{_MODELS_SUBDIR}"))
     if not hits:
-        raise FileNotFoundError("FlagEmbedding's model files not found under .venv-oracle; run `make oracle` "
-                                "or set RERANKER_FLAGEMBEDDING_MODELS")
+        raise FileNotFoundError(
+            "FlagEmbedding's model files not found under .venv-oracle; run `make oracle` "
+            "or set RERANKER_FLAGEMBEDDING_MODELS"
+        )
     return hits[0]
 
 
@@ -75,11 +78,13 @@ class _Draw:
 
 def _vocab_size(out_dir: Path) -> int:
     from tokenizers import Tokenizer
+
     return Tokenizer.from_file(str(out_dir / "tokenizer.json")).get_vocab_size()
 
 
-def _attention_and_mlp(draw: _Draw, prefix: str, hidden: int, heads: int, kv_heads: int,
-                       head_dim: int, inter: int, std: float) -> dict[str, torch.Tensor]:
+def _attention_and_mlp(
+    draw: _Draw, prefix: str, hidden: int, heads: int, kv_heads: int, head_dim: int, inter: int, std: float
+) -> dict[str, torch.Tensor]:
     return {
         f"{prefix}.self_attn.q_proj.weight": draw.normal(heads * head_dim, hidden, std=std),
         f"{prefix}.self_attn.k_proj.weight": draw.normal(kv_heads * head_dim, hidden, std=std),
@@ -91,9 +96,21 @@ def _attention_and_mlp(draw: _Draw, prefix: str, hidden: int, heads: int, kv_hea
     }
 
 
-def _decoder_state(draw: _Draw, *, vocab: int, hidden: int, layers: int, heads: int, kv_heads: int,
-                   head_dim: int, inter: int, std: float, embed_std: float, norms: tuple[str, ...],
-                   norm_mean: float) -> dict[str, torch.Tensor]:
+def _decoder_state(
+    draw: _Draw,
+    *,
+    vocab: int,
+    hidden: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    inter: int,
+    std: float,
+    embed_std: float,
+    norms: tuple[str, ...],
+    norm_mean: float,
+) -> dict[str, torch.Tensor]:
     """Embeddings, every decoder layer (attention, MLP, its norms) and the final norm."""
     state = {"model.embed_tokens.weight": draw.normal(vocab, hidden, std=embed_std)}
     for i in range(layers):
@@ -113,13 +130,22 @@ def _add_layer_heads(state: dict[str, torch.Tensor], draw: _Draw, count: int, hi
 
 def _auto_map(config_class: str, model_prefix: str) -> dict[str, str]:
     """config.json's auto_map for FlagEmbedding's remote-code model files."""
-    return {"AutoConfig": config_class, "AutoModel": f"{model_prefix}Model",
-            "AutoModelForCausalLM": f"{model_prefix}ForCausalLM"}
+    return {
+        "AutoConfig": config_class,
+        "AutoModel": f"{model_prefix}Model",
+        "AutoModelForCausalLM": f"{model_prefix}ForCausalLM",
+    }
 
 
 def _dims(vocab: int, hidden: int, inter: int, layers: int, heads: int, kv_heads: int) -> dict[str, int]:
-    return {"vocab_size": vocab, "hidden_size": hidden, "intermediate_size": inter,
-            "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads}
+    return {
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": inter,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+    }
 
 
 def _save(out_dir: Path, state: dict[str, torch.Tensor], config: dict) -> Path:
@@ -133,11 +159,20 @@ def _special_ids() -> dict[str, int]:
     return {"pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2}
 
 
-def build_gemma_reranker(out_dir: Path, *, seed: int = 0, hidden_size: int = 32,
-                         num_hidden_layers: int = 3, num_attention_heads: int = 4,
-                         num_key_value_heads: int = 2, head_dim: int = 16,
-                         intermediate_size: int = 64, rope_theta: float = 10000.0,
-                         padding_side: str = "left", std: float = 0.2) -> Path:
+def build_gemma_reranker(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 3,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    head_dim: int = 16,
+    intermediate_size: int = 64,
+    rope_theta: float = 10000.0,
+    padding_side: str = "left",
+    std: float = 0.2,
+) -> Path:
     """A GemmaForCausalLM reranker (bge-reranker-v2-gemma layout; lm_head tied to the embeddings).
 
     head_dim * heads != hidden_size on purpose (Gemma takes head_dim from the config), and
@@ -147,29 +182,59 @@ def build_gemma_reranker(out_dir: Path, *, seed: int = 0, hidden_size: int = 32,
     build_decoder_tokenizer(out_dir, padding_side=padding_side)
     vocab = _vocab_size(out_dir)
     draw = _Draw(seed)
-    state = _decoder_state(draw, vocab=vocab, hidden=hidden_size, layers=num_hidden_layers,
-                           heads=num_attention_heads, kv_heads=num_key_value_heads, head_dim=head_dim,
-                           inter=intermediate_size, std=std, embed_std=0.5, norms=_NORMS, norm_mean=0.0)
+    state = _decoder_state(
+        draw,
+        vocab=vocab,
+        hidden=hidden_size,
+        layers=num_hidden_layers,
+        heads=num_attention_heads,
+        kv_heads=num_key_value_heads,
+        head_dim=head_dim,
+        inter=intermediate_size,
+        std=std,
+        embed_std=0.5,
+        norms=_NORMS,
+        norm_mean=0.0,
+    )
     config = {
-        "architectures": ["GemmaForCausalLM"], "model_type": "gemma",
-        **_dims(vocab, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
-                num_key_value_heads),
+        "architectures": ["GemmaForCausalLM"],
+        "model_type": "gemma",
+        **_dims(
+            vocab, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads
+        ),
         "head_dim": head_dim,
-        "hidden_act": "gelu", "hidden_activation": "gelu_pytorch_tanh",
-        "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": rope_theta,
-        "attention_bias": False, "attention_dropout": 0.0, "initializer_range": 0.02,
-        "tie_word_embeddings": True, "use_cache": True, "torch_dtype": "float32",
+        "hidden_act": "gelu",
+        "hidden_activation": "gelu_pytorch_tanh",
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": rope_theta,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "torch_dtype": "float32",
         **_special_ids(),
     }
     return _save(out_dir, state, config)
 
 
-def build_minicpm_layerwise_reranker(out_dir: Path, *, seed: int = 0, hidden_size: int = 32,
-                                     num_hidden_layers: int = 6, start_layer: int = 2,
-                                     num_attention_heads: int = 4, num_key_value_heads: int = 2,
-                                     intermediate_size: int = 64, scale_emb: float = 3.0,
-                                     scale_depth: float = 1.4, rope_theta: float = 10000.0,
-                                     padding_side: str = "left", std: float = 0.2) -> Path:
+def build_minicpm_layerwise_reranker(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 6,
+    start_layer: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    intermediate_size: int = 64,
+    scale_emb: float = 3.0,
+    scale_depth: float = 1.4,
+    rope_theta: float = 10000.0,
+    padding_side: str = "left",
+    std: float = 0.2,
+) -> Path:
     """A LayerWiseMiniCPMForCausalLM reranker (bge-reranker-v2-minicpm-layerwise layout):
     `head_type` "simple", `head_multi` true, one 1-dim head per layer start_layer..num_hidden_layers."""
     out_dir = Path(out_dir)
@@ -177,38 +242,74 @@ def build_minicpm_layerwise_reranker(out_dir: Path, *, seed: int = 0, hidden_siz
     vocab = _vocab_size(out_dir)
     head_dim = hidden_size // num_attention_heads
     draw = _Draw(seed)
-    state = _decoder_state(draw, vocab=vocab, hidden=hidden_size, layers=num_hidden_layers,
-                           heads=num_attention_heads, kv_heads=num_key_value_heads, head_dim=head_dim,
-                           inter=intermediate_size, std=std, embed_std=0.3, norms=_NORMS, norm_mean=1.0)
+    state = _decoder_state(
+        draw,
+        vocab=vocab,
+        hidden=hidden_size,
+        layers=num_hidden_layers,
+        heads=num_attention_heads,
+        kv_heads=num_key_value_heads,
+        head_dim=head_dim,
+        inter=intermediate_size,
+        std=std,
+        embed_std=0.3,
+        norms=_NORMS,
+        norm_mean=1.0,
+    )
     _add_layer_heads(state, draw, num_hidden_layers + 1 - start_layer, hidden_size)
     config = {
-        "architectures": ["LayerWiseMiniCPMForCausalLM"], "model_type": "minicpm",
-        "auto_map": _auto_map("configuration_minicpm_reranker.LayerWiseMiniCPMConfig",
-                              "modeling_minicpm_reranker.LayerWiseMiniCPM"),
-        **_dims(vocab, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
-                num_key_value_heads),
+        "architectures": ["LayerWiseMiniCPMForCausalLM"],
+        "model_type": "minicpm",
+        "auto_map": _auto_map(
+            "configuration_minicpm_reranker.LayerWiseMiniCPMConfig",
+            "modeling_minicpm_reranker.LayerWiseMiniCPM",
+        ),
+        **_dims(
+            vocab, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads
+        ),
         "hidden_act": "silu",
-        "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": rope_theta,
-        "rope_scaling": None, "attention_bias": False, "attention_dropout": 0.0,
-        "initializer_range": 0.1, "pretraining_tp": 1,
-        "scale_emb": scale_emb, "scale_depth": scale_depth, "dim_model_base": 256,
-        "start_layer": start_layer, "head_multi": True, "head_type": "simple",
-        "tie_word_embeddings": False, "use_cache": False, "torch_dtype": "float32",
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": rope_theta,
+        "rope_scaling": None,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.1,
+        "pretraining_tp": 1,
+        "scale_emb": scale_emb,
+        "scale_depth": scale_depth,
+        "dim_model_base": 256,
+        "start_layer": start_layer,
+        "head_multi": True,
+        "head_type": "simple",
+        "tie_word_embeddings": False,
+        "use_cache": False,
+        "torch_dtype": "float32",
         **_special_ids(),
     }
     _copy_model_files(out_dir, MINICPM_FILES)
     return _save(out_dir, state, config)
 
 
-def build_gemma2_lightweight_reranker(out_dir: Path, *, seed: int = 0, hidden_size: int = 32,
-                                      num_hidden_layers: int = 8, start_layer: int = 2,
-                                      layer_sep: int = 2, num_attention_heads: int = 4,
-                                      num_key_value_heads: int = 2, head_dim: int = 16,
-                                      intermediate_size: int = 64, sliding_window: int = 6,
-                                      query_pre_attn_scalar: int = 24,
-                                      final_logit_softcapping: float = 3.0,
-                                      attn_logit_softcapping: float = 5.0,
-                                      rope_theta: float = 10000.0, std: float = 0.2) -> Path:
+def build_gemma2_lightweight_reranker(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 8,
+    start_layer: int = 2,
+    layer_sep: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    head_dim: int = 16,
+    intermediate_size: int = 64,
+    sliding_window: int = 6,
+    query_pre_attn_scalar: int = 24,
+    final_logit_softcapping: float = 3.0,
+    attn_logit_softcapping: float = 5.0,
+    rope_theta: float = 10000.0,
+    std: float = 0.2,
+) -> Path:
     """A CostWiseGemmaForCausalLM reranker (bge-reranker-v2.5-gemma2-lightweight layout):
     `layer_wise` true, 1-dim heads for the cutoffs range(start_layer, num_hidden_layers + 1, layer_sep).
 
@@ -220,26 +321,48 @@ def build_gemma2_lightweight_reranker(out_dir: Path, *, seed: int = 0, hidden_si
     build_decoder_tokenizer(out_dir, padding_side="right")
     vocab = _vocab_size(out_dir)
     draw = _Draw(seed)
-    state = _decoder_state(draw, vocab=vocab, hidden=hidden_size, layers=num_hidden_layers,
-                           heads=num_attention_heads, kv_heads=num_key_value_heads, head_dim=head_dim,
-                           inter=intermediate_size, std=std, embed_std=0.5,
-                           norms=(*_NORMS, "pre_feedforward_layernorm", "post_feedforward_layernorm"),
-                           norm_mean=0.0)
+    state = _decoder_state(
+        draw,
+        vocab=vocab,
+        hidden=hidden_size,
+        layers=num_hidden_layers,
+        heads=num_attention_heads,
+        kv_heads=num_key_value_heads,
+        head_dim=head_dim,
+        inter=intermediate_size,
+        std=std,
+        embed_std=0.5,
+        norms=(*_NORMS, "pre_feedforward_layernorm", "post_feedforward_layernorm"),
+        norm_mean=0.0,
+    )
     _add_layer_heads(state, draw, len(range(start_layer, num_hidden_layers + 1, layer_sep)), hidden_size)
     config = {
-        "architectures": ["CostWiseGemmaForCausalLM"], "model_type": "cost_wise_gemma",
+        "architectures": ["CostWiseGemmaForCausalLM"],
+        "model_type": "cost_wise_gemma",
         "auto_map": _auto_map("gemma_config.CostWiseGemmaConfig", "gemma_model.CostWiseGemma"),
-        **_dims(vocab, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
-                num_key_value_heads),
+        **_dims(
+            vocab, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads
+        ),
         "head_dim": head_dim,
-        "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh",
-        "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": rope_theta,
-        "attention_bias": False, "attention_dropout": 0.0, "initializer_range": 0.02,
-        "query_pre_attn_scalar": query_pre_attn_scalar, "sliding_window": sliding_window,
+        "hidden_act": "gelu_pytorch_tanh",
+        "hidden_activation": "gelu_pytorch_tanh",
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": rope_theta,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        "query_pre_attn_scalar": query_pre_attn_scalar,
+        "sliding_window": sliding_window,
         "final_logit_softcapping": final_logit_softcapping,
-        "attn_logit_softcapping": attn_logit_softcapping, "cache_implementation": "hybrid",
-        "start_layer": start_layer, "layer_sep": layer_sep, "layer_wise": True,
-        "tie_word_embeddings": False, "use_cache": False, "torch_dtype": "float32",
+        "attn_logit_softcapping": attn_logit_softcapping,
+        "cache_implementation": "hybrid",
+        "start_layer": start_layer,
+        "layer_sep": layer_sep,
+        "layer_wise": True,
+        "tie_word_embeddings": False,
+        "use_cache": False,
+        "torch_dtype": "float32",
         **_special_ids(),
     }
     _copy_model_files(out_dir, GEMMA2_FILES)

@@ -3,6 +3,7 @@
 The builder writes a Hugging Face style directory (config.json, model.safetensors, tokenizer
 files) that FlagEmbedding and this project load like a hub checkpoint.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,16 @@ def _randomize(module: torch.nn.Module, seed: int, std: float = 0.2) -> None:
                 param.copy_(std * draw)
 
 
-def build_xlmr_reranker(out_dir: Path, *, seed: int = 0, max_position_embeddings: int = 514,
-                        hidden_size: int = 32, num_hidden_layers: int = 2,
-                        num_attention_heads: int = 4, intermediate_size: int = 64) -> Path:
+def build_xlmr_reranker(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    max_position_embeddings: int = 514,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    intermediate_size: int = 64,
+) -> Path:
     """An XLMRobertaForSequenceClassification reranker (num_labels=1) with the tiny tokenizer.
 
     `max_position_embeddings` = usable tokens + 2 (RoBERTa's padding_idx offset), as in the real
@@ -41,13 +49,23 @@ def build_xlmr_reranker(out_dir: Path, *, seed: int = 0, max_position_embeddings
     out_dir = Path(out_dir)
     build_xlmr_tokenizer(out_dir, model_max_length=max_position_embeddings - 2)
     from tokenizers import Tokenizer
+
     vocab_size = Tokenizer.from_file(str(out_dir / "tokenizer.json")).get_vocab_size()
     config = XLMRobertaConfig(
-        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
-        max_position_embeddings=max_position_embeddings, type_vocab_size=1, num_labels=1,
-        pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_act="gelu",
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        type_vocab_size=1,
+        num_labels=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     config.architectures = ["XLMRobertaForSequenceClassification"]
     torch.manual_seed(seed)

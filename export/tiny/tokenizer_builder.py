@@ -7,6 +7,7 @@ The vocabulary is counted here in plain Python instead of by `tokenizers`' Unigr
 the trainer's parallel EM gives a different vocabulary from run to run, and tests need the
 same tokenizer on every machine and every build.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,12 +52,16 @@ def _piece_counts(pre_tokenizer: pre_tokenizers.PreTokenizer) -> Counter[str]:
     return counts
 
 
-def _unigram_vocab(counts: Counter[str], special_tokens: list[str], vocab_size: int) -> list[tuple[str, float]]:
+def _unigram_vocab(
+    counts: Counter[str], special_tokens: list[str], vocab_size: int
+) -> list[tuple[str, float]]:
     """Special tokens, every corpus character, then the multi-character pieces that cover most
     text (count x length, ties by the piece itself), each scored by its log frequency."""
     chars = sorted(p for p in counts if len(p) == 1)
     room = max(0, vocab_size - len(special_tokens) - len(chars))
-    multi = sorted((p for p in counts if len(p) > 1 and counts[p] > 1), key=lambda p: (-counts[p] * len(p), p))
+    multi = sorted(
+        (p for p in counts if len(p) > 1 and counts[p] > 1), key=lambda p: (-counts[p] * len(p), p)
+    )
     pieces = chars + multi[:room]
     total = sum(counts[p] for p in pieces)
     scored = sorted(((p, math.log(counts[p] / total)) for p in pieces), key=lambda ps: (-ps[1], ps[0]))
@@ -88,33 +93,47 @@ def build_xlmr_tokenizer(out_dir: Path, model_max_length: int = 512) -> Path:
     tok.save(str(out_dir / "tokenizer.json"))
     config = {
         "tokenizer_class": "XLMRobertaTokenizer",
-        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-        "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "sep_token": "</s>",
+        "cls_token": "<s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
         "model_max_length": model_max_length,
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    (out_dir / "special_tokens_map.json").write_text(json.dumps(
-        {k: v for k, v in config.items() if k.endswith("_token")}, indent=2))
+    (out_dir / "special_tokens_map.json").write_text(
+        json.dumps({k: v for k, v in config.items() if k.endswith("_token")}, indent=2)
+    )
     return out_dir
 
 
-def build_decoder_tokenizer(out_dir: Path, padding_side: str = "left", bos_token: str = "<bos>",
-                            model_max_length: int = 4096) -> Path:
+def build_decoder_tokenizer(
+    out_dir: Path, padding_side: str = "left", bos_token: str = "<bos>", model_max_length: int = 4096
+) -> Path:
     """A Gemma/MiniCPM style tokenizer: <pad>=0 <eos>=1 <bos>=2 <unk>=3; no post-processor
     template beyond an optional BOS (FlagEmbedding always tokenizes with add_special_tokens=False)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = _build(["<pad>", "<eos>", bos_token, "<unk>"], vocab_size=420, unk="<unk>", prepend="never")
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{bos_token} $A", pair=f"{bos_token} $A $B:1", special_tokens=[(bos_token, 2)])
+        single=f"{bos_token} $A", pair=f"{bos_token} $A $B:1", special_tokens=[(bos_token, 2)]
+    )
     tok.save(str(out_dir / "tokenizer.json"))
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": bos_token, "eos_token": "<eos>", "unk_token": "<unk>", "pad_token": "<pad>",
-        "padding_side": padding_side, "model_max_length": model_max_length,
-        "add_bos_token": True, "add_eos_token": False,
+        "bos_token": bos_token,
+        "eos_token": "<eos>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "padding_side": padding_side,
+        "model_max_length": model_max_length,
+        "add_bos_token": True,
+        "add_eos_token": False,
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    (out_dir / "special_tokens_map.json").write_text(json.dumps(
-        {k: v for k, v in config.items() if k.endswith("_token")}, indent=2))
+    (out_dir / "special_tokens_map.json").write_text(
+        json.dumps({k: v for k, v in config.items() if k.endswith("_token")}, indent=2)
+    )
     return out_dir

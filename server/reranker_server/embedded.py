@@ -8,6 +8,7 @@ removes its scratch directory on SIGTERM, SIGHUP and SIGINT, and when its own pa
 server process also gets SIGTERM from the kernel when the process that started it dies (Linux
 parent-death signal), and a scratch directory left by a killed owner is removed by the next start.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Optional
 
 EMBEDDED_CONFIG_NAME = "embedded"
 
@@ -43,6 +43,8 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
 WORKDIR_PREFIX = "reranker-triton-"
 OWNER_FILE = "owner"  # in the scratch directory: "<owner pid> <server pid>", PID namespace
 PR_SET_PDEATHSIG = 1
@@ -68,8 +70,11 @@ def _backend_directory(root: Path, workdir: Path) -> Path:
         raise ServerError(f"no Python-backend stub for Python {version} in {stub.parent.parent}")
     python_dir = workdir / "backends" / "python"
     python_dir.mkdir(parents=True, exist_ok=True)
-    for src in (triton / "backends" / "python" / "libtriton_python.so",
-                triton / "backends" / "python" / "triton_python_backend_utils.py", stub):
+    for src in (
+        triton / "backends" / "python" / "libtriton_python.so",
+        triton / "backends" / "python" / "triton_python_backend_utils.py",
+        stub,
+    ):
         dst = python_dir / src.name
         if not dst.exists():
             dst.symlink_to(src)
@@ -117,7 +122,7 @@ def owner_record(pids: list[int]) -> str:
     return " ".join(map(str, pids)) + "\n" + _pid_namespace() + "\n"
 
 
-def sweep_stale_workdirs(tmp_root: Optional[os.PathLike | str] = None) -> list[Path]:
+def sweep_stale_workdirs(tmp_root: os.PathLike | str | None = None) -> list[Path]:
     """Remove this user's scratch directories whose owner and server processes are both gone
     (left behind when an owner was killed with SIGKILL); returns the removed paths. Directories
     of another PID namespace (a container sharing /tmp) are left alone."""
@@ -159,25 +164,33 @@ def _parent_death_signal(sig: int = signal.SIGTERM):
         prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         if os.getppid() != parent:
             os.kill(os.getpid(), sig)
+
     return set_in_child
 
 
 class EmbeddedTritonServer:
     """A tritonserver process on loopback ports; use as a context manager or start()/stop()."""
 
-    def __init__(self, model_repository: os.PathLike | str, *, http_port: int = 8000,
-                 grpc_port: int = 8001, metrics_port: int = 8002,
-                 config_name: Optional[str] = EMBEDDED_CONFIG_NAME,
-                 log_file: Optional[os.PathLike | str] = None, log_verbose: int = 0,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        model_repository: os.PathLike | str,
+        *,
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        config_name: str | None = EMBEDDED_CONFIG_NAME,
+        log_file: os.PathLike | str | None = None,
+        log_verbose: int = 0,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.model_repository = Path(model_repository).resolve()
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
         self.config_name = config_name
         self.log_file = Path(log_file) if log_file else None
         self.log_verbose = log_verbose
         self.extra_args = tuple(extra_args)
-        self.process: Optional[subprocess.Popen] = None
-        self._workdir: Optional[Path] = None
+        self.process: subprocess.Popen | None = None
+        self._workdir: Path | None = None
 
     @property
     def http_url(self) -> str:
@@ -194,15 +207,22 @@ class EmbeddedTritonServer:
             self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
             self._write_owner()
         backends = _backend_directory(root, self._workdir)
-        cmd = [str(root / "tritonserver" / "bin" / "tritonserver"),
-               f"--model-repository={self.model_repository}",
-               f"--backend-directory={backends}",
-               f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
-               f"--metrics-port={self.metrics_port}",
-               "--http-address=127.0.0.1", "--grpc-address=127.0.0.1",
-               "--allow-metrics=true", "--allow-gpu-metrics=false", "--allow-cpu-metrics=true",
-               f"--log-verbose={self.log_verbose}",
-               "--exit-on-error=false", "--strict-readiness=true"]
+        cmd = [
+            str(root / "tritonserver" / "bin" / "tritonserver"),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backends}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--http-address=127.0.0.1",
+            "--grpc-address=127.0.0.1",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--allow-cpu-metrics=true",
+            f"--log-verbose={self.log_verbose}",
+            "--exit-on-error=false",
+            "--strict-readiness=true",
+        ]
         if self.config_name:
             cmd.append(f"--model-config-name={self.config_name}")
         return cmd + list(self.extra_args)
@@ -220,13 +240,18 @@ class EmbeddedTritonServer:
         cmd = self.command()
         if stdout is None:
             stdout = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.process = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT,
-                                        env=server_environment(_pytriton_root()),
-                                        start_new_session=True, preexec_fn=_parent_death_signal())
+        self.process = subprocess.Popen(
+            cmd,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            env=server_environment(_pytriton_root()),
+            start_new_session=True,
+            preexec_fn=_parent_death_signal(),
+        )
         self._write_owner()
         return self.process
 
-    def start(self, timeout: float = 120.0) -> "EmbeddedTritonServer":
+    def start(self, timeout: float = 120.0) -> EmbeddedTritonServer:
         """Start the server and block until it reports ready (all models loaded)."""
         self.launch()
         try:
@@ -247,13 +272,17 @@ class EmbeddedTritonServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise ServerError(f"tritonserver exited with code {self.process.returncode}"
-                                  + (f"; see {self.log_file}" if self.log_file else ""))
+                raise ServerError(
+                    f"tritonserver exited with code {self.process.returncode}"
+                    + (f"; see {self.log_file}" if self.log_file else "")
+                )
             if self.is_ready():
                 return
             time.sleep(0.25)
-        raise ServerError(f"tritonserver not ready after {timeout:.0f}s"
-                          + (f"; see {self.log_file}" if self.log_file else ""))
+        raise ServerError(
+            f"tritonserver not ready after {timeout:.0f}s"
+            + (f"; see {self.log_file}" if self.log_file else "")
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and remove its scratch directory."""
@@ -271,7 +300,7 @@ class EmbeddedTritonServer:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
-    def __enter__(self) -> "EmbeddedTritonServer":
+    def __enter__(self) -> EmbeddedTritonServer:
         return self if self.process is not None else self.start()
 
     def __exit__(self, *exc) -> None:
@@ -291,10 +320,12 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 def _install_stop_handlers() -> None:
     """The first stop signal raises _StopRequested; later ones are ignored while stopping."""
+
     def handler(signum: int, _frame) -> None:
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         raise _StopRequested(signum)
+
     for sig in STOP_SIGNALS:
         signal.signal(sig, handler)
 
@@ -308,12 +339,13 @@ def watch_parent(interval_s: float = 0.5) -> threading.Thread:
         while os.getppid() == parent:
             time.sleep(interval_s)
         os.kill(os.getpid(), signal.SIGTERM)
+
     thread = threading.Thread(target=watch, name="parent-watchdog", daemon=True)
     thread.start()
     return thread
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """`python -m reranker_server.embedded`: run the server in the foreground (make serve).
 
     Exits with the server's exit code, or 0 after a clean stop on SIGTERM, SIGHUP, SIGINT or the
@@ -325,9 +357,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--log-verbose", type=int, default=0)
     args = parser.parse_args(argv)
-    server = EmbeddedTritonServer(args.model_repository, http_port=args.http_port,
-                                  grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-                                  log_verbose=args.log_verbose)
+    server = EmbeddedTritonServer(
+        args.model_repository,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        log_verbose=args.log_verbose,
+    )
     if not server.model_repository.is_dir():
         print(f"error: model repository not found: {server.model_repository}", file=sys.stderr)
         return 2

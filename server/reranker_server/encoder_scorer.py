@@ -1,10 +1,11 @@
 """Scoring token rows of an encoder reranker with ONNX Runtime on CPU; no Triton in here, so the
 benchmarks and unit tests run exactly what the served model runs (reranker_server.onnx_model)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from reranker_core.limits import ONNX_CPU_MAX_BATCH_TOKENS as DEFAULT_MAX_BATCH_
 from reranker_core.packing import pad_rows, plan_chunks
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES
 from reranker_server.token_batches import TokenRows
+
 DYNAMIC_QUANT_OPS = {"DynamicQuantizeMatMul", "DynamicQuantizeLinear", "QAttention", "MatMulInteger"}
 
 
@@ -32,9 +34,13 @@ def session_options(intra_op_threads: int = 0, *, spinning: bool = False, pre_op
     - memory patterns off (shapes change on every call).
     """
     import onnxruntime as ort
+
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if pre_optimized
-                                     else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    opts.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        if pre_optimized
+        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
     opts.intra_op_num_threads = intra_op_threads or available_cpus()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -47,8 +53,10 @@ def session_options(intra_op_threads: int = 0, *, spinning: bool = False, pre_op
 def create_session(path: Path, intra_op_threads: int = 0, **options):
     """An ONNX Runtime CPU session with `session_options(intra_op_threads, **options)`."""
     import onnxruntime as ort
-    return ort.InferenceSession(str(path), session_options(intra_op_threads, **options),
-                                providers=["CPUExecutionProvider"])
+
+    return ort.InferenceSession(
+        str(path), session_options(intra_op_threads, **options), providers=["CPUExecutionProvider"]
+    )
 
 
 def rows_per_run_for(path: Path) -> int:
@@ -58,6 +66,7 @@ def rows_per_run_for(path: Path) -> int:
     int8 score would depend on the other pairs batched with it; one row per run keeps every score
     independent of its dynamic-batch neighbours."""
     import onnx
+
     graph = onnx.load(str(path), load_external_data=False).graph
     return 1 if any(node.op_type in DYNAMIC_QUANT_OPS for node in graph.node) else 0
 
@@ -65,19 +74,35 @@ def rows_per_run_for(path: Path) -> int:
 class EncoderScorer:
     """Scores requests' token rows with an ONNX session in shared length-sorted chunks."""
 
-    def __init__(self, session, *, pad_id: int, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-                 max_rows_per_run: int = 0) -> None:
+    def __init__(
+        self,
+        session,
+        *,
+        pad_id: int,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_rows_per_run: int = 0,
+    ) -> None:
         self.session = session
         self.pad_id = pad_id
         self.max_batch_tokens = max_batch_tokens
         self.max_rows_per_run = max_rows_per_run
 
     @classmethod
-    def from_file(cls, path: Path, *, pad_id: int, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-                  intra_op_threads: int = 0) -> "EncoderScorer":
+    def from_file(
+        cls,
+        path: Path,
+        *,
+        pad_id: int,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        intra_op_threads: int = 0,
+    ) -> EncoderScorer:
         """A scorer for an ONNX file, set up as the served model sets it up."""
-        return cls(create_session(path, intra_op_threads), pad_id=pad_id,
-                   max_batch_tokens=max_batch_tokens, max_rows_per_run=rows_per_run_for(path))
+        return cls(
+            create_session(path, intra_op_threads),
+            pad_id=pad_id,
+            max_batch_tokens=max_batch_tokens,
+            max_rows_per_run=rows_per_run_for(path),
+        )
 
     def score(self, requests: Sequence[TokenRows]) -> list[np.ndarray]:
         """Scores [n, 1] float32 per request, computed in shared length-sorted chunks."""
@@ -90,6 +115,6 @@ class EncoderScorer:
         results, start = [], 0
         for req in requests:
             n = len(req.rows)
-            results.append(scores[start:start + n].reshape(n, 1))
+            results.append(scores[start : start + n].reshape(n, 1))
             start += n
         return results

@@ -30,26 +30,32 @@ Model config parameters:
   intra_op_threads    torch CPU threads (0 = torch's default)
 The device follows the instance kind: KIND_GPU -> cuda:<model_instance_device_id>, else CPU.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
-
 import triton_python_backend_utils as pb_utils
 
+from reranker_core.errors import InputError
+from reranker_core.families import GEMMA
 from reranker_core.layers import LayerLimits, LayerSettings
 from reranker_core.limits import LLM_CPU_MAX_BATCH_TOKENS, LLM_GPU_MAX_BATCH_TOKENS
-from reranker_server.llm.requests import (ParsedRequest, ServingLimits, parse_settings,
-                                          validate_rows, validate_segments)
-from reranker_core.families import GEMMA
 from reranker_core.packing import pad_rows, plan_chunks
-from reranker_core.errors import InputError
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES, SEGMENT_LENGTHS
+from reranker_server.llm.requests import (
+    ParsedRequest,
+    ServingLimits,
+    parse_settings,
+    validate_rows,
+    validate_segments,
+)
 from reranker_server.triton_glue import input_array, load_manifest, request_parameters
 from reranker_server.triton_io import Failures, OutputSpec, error_response, failure_kind
+
 
 def resolve_checkpoint(args: dict[str, Any], checkpoint_dir: str) -> Path:
     """Absolute path, else relative to the model directory, else to the version directory."""
@@ -72,7 +78,7 @@ def instance_device(args: dict[str, Any]) -> str:
 
 @dataclass
 class _Pending:
-    index: int                       # request position in the batch
+    index: int  # request position in the batch
     request: ParsedRequest
 
 
@@ -85,8 +91,13 @@ class LLMServing:
         self.max_batch_tokens = max_batch_tokens
         self.pad_id = pad_id
 
-    def parse(self, ids: Optional[np.ndarray], mask: Optional[np.ndarray], segments: Optional[np.ndarray],
-              params: dict[str, Any]) -> ParsedRequest:
+    def parse(
+        self,
+        ids: np.ndarray | None,
+        mask: np.ndarray | None,
+        segments: np.ndarray | None,
+        params: dict[str, Any],
+    ) -> ParsedRequest:
         settings = parse_settings(params, self.limits)
         rows = validate_rows(ids, mask, self.limits)
         segs = validate_segments(segments, rows, needed=settings.compress_ratio != 1)
@@ -109,14 +120,20 @@ class LLMServing:
             if segs is not None:
                 segments = (torch.from_numpy(segs[chunk, 0].copy()), torch.from_numpy(segs[chunk, 1].copy()))
             try:
-                scores = self.scorer.score_rows(torch.from_numpy(ids), lengths, list(settings.cutoff_layers),
-                                                settings.compress_ratio, list(settings.compress_layers), *segments)
-            except RuntimeError as exc:     # torch.cuda.OutOfMemoryError is a RuntimeError
+                scores = self.scorer.score_rows(
+                    torch.from_numpy(ids),
+                    lengths,
+                    list(settings.cutoff_layers),
+                    settings.compress_ratio,
+                    list(settings.compress_layers),
+                    *segments,
+                )
+            except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
                 if "out of memory" not in str(exc) or len(chunk) == 1:
                     raise
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-                half = len(chunk) // 2       # retry in halves; a single row that does not fit fails
+                half = len(chunk) // 2  # retry in halves; a single row that does not fit fails
                 run(chunk[:half])
                 run(chunk[half:])
                 return
@@ -126,7 +143,7 @@ class LLMServing:
             run(chunk)
         results, start = [], 0
         for req in requests:
-            results.append(out[start:start + len(req.rows)])
+            results.append(out[start : start + len(req.rows)])
             start += len(req.rows)
         return results
 
@@ -154,23 +171,41 @@ def build_limits(manifest, scorer, model_config: dict[str, Any]) -> ServingLimit
     llm = manifest.llm
     allowed = tuple(scorer.allowed_cutoffs())
     if llm.cutoff_layers and tuple(llm.cutoff_layers) != allowed:
-        raise ValueError(f"manifest cutoff_layers {llm.cutoff_layers} do not match the checkpoint "
-                         f"({list(allowed)}); re-export the model")
+        raise ValueError(
+            f"manifest cutoff_layers {llm.cutoff_layers} do not match the checkpoint "
+            f"({list(allowed)}); re-export the model"
+        )
     if manifest.vocab_size and int(manifest.vocab_size) != scorer.vocab_size:
-        raise ValueError(f"manifest vocab_size {manifest.vocab_size} does not match the checkpoint "
-                         f"({scorer.vocab_size})")
+        raise ValueError(
+            f"manifest vocab_size {manifest.vocab_size} does not match the checkpoint ({scorer.vocab_size})"
+        )
     ratios = tuple(llm.compress_ratios or [1])
     if not scorer.supports_compression and ratios != (1,):
         raise ValueError(f"{manifest.family} models cannot compress; compress_ratios must be [1]")
     defaults = tuple(llm.default_cutoff_layers or scorer.default_cutoffs())
     if any(c not in allowed for c in defaults):
-        raise ValueError(f"default_cutoff_layers {list(defaults)} not among the allowed layers {list(allowed)}")
+        raise ValueError(
+            f"default_cutoff_layers {list(defaults)} not among the allowed layers {list(allowed)}"
+        )
     if llm.default_compress_ratio not in ratios:
-        raise ValueError(f"default_compress_ratio {llm.default_compress_ratio} not in compress_ratios {list(ratios)}")
-    layers = LayerLimits(manifest.family, scorer.num_hidden_layers, allowed, defaults, ratios,
-                         llm.default_compress_ratio, tuple(llm.default_compress_layers))
-    return ServingLimits(layers, vocab_size=scorer.vocab_size, max_positions=int(manifest.max_positions or 0),
-                         max_pairs=int(model_config.get("max_batch_size") or manifest.max_batch_size))
+        raise ValueError(
+            f"default_compress_ratio {llm.default_compress_ratio} not in compress_ratios {list(ratios)}"
+        )
+    layers = LayerLimits(
+        manifest.family,
+        scorer.num_hidden_layers,
+        allowed,
+        defaults,
+        ratios,
+        llm.default_compress_ratio,
+        tuple(llm.default_compress_layers),
+    )
+    return ServingLimits(
+        layers,
+        vocab_size=scorer.vocab_size,
+        max_positions=int(manifest.max_positions or 0),
+        max_pairs=int(model_config.get("max_batch_size") or manifest.max_batch_size),
+    )
 
 
 class TritonPythonModel:
@@ -193,9 +228,8 @@ class TritonPythonModel:
             torch.set_num_threads(threads)
         dtype = llm.dtype
         if device == "cpu" and dtype in ("float16", "fp16"):
-            dtype = "float32"        # FlagEmbedding also turns fp16 off on CPU
-        kwargs: dict[str, Any] = {"dtype": dtype, "device": device,
-                                  "allow_pickle": bool(llm.allow_pickle)}
+            dtype = "float32"  # FlagEmbedding also turns fp16 off on CPU
+        kwargs: dict[str, Any] = {"dtype": dtype, "device": device, "allow_pickle": bool(llm.allow_pickle)}
         if manifest.family == GEMMA and llm.yes_token_id is not None:
             kwargs["yes_token_id"] = int(llm.yes_token_id)
         checkpoint = resolve_checkpoint(args, llm.checkpoint_dir)
@@ -203,15 +237,21 @@ class TritonPythonModel:
         limits = build_limits(manifest, scorer, model_config)
         default_budget = LLM_GPU_MAX_BATCH_TOKENS if device.startswith("cuda") else LLM_CPU_MAX_BATCH_TOKENS
         budget = int(params.get("max_batch_tokens") or llm.max_batch_tokens or default_budget)
-        self.serving = LLMServing(scorer, limits, max_batch_tokens=budget,
-                                  pad_id=manifest.pad_id)
+        self.serving = LLMServing(scorer, limits, max_batch_tokens=budget, pad_id=manifest.pad_id)
         # warm up (and fail at load, not at the first request, if the device or weights are broken)
-        self.serving.scorer.score(torch.ones(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.long),
-                                  cutoff_layers=list(limits.layers.default_cutoffs))
+        self.serving.scorer.score(
+            torch.ones(1, 4, dtype=torch.long),
+            torch.ones(1, 4, dtype=torch.long),
+            cutoff_layers=list(limits.layers.default_cutoffs),
+        )
 
     def _parse(self, request) -> ParsedRequest:
-        return self.serving.parse(input_array(request, INPUT_IDS), input_array(request, ATTENTION_MASK),
-                                  input_array(request, SEGMENT_LENGTHS), request_parameters(request))
+        return self.serving.parse(
+            input_array(request, INPUT_IDS),
+            input_array(request, ATTENTION_MASK),
+            input_array(request, SEGMENT_LENGTHS),
+            request_parameters(request),
+        )
 
     def execute(self, requests: list) -> list:
         parsed: list[ParsedRequest | Exception] = []

@@ -9,9 +9,8 @@ Requests arriving in one dynamic batch are validated one by one (a bad request g
 then all their pairs are re-batched, length-sorted, under a token budget
 (reranker_server.encoder_scorer). Failures are logged and counted (reranker_server.triton_io).
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import triton_python_backend_utils as pb_utils
 
@@ -21,8 +20,7 @@ from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScor
 from reranker_server.ort_session import create_session, session_providers
 from reranker_server.token_batches import TokenRows, validate_token_inputs
 from reranker_server.triton_glue import input_array, load_manifest, version_dir
-from reranker_server.triton_io import (INVALID_ARGUMENT, Failures, OutputSpec, error_response,
-                                       failure_kind)
+from reranker_server.triton_io import INVALID_ARGUMENT, Failures, OutputSpec, error_response, failure_kind
 
 
 class TritonPythonModel:
@@ -37,20 +35,28 @@ class TritonPythonModel:
         device_id = int(args.get("model_instance_device_id") or 0)
         providers = session_providers(params.get("execution_providers") or "cpu", device_id)
         session = create_session(onnx_path, int(params.get("intra_op_threads") or 0), providers)
-        print(f"{model_config.get('name')}: {onnx_path.name} on {', '.join(session.get_providers())}",
-              flush=True)
+        print(
+            f"{model_config.get('name')}: {onnx_path.name} on {', '.join(session.get_providers())}",
+            flush=True,
+        )
         self.scorer = EncoderScorer(
-            session, pad_id=self.manifest.pad_id,
+            session,
+            pad_id=self.manifest.pad_id,
             max_batch_tokens=int(params.get("max_batch_tokens") or DEFAULT_MAX_BATCH_TOKENS),
-            max_rows_per_run=rows_per_run_for(onnx_path))
+            max_rows_per_run=rows_per_run_for(onnx_path),
+        )
 
     def _rows(self, request) -> TokenRows:
         return validate_token_inputs(
-            input_array(request, INPUT_IDS), input_array(request, ATTENTION_MASK), vocab_size=self.manifest.vocab_size, max_positions=self.manifest.max_positions,
-            max_pairs=self.max_pairs)
+            input_array(request, INPUT_IDS),
+            input_array(request, ATTENTION_MASK),
+            vocab_size=self.manifest.vocab_size,
+            max_positions=self.manifest.max_positions,
+            max_pairs=self.max_pairs,
+        )
 
     def execute(self, requests: list) -> list:
-        responses: list[Optional[object]] = [None] * len(requests)
+        responses: list[object | None] = [None] * len(requests)
         valid: list[tuple[int, TokenRows]] = []
         for i, request in enumerate(requests):
             try:
@@ -65,8 +71,9 @@ class TritonPythonModel:
                     responses[i] = pb_utils.InferenceResponse(output_tensors=[self.output.tensor(s)])
             except Exception as exc:  # a runtime failure answers this batch, the model lives on
                 message = f"inference failed: {exc}"
-                self.failures.record(failure_kind(exc, invalid=False), f"{type(exc).__name__}: {exc}",
-                                     count=len(valid))
+                self.failures.record(
+                    failure_kind(exc, invalid=False), f"{type(exc).__name__}: {exc}", count=len(valid)
+                )
                 for i, _ in valid:
                     responses[i] = error_response(message, invalid=False)
         return responses

@@ -1,21 +1,21 @@
 """A process and its descendants read from /proc (Linux): tritonserver and its Python-backend
 stubs. Memory and CPU time of the whole tree, for `make soak`, the load tests and the benchmarks."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _stat_fields(pid: int) -> Optional[list[str]]:
+def _stat_fields(pid: int) -> list[str] | None:
     """/proc/<pid>/stat after "pid (comm)" (comm may hold spaces or parentheses): state, ppid, ..."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return text[text.rindex(")") + 2:].split()
+    return text[text.rindex(")") + 2 :].split()
 
 
 def children(pid: int) -> list[int]:

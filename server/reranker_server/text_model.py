@@ -11,6 +11,7 @@ scores FP32 [k, n] (one row per cutoff layer), indices INT64 [m] (rerank shape, 
 Request parameters: see reranker_core.options (normalize, max_length, query_max_length, top_n,
 long_passages, window_stride, truncate; prompt, cutoff_layers, compress_ratio, compress_layers by family).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import triton_python_backend_utils as pb_utils
 
 from reranker_core.errors import InputError
@@ -26,23 +26,35 @@ from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES, TEXT
 from reranker_core.manifest import ModelManifest, file_sha256
 from reranker_core.packing import RequestBatch
 from reranker_core.pipeline import PreparedPairs, normalized, prepare_pairs, ranking
-from reranker_core.tensors import (ATTENTION_MASK, INDICES, INPUT_IDS, PASSAGES, QUERIES, QUERY, SCORES,
-                                   SEGMENT_LENGTHS, TOKEN_MODEL_PARAMETER)
+from reranker_core.tensors import (
+    ATTENTION_MASK,
+    INDICES,
+    INPUT_IDS,
+    PASSAGES,
+    QUERIES,
+    QUERY,
+    SCORES,
+    SEGMENT_LENGTHS,
+    TOKEN_MODEL_PARAMETER,
+)
 from reranker_server.text_requests import TextRequest, parse_text_request
-from reranker_server.triton_io import Failures, OutputSpec, error_response, failure_kind
 from reranker_server.triton_glue import input_array, load_manifest, request_parameters
+from reranker_server.triton_io import Failures, OutputSpec, error_response, failure_kind
 
 
 def load_tokenizer(model_dir: Path, manifest: ModelManifest):
     """The tokenizer exported next to this model, refused when its fingerprint differs."""
     from tokenizers import Tokenizer
+
     path = model_dir / manifest.tokenizer.file
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; re-export the model")
     digest = file_sha256(path)
     if digest != manifest.tokenizer.sha256:
-        raise ValueError(f"{path} (sha256 {digest[:12]}) is not the tokenizer the model was exported with "
-                         f"({manifest.tokenizer.sha256[:12]}); re-export the model")
+        raise ValueError(
+            f"{path} (sha256 {digest[:12]}) is not the tokenizer the model was exported with "
+            f"({manifest.tokenizer.sha256[:12]}); re-export the model"
+        )
     return Tokenizer.from_file(str(path))
 
 
@@ -69,16 +81,26 @@ class TritonPythonModel:
         self.failures = Failures(str(model_config.get("name") or args.get("model_name", "")))
 
     def _parse(self, request) -> TextRequest:
-        return parse_text_request(input_array(request, QUERY), input_array(request, QUERIES),
-                                  input_array(request, PASSAGES), request_parameters(request), self.manifest,
-                                  max_pairs=self.max_pairs, max_text_bytes=self.max_text_bytes)
+        return parse_text_request(
+            input_array(request, QUERY),
+            input_array(request, QUERIES),
+            input_array(request, PASSAGES),
+            request_parameters(request),
+            self.manifest,
+            max_pairs=self.max_pairs,
+            max_text_bytes=self.max_text_bytes,
+        )
 
     async def _call(self, batch: RequestBatch, parameters: dict[str, Any]) -> np.ndarray:
-        inputs = [pb_utils.Tensor(INPUT_IDS, batch.input_ids), pb_utils.Tensor(ATTENTION_MASK, batch.attention_mask)]
+        inputs = [
+            pb_utils.Tensor(INPUT_IDS, batch.input_ids),
+            pb_utils.Tensor(ATTENTION_MASK, batch.attention_mask),
+        ]
         if batch.segment_lengths is not None:
             inputs.append(pb_utils.Tensor(SEGMENT_LENGTHS, batch.segment_lengths))
-        request = pb_utils.InferenceRequest(model_name=self.token_model, inputs=inputs,
-                                            requested_output_names=[SCORES], parameters=parameters)
+        request = pb_utils.InferenceRequest(
+            model_name=self.token_model, inputs=inputs, requested_output_names=[SCORES], parameters=parameters
+        )
         response = await request.async_exec()
         if response.has_error():
             error = response.error()
@@ -90,14 +112,19 @@ class TritonPythonModel:
     async def _score(self, request) -> Any:
         text = self._parse(request)
         prepared: PreparedPairs = prepare_pairs(self.tokenizer, self.manifest, text.pairs, text.options)
-        batches = prepared.batches(self.manifest, max_pairs=self.manifest.max_batch_size,
-                                   max_tokens=self.max_request_tokens, buckets=True)
+        batches = prepared.batches(
+            self.manifest,
+            max_pairs=self.manifest.max_batch_size,
+            max_tokens=self.max_request_tokens,
+            buckets=True,
+        )
         parameters = text.options.token_parameters()
         outputs = await asyncio.gather(*(self._call(b, parameters) for b in batches))
         scores = normalized(prepared.pair_scores(batches, outputs), text.options.normalize)
         indices = ranking(scores[:, -1].tolist(), text.options.top_n) if text.rerank else []
-        return pb_utils.InferenceResponse(output_tensors=[self.scores.tensor(scores.T),
-                                                          self.indices.tensor(np.asarray(indices))])
+        return pb_utils.InferenceResponse(
+            output_tensors=[self.scores.tensor(scores.T), self.indices.tensor(np.asarray(indices))]
+        )
 
     async def _respond(self, request) -> Any:
         try:

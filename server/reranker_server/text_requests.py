@@ -1,9 +1,10 @@
 """Validation of one text-model request: BYTES tensors + request parameters -> TextRequest.
 Pure numpy / Python (no Triton), unit-tested directly."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from reranker_core.texts import check_text
 @dataclass(frozen=True)
 class TextRequest:
     """A validated request: (query, passage) pairs, options, and whether it is the rerank shape."""
+
     pairs: list[tuple[str, str]]
     options: ScoreOptions
     rerank: bool
@@ -42,17 +44,25 @@ def decode_texts(tensor: np.ndarray, name: str, max_text_bytes: int) -> list[str
     return texts
 
 
-def parse_text_request(query: Optional[np.ndarray], queries: Optional[np.ndarray],
-                       passages: Optional[np.ndarray], params: Any, manifest: ModelManifest, *,
-                       max_pairs: int, max_text_bytes: int) -> TextRequest:
+def parse_text_request(
+    query: np.ndarray | None,
+    queries: np.ndarray | None,
+    passages: np.ndarray | None,
+    params: Any,
+    manifest: ModelManifest,
+    *,
+    max_pairs: int,
+    max_text_bytes: int,
+) -> TextRequest:
     """Check one request's tensors and parameters against the model; InputError on any problem."""
     if not isinstance(params, dict):
         raise InputError("request parameters must be a JSON object")
     if passages is None:
         raise InputError(f"the {PASSAGES} input is required (BYTES [n])")
     if (query is None) == (queries is None):
-        raise InputError(f"give exactly one of {QUERY} (BYTES [1], rerank) or {QUERIES} "
-                         f"(BYTES [n], one per passage)")
+        raise InputError(
+            f"give exactly one of {QUERY} (BYTES [1], rerank) or {QUERIES} (BYTES [n], one per passage)"
+        )
     passage_texts = decode_texts(passages, PASSAGES, max_text_bytes)
     if not passage_texts:
         raise InputError(f"{PASSAGES} is empty: give at least one passage")
@@ -66,8 +76,10 @@ def parse_text_request(query: Optional[np.ndarray], queries: Optional[np.ndarray
     else:
         query_texts = decode_texts(queries, QUERIES, max_text_bytes)
         if len(query_texts) != len(passage_texts):
-            raise InputError(f"{QUERIES} has {len(query_texts)} texts but {PASSAGES} has "
-                             f"{len(passage_texts)}; give one query per passage")
+            raise InputError(
+                f"{QUERIES} has {len(query_texts)} texts but {PASSAGES} has "
+                f"{len(passage_texts)}; give one query per passage"
+            )
     options = parse_options(params, manifest, from_text=True)
     if options.top_n is not None and query is None:
         raise InputError(f"top_n applies to the rerank shape ({QUERY} + {PASSAGES}) only")

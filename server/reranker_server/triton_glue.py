@@ -1,9 +1,10 @@
 """Small helpers around `triton_python_backend_utils` shared by the served models."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +44,9 @@ def request_parameters(request: Any) -> dict[str, Any]:
     return params
 
 
-def input_array(request: Any, name: str) -> Optional[np.ndarray]:
+def input_array(request: Any, name: str) -> np.ndarray | None:
     """The request's input `name` as numpy, None when it was not sent."""
     import triton_python_backend_utils as pb_utils
+
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     return None if tensor is None else tensor.as_numpy()

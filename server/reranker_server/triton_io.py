@@ -9,12 +9,12 @@ Metric (on Triton's metrics port, next to nv_inference_request_failure):
 kinds: `invalid_argument` (a bad request, answered INVALID_ARG), `out_of_memory` (a batch that
 did not fit even one row at a time), `internal` (any other failure, answered INTERNAL).
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-
 import triton_python_backend_utils as pb_utils
 
 FAILURES_METRIC = "reranker_request_failures_total"
@@ -31,8 +31,9 @@ class OutputSpec:
         config = pb_utils.get_output_config_by_name(model_config, name)
         if config is None:
             declared = [o.get("name") for o in model_config.get("output") or []]
-            raise ValueError(f"model config declares no output {name!r} (outputs: {declared}); "
-                             "re-export the model")
+            raise ValueError(
+                f"model config declares no output {name!r} (outputs: {declared}); re-export the model"
+            )
         self.name = name
         self.dtype = np.dtype(pb_utils.triton_string_to_numpy(config["data_type"]))
 
@@ -46,12 +47,15 @@ class Failures:
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
         self.logger = pb_utils.Logger
-        family = pb_utils.MetricFamily(name=FAILURES_METRIC,
-                                       description="Reranker requests answered with an error, by kind",
-                                       kind=pb_utils.MetricFamily.COUNTER)
-        self._family = family      # keeps the family alive as long as its metrics
-        self._counters = {kind: family.Metric(labels={"model": model_name, "kind": kind})
-                          for kind in FAILURE_KINDS}
+        family = pb_utils.MetricFamily(
+            name=FAILURES_METRIC,
+            description="Reranker requests answered with an error, by kind",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self._family = family  # keeps the family alive as long as its metrics
+        self._counters = {
+            kind: family.Metric(labels={"model": model_name, "kind": kind}) for kind in FAILURE_KINDS
+        }
 
     def record(self, kind: str, message: str, count: int = 1) -> None:
         """Count `count` failed requests of `kind`; bad requests are logged only when verbose."""

@@ -2,6 +2,7 @@
 clients, all three wire shapes, several models, every score equal to the pair scored alone, no
 error; then Triton killed and restarted under load: callers get clean 503s (Retry-After), never a
 wrong or partial answer, and correct scores again once Triton is back."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,12 @@ from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 pytestmark = pytest.mark.integration
 
 QUERIES = ["what is panda?", "What is the capital of France?", "大熊猫是什么？", "q"]
-PASSAGES = ([p for _, p in MULTILINGUAL_PAIRS] + [p for _, p in TUTORIAL_PAIRS[:2]]
-            + [p for _, p in many_pairs(6)] + ["panda " * 300])
+PASSAGES = (
+    [p for _, p in MULTILINGUAL_PAIRS]
+    + [p for _, p in TUTORIAL_PAIRS[:2]]
+    + [p for _, p in many_pairs(6)]
+    + ["panda " * 300]
+)
 # model -> extra fields of every request (tiny-encoder-short has 24 positions)
 MODELS = {"tiny-encoder": {}, "tiny-encoder-short": {"max_length": 20}, "tiny-gemma": {}}
 
@@ -38,9 +43,13 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 def test_load_through_the_api_all_shapes_several_models(test_repository, tmp_path):
     with private_triton(test_repository.root, tmp_path, "api-load", MODELS) as triton:
         reference = reference_scores(triton.grpc_url, MODELS, QUERIES, PASSAGES)
-        api = ApiProcess(triton.grpc_url, ["--max-concurrent-requests", "64"], log_file=tmp_path / "api.log").start()
+        api = ApiProcess(
+            triton.grpc_url, ["--max-concurrent-requests", "64"], log_file=tmp_path / "api.log"
+        ).start()
         try:
-            report = run_api_load(api.url, {}, MODELS, QUERIES, PASSAGES, reference, workers=8, max_requests=120)
+            report = run_api_load(
+                api.url, {}, MODELS, QUERIES, PASSAGES, reference, workers=8, max_requests=120
+            )
         finally:
             api.stop()
     print("api load:", report.summary())
@@ -60,22 +69,37 @@ def test_triton_killed_and_restarted_under_load(test_repository, tmp_path):
     server = start_private_server(test_repository.root, tmp_path, "api-fault", models)
     ports = (server.http_port, server.grpc_port, server.metrics_port)
     reference = reference_scores(server.grpc_url, {"tiny-encoder": {}}, QUERIES, PASSAGES)
-    api = ApiProcess(server.grpc_url, ["--default-model", "tiny-encoder", "--retry-after", "1",
-                                       "--request-timeout", "60"], log_file=tmp_path / "api.log").start()
+    api = ApiProcess(
+        server.grpc_url,
+        ["--default-model", "tiny-encoder", "--retry-after", "1", "--request-timeout", "60"],
+        log_file=tmp_path / "api.log",
+    ).start()
     report, stop = ApiLoadReport(), threading.Event()
-    load = threading.Thread(target=run_api_load, args=(api.url, {}, {"tiny-encoder": {}}, QUERIES, PASSAGES, reference),
-                            kwargs={"workers": 4, "max_requests": 10_000, "duration_s": 400, "allow_503": True,
-                                    "stop": stop, "report": report, "seed": 7})
+    load = threading.Thread(
+        target=run_api_load,
+        args=(api.url, {}, {"tiny-encoder": {}}, QUERIES, PASSAGES, reference),
+        kwargs={
+            "workers": 4,
+            "max_requests": 10_000,
+            "duration_s": 400,
+            "allow_503": True,
+            "stop": stop,
+            "report": report,
+            "seed": 7,
+        },
+    )
     restarted = None
     try:
         load.start()
         wait_until(lambda: report.ok >= 8, 120, "load to start")
-        os.killpg(server.process.pid, signal.SIGKILL)      # tritonserver and its stubs, no clean shutdown
+        os.killpg(server.process.pid, signal.SIGKILL)  # tritonserver and its stubs, no clean shutdown
         server.process.wait()
         server.stop()
         wait_until(lambda: report.unavailable >= 3, 60, "callers to see 503")
         assert not healthy(api.url)
-        restarted = start_private_server(test_repository.root, tmp_path, "api-fault-restarted", models, ports=ports)
+        restarted = start_private_server(
+            test_repository.root, tmp_path, "api-fault-restarted", models, ports=ports
+        )
         wait_until(lambda: healthy(api.url), 60, "the API to see Triton again")
         report.mark()
         wait_until(lambda: report.ok_after_mark >= 12, 120, "load to go on after the restart")

@@ -1,6 +1,7 @@
 """The rerank HTTP API as users run it (`python -m reranker_api`, its own process) in front of the
 real embedded Triton server and its `<name>-text` models: scores in every wire shape equal to
 FlagEmbedding's, real third-party clients, model errors, hostile bodies, health and metrics."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,11 @@ def api(test_repository, tmp_path_factory):
     work = tmp_path_factory.mktemp("api")
     (work / "keys").write_text(KEY + "\n")
     with private_triton(test_repository.root, work, "api-service", SERVED) as triton:
-        proc = ApiProcess(triton.grpc_url, ["--default-model", "tiny-encoder", "--api-keys-file", str(work / "keys")],
-                          log_file=work / "api.log").start()
+        proc = ApiProcess(
+            triton.grpc_url,
+            ["--default-model", "tiny-encoder", "--api-keys-file", str(work / "keys")],
+            log_file=work / "api.log",
+        ).start()
         yield proc
         proc.stop()
 
@@ -55,8 +59,14 @@ def expected(test_repository):
     jobs = []
     for model, kind, kwargs in CASES:
         for normalize in (False, True):
-            jobs.append({"kind": kind, "model": str(test_repository.checkpoint(model)),
-                         "pairs": [[QUERY, p] for p in PASSAGES], "score": {**kwargs, "normalize": normalize}})
+            jobs.append(
+                {
+                    "kind": kind,
+                    "model": str(test_repository.checkpoint(model)),
+                    "pairs": [[QUERY, p] for p in PASSAGES],
+                    "score": {**kwargs, "normalize": normalize},
+                }
+            )
     results = run_oracle(jobs)
     out = {}
     for i, (model, _, kwargs) in enumerate(CASES):
@@ -68,28 +78,50 @@ def best_first(scores):
     return sorted(range(len(scores)), key=lambda i: -scores[i])
 
 
-@pytest.mark.parametrize("model, kind, kwargs", CASES, ids=[f"{m}-{'-'.join(k) or 'default'}" for m, _, k in CASES])
+@pytest.mark.parametrize(
+    "model, kind, kwargs", CASES, ids=[f"{m}-{'-'.join(k) or 'default'}" for m, _, k in CASES]
+)
 def test_every_shape_scores_like_flagembedding(http, expected, model, kind, kwargs):
     raw, sigmoid = expected[(model, json.dumps(kwargs))]
     n = len(PASSAGES)
-    tei = http.post("/rerank", json={"model": model, "query": QUERY, "texts": PASSAGES, "return_text": True, **kwargs})
+    tei = http.post(
+        "/rerank", json={"model": model, "query": QUERY, "texts": PASSAGES, "return_text": True, **kwargs}
+    )
     assert tei.status_code == 200, tei.text
-    assert len(tei.json()) == n and [x["text"] for x in tei.json()] == [PASSAGES[x["index"]] for x in tei.json()]
+    assert len(tei.json()) == n and [x["text"] for x in tei.json()] == [
+        PASSAGES[x["index"]] for x in tei.json()
+    ]
     assert {x["index"]: x["score"] for x in tei.json()} == pytest.approx(dict(enumerate(sigmoid)), abs=TOL)
-    tei_raw = http.post("/rerank", json={"model": model, "query": QUERY, "texts": PASSAGES, "raw_scores": True, **kwargs})
+    tei_raw = http.post(
+        "/rerank", json={"model": model, "query": QUERY, "texts": PASSAGES, "raw_scores": True, **kwargs}
+    )
     assert {x["index"]: x["score"] for x in tei_raw.json()} == pytest.approx(dict(enumerate(raw)), abs=TOL)
     for version in ("v2", "v1"):
-        co = http.post(f"/{version}/rerank", json={"model": model, "query": QUERY, "documents": PASSAGES,
-                                                   "top_n": 3, **kwargs})
+        co = http.post(
+            f"/{version}/rerank",
+            json={"model": model, "query": QUERY, "documents": PASSAGES, "top_n": 3, **kwargs},
+        )
         assert co.status_code == 200, co.text
         results = co.json()["results"]
         assert [r["index"] for r in results] == best_first(sigmoid)[:3]
-        assert [r["relevance_score"] for r in results] == pytest.approx([sigmoid[i] for i in best_first(sigmoid)[:3]], abs=TOL)
-    nim = http.post("/v1/ranking", json={"model": model, "query": {"text": QUERY}, "truncate": "END",
-                                         "passages": [{"text": p} for p in PASSAGES], **kwargs})
+        assert [r["relevance_score"] for r in results] == pytest.approx(
+            [sigmoid[i] for i in best_first(sigmoid)[:3]], abs=TOL
+        )
+    nim = http.post(
+        "/v1/ranking",
+        json={
+            "model": model,
+            "query": {"text": QUERY},
+            "truncate": "END",
+            "passages": [{"text": p} for p in PASSAGES],
+            **kwargs,
+        },
+    )
     assert nim.status_code == 200, nim.text
     assert [r["index"] for r in nim.json()["rankings"]] == best_first(raw)
-    assert {r["index"]: r["logit"] for r in nim.json()["rankings"]} == pytest.approx(dict(enumerate(raw)), abs=TOL)
+    assert {r["index"]: r["logit"] for r in nim.json()["rankings"]} == pytest.approx(
+        dict(enumerate(raw)), abs=TOL
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CLIENTS))
@@ -103,10 +135,15 @@ def test_third_party_clients_get_flagembedding_scores(api, expected, name):
 def test_models_health_and_metrics(http, api):
     models = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
     assert {"tiny-encoder", "tiny-encoder-short", "tiny-gemma"} <= set(models)
-    assert models["tiny-encoder"]["family"] == "encoder" and "tiny-encoder-text" in models["tiny-encoder"]["aliases"]
-    assert httpx.get(api.url + "/health").status_code == 200          # open without a key
+    assert (
+        models["tiny-encoder"]["family"] == "encoder"
+        and "tiny-encoder-text" in models["tiny-encoder"]["aliases"]
+    )
+    assert httpx.get(api.url + "/health").status_code == 200  # open without a key
     before = pairs_counted(httpx.get(api.url + "/metrics").text)
-    assert http.post("/rerank", json={"query": QUERY, "texts": PASSAGES[:3]}).status_code == 200   # default model
+    assert (
+        http.post("/rerank", json={"query": QUERY, "texts": PASSAGES[:3]}).status_code == 200
+    )  # default model
     assert pairs_counted(httpx.get(api.url + "/metrics").text) == before + 3
 
 
@@ -118,10 +155,13 @@ def pairs_counted(metrics_text: str) -> float:
 
 
 def test_model_errors_name_the_problem(http):
-    r = http.post("/v2/rerank", json={"model": "tiny-gemma", "query": QUERY, "documents": ["a"],
-                                      "cutoff_layers": [99]})
+    r = http.post(
+        "/v2/rerank", json={"model": "tiny-gemma", "query": QUERY, "documents": ["a"], "cutoff_layers": [99]}
+    )
     assert r.status_code == 400 and "cutoff_layers" in r.json()["message"]
-    r = http.post("/rerank", json={"model": "tiny-encoder", "query": QUERY, "texts": ["a"], "cutoff_layers": [2]})
+    r = http.post(
+        "/rerank", json={"model": "tiny-encoder", "query": QUERY, "texts": ["a"], "cutoff_layers": [2]}
+    )
     assert r.status_code == 422 and "cutoff_layers" in r.json()["error"]
     r = http.post("/v2/rerank", json={"model": "bge-reranker-v9", "query": QUERY, "documents": ["a"]})
     assert r.status_code == 404 and "tiny-encoder" in r.json()["message"]
@@ -133,17 +173,25 @@ def test_over_long_input_without_truncation_is_refused_and_truncated_with_it(htt
     """tiny-encoder-short has 24 positions: max_length 20 fits it, the long passage does not."""
     long_passage = "panda bamboo " * 400
     common = {"model": "tiny-encoder-short", "max_length": 20}
-    r = http.post("/rerank", json={**common, "query": QUERY, "texts": ["hi", long_passage], "truncate": False})
-    assert r.status_code == 422 and "passages[1]" in r.json()["error"] and "max_length 20" in r.json()["error"], r.text
+    r = http.post(
+        "/rerank", json={**common, "query": QUERY, "texts": ["hi", long_passage], "truncate": False}
+    )
+    assert (
+        r.status_code == 422 and "passages[1]" in r.json()["error"] and "max_length 20" in r.json()["error"]
+    ), r.text
     r = http.post("/rerank", json={**common, "query": QUERY, "texts": ["hi", long_passage]})
     assert r.status_code == 200, r.text
-    r = http.post("/v1/ranking", json={**common, "query": {"text": QUERY}, "passages": [{"text": long_passage}]})
+    r = http.post(
+        "/v1/ranking", json={**common, "query": {"text": QUERY}, "passages": [{"text": long_passage}]}
+    )
     assert r.status_code == 400 and "truncate is false" in r.json()["error"], r.text
-    r = http.post("/v1/ranking", json={**common, "query": {"text": QUERY}, "passages": [{"text": long_passage}],
-                                       "truncate": "END"})
+    r = http.post(
+        "/v1/ranking",
+        json={**common, "query": {"text": QUERY}, "passages": [{"text": long_passage}], "truncate": "END"},
+    )
     assert r.status_code == 200, r.text
     r = http.post("/v1/ranking", json={**common, "query": {"text": QUERY}, "passages": [{"text": "hi"}]})
-    assert r.status_code == 200, r.text                 # NONE: a pair that fits is scored
+    assert r.status_code == 200, r.text  # NONE: a pair that fits is scored
 
 
 def raw_http(url: str, request: bytes) -> bytes:
@@ -174,9 +222,12 @@ def test_hostile_bodies_get_clean_4xx_and_everything_stays_up(http, api, expecte
         for path in ("/rerank", "/v2/rerank", "/v1/ranking"):
             r = http.post(path, content=body, headers={"content-type": "application/json"})
             assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:200])
-    huge = raw_http(api.url, b"POST /rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                             b"Authorization: Bearer " + KEY.encode() + b"\r\n"
-                             b"Content-Length: 99999999999999\r\n\r\n{")
+    huge = raw_http(
+        api.url,
+        b"POST /rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + KEY.encode() + b"\r\n"
+        b"Content-Length: 99999999999999\r\n\r\n{",
+    )
     assert huge.startswith(b"HTTP/1.1 413"), huge[:200]
     _, sigmoid = expected[("tiny-encoder", "{}")]
     r = http.post("/rerank", json={"query": QUERY, "texts": PASSAGES})

@@ -1,12 +1,19 @@
 """Client API behaviour against the real server: asyncio variant, errors, model discovery."""
+
 from __future__ import annotations
 
 import asyncio
 
 import pytest
 
-from reranker_client import (AsyncRerankerClient, InvalidInputError, ModelNotReadyError, RerankerClient,
-                             ServerUnavailableError, TokenizerMismatchError)
+from reranker_client import (
+    AsyncRerankerClient,
+    InvalidInputError,
+    ModelNotReadyError,
+    RerankerClient,
+    ServerUnavailableError,
+    TokenizerMismatchError,
+)
 from tests.support.pairs import MULTILINGUAL_PAIRS, many_pairs
 from tests.support.ports import free_ports
 
@@ -23,7 +30,8 @@ def test_async_client_matches_sync_client(triton_server, make_client, protocol):
         async with await AsyncRerankerClient.connect(url, "tiny-encoder", protocol) as client:
             scores, ranked = await asyncio.gather(
                 client.compute_score(pairs, batch_size=8),
-                client.rerank(pairs[0][0], [p for _, p in pairs[:5]], top_n=2))
+                client.rerank(pairs[0][0], [p for _, p in pairs[:5]], top_n=2),
+            )
             return scores, ranked
 
     scores, ranked = asyncio.run(run())
@@ -31,26 +39,32 @@ def test_async_client_matches_sync_client(triton_server, make_client, protocol):
     assert len(ranked) == 2 and ranked[0].score >= ranked[1].score
 
 
-@pytest.mark.parametrize("bad, message", [
-    ([], "empty"),
-    ([["q", 3]], "must be a str"),
-    ([["q"]], "two strings"),
-    ([["q", ""]], "empty"),
-    ([["q", "bad \udcff surrogate"]], "not valid Unicode"),
-    ("just a string", "pair"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([], "empty"),
+        ([["q", 3]], "must be a str"),
+        ([["q"]], "two strings"),
+        ([["q", ""]], "empty"),
+        ([["q", "bad \udcff surrogate"]], "not valid Unicode"),
+        ("just a string", "pair"),
+    ],
+)
 def test_invalid_pairs_are_rejected_before_sending(make_client, bad, message):
     with pytest.raises(InvalidInputError, match=message):
         make_client("tiny-encoder").compute_score(bad)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"max_length": 0}, "max_length"),
-    ({"max_length": "512"}, "max_length"),
-    ({"query_max_length": -1}, "query_max_length"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"cutoff_layers": [2]}, "unknown option"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_length": 0}, "max_length"),
+        ({"max_length": "512"}, "max_length"),
+        ({"query_max_length": -1}, "query_max_length"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"cutoff_layers": [2]}, "unknown option"),
+    ],
+)
 def test_invalid_arguments_are_rejected(make_client, kwargs, message):
     with pytest.raises(InvalidInputError, match=message):
         make_client("tiny-encoder").compute_score([["q", "p"]], **kwargs)
@@ -99,11 +113,17 @@ def test_tokenizer_other_than_the_exported_one_is_refused(triton_server, test_re
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_async_client_retries_then_reports_one_error(protocol):
     from reranker_client.retry import RetryPolicy
+
     (port,) = free_ports(1)
 
     async def connect():
-        await AsyncRerankerClient.connect(f"localhost:{port}", "tiny-encoder", protocol, timeout_s=5,
-                                          retry=RetryPolicy(attempts=2, backoff_base_s=0.01))
+        await AsyncRerankerClient.connect(
+            f"localhost:{port}",
+            "tiny-encoder",
+            protocol,
+            timeout_s=5,
+            retry=RetryPolicy(attempts=2, backoff_base_s=0.01),
+        )
 
     with pytest.raises(ServerUnavailableError, match="gave up after 2 attempt"):
         asyncio.run(connect())
@@ -113,7 +133,8 @@ def test_async_client_retries_then_reports_one_error(protocol):
 def test_model_version_is_sent_and_a_missing_one_is_named(triton_server, make_client, protocol):
     pairs = many_pairs(6)
     assert make_client("tiny-encoder", protocol, model_version=1).compute_score(pairs) == pytest.approx(
-        make_client("tiny-encoder", protocol).compute_score(pairs), abs=1e-6)
+        make_client("tiny-encoder", protocol).compute_score(pairs), abs=1e-6
+    )
     with pytest.raises(ModelNotReadyError, match=r"no version 2 \(versions: 1\)"):
         make_client("tiny-encoder", protocol, model_version=2)
     with pytest.raises(InvalidInputError, match="model_version"):

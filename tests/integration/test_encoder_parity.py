@@ -1,4 +1,5 @@
 """Encoder rerankers through the real embedded Triton server and the client, against FlagEmbedding."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,15 +27,24 @@ INPUTS = {"pairs": PAIRS, "single": ["what is panda?", "The giant panda 🐼 is 
 
 @pytest.fixture(scope="module")
 def expected(test_repository):
-    jobs = [{"kind": "encoder", "model": str(test_repository.checkpoint(model)), "pairs": INPUTS[name],
-             "score": kwargs} for model, name, kwargs in CASES]
+    jobs = [
+        {
+            "kind": "encoder",
+            "model": str(test_repository.checkpoint(model)),
+            "pairs": INPUTS[name],
+            "score": kwargs,
+        }
+        for model, name, kwargs in CASES
+    ]
     return run_oracle(jobs)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-@pytest.mark.parametrize("case", range(len(CASES)),
-                         ids=[f"{m}-{n}-{'-'.join(f'{k}{v}' for k, v in kw.items()) or 'default'}"
-                              for m, n, kw in CASES])
+@pytest.mark.parametrize(
+    "case",
+    range(len(CASES)),
+    ids=[f"{m}-{n}-{'-'.join(f'{k}{v}' for k, v in kw.items()) or 'default'}" for m, n, kw in CASES],
+)
 def test_scores_equal_flagembedding(make_client, expected, protocol, case):
     model, name, kwargs = CASES[case]
     client = make_client(model, protocol)
@@ -79,14 +89,19 @@ def test_client_learns_model_from_server(make_client, test_repository):
     assert client.manifest.source == str(test_repository.checkpoint("tiny-encoder-short"))
 
 
-@pytest.mark.parametrize("ids, mask, message", [
-    ([[0, 5, 2]], [[1, 1]], "does not match"),
-    ([[0, 5, 99999, 2]], [[1, 1, 1, 1]], "out of range"),
-    ([[0, 5, 2]], [[1, 2, 1]], "only 0 and 1"),
-    ([[0, 5, 2, 1]], [[1, 0, 1, 1]], "contiguous"),
-    ([[0] * 30], [[1] * 30], "exceeds the model's maximum of 24"),
-])
-def test_malformed_raw_requests_get_clear_errors_and_server_keeps_serving(triton_server, make_client, ids, mask, message):
+@pytest.mark.parametrize(
+    "ids, mask, message",
+    [
+        ([[0, 5, 2]], [[1, 1]], "does not match"),
+        ([[0, 5, 99999, 2]], [[1, 1, 1, 1]], "out of range"),
+        ([[0, 5, 2]], [[1, 2, 1]], "only 0 and 1"),
+        ([[0, 5, 2, 1]], [[1, 0, 1, 1]], "contiguous"),
+        ([[0] * 30], [[1] * 30], "exceeds the model's maximum of 24"),
+    ],
+)
+def test_malformed_raw_requests_get_clear_errors_and_server_keeps_serving(
+    triton_server, make_client, ids, mask, message
+):
     import numpy as np
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException

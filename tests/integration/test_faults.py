@@ -9,6 +9,7 @@ NOT_FOUND "... has no available versions". The client maps the stub error and th
 retryable errors, so callers ride through a recovery with RetryPolicy, and otherwise get ONE
 ServerUnavailableError naming the cause. Every test runs against the sync and the asyncio client.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,6 +43,7 @@ def own_server(test_repository, tmp_path):
     def factory(name: str = "faults", ports=None):
         servers.append(start_private_server(test_repository.root, tmp_path, name, (MODEL, OTHER), ports))
         return servers[-1]
+
     yield factory
     for server in servers:
         server.stop()
@@ -49,9 +51,11 @@ def own_server(test_repository, tmp_path):
 
 def client_factory(server, root, retry: RetryPolicy, mode: str):
     """(model, protocol) -> a sync RerankerClient or an AsyncRerankerClient behind a blocking facade."""
+
     def make(model: str, protocol: str):
         url = server.grpc_url if protocol == "grpc" else server.http_url
         return make_client(mode, url, model, protocol, model_repository=str(root), retry=retry, timeout_s=60)
+
     return make
 
 
@@ -67,8 +71,9 @@ def wait_until(predicate, timeout: float = 60.0, what: str = "condition") -> Non
 def load_in_background(make, root, reference, pool, seed: int):
     report = LoadReport()
     config = LoadConfig([Target(MODEL)], workers=4, max_requests=REQUESTS, duration_s=240, seed=seed)
-    thread = threading.Thread(target=run_load, args=(make, config, pool, reference),
-                              kwargs={"report": report})
+    thread = threading.Thread(
+        target=run_load, args=(make, config, pool, reference), kwargs={"report": report}
+    )
     thread.start()
     return report, thread
 
@@ -82,7 +87,9 @@ def assert_correct_or_one_clear_error(report: LoadReport) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_killed_stub_mid_load_recovered_by_reload_callers_get_correct_scores(own_server, test_repository, mode):
+def test_killed_stub_mid_load_recovered_by_reload_callers_get_correct_scores(
+    own_server, test_repository, mode
+):
     server = own_server(f"stub-kill-{mode}")
     make = client_factory(server, test_repository.root, RIDE_THROUGH, mode)
     pool = pair_pool(count=16)
@@ -95,12 +102,14 @@ def test_killed_stub_mid_load_recovered_by_reload_callers_get_correct_scores(own
     # The other model's stub is untouched and still answers correctly meanwhile.
     other = make(OTHER, "grpc")
     assert other.compute_score(pool[0], max_length=24) == pytest.approx(
-        make(OTHER, "http").compute_score(pool[0], max_length=24), abs=1e-6)
+        make(OTHER, "http").compute_score(pool[0], max_length=24), abs=1e-6
+    )
     import tritonclient.grpc as grpcclient
+
     admin = grpcclient.InferenceServerClient(server.grpc_url)
     admin.unload_model(MODEL)
     wait_until(lambda: not admin.is_model_ready(MODEL), what="unload")
-    with ThreadPoolExecutor(1) as executor:   # a client created while the model is unloaded waits for it
+    with ThreadPoolExecutor(1) as executor:  # a client created while the model is unloaded waits for it
         late = executor.submit(lambda: make(MODEL, "http").compute_score([pool[0]]))  # HTTP: one thread
         admin.load_model(MODEL)
         assert late.result(timeout=120) == pytest.approx([reference[Target(MODEL)][0, 0]], abs=1e-4)
@@ -108,9 +117,11 @@ def test_killed_stub_mid_load_recovered_by_reload_callers_get_correct_scores(own
     assert not thread.is_alive(), "load did not finish: a caller hung"
     print("stub kill:", report.summary())
     assert_correct_or_one_clear_error(report)
-    assert report.requests > 8                     # the load went on after the recovery
+    assert report.requests > 8  # the load went on after the recovery
     assert stub_pids(server.process.pid, MODEL) != [stub]
-    assert make(MODEL, "grpc").compute_score(pool[0]) == pytest.approx(reference[Target(MODEL)][0, 0], abs=1e-4)
+    assert make(MODEL, "grpc").compute_score(pool[0]) == pytest.approx(
+        reference[Target(MODEL)][0, 0], abs=1e-4
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -120,12 +131,13 @@ def test_killed_server_mid_load_restarted_on_same_ports(own_server, test_reposit
 
     def make(model: str, protocol: str):
         return client_factory(make_live["server"], test_repository.root, RIDE_THROUGH, mode)(model, protocol)
+
     pool = pair_pool(count=16)
     reference = reference_scores(make, [Target(MODEL)], pool)
     report, thread = load_in_background(make, test_repository.root, reference, pool, seed=4)
     wait_until(lambda: report.requests >= 8, what="load to start")
     ports = (server.http_port, server.grpc_port, server.metrics_port)
-    os.killpg(server.process.pid, signal.SIGKILL)    # tritonserver and its stubs, no clean shutdown
+    os.killpg(server.process.pid, signal.SIGKILL)  # tritonserver and its stubs, no clean shutdown
     server.process.wait()
     server.stop()
     make_live["server"] = own_server(f"server-restarted-{mode}", ports=ports)
@@ -137,8 +149,9 @@ def test_killed_server_mid_load_restarted_on_same_ports(own_server, test_reposit
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_dead_stub_without_recovery_gives_one_clear_error_and_spares_other_models(own_server, test_repository,
-                                                                                  mode):
+def test_dead_stub_without_recovery_gives_one_clear_error_and_spares_other_models(
+    own_server, test_repository, mode
+):
     server = own_server(f"stub-dead-{mode}")
     policy = RetryPolicy(attempts=3, backoff_base_s=0.1, backoff_max_s=0.2, deadline_s=20.0)
     make = client_factory(server, test_repository.root, policy, mode)
@@ -171,6 +184,7 @@ def test_server_gone_gives_one_clear_error(own_server, test_repository, mode):
 
 class CountingPolicy(RetryPolicy):
     """A RetryPolicy that records each attempt, sync or asyncio."""
+
     attempts_made: list = []
 
     def call(self, fn, **kw):
@@ -184,6 +198,7 @@ class CountingPolicy(RetryPolicy):
 def silent_server():
     """A TCP port that accepts connections (kernel backlog) and never answers: a hung server."""
     import socket
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(16)

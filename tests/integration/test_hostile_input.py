@@ -2,6 +2,7 @@
 that bypass the client's checks. Every case gets a clear per-request error (or correct
 truncation); meanwhile a stream of good requests on other threads keeps getting exactly the right
 scores, and at the end the very same stub processes are alive (nothing crashed or restarted)."""
+
 from __future__ import annotations
 
 import json
@@ -39,6 +40,7 @@ def reference(clients):
 def bystander(triton_server, test_repository, reference):
     """Good requests sent continuously on another thread while the hostile cases run."""
     from reranker_client import RerankerClient
+
     stop, results = threading.Event(), []
     stubs = stub_pids(triton_server.process.pid)
 
@@ -50,6 +52,7 @@ def bystander(triton_server, test_repository, reference):
                     results.append(client.compute_score(GOOD))
                 except Exception as exc:  # recorded, asserted below
                     results.append(exc)
+
     threads = [threading.Thread(target=loop, args=(p,)) for p in ("grpc", "http")]
     for t in threads:
         t.start()
@@ -60,8 +63,9 @@ def bystander(triton_server, test_repository, reference):
     assert results, "the bystander never got an answer"
     bad = [r for r in results if not isinstance(r, list) or np.abs(np.subtract(r, reference)).max() > 1e-4]
     assert not bad, f"{len(bad)} of {len(results)} concurrent good requests were disturbed: {bad[:2]}"
-    assert all(is_alive(p) for p in stubs) and set(stub_pids(triton_server.process.pid)) == set(stubs), \
+    assert all(is_alive(p) for p in stubs) and set(stub_pids(triton_server.process.pid)) == set(stubs), (
         "a Python-backend stub crashed or was restarted"
+    )
 
 
 # ---------------------------------------------------------------- through the client
@@ -89,32 +93,42 @@ def test_client_rejects_bad_pairs_before_sending(clients, bystander, case, proto
         clients[protocol].compute_score(pairs)
 
 
-@pytest.mark.parametrize("kwargs,needle", [
-    ({"max_length": 0}, "max_length"), ({"max_length": -5}, "max_length"), ({"max_length": True}, "max_length"),
-    ({"max_length": "512"}, "max_length"), ({"batch_size": -1}, "batch_size"),
-    ({"query_max_length": 1.5}, "query_max_length"),
-    ({"cutoff_layers": [1]}, "unknown option"), ({"prompt": "x"}, "unknown option"),
-    ({"no_such_option": 1}, "unknown option"),
-])
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({"max_length": 0}, "max_length"),
+        ({"max_length": -5}, "max_length"),
+        ({"max_length": True}, "max_length"),
+        ({"max_length": "512"}, "max_length"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"query_max_length": 1.5}, "query_max_length"),
+        ({"cutoff_layers": [1]}, "unknown option"),
+        ({"prompt": "x"}, "unknown option"),
+        ({"no_such_option": 1}, "unknown option"),
+    ],
+)
 def test_client_rejects_bad_arguments(clients, bystander, kwargs, needle):
     with pytest.raises(InvalidInputError, match=needle):
         clients["grpc"].compute_score(GOOD, **kwargs)
 
 
 def test_huge_max_length_is_harmless_or_a_clear_error(clients, bystander, reference):
-    assert clients["grpc"].compute_score(GOOD, max_length=10 ** 9) == pytest.approx(reference, abs=1e-6)
+    assert clients["grpc"].compute_score(GOOD, max_length=10**9) == pytest.approx(reference, abs=1e-6)
     with pytest.raises(InvalidInputError, match="more than the model"):
-        clients["grpc"].compute_score(["q", "word " * 3000], max_length=10 ** 9)
+        clients["grpc"].compute_score(["q", "word " * 3000], max_length=10**9)
 
 
-def test_huge_passage_within_a_raised_byte_limit_is_truncated_correctly(triton_server, test_repository,
-                                                                       bystander):
+def test_huge_passage_within_a_raised_byte_limit_is_truncated_correctly(
+    triton_server, test_repository, bystander
+):
     """A 10 MB passage, allowed by max_text_bytes, scores exactly like its own first 4 kB: the
     client truncates to max_length tokens; nothing big reaches the server."""
     from reranker_client import RerankerClient
+
     passage = ("The giant panda lives in China and eats bamboo. " * 220_000)[: 10 << 20]
-    with RerankerClient(triton_server.grpc_url, MODEL, model_repository=str(test_repository.root),
-                        max_text_bytes=16 << 20) as client:
+    with RerankerClient(
+        triton_server.grpc_url, MODEL, model_repository=str(test_repository.root), max_text_bytes=16 << 20
+    ) as client:
         big = client.compute_score(["what do pandas eat?", passage])
         small = client.compute_score(["what do pandas eat?", passage[:4096]])
     assert big == pytest.approx(small, abs=1e-5)
@@ -130,10 +144,18 @@ def test_thousands_of_pairs_in_one_call_are_split_and_in_order(clients, bystande
 
 # ---------------------------------------------------------------- raw tritonclient calls
 
+
 def _tensor(module, name, array, dtype=None):
-    t = module.InferInput(name, list(array.shape), dtype or ("BYTES" if array.dtype == object else
-                                                             {np.int64: "INT64", np.int32: "INT32",
-                                                              np.float32: "FP32"}[array.dtype.type]))
+    t = module.InferInput(
+        name,
+        list(array.shape),
+        dtype
+        or (
+            "BYTES"
+            if array.dtype == object
+            else {np.int64: "INT64", np.int32: "INT32", np.float32: "FP32"}[array.dtype.type]
+        ),
+    )
     t.set_data_from_numpy(array)
     return t
 
@@ -149,35 +171,70 @@ def _raw_cases(vocab: int, max_positions: int, max_batch: int):
     ids_bad = ids.copy()
     return {
         # Rejected by Triton itself before the model runs.
-        "fp32 ids": ([("input_ids", ids.astype(np.float32)), ("attention_mask", mask)], "data-type|datatype|data type"),
-        "int32 mask": ([("input_ids", ids), ("attention_mask", mask.astype(np.int32))], "data-type|datatype|data type"),
-        "bytes ids (invalid utf-8)": ([("input_ids", np.array([[b"\xff\xfe", b"\x80"]], dtype=object)),
-                                      ("attention_mask", np.ones((1, 2), np.int64))], "data-type|datatype|data type"),
+        "fp32 ids": (
+            [("input_ids", ids.astype(np.float32)), ("attention_mask", mask)],
+            "data-type|datatype|data type",
+        ),
+        "int32 mask": (
+            [("input_ids", ids), ("attention_mask", mask.astype(np.int32))],
+            "data-type|datatype|data type",
+        ),
+        "bytes ids (invalid utf-8)": (
+            [
+                ("input_ids", np.array([[b"\xff\xfe", b"\x80"]], dtype=object)),
+                ("attention_mask", np.ones((1, 2), np.int64)),
+            ],
+            "data-type|datatype|data type",
+        ),
         "missing mask": ([("input_ids", ids)], "expected 2 inputs|attention_mask"),
-        "unknown input": ([("input_ids", ids), ("attention_mask", mask), ("evil", mask)],
-                          "unexpected inference input|expected 2 inputs"),
-        "3-D ids": ([("input_ids", ids.reshape(2, 3, 2)), ("attention_mask", mask.reshape(2, 3, 2))],
-                    "shape|dims"),
-        "batch over max_batch_size": ([("input_ids", _ones(max_batch + 1, 4)[0]),
-                                       ("attention_mask", _ones(max_batch + 1, 4)[1])], "batch-size must be"),
+        "unknown input": (
+            [("input_ids", ids), ("attention_mask", mask), ("evil", mask)],
+            "unexpected inference input|expected 2 inputs",
+        ),
+        "3-D ids": (
+            [("input_ids", ids.reshape(2, 3, 2)), ("attention_mask", mask.reshape(2, 3, 2))],
+            "shape|dims",
+        ),
+        "batch over max_batch_size": (
+            [("input_ids", _ones(max_batch + 1, 4)[0]), ("attention_mask", _ones(max_batch + 1, 4)[1])],
+            "batch-size must be",
+        ),
         # Rejected by the model's own validation, per request.
-        "shape mismatch": ([("input_ids", ids), ("attention_mask", np.ones((2, 7), np.int64))], "does not match"),
+        "shape mismatch": (
+            [("input_ids", ids), ("attention_mask", np.ones((2, 7), np.int64))],
+            "does not match",
+        ),
         "mask values 0/1 only": ([("input_ids", ids), ("attention_mask", mask * 7)], "only 0 and 1"),
         "mask with holes": ([("input_ids", ids), ("attention_mask", holes)], "contiguous"),
-        "all-zero row": ([("input_ids", ids), ("attention_mask", np.vstack([mask[:1], 0 * mask[:1]]))],
-                         "no tokens"),
-        "negative id": ([("input_ids", np.where(ids_bad == 5, -3, ids_bad)), ("attention_mask", mask)],
-                        "out of range"),
+        "all-zero row": (
+            [("input_ids", ids), ("attention_mask", np.vstack([mask[:1], 0 * mask[:1]]))],
+            "no tokens",
+        ),
+        "negative id": (
+            [("input_ids", np.where(ids_bad == 5, -3, ids_bad)), ("attention_mask", mask)],
+            "out of range",
+        ),
         "id == vocab": ([("input_ids", np.full_like(ids, vocab)), ("attention_mask", mask)], "out of range"),
-        "id 2**62": ([("input_ids", np.full_like(ids, 2 ** 62)), ("attention_mask", mask)], "out of range"),
-        "over max positions": ([("input_ids", _ones(1, max_positions + 1)[0]),
-                                ("attention_mask", _ones(1, max_positions + 1)[1])], "exceeds the model"),
-        "1M tokens": ([("input_ids", _ones(1, 1 << 20)[0]), ("attention_mask", _ones(1, 1 << 20)[1])],
-                      "exceeds the model"),
-        "64 x 64k tokens (64 MiB)": ([("input_ids", _ones(max_batch, 1 << 16)[0]),
-                                     ("attention_mask", _ones(max_batch, 1 << 16)[1])], "exceeds the model"),
-        "zero width": ([("input_ids", np.zeros((1, 0), np.int64)), ("attention_mask", np.zeros((1, 0), np.int64))],
-                       "empty|shape"),
+        "id 2**62": ([("input_ids", np.full_like(ids, 2**62)), ("attention_mask", mask)], "out of range"),
+        "over max positions": (
+            [
+                ("input_ids", _ones(1, max_positions + 1)[0]),
+                ("attention_mask", _ones(1, max_positions + 1)[1]),
+            ],
+            "exceeds the model",
+        ),
+        "1M tokens": (
+            [("input_ids", _ones(1, 1 << 20)[0]), ("attention_mask", _ones(1, 1 << 20)[1])],
+            "exceeds the model",
+        ),
+        "64 x 64k tokens (64 MiB)": (
+            [("input_ids", _ones(max_batch, 1 << 16)[0]), ("attention_mask", _ones(max_batch, 1 << 16)[1])],
+            "exceeds the model",
+        ),
+        "zero width": (
+            [("input_ids", np.zeros((1, 0), np.int64)), ("attention_mask", np.zeros((1, 0), np.int64))],
+            "empty|shape",
+        ),
     }
 
 
@@ -192,9 +249,11 @@ RAW_CASE_NAMES = list(_raw_cases(10, 10, 4))
 
 @pytest.mark.parametrize("case", RAW_CASE_NAMES)
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_raw_malformed_tensors_get_a_clear_per_request_error(triton_server, bystander, model_limits,
-                                                             protocol, case):
+def test_raw_malformed_tensors_get_a_clear_per_request_error(
+    triton_server, bystander, model_limits, protocol, case
+):
     from tritonclient.utils import InferenceServerException
+
     module = pytest.importorskip(f"tritonclient.{protocol}")
     url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
     inputs, needle = _raw_cases(*model_limits)[case]
@@ -210,8 +269,9 @@ def test_raw_malformed_tensors_get_a_clear_per_request_error(triton_server, byst
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_unknown_and_malformed_request_parameters_do_not_change_scores(triton_server, bystander, reference,
-                                                                       clients, protocol):
+def test_unknown_and_malformed_request_parameters_do_not_change_scores(
+    triton_server, bystander, reference, clients, protocol
+):
     """The encoder takes no request parameters: unknown ones are ignored, the scores are right."""
     module = pytest.importorskip(f"tritonclient.{protocol}")
     url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
@@ -219,11 +279,23 @@ def test_unknown_and_malformed_request_parameters_do_not_change_scores(triton_se
     (batch,) = plan.batches
     client = module.InferenceServerClient(url)
     try:
-        for params in ({"cutoff_layers": "not json ["}, {"compress_ratio": -1, "x" * 200: "y" * 10000},
-                       {"prompt": "🐼", "flag": True}):
-            out = client.infer(MODEL, [_tensor(module, "input_ids", batch.input_ids),
-                                       _tensor(module, "attention_mask", batch.attention_mask)],
-                               parameters=params).as_numpy("scores").reshape(-1)
+        for params in (
+            {"cutoff_layers": "not json ["},
+            {"compress_ratio": -1, "x" * 200: "y" * 10000},
+            {"prompt": "🐼", "flag": True},
+        ):
+            out = (
+                client.infer(
+                    MODEL,
+                    [
+                        _tensor(module, "input_ids", batch.input_ids),
+                        _tensor(module, "attention_mask", batch.attention_mask),
+                    ],
+                    parameters=params,
+                )
+                .as_numpy("scores")
+                .reshape(-1)
+            )
             scores = np.empty(len(GOOD))
             scores[batch.indices] = out
             assert np.abs(scores - np.array(reference)).max() <= 1e-4
@@ -233,9 +305,14 @@ def test_unknown_and_malformed_request_parameters_do_not_change_scores(triton_se
 
 # ---------------------------------------------------------------- raw HTTP bodies
 
+
 def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    req = urllib.request.Request(f"http://{url}/v2/models/{MODEL}/infer", data=body, method="POST",
-                                 headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        f"http://{url}/v2/models/{MODEL}/infer",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, r.read().decode(errors="replace")
@@ -246,9 +323,13 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple
 def _json_body(ids_shape, mask_shape=None, ids_data=None, **extra) -> bytes:
     mask_shape = mask_shape or ids_shape
     n = int(np.prod([max(d, 0) for d in ids_shape])) if ids_data is None else len(ids_data)
-    body = {"inputs": [
-        {"name": "input_ids", "shape": ids_shape, "datatype": "INT64", "data": ids_data or [5] * n},
-        {"name": "attention_mask", "shape": mask_shape, "datatype": "INT64", "data": [1] * n}], **extra}
+    body = {
+        "inputs": [
+            {"name": "input_ids", "shape": ids_shape, "datatype": "INT64", "data": ids_data or [5] * n},
+            {"name": "attention_mask", "shape": mask_shape, "datatype": "INT64", "data": [1] * n},
+        ],
+        **extra,
+    }
     return json.dumps(body).encode()
 
 
@@ -257,9 +338,17 @@ RAW_HTTP_CASES = {
     "invalid utf-8 body": (b'{"inputs": [{"name": "\xff\xfe"}]}', {}),
     "negative shape": (_json_body([1, -4], ids_data=[5, 5, 5, 5]), {}),
     "shape/data mismatch": (_json_body([2, 3], ids_data=[5]), {}),
-    "string token ids": (json.dumps({"inputs": [
-        {"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": ["a", "b"]},
-        {"name": "attention_mask", "shape": [1, 2], "datatype": "INT64", "data": [1, 1]}]}).encode(), {}),
+    "string token ids": (
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": ["a", "b"]},
+                    {"name": "attention_mask", "shape": [1, 2], "datatype": "INT64", "data": [1, 1]},
+                ]
+            }
+        ).encode(),
+        {},
+    ),
     "parameters not an object": (_json_body([1, 2], parameters="oops"), {}),
     "lying binary header length": (_json_body([1, 2]), {"Inference-Header-Content-Length": str(1 << 30)}),
     "empty body": (b"", {}),
@@ -279,17 +368,23 @@ def test_raw_malformed_http_bodies_get_an_error_answer(triton_server, bystander,
 def test_left_padded_raw_request_scores_like_right_padded(triton_server, bystander, clients, reference):
     """Left padding is accepted (rows are re-packed by the server) and gives the same scores."""
     import tritonclient.grpc as grpcclient
+
     plan = clients["grpc"]._core.plan(GOOD, max_length=None, query_max_length=None, batch_size=None)
     (batch,) = plan.batches
     lengths = batch.attention_mask.sum(axis=1)
     ids, mask = np.full_like(batch.input_ids, 1), np.zeros_like(batch.attention_mask)
     width = ids.shape[1]
     for r, n in enumerate(lengths):
-        ids[r, width - n:], mask[r, width - n:] = batch.input_ids[r, :n], 1
+        ids[r, width - n :], mask[r, width - n :] = batch.input_ids[r, :n], 1
     client = grpcclient.InferenceServerClient(triton_server.grpc_url)
     try:
-        out = client.infer(MODEL, [_tensor(grpcclient, "input_ids", ids),
-                                   _tensor(grpcclient, "attention_mask", mask)]).as_numpy("scores").reshape(-1)
+        out = (
+            client.infer(
+                MODEL, [_tensor(grpcclient, "input_ids", ids), _tensor(grpcclient, "attention_mask", mask)]
+            )
+            .as_numpy("scores")
+            .reshape(-1)
+        )
     finally:
         client.close()
     scores = np.empty(len(GOOD))
@@ -297,12 +392,16 @@ def test_left_padded_raw_request_scores_like_right_padded(triton_server, bystand
     assert np.abs(scores - np.array(reference)).max() <= 1e-4
 
 
-@pytest.mark.xfail(strict=True, reason="Triton 2.51 bug: an HTTP/JSON request whose declared shape needs "
-                   "more memory than exists aborts tritonserver (std::bad_alloc, SIGABRT); gRPC rejects the "
-                   "same request cleanly. Do not expose the HTTP port to untrusted clients (docs/security.md).")
+@pytest.mark.xfail(
+    strict=True,
+    reason="Triton 2.51 bug: an HTTP/JSON request whose declared shape needs "
+    "more memory than exists aborts tritonserver (std::bad_alloc, SIGABRT); gRPC rejects the "
+    "same request cleanly. Do not expose the HTTP port to untrusted clients (docs/security.md).",
+)
 @pytest.mark.parametrize("shape", [[1, 1 << 32], [64, 1 << 40]])
 def test_huge_declared_http_shape_is_rejected_without_killing_the_server(test_repository, tmp_path, shape):
     from tests.load.servers import start_private_server
+
     server = start_private_server(test_repository.root, tmp_path, "huge-shape", [MODEL])
     try:
         try:
@@ -310,7 +409,7 @@ def test_huge_declared_http_shape_is_rejected_without_killing_the_server(test_re
         except (urllib.error.URLError, ConnectionError) as exc:
             status, text = 0, repr(exc)
         try:
-            server.process.wait(timeout=5)   # an abort takes effect at once; a live server stays up
+            server.process.wait(timeout=5)  # an abort takes effect at once; a live server stays up
         except subprocess.TimeoutExpired:
             pass
         assert server.process.poll() is None, f"tritonserver died (answer: {status} {text[:200]})"
@@ -323,11 +422,12 @@ def test_huge_declared_grpc_shape_is_rejected_cleanly(triton_server, bystander):
     """The same lie over gRPC: shape [1, 2**32] (32 GiB declared) with 16 bytes of data."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
+
     client = grpcclient.InferenceServerClient(triton_server.grpc_url)
     inputs = []
     for name in ("input_ids", "attention_mask"):
         tensor = _tensor(grpcclient, name, np.ones((1, 2), np.int64))
-        tensor._input.ClearField("shape")   # bypass tritonclient's own shape check
+        tensor._input.ClearField("shape")  # bypass tritonclient's own shape check
         tensor._input.shape.extend([1, 1 << 32])
         inputs.append(tensor)
     try:
@@ -339,25 +439,39 @@ def test_huge_declared_grpc_shape_is_rejected_cleanly(triton_server, bystander):
 
 # ---------------------------------------------------------------- LLM families (when exported)
 
+
 def _llm_models(root) -> list[str]:
     from reranker_core.families import ENCODER
     from reranker_core.manifest import ModelManifest
-    return [p.parent.name for p in sorted(root.glob("*/reranker.json"))
-            if ModelManifest.load(p.parent).family != ENCODER]
+
+    return [
+        p.parent.name
+        for p in sorted(root.glob("*/reranker.json"))
+        if ModelManifest.load(p.parent).family != ENCODER
+    ]
 
 
-LLM_BAD_PARAMETERS = [{"cutoff_layers": "not json ["}, {"cutoff_layers": "[999]"}, {"cutoff_layers": "[-1]"},
-                      {"cutoff_layers": "{}"}, {"compress_ratio": "abc"}, {"compress_ratio": -4},
-                      {"compress_layers": "[[1]]"}, {"cutoff_layers": "[" + "1," * 5000 + "1]"}]
+LLM_BAD_PARAMETERS = [
+    {"cutoff_layers": "not json ["},
+    {"cutoff_layers": "[999]"},
+    {"cutoff_layers": "[-1]"},
+    {"cutoff_layers": "{}"},
+    {"compress_ratio": "abc"},
+    {"compress_ratio": -4},
+    {"compress_layers": "[[1]]"},
+    {"cutoff_layers": "[" + "1," * 5000 + "1]"},
+]
 
 
 @pytest.mark.parametrize("params", LLM_BAD_PARAMETERS, ids=lambda p: str(p)[:40])
-def test_llm_models_answer_malformed_parameters_per_request(triton_server, test_repository, make_client,
-                                                            bystander, params):
+def test_llm_models_answer_malformed_parameters_per_request(
+    triton_server, test_repository, make_client, bystander, params
+):
     """Raw requests with malformed LLM parameters: an INVALID_ARG error, or (a parameter the
     family does not take) the normal scores; never an internal error or a crash."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
+
     models = _llm_models(test_repository.root)
     if not models:
         pytest.skip("no LLM models in the test repository yet")
@@ -367,8 +481,10 @@ def test_llm_models_answer_malformed_parameters_per_request(triton_server, test_
             client = make_client(model, "grpc", model_repository=str(test_repository.root))
             plan = client._core.plan(GOOD[:2], max_length=64, query_max_length=None, batch_size=None)
             batch = plan.batches[0]
-            inputs = [_tensor(grpcclient, "input_ids", batch.input_ids),
-                      _tensor(grpcclient, "attention_mask", batch.attention_mask)]
+            inputs = [
+                _tensor(grpcclient, "input_ids", batch.input_ids),
+                _tensor(grpcclient, "attention_mask", batch.attention_mask),
+            ]
             if batch.segment_lengths is not None:
                 inputs.append(_tensor(grpcclient, "segment_lengths", batch.segment_lengths))
             try:
@@ -387,8 +503,13 @@ def test_llm_client_rejects_or_reports_bad_layers(test_repository, make_client, 
         pytest.skip("no LLM models in the test repository yet")
     for model in models:
         client = make_client(model, "http", model_repository=str(test_repository.root))
-        for kwargs in ({"cutoff_layers": [999]}, {"cutoff_layers": "x"}, {"compress_ratio": 3.5},
-                       {"prompt": 5}, {"cutoff_layers": [True]}):
+        for kwargs in (
+            {"cutoff_layers": [999]},
+            {"cutoff_layers": "x"},
+            {"compress_ratio": 3.5},
+            {"prompt": 5},
+            {"cutoff_layers": [True]},
+        ):
             with pytest.raises((InvalidInputError, InferenceError)) as info:
                 client.compute_score(GOOD[:2], max_length=64, **kwargs)
             assert "Stub process" not in str(info.value) and "inference failed" not in str(info.value)

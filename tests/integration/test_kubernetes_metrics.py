@@ -1,10 +1,10 @@
 """The real Triton server serves what deploy/kubernetes relies on: the metric series in the
 autoscaler rules and the dashboard, the probe paths, and the CPU config the staging overlay picks."""
+
 from __future__ import annotations
 
 import re
 import urllib.request
-
 
 from tests.support import k8s
 
@@ -24,11 +24,17 @@ def test_triton_exposes_every_metric_the_rules_and_dashboard_read(triton_server,
     # one scored pair, so that every per-model counter has moved at least once
     assert len(make_client("tiny-encoder").compute_score([["what is panda?", "a bear"]])) == 1
     exposed = _scrape(triton_server.metrics_port)
-    assert "nv_inference_request_success" in exposed            # the scrape parsed
+    assert "nv_inference_request_success" in exposed  # the scrape parsed
     used = {n for n in k8s.used_metric_names() if n.startswith("nv_")}
-    assert {"nv_inference_queue_duration_us", "nv_inference_request_success", "nv_inference_count",
-            "nv_inference_compute_infer_duration_us", "nv_inference_exec_count",
-            "nv_inference_request_failure", "nv_gpu_utilization"} <= used
+    assert {
+        "nv_inference_queue_duration_us",
+        "nv_inference_request_success",
+        "nv_inference_count",
+        "nv_inference_compute_infer_duration_us",
+        "nv_inference_exec_count",
+        "nv_inference_request_failure",
+        "nv_gpu_utilization",
+    } <= used
     gpu = used & k8s.TRITON_GPU_METRICS
     missing = used - gpu - exposed
     assert not missing, f"Triton does not expose {sorted(missing)}"
@@ -47,6 +53,7 @@ def test_triton_answers_the_probe_paths_of_the_deployment(triton_server):
 def test_every_served_model_has_the_config_the_cpu_overlay_selects(test_repository):
     from reranker_core.tensors import TEXT_MODEL_SUFFIX
     from reranker_server.embedded import EMBEDDED_CONFIG_NAME
+
     docs = k8s.render("cpu")
     env = {e["name"]: e.get("value") for e in k8s.container(docs, "triton")["env"]}
     assert env["MODEL_CONFIG_NAME"] == EMBEDDED_CONFIG_NAME

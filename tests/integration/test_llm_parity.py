@@ -1,5 +1,6 @@
 """LLM rerankers (gemma, minicpm layerwise, gemma2 lightweight) through the real embedded Triton
 server and the client, against FlagEmbedding's FlagLLMReranker / LayerWise / LightWeight."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,11 @@ CASES = [
     ("tiny-layerwise", "pairs", {"cutoff_layers": [2]}),
     ("tiny-layerwise", "pairs", {"cutoff_layers": [4], "normalize": True}),
     ("tiny-layerwise", "pairs", {"cutoff_layers": [3, 6]}),
-    ("tiny-layerwise", "pairs", {"cutoff_layers": [5], "prompt": PROMPT, "max_length": 14, "query_max_length": 6}),
+    (
+        "tiny-layerwise",
+        "pairs",
+        {"cutoff_layers": [5], "prompt": PROMPT, "max_length": 14, "query_max_length": 6},
+    ),
     ("tiny-layerwise", "mixed", {"cutoff_layers": [4]}),
     ("tiny-lightweight", "pairs", {}),
     ("tiny-lightweight", "pairs", {"cutoff_layers": [4]}),
@@ -39,24 +44,41 @@ CASES = [
     ("tiny-lightweight", "pairs", {"cutoff_layers": [6], "compress_ratio": 2, "compress_layers": [2]}),
     ("tiny-lightweight", "pairs", {"cutoff_layers": [6], "compress_ratio": 2, "compress_layers": [6]}),
     ("tiny-lightweight", "pairs", {"cutoff_layers": [4], "compress_ratio": 4, "compress_layers": [2, 6]}),
-    ("tiny-lightweight", "pairs", {"cutoff_layers": [8], "compress_ratio": 2, "compress_layers": [2, 4],
-                                   "normalize": True}),
+    (
+        "tiny-lightweight",
+        "pairs",
+        {"cutoff_layers": [8], "compress_ratio": 2, "compress_layers": [2, 4], "normalize": True},
+    ),
     ("tiny-lightweight", "mixed", {"cutoff_layers": [6], "compress_ratio": 4, "compress_layers": [3]}),
-    ("tiny-lightweight", "pairs", {"cutoff_layers": [4], "prompt": PROMPT, "max_length": 16, "query_max_length": 6}),
+    (
+        "tiny-lightweight",
+        "pairs",
+        {"cutoff_layers": [4], "prompt": PROMPT, "max_length": 16, "query_max_length": 6},
+    ),
 ]
 INPUTS = {"pairs": PAIRS, "mixed": MIXED}
 
 
 def case_id(case):
     model, name, kwargs = case
-    return f"{model}-{name}-" + ("-".join(f"{k}{v}" for k, v in kwargs.items() if k != "prompt")
-                                 + ("-prompt" if "prompt" in kwargs else "") or "default")
+    return f"{model}-{name}-" + (
+        "-".join(f"{k}{v}" for k, v in kwargs.items() if k != "prompt")
+        + ("-prompt" if "prompt" in kwargs else "")
+        or "default"
+    )
 
 
 @pytest.fixture(scope="module")
 def expected(test_repository):
-    jobs = [{"kind": KIND[model], "model": str(test_repository.checkpoint(model)), "pairs": INPUTS[name],
-             "score": kwargs} for model, name, kwargs in CASES]
+    jobs = [
+        {
+            "kind": KIND[model],
+            "model": str(test_repository.checkpoint(model)),
+            "pairs": INPUTS[name],
+            "score": kwargs,
+        }
+        for model, name, kwargs in CASES
+    ]
     return run_oracle(jobs)
 
 
@@ -75,17 +97,24 @@ def test_scores_equal_flagembedding(make_client, expected, case):
 
 
 def test_http_gives_the_same_scores(make_client, expected):
-    case = next(i for i, c in enumerate(CASES) if c[0] == "tiny-lightweight" and c[2].get("compress_ratio") == 4)
+    case = next(
+        i for i, c in enumerate(CASES) if c[0] == "tiny-lightweight" and c[2].get("compress_ratio") == 4
+    )
     model, name, kwargs = CASES[case]
-    assert max_diff(make_client(model, "http").compute_score(INPUTS[name], **kwargs), expected[case]["scores"]) < 1e-4
+    assert (
+        max_diff(make_client(model, "http").compute_score(INPUTS[name], **kwargs), expected[case]["scores"])
+        < 1e-4
+    )
 
 
 def test_scores_vary_between_pairs_and_cutoffs(expected):
     """Guards the parity tests against degenerate tiny models."""
-    for case, (model, _, kwargs) in enumerate(CASES):
+    for case, (_model, _, _kwargs) in enumerate(CASES):
         scores = np.asarray(expected[case]["scores"])
         assert scores.max() - scores.min() > 1e-3, CASES[case]
-    multi = np.asarray(expected[CASES.index(("tiny-layerwise", "pairs", {"cutoff_layers": [3, 6]}))]["scores"])
+    multi = np.asarray(
+        expected[CASES.index(("tiny-layerwise", "pairs", {"cutoff_layers": [3, 6]}))]["scores"]
+    )
     assert np.abs(multi[0] - multi[1]).max() > 1e-3
 
 
@@ -111,20 +140,29 @@ def test_rerank_uses_llm_parameters(make_client):
     assert [r.index for r in ranked] == list(np.argsort(-np.asarray(scores), kind="stable")[:3])
 
 
-@pytest.mark.parametrize("model, kwargs, message", [
-    ("tiny-layerwise", {"cutoff_layers": [1]}, "cutoff"),
-    ("tiny-layerwise", {"cutoff_layers": [7]}, "cutoff"),
-    ("tiny-lightweight", {"cutoff_layers": [3]}, "cutoff"),
-    ("tiny-lightweight", {"compress_ratio": 3, "compress_layers": [2]}, "compress_ratio"),
-    ("tiny-lightweight", {"compress_ratio": 2, "compress_layers": [-1]}, "compress layer.*out of range"),
-])
-def test_bad_parameters_get_clear_errors_and_others_still_served(make_client, expected, model, kwargs, message):
+@pytest.mark.parametrize(
+    "model, kwargs, message",
+    [
+        ("tiny-layerwise", {"cutoff_layers": [1]}, "cutoff"),
+        ("tiny-layerwise", {"cutoff_layers": [7]}, "cutoff"),
+        ("tiny-lightweight", {"cutoff_layers": [3]}, "cutoff"),
+        ("tiny-lightweight", {"compress_ratio": 3, "compress_layers": [2]}, "compress_ratio"),
+        ("tiny-lightweight", {"compress_ratio": 2, "compress_layers": [-1]}, "compress layer.*out of range"),
+    ],
+)
+def test_bad_parameters_get_clear_errors_and_others_still_served(
+    make_client, expected, model, kwargs, message
+):
     client = make_client(model)
     with pytest.raises((InferenceError, InvalidInputError), match=message):
         client.compute_score(PAIRS, **kwargs)
     good = CASES.index(("tiny-lightweight", "pairs", {"cutoff_layers": [4]}))
-    assert max_diff(make_client("tiny-lightweight").compute_score(PAIRS, cutoff_layers=[4]),
-                    expected[good]["scores"]) < 1e-4
+    assert (
+        max_diff(
+            make_client("tiny-lightweight").compute_score(PAIRS, cutoff_layers=[4]), expected[good]["scores"]
+        )
+        < 1e-4
+    )
 
 
 def test_family_arguments_are_checked_by_the_client(make_client):

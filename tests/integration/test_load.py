@@ -3,6 +3,7 @@ mixed lengths (some truncated) and, for LLM families, mixed parameters. Proves t
 batching every caller gets exactly its own scores (equal to the pair scored alone), no request
 fails, and the server's memory (tritonserver + Python stubs) does not grow after warm-up.
 The long version is `python -m tests.load.soak` (make soak)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,9 +17,9 @@ pytestmark = pytest.mark.integration
 # of one padded batch per request (>= 16 KiB x 100s of requests) or of one 1 MiB text per request
 # exceeds it; allocator noise (ORT arena, gRPC buffers) stays well below.
 RSS_GROWTH_LIMIT_MIB = 48.0
-WORKERS = 6          # 3 gRPC + 3 HTTP client threads
-REQUESTS = 80        # measured requests (CI size; `make soak` runs thousands)
-MAX_LENGTH = 96      # CI truncation length (the long pairs are still truncated); soak uses 512
+WORKERS = 6  # 3 gRPC + 3 HTTP client threads
+REQUESTS = 80  # measured requests (CI size; `make soak` runs thousands)
+MAX_LENGTH = 96  # CI truncation length (the long pairs are still truncated); soak uses 512
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +38,20 @@ def load_setup(triton_server, test_repository):
 def test_concurrent_mixed_load_returns_each_pairs_own_score(load_setup, triton_server):
     make, targets, pool, reference = load_setup
     warm_up_peak(make, targets, pool, workers=WORKERS)
-    warm = run_load(make, LoadConfig(targets, workers=WORKERS, max_requests=24, duration_s=40, seed=1),
-                    pool, reference, server_pid=triton_server.process.pid)
-    run = run_load(make, LoadConfig(targets, workers=WORKERS, max_requests=REQUESTS, duration_s=45, seed=2),
-                   pool, reference, server_pid=triton_server.process.pid)
+    warm = run_load(
+        make,
+        LoadConfig(targets, workers=WORKERS, max_requests=24, duration_s=40, seed=1),
+        pool,
+        reference,
+        server_pid=triton_server.process.pid,
+    )
+    run = run_load(
+        make,
+        LoadConfig(targets, workers=WORKERS, max_requests=REQUESTS, duration_s=45, seed=2),
+        pool,
+        reference,
+        server_pid=triton_server.process.pid,
+    )
     print("warm-up:", warm.summary())
     print("load:", run.summary())
     assert not warm.errors and not run.errors, (warm.errors + run.errors)[:5]

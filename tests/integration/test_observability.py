@@ -1,5 +1,6 @@
 """Failed requests are counted by kind in Triton's metrics (custom metric of the Python-backend
 models), on the real embedded server."""
+
 from __future__ import annotations
 
 import re
@@ -8,7 +9,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-FAILURES_METRIC = "reranker_request_failures_total"   # the documented metric name
+FAILURES_METRIC = "reranker_request_failures_total"  # the documented metric name
 
 _LINE = re.compile(r"^(?P<name>\w+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
 
@@ -46,7 +47,7 @@ def _infer(server, model: str, ids: np.ndarray, mask: np.ndarray, parameters=Non
 def test_bad_encoder_request_is_counted_as_invalid_argument(triton_server):
     ids = np.full((2, 6), 5, np.int64)
     mask = np.ones((2, 6), np.int64)
-    mask[1, 3] = 0                                           # a hole: rejected by the model
+    mask[1, 3] = 0  # a hole: rejected by the model
     before = failures(triton_server, "tiny-encoder", "invalid_argument")
     assert "contiguous" in _infer(triton_server, "tiny-encoder", ids, mask)
     assert failures(triton_server, "tiny-encoder", "invalid_argument") == before + 1

@@ -2,6 +2,7 @@
 directory behind: SIGTERM (systemd, Kubernetes, kill), SIGHUP and the death of its parent stop
 the server and clean up; a SIGKILLed owner's server is stopped by the kernel (parent-death
 signal) and its directory is removed by the next start. Real processes, real tritonserver."""
+
 from __future__ import annotations
 
 import os
@@ -26,6 +27,7 @@ WAIT_S = 300  # an upper bound for slow shared machines, not a timing assertion
 def repository(tmp_path_factory) -> Path:
     """One tiny encoder: the server starts fast."""
     from tests.support.repository import ENCODER_MODELS, build_repository
+
     root = tmp_path_factory.mktemp("lifetime_repo")
     build_repository(root, tmp_path_factory.mktemp("lifetime_ckpt"), ENCODER_MODELS[:1])
     return root
@@ -69,8 +71,19 @@ def _ready(port: int) -> bool:
 
 def _serve_command(repository: Path, ports: list[int]) -> list[str]:
     http, grpc, metrics = ports
-    return [sys.executable, "-m", "reranker_server.embedded", "--model-repository", str(repository),
-            "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    return [
+        sys.executable,
+        "-m",
+        "reranker_server.embedded",
+        "--model-repository",
+        str(repository),
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+    ]
 
 
 def _server_child(wrapper_pid: int):
@@ -98,12 +111,16 @@ def _tritonserver_of(wrapper_pid: int) -> tuple[int, Path]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_stop_signal_stops_the_server_and_removes_its_directory(repository, sig):
     ports = free_ports(3)
-    wrapper = subprocess.Popen(_serve_command(repository, ports), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+    wrapper = subprocess.Popen(
+        _serve_command(repository, ports), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         server_pid, workdir = _tritonserver_of(wrapper.pid)
         _wait_until(lambda: _ready(ports[0]), "server ready")
-        assert (workdir / OWNER_FILE).read_text().splitlines()[0].split() == [str(wrapper.pid), str(server_pid)]
+        assert (workdir / OWNER_FILE).read_text().splitlines()[0].split() == [
+            str(wrapper.pid),
+            str(server_pid),
+        ]
         wrapper.send_signal(sig)
         out = wrapper.communicate(timeout=WAIT_S)[0].decode(errors="replace")
     finally:
@@ -121,11 +138,13 @@ def test_parent_death_stops_the_server_and_removes_its_directory(repository, tmp
     re-parented) and shuts down cleanly."""
     ports = free_ports(3)
     pid_file = tmp_path / "wrapper.pid"
-    launcher = ("import subprocess, sys, time\n"
-                f"p = subprocess.Popen({_serve_command(repository, ports)!r}, stdout=subprocess.DEVNULL, "
-                "stderr=subprocess.DEVNULL)\n"
-                f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
-                "time.sleep(3600)\n")
+    launcher = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen({_serve_command(repository, ports)!r}, stdout=subprocess.DEVNULL, "
+        "stderr=subprocess.DEVNULL)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(3600)\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", launcher])
     try:
         _wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), "wrapper started")
@@ -146,8 +165,9 @@ def test_killed_owner_server_stops_and_next_start_sweeps_its_directory(repositor
     """SIGKILL cannot be handled: the kernel's parent-death signal stops tritonserver, and the
     directory left behind is removed by the next server start (sweep_stale_workdirs)."""
     ports = free_ports(3)
-    wrapper = subprocess.Popen(_serve_command(repository, ports), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    wrapper = subprocess.Popen(
+        _serve_command(repository, ports), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         server_pid, workdir = _tritonserver_of(wrapper.pid)
         _wait_until(lambda: _ready(ports[0]), "server ready")
@@ -171,10 +191,26 @@ def test_killed_owner_server_stops_and_next_start_sweeps_its_directory(repositor
 def test_make_serve_launcher_stops_everything_on_sighup(repository):
     """`make serve` (tools/serve.py) forwards SIGHUP like SIGTERM: no orphaned server."""
     http, grpc, metrics = free_ports(3)
-    launcher = subprocess.Popen([sys.executable, "-m", "tools.serve", "--model-repository", str(repository),
-                                 "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port",
-                                 str(metrics), "--api-port", "0"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tools.serve",
+            "--model-repository",
+            str(repository),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+            "--api-port",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         _wait_until(lambda: bool(_children(launcher.pid)), "the embedded server wrapper")
         wrapper_pid = _children(launcher.pid)[0]
@@ -193,14 +229,15 @@ def test_sweep_keeps_directories_of_live_processes(tmp_path):
     mine = tmp_path / f"{WORKDIR_PREFIX}live"
     mine.mkdir()
     (mine / OWNER_FILE).write_text(f"{os.getpid()}")
-    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    dead_pid = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     stale = tmp_path / f"{WORKDIR_PREFIX}stale"
     stale.mkdir()
     (stale / OWNER_FILE).write_text(f"{dead_pid} {dead_pid}")
-    unknown = tmp_path / f"{WORKDIR_PREFIX}no-owner"   # being created: no owner file yet
+    unknown = tmp_path / f"{WORKDIR_PREFIX}no-owner"  # being created: no owner file yet
     unknown.mkdir()
-    elsewhere = tmp_path / f"{WORKDIR_PREFIX}other-namespace"   # another container's pids
+    elsewhere = tmp_path / f"{WORKDIR_PREFIX}other-namespace"  # another container's pids
     elsewhere.mkdir()
     (elsewhere / OWNER_FILE).write_text(f"{dead_pid} {dead_pid}\npid:[1]\n")
     assert sweep_stale_workdirs(tmp_path) == [stale]

@@ -1,6 +1,7 @@
 """The text-facing models (`<name>-text`) through the real embedded Triton server, called the way
 a caller in any language calls them (raw tritonclient BYTES tensors, curl-style HTTP JSON), against
 FlagEmbedding 1.4.2."""
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,15 @@ pytestmark = pytest.mark.integration
 PAIRS = TUTORIAL_PAIRS + MULTILINGUAL_PAIRS
 MANY = many_pairs(70)
 RERANK_QUERY = "what is panda?"
-RERANK = [[RERANK_QUERY, p] for p in dict.fromkeys(p for _, p in PAIRS)]   # distinct passages: no ties
+RERANK = [[RERANK_QUERY, p] for p in dict.fromkeys(p for _, p in PAIRS)]  # distinct passages: no ties
 PROMPT = "Is passage B relevant to query A? Answer Yes or No."
-KIND = {"tiny-encoder": "encoder", "tiny-encoder-short": "encoder", "tiny-gemma": "llm",
-        "tiny-layerwise": "layerwise", "tiny-lightweight": "lightweight"}
+KIND = {
+    "tiny-encoder": "encoder",
+    "tiny-encoder-short": "encoder",
+    "tiny-gemma": "llm",
+    "tiny-layerwise": "layerwise",
+    "tiny-lightweight": "lightweight",
+}
 INPUTS = {"pairs": PAIRS, "rerank": RERANK, "many": MANY, "single": [PAIRS[5]]}
 # (model, inputs, FlagEmbedding compute_score kwargs = the request parameters)
 CASES = [
@@ -50,8 +56,10 @@ def case_id(case):
 
 @pytest.fixture(scope="module")
 def expected(test_repository):
-    jobs = [{"kind": KIND[m], "model": str(test_repository.checkpoint(m)), "pairs": INPUTS[n], "score": kw}
-            for m, n, kw in CASES]
+    jobs = [
+        {"kind": KIND[m], "model": str(test_repository.checkpoint(m)), "pairs": INPUTS[n], "score": kw}
+        for m, n, kw in CASES
+    ]
     return run_oracle(jobs)
 
 
@@ -68,8 +76,11 @@ def _wire(kwargs: dict) -> dict:
 
 def _call(triton_server, protocol, model, name, parameters):
     pairs = INPUTS[name]
-    infer, url = ((grpc_text_infer, triton_server.grpc_url) if protocol == "grpc"
-                  else (http_text_infer, triton_server.http_url))
+    infer, url = (
+        (grpc_text_infer, triton_server.grpc_url)
+        if protocol == "grpc"
+        else (http_text_infer, triton_server.http_url)
+    )
     passages = [p for _, p in pairs]
     if name == "rerank":
         return infer(url, f"{model}-text", passages, query=RERANK_QUERY, parameters=parameters)
@@ -95,13 +106,24 @@ def test_oracle_scores_are_not_degenerate(expected):
     assert scores.max() - scores.min() > 1e-2
 
 
-@pytest.mark.parametrize("model, kwargs", [("tiny-encoder", {}), ("tiny-layerwise", {"cutoff_layers": [2, 5]}),
-                                           ("tiny-lightweight", {"compress_ratio": 2, "compress_layers": [4]})])
+@pytest.mark.parametrize(
+    "model, kwargs",
+    [
+        ("tiny-encoder", {}),
+        ("tiny-layerwise", {"cutoff_layers": [2, 5]}),
+        ("tiny-lightweight", {"compress_ratio": 2, "compress_layers": [4]}),
+    ],
+)
 def test_text_path_equals_token_path(triton_server, make_client, model, kwargs):
     """Same pairs through the SDK (client-side tokenization, token model) and the text model."""
     via_tokens = _as_rows(make_client(model).compute_score(MANY, **kwargs))
-    via_text, _ = grpc_text_infer(triton_server.grpc_url, f"{model}-text", [p for _, p in MANY],
-                                  queries=[q for q, _ in MANY], parameters=_wire(kwargs))
+    via_text, _ = grpc_text_infer(
+        triton_server.grpc_url,
+        f"{model}-text",
+        [p for _, p in MANY],
+        queries=[q for q, _ in MANY],
+        parameters=_wire(kwargs),
+    )
     # Both run the same graph on the same token ids; only the batch composition may differ.
     assert np.abs(via_text - via_tokens).max() < 1e-5
 
@@ -109,49 +131,94 @@ def test_text_path_equals_token_path(triton_server, make_client, model, kwargs):
 def test_top_n_and_string_parameters(triton_server):
     passages = [p for _, p in RERANK]
     full, order = grpc_text_infer(triton_server.grpc_url, "tiny-encoder-text", passages, query=RERANK_QUERY)
-    top, top_order = grpc_text_infer(triton_server.grpc_url, "tiny-encoder-text", passages, query=RERANK_QUERY,
-                                     parameters={"top_n": "3", "normalize": "true"})
+    top, top_order = grpc_text_infer(
+        triton_server.grpc_url,
+        "tiny-encoder-text",
+        passages,
+        query=RERANK_QUERY,
+        parameters={"top_n": "3", "normalize": "true"},
+    )
     assert top_order.tolist() == order.tolist()[:3]
     assert np.abs(top - 1 / (1 + np.exp(-full))).max() < 1e-6
 
 
-LONG_PASSAGE = ("The giant panda is a bear species endemic to China. " * 3
-                + "It eats bamboo shoots and leaves in the mountains of Sichuan. " * 3)
+LONG_PASSAGE = (
+    "The giant panda is a bear species endemic to China. " * 3
+    + "It eats bamboo shoots and leaves in the mountains of Sichuan. " * 3
+)
 
 
-@pytest.mark.parametrize("model, kwargs", [("tiny-encoder-short", {"max_length": 24}),
-                                           ("tiny-encoder", {"max_length": 20, "window_stride": 6}),
-                                           ("tiny-gemma", {"max_length": 16})])
-def test_max_window_scores_are_the_max_over_flagembedding_windows(triton_server, test_repository, model, kwargs):
+@pytest.mark.parametrize(
+    "model, kwargs",
+    [
+        ("tiny-encoder-short", {"max_length": 24}),
+        ("tiny-encoder", {"max_length": 20, "window_stride": 6}),
+        ("tiny-gemma", {"max_length": 16}),
+    ],
+)
+def test_max_window_scores_are_the_max_over_flagembedding_windows(
+    triton_server, test_repository, model, kwargs
+):
     model_dir = test_repository.root / f"{model}-text"
     manifest = ModelManifest.load(model_dir)
     tokenizer = Tokenizer.from_file(str(model_dir / manifest.tokenizer.file))
     pairs = [[RERANK_QUERY, LONG_PASSAGE], [RERANK_QUERY, "hi"], ["bamboo?", LONG_PASSAGE[40:]]]
     max_length = kwargs["max_length"]
-    budgets = passage_budgets(tokenizer, manifest, [q for q, _ in pairs], max_length=max_length,
-                              query_max_length=max_length * 3 // 4)
-    windows = [window_texts(tokenizer, p, b, kwargs.get("window_stride")) for (_, p), b in zip(pairs, budgets)]
+    budgets = passage_budgets(
+        tokenizer,
+        manifest,
+        [q for q, _ in pairs],
+        max_length=max_length,
+        query_max_length=max_length * 3 // 4,
+    )
+    windows = [
+        window_texts(tokenizer, p, b, kwargs.get("window_stride")) for (_, p), b in zip(pairs, budgets)
+    ]
     assert len(windows[0]) >= 3 and windows[1] == ["hi"]
     for (_, passage), texts in zip(pairs, windows):
-        assert all(t in passage for t in texts)                              # windows are cut from the passage
+        assert all(t in passage for t in texts)  # windows are cut from the passage
         assert passage.startswith(texts[0]) and passage.endswith(texts[-1])  # and cover it end to end
     for texts, budget in zip(windows, budgets):
         for text in texts:
             assert len(tokenizer.encode(text, add_special_tokens=False).ids) <= budget + 1
     score_kwargs = {"max_length": max_length}
     flat = [[q, t] for (q, _), texts in zip(pairs, windows) for t in texts]
-    oracle = run_oracle([{"kind": KIND[model], "model": str(test_repository.checkpoint(model)), "pairs": flat,
-                          "score": score_kwargs},
-                         {"kind": KIND[model], "model": str(test_repository.checkpoint(model)), "pairs": pairs,
-                          "score": score_kwargs}])
+    oracle = run_oracle(
+        [
+            {
+                "kind": KIND[model],
+                "model": str(test_repository.checkpoint(model)),
+                "pairs": flat,
+                "score": score_kwargs,
+            },
+            {
+                "kind": KIND[model],
+                "model": str(test_repository.checkpoint(model)),
+                "pairs": pairs,
+                "score": score_kwargs,
+            },
+        ]
+    )
     window_scores = iter(oracle[0]["scores"])
     want = [max(next(window_scores) for _ in texts) for texts in windows]
-    got, _ = grpc_text_infer(triton_server.grpc_url, f"{model}-text", [p for _, p in pairs],
-                             queries=[q for q, _ in pairs], parameters={**kwargs, "long_passages": "max_window"})
+    got, _ = grpc_text_infer(
+        triton_server.grpc_url,
+        f"{model}-text",
+        [p for _, p in pairs],
+        queries=[q for q, _ in pairs],
+        parameters={**kwargs, "long_passages": "max_window"},
+    )
     assert np.abs(got[0] - np.array(want)).max() < 1e-4
-    truncated, _ = grpc_text_infer(triton_server.grpc_url, f"{model}-text", [p for _, p in pairs],
-                                   queries=[q for q, _ in pairs], parameters=kwargs)
-    assert np.abs(truncated[0] - np.array(oracle[1]["scores"])).max() < 1e-4   # default: FlagEmbedding's truncation
+    truncated, _ = grpc_text_infer(
+        triton_server.grpc_url,
+        f"{model}-text",
+        [p for _, p in pairs],
+        queries=[q for q, _ in pairs],
+        parameters=kwargs,
+    )
+    assert (
+        np.abs(truncated[0] - np.array(oracle[1]["scores"])).max() < 1e-4
+    )  # default: FlagEmbedding's truncation
 
 
 BAD = [
@@ -174,22 +241,33 @@ BAD = [
 @pytest.mark.parametrize("inputs, parameters, message", BAD, ids=[b[2][:30] for b in BAD])
 def test_bad_requests_get_invalid_arg_naming_the_problem(triton_server, inputs, parameters, message):
     with pytest.raises(TextModelError) as info:
-        grpc_text_infer(triton_server.grpc_url, "tiny-encoder-text", inputs["passages"], query=inputs.get("query"),
-                        queries=inputs.get("queries"), parameters=parameters)
+        grpc_text_infer(
+            triton_server.grpc_url,
+            "tiny-encoder-text",
+            inputs["passages"],
+            query=inputs.get("query"),
+            queries=inputs.get("queries"),
+            parameters=parameters,
+        )
     assert "INVALID_ARG" in info.value.status and message in info.value.message
 
 
-@pytest.mark.parametrize("parameters, message", [({"cutoff_layers": "[1]"}, "not available"),
-                                                 ({"compress_ratio": 3}, "compress_ratio 3 not supported")])
+@pytest.mark.parametrize(
+    "parameters, message",
+    [({"cutoff_layers": "[1]"}, "not available"), ({"compress_ratio": 3}, "compress_ratio 3 not supported")],
+)
 def test_layer_options_the_model_lacks_are_invalid_arg(triton_server, parameters, message):
     with pytest.raises(TextModelError) as info:
-        grpc_text_infer(triton_server.grpc_url, "tiny-lightweight-text", ["p"], query="q", parameters=parameters)
+        grpc_text_infer(
+            triton_server.grpc_url, "tiny-lightweight-text", ["p"], query="q", parameters=parameters
+        )
     assert "INVALID_ARG" in info.value.status and message in info.value.message
 
 
 def test_wrong_dtype_is_rejected_and_http_errors_are_clean(triton_server):
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
+
     client = grpcclient.InferenceServerClient(triton_server.grpc_url)
     wrong = grpcclient.InferInput("passages", [2], "INT64")
     wrong.set_data_from_numpy(np.array([1, 2], dtype=np.int64))
@@ -204,6 +282,7 @@ def test_wrong_dtype_is_rejected_and_http_errors_are_clean(triton_server):
 def test_bad_requests_spare_concurrent_good_ones(triton_server):
     """Good and bad requests in flight together: every good one is answered exactly."""
     from concurrent.futures import ThreadPoolExecutor
+
     passages = [p for _, p in RERANK]
     want, _ = grpc_text_infer(triton_server.grpc_url, "tiny-encoder-text", passages, query=RERANK_QUERY)
 
@@ -242,15 +321,20 @@ def test_readme_grpc_request_body_works_as_written(triton_server):
     outputs = [o.name for o in reply.outputs]
     raw = reply.raw_output_contents[outputs.index("scores")]
     scores = struct.unpack(f"<{len(raw) // 4}f", raw)
-    want, _ = grpc_text_infer(triton_server.grpc_url, "tiny-encoder-text",
-                              ["hi", "The giant panda is a bear."], query="what is panda?",
-                              parameters={"normalize": True})
+    want, _ = grpc_text_infer(
+        triton_server.grpc_url,
+        "tiny-encoder-text",
+        ["hi", "The giant panda is a bear."],
+        query="what is panda?",
+        parameters={"normalize": True},
+    )
     assert np.abs(np.array(scores) - want[0]).max() < 1e-6 and all(0 < s < 1 for s in scores)
 
 
 def test_wrong_shape_is_rejected_and_the_model_keeps_serving(triton_server):
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
+
     client = grpcclient.InferenceServerClient(triton_server.grpc_url)
     inputs = []
     for name, values in (("query", [b"q1", b"q2"]), ("passages", [b"p"])):
@@ -258,7 +342,7 @@ def test_wrong_shape_is_rejected_and_the_model_keeps_serving(triton_server):
         tensor.set_data_from_numpy(np.array(values, dtype=np.object_))
         inputs.append(tensor)
     with pytest.raises(InferenceServerException, match="(?i)shape"):
-        client.infer("tiny-encoder-text", inputs)          # query is [1]
+        client.infer("tiny-encoder-text", inputs)  # query is [1]
     client.close()
     scores, _ = grpc_text_infer(triton_server.grpc_url, "tiny-encoder-text", ["p"], query="q")
     assert scores.shape == (1, 1)

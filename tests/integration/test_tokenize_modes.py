@@ -1,6 +1,7 @@
 """tokenize="client" (token ids to `<name>`) and tokenize="server" (text to `<name>-text`) give the
 same scores, through the real embedded server, for every family, both protocols and both clients;
 "auto" picks the local tokenizer when it is at hand and the text model when it is not."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,6 +43,7 @@ def clients(triton_server, test_repository):
         client = make_client(mode, url_of(triton_server, protocol), model, protocol, **kwargs)
         made.append(client)
         return client
+
     yield factory
     for client in made:
         client.close()
@@ -54,8 +56,9 @@ def rows(scores) -> np.ndarray:
 
 @pytest.mark.parametrize("mode,protocol", CLIENTS)
 @pytest.mark.parametrize("model,kwargs", CASES, ids=[f"{m}-{'-'.join(k) or 'default'}" for m, k in CASES])
-def test_client_and_server_tokenization_give_the_same_scores(clients, test_repository, mode, protocol, model,
-                                                             kwargs):
+def test_client_and_server_tokenization_give_the_same_scores(
+    clients, test_repository, mode, protocol, model, kwargs
+):
     local = clients(mode, protocol, model, tokenize="client", model_repository=str(test_repository.root))
     remote = clients(mode, protocol, model, tokenize="server")
     assert (local.tokenize, remote.tokenize) == ("client", "server")
@@ -64,15 +67,25 @@ def test_client_and_server_tokenization_give_the_same_scores(clients, test_repos
     assert np.abs(got - want).max() <= TOLERANCE
     one = {k: v for k, v in kwargs.items() if k != "batch_size"}
     if len(kwargs.get("cutoff_layers", [0])) == 1:
-        ranked_local = local.rerank(QUERY, PASSAGES, top_n=5, **{k: v for k, v in one.items() if k != "normalize"})
-        ranked_remote = remote.rerank(QUERY, PASSAGES, top_n=5, **{k: v for k, v in one.items() if k != "normalize"})
+        ranked_local = local.rerank(
+            QUERY, PASSAGES, top_n=5, **{k: v for k, v in one.items() if k != "normalize"}
+        )
+        ranked_remote = remote.rerank(
+            QUERY, PASSAGES, top_n=5, **{k: v for k, v in one.items() if k != "normalize"}
+        )
         assert [r.index for r in ranked_remote] == [r.index for r in ranked_local]
-        assert [r.score for r in ranked_remote] == pytest.approx([r.score for r in ranked_local], abs=TOLERANCE)
+        assert [r.score for r in ranked_remote] == pytest.approx(
+            [r.score for r in ranked_local], abs=TOLERANCE
+        )
 
 
 def test_the_text_model_can_be_named_directly(clients, test_repository):
-    by_token = clients("sync", "grpc", "tiny-encoder", tokenize="client", model_repository=str(test_repository.root))
-    by_text = clients("sync", "grpc", "tiny-encoder-text", tokenize="auto", model_repository=str(test_repository.root))
+    by_token = clients(
+        "sync", "grpc", "tiny-encoder", tokenize="client", model_repository=str(test_repository.root)
+    )
+    by_text = clients(
+        "sync", "grpc", "tiny-encoder-text", tokenize="auto", model_repository=str(test_repository.root)
+    )
     text_only = clients("sync", "http", "tiny-encoder-text", tokenize="server")
     assert by_text.tokenize == "client" and text_only.tokenize == "server"
     want = by_token.compute_score(PAIRS)
@@ -87,7 +100,7 @@ def test_auto_tokenizes_locally_when_it_can_and_sends_text_when_it_cannot(client
     source = Path(manifest.tokenizer.source or manifest.source) / "tokenizer.json"
     hidden = source.with_name("tokenizer.json.hidden")
     assert source.is_file(), "the test export records its checkpoint directory as the tokenizer source"
-    source.rename(hidden)          # a host without the tokenizer files (the hub is offline in tests)
+    source.rename(hidden)  # a host without the tokenizer files (the hub is offline in tests)
     try:
         remote = clients("sync", "grpc", "tiny-encoder")
         assert remote.tokenize == "server"

@@ -2,14 +2,15 @@
 Cohere and NIM requests for several models; every returned score is checked against the same
 (query, passage) scored alone on Triton's text model. Used by tests/integration/test_api_load.py
 (bounded) and its fault test (Triton killed and restarted under load)."""
+
 from __future__ import annotations
 
 import math
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import httpx
 import numpy as np
@@ -17,11 +18,13 @@ import numpy as np
 SHAPES = ("tei", "tei-raw", "cohere-v2", "cohere-v1", "nim")
 
 
-def reference_scores(grpc_url: str, models: dict[str, dict], queries: Sequence[str],
-                     passages: Sequence[str]) -> dict[tuple[str, int, int], float]:
+def reference_scores(
+    grpc_url: str, models: dict[str, dict], queries: Sequence[str], passages: Sequence[str]
+) -> dict[tuple[str, int, int], float]:
     """Raw logit of every (model, query, passage), each pair ALONE in its request, one at a time,
     straight on the `<model>-text` Triton model; `models` maps each model to its request options."""
     import tritonclient.grpc as grpcclient
+
     client = grpcclient.InferenceServerClient(grpc_url)
     out = {}
     try:
@@ -32,9 +35,12 @@ def reference_scores(grpc_url: str, models: dict[str, dict], queries: Sequence[s
                     query.set_data_from_numpy(np.array([q.encode()], dtype=np.object_))
                     passage = grpcclient.InferInput("passages", [1], "BYTES")
                     passage.set_data_from_numpy(np.array([p.encode()], dtype=np.object_))
-                    result = client.infer(model + "-text", [query, passage],
-                                          outputs=[grpcclient.InferRequestedOutput("scores")],
-                                          parameters=dict(options) or None)
+                    result = client.infer(
+                        model + "-text",
+                        [query, passage],
+                        outputs=[grpcclient.InferRequestedOutput("scores")],
+                        parameters=dict(options) or None,
+                    )
                     out[(model, qi, pi)] = float(result.as_numpy("scores")[-1, 0])
     finally:
         client.close()
@@ -44,11 +50,22 @@ def reference_scores(grpc_url: str, models: dict[str, dict], queries: Sequence[s
 def request_for(shape: str, model: str, query: str, docs: list[str], options: dict) -> tuple[str, dict]:
     """The request in one wire shape; `options` are extra fields (e.g. max_length)."""
     if shape.startswith("tei"):
-        return "/rerank", {"model": model, "query": query, "texts": docs, "raw_scores": shape == "tei-raw", **options}
+        return "/rerank", {
+            "model": model,
+            "query": query,
+            "texts": docs,
+            "raw_scores": shape == "tei-raw",
+            **options,
+        }
     if shape.startswith("cohere"):
         return f"/{shape[-2:]}/rerank", {"model": model, "query": query, "documents": docs, **options}
-    return "/v1/ranking", {"model": model, "query": {"text": query}, "passages": [{"text": d} for d in docs],
-                           "truncate": "END", **options}
+    return "/v1/ranking", {
+        "model": model,
+        "query": {"text": query},
+        "passages": [{"text": d} for d in docs],
+        "truncate": "END",
+        **options,
+    }
 
 
 def scores_of(shape: str, body) -> dict[int, float]:
@@ -68,10 +85,10 @@ class ApiLoadReport:
     ok: int = 0
     pairs: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)       # non-200 answers that break the rules
+    failures: list[str] = field(default_factory=list)  # non-200 answers that break the rules
     mismatches: list[str] = field(default_factory=list)
-    unavailable: int = 0                                    # clean 503s (with Retry-After)
-    ok_after_mark: int = 0                                  # successes after mark() was called
+    unavailable: int = 0  # clean 503s (with Retry-After)
+    ok_after_mark: int = 0  # successes after mark() was called
     max_abs_diff: float = 0.0
     _marked: bool = False
 
@@ -79,16 +96,36 @@ class ApiLoadReport:
         self._marked = True
 
     def summary(self) -> dict:
-        return {"ok": self.ok, "pairs": self.pairs, "statuses": self.statuses, "unavailable_503": self.unavailable,
-                "failures": len(self.failures), "mismatches": len(self.mismatches), "max_abs_diff": self.max_abs_diff,
-                "first_failures": self.failures[:3], "first_mismatches": self.mismatches[:3]}
+        return {
+            "ok": self.ok,
+            "pairs": self.pairs,
+            "statuses": self.statuses,
+            "unavailable_503": self.unavailable,
+            "failures": len(self.failures),
+            "mismatches": len(self.mismatches),
+            "max_abs_diff": self.max_abs_diff,
+            "first_failures": self.failures[:3],
+            "first_mismatches": self.mismatches[:3],
+        }
 
 
-def run_api_load(base_url: str, headers: dict[str, str], models: dict[str, dict], queries: Sequence[str],
-                 passages: Sequence[str], reference: dict, *, workers: int = 6, max_requests: int = 120,
-                 duration_s: float = 300.0, seed: int = 0, allow_503: bool = False,
-                 stop: Optional[threading.Event] = None, report: Optional[ApiLoadReport] = None,
-                 tolerance: float = 1e-4) -> ApiLoadReport:
+def run_api_load(
+    base_url: str,
+    headers: dict[str, str],
+    models: dict[str, dict],
+    queries: Sequence[str],
+    passages: Sequence[str],
+    reference: dict,
+    *,
+    workers: int = 6,
+    max_requests: int = 120,
+    duration_s: float = 300.0,
+    seed: int = 0,
+    allow_503: bool = False,
+    stop: threading.Event | None = None,
+    report: ApiLoadReport | None = None,
+    tolerance: float = 1e-4,
+) -> ApiLoadReport:
     """Drive the API until max_requests, duration_s or `stop`; check every score."""
     report = report if report is not None else ApiLoadReport()
     stop = stop or threading.Event()
@@ -110,7 +147,9 @@ def run_api_load(base_url: str, headers: dict[str, str], models: dict[str, dict]
                 shape, model = rng.choice(SHAPES), rng.choice(list(models))
                 qi = rng.randrange(len(queries))
                 chosen = [rng.randrange(len(passages)) for _ in range(rng.randint(1, 8))]
-                path, body = request_for(shape, model, queries[qi], [passages[i] for i in chosen], models[model])
+                path, body = request_for(
+                    shape, model, queries[qi], [passages[i] for i in chosen], models[model]
+                )
                 try:
                     r = client.post(path, json=body)
                 except httpx.HTTPError as exc:
@@ -120,8 +159,11 @@ def run_api_load(base_url: str, headers: dict[str, str], models: dict[str, dict]
                 with lock:
                     report.statuses[r.status_code] = report.statuses.get(r.status_code, 0) + 1
                 if r.status_code != 200:
-                    clean_503 = (r.status_code == 503 and r.headers.get("retry-after") is not None
-                                 and r.headers.get("content-type", "").startswith("application/json"))
+                    clean_503 = (
+                        r.status_code == 503
+                        and r.headers.get("retry-after") is not None
+                        and r.headers.get("content-type", "").startswith("application/json")
+                    )
                     with lock:
                         if allow_503 and clean_503:
                             report.unavailable += 1
@@ -145,7 +187,9 @@ def run_api_load(base_url: str, headers: dict[str, str], models: dict[str, dict]
                     if report._marked:
                         report.ok_after_mark += 1
                     if len(got) != len(chosen) or worst > tolerance:
-                        report.mismatches.append(f"{shape} {model} q{qi} {chosen}: diff {worst:.3g}, got {got}")
+                        report.mismatches.append(
+                            f"{shape} {model} q{qi} {chosen}: diff {worst:.3g}, got {got}"
+                        )
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
     for t in threads:

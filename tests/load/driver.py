@@ -4,28 +4,31 @@ same pair gets when sent alone, so any cross-talk inside the server's dynamic ba
 
 Used by tests/integration/test_load.py (short, bounded) and by `python -m tests.load.soak`.
 """
+
 from __future__ import annotations
 
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
 from tests.load.procs import tree_rss_mib
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 
-ClientFactory = Callable[[str, str], Any]   # (model, protocol) -> RerankerClient
+ClientFactory = Callable[[str, str], Any]  # (model, protocol) -> RerankerClient
 
 
 @dataclass(frozen=True)
 class Target:
     """One model called with one set of compute_score keyword arguments."""
+
     model: str
     kwargs: tuple[tuple[str, Any], ...] = ()
-    tolerance: float = 1e-4     # |score under load - score alone|; fp16 models need more
+    tolerance: float = 1e-4  # |score under load - score alone|; fp16 models need more
 
     @property
     def call_kwargs(self) -> dict[str, Any]:
@@ -39,8 +42,12 @@ def pair_pool(count: int = 40, long_words: int = 3000) -> list[list[str]]:
     """Deterministic pairs of mixed lengths and scripts, two of them far over any max_length
     (truncated by the client) and some one-word ones."""
     long_passage = " ".join(f"word{i % 97} panda bamboo" for i in range(long_words // 3))
-    return ([list(p) for p in TUTORIAL_PAIRS] + [list(p) for p in MULTILINGUAL_PAIRS] + many_pairs(count)
-            + [["long document?", long_passage], ["hi", "yo"], [long_passage[:5000], "short passage"]])
+    return (
+        [list(p) for p in TUTORIAL_PAIRS]
+        + [list(p) for p in MULTILINGUAL_PAIRS]
+        + many_pairs(count)
+        + [["long document?", long_passage], ["hi", "yo"], [long_passage[:5000], "short passage"]]
+    )
 
 
 def as_rows(scores: Any, n: int) -> np.ndarray:
@@ -51,8 +58,9 @@ def as_rows(scores: Any, n: int) -> np.ndarray:
     return arr.T.reshape(n, -1)
 
 
-def reference_scores(make_client: ClientFactory, targets: Sequence[Target],
-                     pool: Sequence[Sequence[str]]) -> dict[Target, np.ndarray]:
+def reference_scores(
+    make_client: ClientFactory, targets: Sequence[Target], pool: Sequence[Sequence[str]]
+) -> dict[Target, np.ndarray]:
     """Each pair scored ALONE (one pair per call, one call at a time): [len(pool), layers]."""
     out = {}
 
@@ -60,8 +68,9 @@ def reference_scores(make_client: ClientFactory, targets: Sequence[Target],
         client = make_client(model_targets[0].model, "grpc")
         try:
             for target in model_targets:
-                out[target] = np.concatenate([as_rows(client.compute_score([list(p)], **target.call_kwargs), 1)
-                                              for p in pool])
+                out[target] = np.concatenate(
+                    [as_rows(client.compute_score([list(p)], **target.call_kwargs), 1) for p in pool]
+                )
         finally:
             client.close()
 
@@ -81,8 +90,15 @@ def reference_scores(make_client: ClientFactory, targets: Sequence[Target],
     return out
 
 
-def warm_up_peak(make_client: ClientFactory, targets: Sequence[Target], pool: Sequence[Sequence[str]],
-                 *, workers: int = 6, pairs: int = 8, rounds: int = 2) -> None:
+def warm_up_peak(
+    make_client: ClientFactory,
+    targets: Sequence[Target],
+    pool: Sequence[Sequence[str]],
+    *,
+    workers: int = 6,
+    pairs: int = 8,
+    rounds: int = 2,
+) -> None:
     """Drive every model to its peak working set: `workers` clients at once, each sending the
     `pairs` longest pairs, so the server merges them into its largest batches. ONNX Runtime's
     arena keeps its peak size, so memory is only comparable after this."""
@@ -93,8 +109,10 @@ def warm_up_peak(make_client: ClientFactory, targets: Sequence[Target], pool: Se
         clients = [make_client(target.model, "grpc") for _ in range(workers)]
         try:
             for _ in range(rounds):
-                threads = [threading.Thread(target=c.compute_score, args=(batch,), kwargs=target.call_kwargs)
-                           for c in clients]
+                threads = [
+                    threading.Thread(target=c.compute_score, args=(batch,), kwargs=target.call_kwargs)
+                    for c in clients
+                ]
                 for t in threads:
                     t.start()
                 for t in threads:
@@ -113,7 +131,7 @@ class LoadReport:
     mismatches: list[str] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
     max_abs_diff: float = 0.0
-    rss_mib: list[float] = field(default_factory=list)       # sampled during the run
+    rss_mib: list[float] = field(default_factory=list)  # sampled during the run
     by_protocol: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -121,15 +139,23 @@ class LoadReport:
         return float(np.percentile(self.latencies_s, q)) if self.latencies_s else 0.0
 
     def summary(self) -> dict[str, Any]:
-        return {"requests": self.requests, "pairs": self.pairs, "errors": len(self.errors),
-                "mismatches": len(self.mismatches), "max_abs_diff": self.max_abs_diff,
-                "p50_ms": round(self.percentile(50) * 1000, 1), "p99_ms": round(self.percentile(99) * 1000, 1),
-                "by_protocol": self.by_protocol, "wall_s": round(self.wall_s, 1),
-                "throughput_rps": round(self.requests / self.wall_s, 1) if self.wall_s else 0.0,
-                "rss_mib_first": round(self.rss_mib[0], 1) if self.rss_mib else None,
-                "rss_mib_last": round(self.rss_mib[-1], 1) if self.rss_mib else None,
-                "rss_mib_max": round(max(self.rss_mib), 1) if self.rss_mib else None,
-                "first_errors": self.errors[:3], "first_mismatches": self.mismatches[:3]}
+        return {
+            "requests": self.requests,
+            "pairs": self.pairs,
+            "errors": len(self.errors),
+            "mismatches": len(self.mismatches),
+            "max_abs_diff": self.max_abs_diff,
+            "p50_ms": round(self.percentile(50) * 1000, 1),
+            "p99_ms": round(self.percentile(99) * 1000, 1),
+            "by_protocol": self.by_protocol,
+            "wall_s": round(self.wall_s, 1),
+            "throughput_rps": round(self.requests / self.wall_s, 1) if self.wall_s else 0.0,
+            "rss_mib_first": round(self.rss_mib[0], 1) if self.rss_mib else None,
+            "rss_mib_last": round(self.rss_mib[-1], 1) if self.rss_mib else None,
+            "rss_mib_max": round(max(self.rss_mib), 1) if self.rss_mib else None,
+            "first_errors": self.errors[:3],
+            "first_mismatches": self.mismatches[:3],
+        }
 
 
 @dataclass
@@ -137,16 +163,21 @@ class LoadConfig:
     targets: Sequence[Target]
     workers: int = 4
     protocols: Sequence[str] = ("grpc", "http")
-    max_requests: int = 200          # total over all workers
-    duration_s: float = 30.0         # stop earlier when reached (whichever comes first)
+    max_requests: int = 200  # total over all workers
+    duration_s: float = 30.0  # stop earlier when reached (whichever comes first)
     pairs_per_request: tuple[int, int] = (1, 8)
     seed: int = 0
     rss_every_s: float = 0.5
 
 
-def run_load(make_client: ClientFactory, config: LoadConfig, pool: Sequence[Sequence[str]],
-             reference: dict[Target, np.ndarray], server_pid: Optional[int] = None,
-             report: Optional[LoadReport] = None) -> LoadReport:
+def run_load(
+    make_client: ClientFactory,
+    config: LoadConfig,
+    pool: Sequence[Sequence[str]],
+    reference: dict[Target, np.ndarray],
+    server_pid: int | None = None,
+    report: LoadReport | None = None,
+) -> LoadReport:
     """Drive `config.workers` threads, each with its own clients, until max_requests or duration_s.
     Pass `report` to watch progress from another thread (fault injection)."""
     report = report if report is not None else LoadReport()
@@ -175,8 +206,9 @@ def run_load(make_client: ClientFactory, config: LoadConfig, pool: Sequence[Sequ
                 try:
                     if target.model not in clients:
                         clients[target.model] = make_client(target.model, protocol)
-                    scores = clients[target.model].compute_score([list(pool[j]) for j in chosen],
-                                                                 **target.call_kwargs)
+                    scores = clients[target.model].compute_score(
+                        [list(pool[j]) for j in chosen], **target.call_kwargs
+                    )
                     got = as_rows(scores, k)
                 except Exception as exc:  # every failure is recorded, none ends the run
                     with lock:
@@ -193,8 +225,10 @@ def run_load(make_client: ClientFactory, config: LoadConfig, pool: Sequence[Sequ
                     report.by_protocol[protocol] = report.by_protocol.get(protocol, 0) + 1
                     report.max_abs_diff = max(report.max_abs_diff, diff)
                     if diff > target.tolerance:
-                        report.mismatches.append(f"{protocol} {target} pairs {chosen}: got {got.ravel()[:8]}"
-                                                 f" want {want.ravel()[:8]} (max diff {diff:.3g})")
+                        report.mismatches.append(
+                            f"{protocol} {target} pairs {chosen}: got {got.ravel()[:8]}"
+                            f" want {want.ravel()[:8]} (max diff {diff:.3g})"
+                        )
         finally:
             for client in clients.values():
                 client.close()

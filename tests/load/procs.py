@@ -1,17 +1,22 @@
 """Python-backend stubs of a tritonserver process tree (the tree itself:
 reranker_server.process_tree)."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
-from reranker_server.process_tree import (children, cmdline, is_alive, process_tree,  # noqa: F401
-                                          rss_kib, tree_rss_mib)
+from reranker_server.process_tree import (
+    children,
+    cmdline,
+    is_alive,
+    process_tree,  # noqa: F401
+    rss_kib,
+)
 
 STUB_NAME = "triton_python_backend_stub"
 
 
-def stub_pids(server_pid: int, model: Optional[str] = None, *, alive_only: bool = True) -> list[int]:
+def stub_pids(server_pid: int, model: str | None = None, *, alive_only: bool = True) -> list[int]:
     """Python-backend stub processes of the server (of one model when `model` is given).
     A stub's argv is: stub, <repo>/<model>/<version>/model.py, shm region, ..."""
     out = []

@@ -7,6 +7,7 @@ it also kills a random model's Python-backend stub at that period and recovers i
 while clients retry. Prints one JSON report; exit code 1 on any error, mismatch, lost request or
 memory growth after warm-up above --rss-growth-mib.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,22 +20,22 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
-from tests.load.driver import (LoadConfig, LoadReport, pair_pool, reference_scores, run_load,
-                               warm_up_peak)
+from tests.load.driver import LoadConfig, LoadReport, pair_pool, reference_scores, run_load, warm_up_peak
 from tests.load.procs import is_alive, rss_by_model_mib, stub_pids, tree_rss_mib
 from tests.load.servers import start_private_server
 from tests.load.targets import targets_for_repository
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tests.load.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=600.0, help="seconds of measured load")
     p.add_argument("--requests", type=int, default=1_000_000, help="stop after this many requests")
     p.add_argument("--workers", type=int, default=8, help="concurrent client threads (half gRPC, half HTTP)")
     p.add_argument("--window", type=float, default=60.0, help="seconds per memory sample window")
-    p.add_argument("--repository", type=Path, help="serve this model repository (default: build the tiny one)")
+    p.add_argument(
+        "--repository", type=Path, help="serve this model repository (default: build the tiny one)"
+    )
     p.add_argument("--models", default="", help="comma-separated subset of the repository's models")
     p.add_argument("--max-length", type=int, default=None, help="truncation length for every model")
     p.add_argument("--kill-stub-every", type=float, default=0.0, help="seconds between stub kills (0: none)")
@@ -47,6 +48,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def fault_injector(server, models: list[str], every: float, stop: threading.Event, log: list[dict]) -> None:
     """Kill a random model's stub every `every` seconds, then recover it with unload + load."""
     import tritonclient.grpc as grpcclient
+
     admin = grpcclient.InferenceServerClient(server.grpc_url)
     rng = random.Random(7)
     while not stop.wait(every):
@@ -62,12 +64,18 @@ def fault_injector(server, models: list[str], every: float, stop: threading.Even
         while admin.is_model_ready(model):
             time.sleep(0.05)
         admin.load_model(model)
-        log.append({"model": model, "killed_pid": stubs[0], "recovered": admin.is_model_ready(model),
-                    "recovery_s": round(time.monotonic() - began, 2)})
+        log.append(
+            {
+                "model": model,
+                "killed_pid": stubs[0],
+                "recovered": admin.is_model_ready(model),
+                "recovery_s": round(time.monotonic() - began, 2),
+            }
+        )
     admin.close()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from reranker_client import RerankerClient
     from reranker_client.retry import RetryPolicy
@@ -76,6 +84,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     root = args.repository
     if root is None:
         from tests.support.repository import build_repository
+
         root = build_repository(workdir / "repository", workdir / "checkpoints").root
     targets = targets_for_repository(root, [m for m in args.models.split(",") if m] or None, args.max_length)
     models = sorted({t.model for t in targets})
@@ -92,13 +101,24 @@ def main(argv: Optional[list[str]] = None) -> int:
         pool = pair_pool()
         reference = reference_scores(make, targets, pool)
         warm_up_peak(make, targets, pool, workers=args.workers)
-        run_load(make, LoadConfig(targets, workers=args.workers, max_requests=20 * len(targets),
-                                  duration_s=args.window, seed=args.seed + 1), pool, reference)
+        run_load(
+            make,
+            LoadConfig(
+                targets,
+                workers=args.workers,
+                max_requests=20 * len(targets),
+                duration_s=args.window,
+                seed=args.seed + 1,
+            ),
+            pool,
+            reference,
+        )
         rss_after_warmup = tree_rss_mib(server.process.pid)
         injector = None
         if args.kill_stub_every > 0:
-            injector = threading.Thread(target=fault_injector,
-                                        args=(server, models, args.kill_stub_every, stop, faults))
+            injector = threading.Thread(
+                target=fault_injector, args=(server, models, args.kill_stub_every, stop, faults)
+            )
             injector.start()
         total, windows = LoadReport(), []
         end = time.monotonic() + args.duration
@@ -106,13 +126,29 @@ def main(argv: Optional[list[str]] = None) -> int:
         while time.monotonic() < end and total.requests + len(total.errors) < args.requests:
             window += 1
             budget = args.requests - total.requests - len(total.errors)
-            rep = run_load(make, LoadConfig(targets, workers=args.workers, max_requests=budget,
-                                            duration_s=min(args.window, end - time.monotonic()),
-                                            seed=args.seed + 10 + window), pool, reference,
-                           server_pid=server.process.pid)
-            windows.append({"window": window, **{k: rep.summary()[k] for k in
-                                                 ("requests", "errors", "mismatches", "p99_ms", "rss_mib_last")},
-                            "rss_by_process_mib": rss_by_model_mib(server.process.pid)})
+            rep = run_load(
+                make,
+                LoadConfig(
+                    targets,
+                    workers=args.workers,
+                    max_requests=budget,
+                    duration_s=min(args.window, end - time.monotonic()),
+                    seed=args.seed + 10 + window,
+                ),
+                pool,
+                reference,
+                server_pid=server.process.pid,
+            )
+            windows.append(
+                {
+                    "window": window,
+                    **{
+                        k: rep.summary()[k]
+                        for k in ("requests", "errors", "mismatches", "p99_ms", "rss_mib_last")
+                    },
+                    "rss_by_process_mib": rss_by_model_mib(server.process.pid),
+                }
+            )
             print(json.dumps(windows[-1]), file=sys.stderr, flush=True)
             total.requests += rep.requests
             total.pairs += rep.pairs
@@ -132,15 +168,25 @@ def main(argv: Optional[list[str]] = None) -> int:
         stop.set()
         server.stop()
     growth = rss_end - rss_after_warmup
-    report = {"targets": [str(t) for t in targets], **total.summary(),
-              "rss_mib_after_warmup": round(rss_after_warmup, 1), "rss_mib_end": round(rss_end, 1),
-              "rss_growth_mib": round(growth, 1), "faults": faults, "windows": windows}
+    report = {
+        "targets": [str(t) for t in targets],
+        **total.summary(),
+        "rss_mib_after_warmup": round(rss_after_warmup, 1),
+        "rss_mib_end": round(rss_end, 1),
+        "rss_growth_mib": round(growth, 1),
+        "faults": faults,
+        "windows": windows,
+    }
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:
         args.json.write_text(text)
-    ok = (not total.errors and not total.mismatches and growth <= args.rss_growth_mib
-          and all(f["recovered"] for f in faults))
+    ok = (
+        not total.errors
+        and not total.mismatches
+        and growth <= args.rss_growth_mib
+        and all(f["recovered"] for f in faults)
+    )
     return 0 if ok else 1
 
 

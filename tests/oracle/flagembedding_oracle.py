@@ -11,6 +11,7 @@ the decoder kinds these are captured from the model's forward (each pair scored 
 stripped with the attention mask), and "lightweight" adds "query_lengths" and "prompt_lengths".
 This file is run only by the oracle interpreter; the product never imports FlagEmbedding.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,19 @@ import sys
 
 
 def _reranker(job: dict):
-    from FlagEmbedding import (FlagLLMReranker, FlagReranker, LayerWiseFlagLLMReranker,
-                               LightWeightFlagLLMReranker)
-    classes = {"encoder": FlagReranker, "llm": FlagLLMReranker,
-               "layerwise": LayerWiseFlagLLMReranker, "lightweight": LightWeightFlagLLMReranker}
+    from FlagEmbedding import (
+        FlagLLMReranker,
+        FlagReranker,
+        LayerWiseFlagLLMReranker,
+        LightWeightFlagLLMReranker,
+    )
+
+    classes = {
+        "encoder": FlagReranker,
+        "llm": FlagLLMReranker,
+        "layerwise": LayerWiseFlagLLMReranker,
+        "lightweight": LightWeightFlagLLMReranker,
+    }
     init = {"use_fp16": False, "devices": ["cpu"], **job.get("init", {})}
     if job["kind"] in ("layerwise", "lightweight"):
         init.setdefault("trust_remote_code", True)
@@ -31,6 +41,7 @@ def _reranker(job: dict):
 def _encoder_token_ids(reranker, pairs, score_kwargs) -> list[list[int]]:
     """The ids FlagReranker feeds the model, rebuilt with its own helper and arguments."""
     from FlagEmbedding.utils.tokenizer_compat import prepare_for_model_compat
+
     max_length = score_kwargs.get("max_length") or reranker.max_length
     qmax = score_kwargs.get("query_max_length") or reranker.query_max_length or max_length * 3 // 4
     tok = reranker.tokenizer
@@ -38,8 +49,9 @@ def _encoder_token_ids(reranker, pairs, score_kwargs) -> list[list[int]]:
     for q, p in pairs:
         q_ids = tok(q, add_special_tokens=False, max_length=qmax, truncation=True)["input_ids"]
         p_ids = tok(p, add_special_tokens=False, max_length=max_length, truncation=True)["input_ids"]
-        item = prepare_for_model_compat(tok, q_ids, p_ids, truncation="only_second",
-                                        max_length=max_length, padding=False)
+        item = prepare_for_model_compat(
+            tok, q_ids, p_ids, truncation="only_second", max_length=max_length, padding=False
+        )
         out.append(list(item["input_ids"]))
     return out
 

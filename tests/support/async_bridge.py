@@ -1,5 +1,6 @@
 """AsyncRerankerClient behind RerankerClient's synchronous surface, so one test (or the load
 driver) can run against both clients: the async client lives on its own event loop thread."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +14,7 @@ class BlockingAsyncClient:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from reranker_client.aio import AsyncRerankerClient
+
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="async-client-loop", daemon=True)
         self._thread.start()
@@ -52,7 +54,7 @@ class BlockingAsyncClient:
         finally:
             self._stop()
 
-    def __enter__(self) -> "BlockingAsyncClient":
+    def __enter__(self) -> BlockingAsyncClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -63,5 +65,6 @@ def make_client(mode: str, *args: Any, **kwargs: Any) -> Any:
     """A RerankerClient (mode "sync") or a BlockingAsyncClient (mode "async")."""
     if mode == "sync":
         from reranker_client import RerankerClient
+
         return RerankerClient(*args, **kwargs)
     return BlockingAsyncClient(*args, **kwargs)

@@ -1,18 +1,25 @@
 """An in-process stand-in for the Triton text model behind the rerank HTTP API (unit tests of
 the HTTP layer only): deterministic scores, switchable failures, and a record of every call."""
+
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import numpy as np
 
-from reranker_api.backend import (BackendError, InvalidRequest, ModelInfo, ModelNotFound, Readiness,
-                                  ScoreOptions)
+from reranker_api.backend import (
+    BackendError,
+    InvalidRequest,
+    ModelInfo,
+    ModelNotFound,
+    Readiness,
+    ScoreOptions,
+)
 
-MAX_CHARS = 200     # "tokens" of the fake model: characters of query + passage
+MAX_CHARS = 200  # "tokens" of the fake model: characters of query + passage
 
 
 def fake_logit(query: str, passage: str) -> float:
@@ -27,23 +34,37 @@ class Call:
     query: str
     passages: list[str]
     options: ScoreOptions
-    timeout_s: Optional[float]
+    timeout_s: float | None
 
 
 @dataclass
 class FakeBackend:
-    models_served: list[ModelInfo] = field(default_factory=lambda: [
-        ModelInfo("fake-reranker", aliases=("fake-reranker-text", "BAAI/fake-reranker"), family="encoder",
-                  max_positions=MAX_CHARS, default_max_length=MAX_CHARS)])
-    fail_with: Optional[BackendError] = None
+    models_served: list[ModelInfo] = field(
+        default_factory=lambda: [
+            ModelInfo(
+                "fake-reranker",
+                aliases=("fake-reranker-text", "BAAI/fake-reranker"),
+                family="encoder",
+                max_positions=MAX_CHARS,
+                default_max_length=MAX_CHARS,
+            )
+        ]
+    )
+    fail_with: BackendError | None = None
     delay_s: float = 0.0
     ready: bool = True
-    fixed_scores: Optional[list[float]] = None
+    fixed_scores: list[float] | None = None
     calls: list[Call] = field(default_factory=list)
     closed: bool = False
 
-    async def score(self, model: str, query: bytes, passages: Sequence[bytes], options: ScoreOptions,
-                    timeout_s: Optional[float]) -> np.ndarray:
+    async def score(
+        self,
+        model: str,
+        query: bytes,
+        passages: Sequence[bytes],
+        options: ScoreOptions,
+        timeout_s: float | None,
+    ) -> np.ndarray:
         q, ps = query.decode("utf-8"), [p.decode("utf-8") for p in passages]
         self.calls.append(Call(model, q, ps, options, timeout_s))
         if self.delay_s:
@@ -54,11 +75,17 @@ class FakeBackend:
         if not options.truncate:
             for i, p in enumerate(ps):
                 if len(q) + len(p) > limit:
-                    raise InvalidRequest(f"passages[{i}]: the pair has {len(q) + len(p)} tokens, more than "
-                                         f"max_length {limit}, and truncation is off")
+                    raise InvalidRequest(
+                        f"passages[{i}]: the pair has {len(q) + len(p)} tokens, more than "
+                        f"max_length {limit}, and truncation is off"
+                    )
         logits = self.fixed_scores or [fake_logit(q[:limit], p[: max(0, limit - len(q))]) for p in ps]
         layers = options.llm.get("cutoff_layers")
-        rows = [[x + 0.1 * k for x in logits] for k in range(len(layers))] if isinstance(layers, list) else [logits]
+        rows = (
+            [[x + 0.1 * k for x in logits] for k in range(len(layers))]
+            if isinstance(layers, list)
+            else [logits]
+        )
         out = np.array(rows, dtype=np.float32)
         return 1.0 / (1.0 + np.exp(-out)) if options.normalize else out
 
@@ -69,8 +96,10 @@ class FakeBackend:
         for m in self.models_served:
             if name == m.name or name in m.aliases:
                 return m
-        raise ModelNotFound(f"model {name!r} is not served here; served models: "
-                            + ", ".join(m.name for m in self.models_served))
+        raise ModelNotFound(
+            f"model {name!r} is not served here; served models: "
+            + ", ".join(m.name for m in self.models_served)
+        )
 
     async def readiness(self, model: str) -> Readiness:
         return Readiness(self.ready, "" if self.ready else f"model {model!r} is not ready on Triton")

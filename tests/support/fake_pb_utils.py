@@ -4,12 +4,13 @@ unit tests without a server (the real module only exists inside the backend stub
     install()            # registers it as sys.modules["triton_python_backend_utils"]
     req = FakeRequest({"input_ids": ids, "attention_mask": mask}, {"cutoff_layers": "[4, 6]"})
 """
+
 from __future__ import annotations
 
 import json
 import sys
 import types
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class Tensor:
 
 
 class InferenceResponse:
-    def __init__(self, output_tensors: Optional[list[Tensor]] = None, error: Optional[TritonError] = None) -> None:
+    def __init__(self, output_tensors: list[Tensor] | None = None, error: TritonError | None = None) -> None:
         self._outputs = list(output_tensors or [])
         self._error = error
 
@@ -60,15 +61,19 @@ class InferenceResponse:
     def has_error(self) -> bool:
         return self._error is not None
 
-    def error(self) -> Optional[TritonError]:
+    def error(self) -> TritonError | None:
         return self._error
 
 
 class FakeRequest:
     """A request with named numpy inputs and a parameters dict (sent as JSON, like Triton)."""
 
-    def __init__(self, inputs: dict[str, np.ndarray], parameters: Optional[dict[str, Any]] = None,
-                 raw_parameters: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        inputs: dict[str, np.ndarray],
+        parameters: dict[str, Any] | None = None,
+        raw_parameters: str | None = None,
+    ) -> None:
         self._inputs = {k: Tensor(k, v) for k, v in inputs.items() if v is not None}
         self._params = raw_parameters if raw_parameters is not None else json.dumps(parameters or {})
 
@@ -79,26 +84,32 @@ class FakeRequest:
         return list(self._inputs.values())
 
 
-def get_input_tensor_by_name(request: FakeRequest, name: str) -> Optional[Tensor]:
+def get_input_tensor_by_name(request: FakeRequest, name: str) -> Tensor | None:
     return request._inputs.get(name)
 
 
-def get_output_tensor_by_name(response: InferenceResponse, name: str) -> Optional[Tensor]:
+def get_output_tensor_by_name(response: InferenceResponse, name: str) -> Tensor | None:
     for tensor in response.output_tensors():
         if tensor.name() == name:
             return tensor
     return None
 
 
-def get_output_config_by_name(model_config: dict, name: str) -> Optional[dict]:
+def get_output_config_by_name(model_config: dict, name: str) -> dict | None:
     for output in model_config.get("output") or []:
         if output.get("name") == name:
             return output
     return None
 
 
-_NUMPY_TYPES = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_INT64": np.int64,
-                "TYPE_INT32": np.int32, "TYPE_BOOL": np.bool_, "TYPE_STRING": np.object_}
+_NUMPY_TYPES = {
+    "TYPE_FP32": np.float32,
+    "TYPE_FP16": np.float16,
+    "TYPE_INT64": np.int64,
+    "TYPE_INT32": np.int32,
+    "TYPE_BOOL": np.bool_,
+    "TYPE_STRING": np.object_,
+}
 
 
 def triton_string_to_numpy(name: str):
@@ -107,6 +118,7 @@ def triton_string_to_numpy(name: str):
 
 class Logger:
     """Records (level, message) in `Logger.records` instead of Triton's log."""
+
     records: list[tuple[str, str]] = []
 
     @classmethod
@@ -127,7 +139,7 @@ class Logger:
 
 
 class Metric:
-    def __init__(self, family: "MetricFamily", labels: dict[str, str]) -> None:
+    def __init__(self, family: MetricFamily, labels: dict[str, str]) -> None:
         self.family, self.labels, self.value = family, dict(labels), 0.0
 
     def increment(self, value: float) -> None:
@@ -141,13 +153,14 @@ class Metric:
 
 class MetricFamily:
     """Custom metrics; every metric made is kept in `MetricFamily.registry[(name, labels)]`."""
+
     COUNTER, GAUGE = "counter", "gauge"
     registry: dict[tuple[str, tuple], Metric] = {}
 
     def __init__(self, name: str, description: str, kind: str) -> None:
         self.name, self.description, self.kind = name, description, kind
 
-    def Metric(self, labels: Optional[dict[str, str]] = None) -> Metric:  # noqa: N802 (Triton's name)
+    def Metric(self, labels: dict[str, str] | None = None) -> Metric:  # noqa: N802 (Triton's name)
         key = (self.name, tuple(sorted((labels or {}).items())))
         return MetricFamily.registry.setdefault(key, Metric(self, labels or {}))
 

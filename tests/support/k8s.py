@@ -1,5 +1,6 @@
 """Helpers for the Kubernetes manifest tests: rendering the overlays, finding documents, the
 metric names that the autoscaler rules and the dashboard use, and the rerank API's contract."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -8,8 +9,9 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -18,28 +20,35 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "kubernetes"
 OVERLAYS = ("gpu", "cpu")
 DEPLOY_VENV = REPO / ".venv-deploy"
-KUBERNETES_VERSION = "1.32.0"     # the oldest release the manifests are validated against
+KUBERNETES_VERSION = "1.32.0"  # the oldest release the manifests are validated against
 CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
 
 # The rerank API's contract, read from the package itself (api/reranker_api) and its image.
 def _api_contract() -> dict[str, Any]:
     from reranker_api.metrics import Metrics
     from reranker_api.observe import ROUTES
     from reranker_api.settings import KEYS_FILE_ENV, Settings
+
     metrics = set()
     for family in Metrics().registry.collect():
         metrics.add(family.name + "_total" if family.type == "counter" else family.name)
     dockerfile = (REPO / "docker" / "api.Dockerfile").read_text()
     entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.M).group(1))
-    return {"port": Settings().port, "keys_env": KEYS_FILE_ENV, "metrics": metrics,
-            "routes": set(ROUTES), "entrypoint": entry}
+    return {
+        "port": Settings().port,
+        "keys_env": KEYS_FILE_ENV,
+        "metrics": metrics,
+        "routes": set(ROUTES),
+        "entrypoint": entry,
+    }
 
 
 API = _api_contract()
 API_PORT: int = API["port"]
 API_KEYS_FILE_ENV: str = API["keys_env"]
 API_METRICS: set[str] = API["metrics"]
-API_COMMAND: list[str] = API["entrypoint"][:3]          # python -m reranker_api
+API_COMMAND: list[str] = API["entrypoint"][:3]  # python -m reranker_api
 # Which route serves which probe is the API's documented meaning: ready = Triton and model ready,
 # live = the process answers. Both must be routes of the package.
 API_READY_PATH = "/health"
@@ -49,11 +58,19 @@ assert {API_READY_PATH, API_LIVE_PATH, API_METRICS_PATH} <= API["routes"], API["
 
 # Triton's GPU metrics (Triton's metrics documentation, "GPU Metrics"): the embedded CPU server in
 # the tests cannot expose these, so the names used are checked against this list instead.
-TRITON_GPU_METRICS = {"nv_gpu_utilization", "nv_gpu_memory_total_bytes", "nv_gpu_memory_used_bytes",
-                      "nv_gpu_power_usage", "nv_gpu_power_limit", "nv_energy_consumption"}
+TRITON_GPU_METRICS = {
+    "nv_gpu_utilization",
+    "nv_gpu_memory_total_bytes",
+    "nv_gpu_memory_used_bytes",
+    "nv_gpu_power_usage",
+    "nv_gpu_power_limit",
+    "nv_energy_consumption",
+}
 # kube-state-metrics series the dashboard's replica panel reads (not produced by this project).
-KUBE_STATE_METRICS = {"kube_deployment_status_replicas_available",
-                      "kube_horizontalpodautoscaler_status_desired_replicas"}
+KUBE_STATE_METRICS = {
+    "kube_deployment_status_replicas_available",
+    "kube_horizontalpodautoscaler_status_desired_replicas",
+}
 
 
 def _load(name: str, path: Path):

@@ -1,8 +1,12 @@
 """Tiny LLM-reranker test models served next to the encoder ones (see repository.py)."""
+
 from __future__ import annotations
 
-from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
-                                           build_minicpm_layerwise_reranker)
+from export.tiny.decoders import (
+    build_gemma2_lightweight_reranker,
+    build_gemma_reranker,
+    build_minicpm_layerwise_reranker,
+)
 from tests.support.repository import TestModel
 
 LLM_MODELS = [

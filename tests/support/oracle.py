@@ -1,5 +1,6 @@
 """Client side of the FlagEmbedding oracle: runs tests/oracle/flagembedding_oracle.py in the
 isolated oracle environment (`.venv-oracle`, or $RERANKER_ORACLE_PYTHON)."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,21 @@ def oracle_python() -> str:
 
 def run_oracle(jobs: list[dict], timeout: float = 900) -> list[dict]:
     """Run FlagEmbedding on every job in one process; results in job order."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": ""}
-    proc = subprocess.run([oracle_python(), str(ORACLE_SCRIPT)], input=json.dumps(jobs),
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": "",
+    }
+    proc = subprocess.run(
+        [oracle_python(), str(ORACLE_SCRIPT)],
+        input=json.dumps(jobs),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"FlagEmbedding oracle failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout)

@@ -1,2 +1,3 @@
 """Free loopback ports for test servers (the product's helper)."""
+
 from reranker_server.embedded import free_ports  # noqa: F401

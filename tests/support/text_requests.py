@@ -1,11 +1,13 @@
 """Raw KServe v2 requests to the text models, as a caller in any language sends them: tritonclient
 BYTES tensors over gRPC, or a plain JSON body over HTTP (no project client involved)."""
+
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,14 +20,23 @@ class TextModelError(Exception):
         self.status, self.message = status, message
 
 
-def grpc_text_infer(url: str, model: str, passages: Sequence[Any], *, query: Optional[Any] = None,
-                    queries: Optional[Sequence[Any]] = None, parameters: Optional[dict] = None):
+def grpc_text_infer(
+    url: str,
+    model: str,
+    passages: Sequence[Any],
+    *,
+    query: Any | None = None,
+    queries: Sequence[Any] | None = None,
+    parameters: dict | None = None,
+):
     """(scores [k, n], indices) from the text model over gRPC; TextModelError on an error answer."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
     def tensor(name: str, values: Sequence[Any]):
-        array = np.array([v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values], dtype=np.object_)
+        array = np.array(
+            [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values], dtype=np.object_
+        )
         t = grpcclient.InferInput(name, [len(values)], "BYTES")
         t.set_data_from_numpy(array)
         return t
@@ -45,19 +56,31 @@ def grpc_text_infer(url: str, model: str, passages: Sequence[Any], *, query: Opt
     return result.as_numpy("scores"), result.as_numpy("indices")
 
 
-def http_text_infer(url: str, model: str, passages: Sequence[str], *, query: Optional[str] = None,
-                    queries: Optional[Sequence[str]] = None, parameters: Optional[dict] = None):
+def http_text_infer(
+    url: str,
+    model: str,
+    passages: Sequence[str],
+    *,
+    query: str | None = None,
+    queries: Sequence[str] | None = None,
+    parameters: dict | None = None,
+):
     """(scores [k, n], indices) from a curl-style JSON request to /v2/models/<model>/infer."""
     inputs = [{"name": "passages", "shape": [len(passages)], "datatype": "BYTES", "data": list(passages)}]
     if query is not None:
         inputs.append({"name": "query", "shape": [1], "datatype": "BYTES", "data": [query]})
     if queries is not None:
-        inputs.append({"name": "queries", "shape": [len(queries)], "datatype": "BYTES", "data": list(queries)})
+        inputs.append(
+            {"name": "queries", "shape": [len(queries)], "datatype": "BYTES", "data": list(queries)}
+        )
     body: dict[str, Any] = {"inputs": inputs}
     if parameters:
         body["parameters"] = parameters
-    request = urllib.request.Request(f"http://{url}/v2/models/{model}/infer", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://{url}/v2/models/{model}/infer",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
             answer = json.loads(response.read())

@@ -1,6 +1,7 @@
 """Real third-party clients (Cohere SDK, LiteLLM, Haystack's TEI ranker) against the rerank HTTP
 API served by uvicorn over loopback, with the in-process fake backend behind it. The same clients
 run against the real Triton text models in tests/integration/test_api_service.py."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,9 +42,12 @@ def test_client_top_n(served, name):
 def test_cohere_sdk_errors_are_typed(served):
     import cohere
     from cohere.core.api_error import ApiError
+
     base, _ = served
     with pytest.raises(ApiError) as info:
-        cohere.ClientV2(api_key="wrong", base_url=base).rerank(model="fake-reranker", query="q", documents=["a"])
+        cohere.ClientV2(api_key="wrong", base_url=base).rerank(
+            model="fake-reranker", query="q", documents=["a"]
+        )
     assert info.value.status_code == 401 and "invalid API key" in info.value.body["message"]
     with pytest.raises(ApiError) as info:
         cohere.ClientV2(api_key=KEY, base_url=base).rerank(model="rerank-v3.5", query="q", documents=["a"])
@@ -56,17 +60,22 @@ def test_cohere_sdk_errors_are_typed(served):
 def test_cohere_sdk_retries_503_with_retry_after_then_raises():
     import cohere
     from cohere.core.api_error import ApiError
+
     from reranker_api.backend import BackendUnavailable
+
     backend = FakeBackend(fail_with=BackendUnavailable("Triton at x is unreachable"))
     with threaded_api(backend, retry_after_s=0) as base:
         with pytest.raises(ApiError) as info:
-            cohere.ClientV2(api_key=KEY, base_url=base).rerank(model="fake-reranker", query="q", documents=["a"])
+            cohere.ClientV2(api_key=KEY, base_url=base).rerank(
+                model="fake-reranker", query="q", documents=["a"]
+            )
     assert info.value.status_code == 503 and "unreachable" in info.value.body["message"]
-    assert len(backend.calls) == 3          # the SDK's two retries on 503
+    assert len(backend.calls) == 3  # the SDK's two retries on 503
 
 
 def test_haystack_ranker_reports_a_server_error():
     from reranker_api.backend import BackendFailure
+
     base_backend = FakeBackend(fail_with=BackendFailure("model failed: boom"))
     with threaded_api(base_backend) as base:
         with pytest.raises(Exception, match="424|boom"):

@@ -1,5 +1,6 @@
 """Deployment files of the rerank HTTP API: docker/api.Dockerfile and its compose service, the
 `make serve` launcher (tools/serve.py), checked without Docker."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.serve import commands, main as serve_main
+from tools.serve import commands
+from tools.serve import main as serve_main
 
 yaml = pytest.importorskip("yaml")
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +28,7 @@ def test_compose_publishes_only_the_api_to_the_network():
     assert api["environment"]["RERANKER_API_KEYS_FILE"] == "/run/secrets/rerank_api_keys"
     assert "rerank_api_keys" in data["secrets"] and api["secrets"] == ["rerank_api_keys"]
     assert "/health" in " ".join(api["healthcheck"]["test"])
-    for spec in data["services"]["triton"]["ports"]:       # Triton: loopback unless TRITON_BIND says otherwise
+    for spec in data["services"]["triton"]["ports"]:  # Triton: loopback unless TRITON_BIND says otherwise
         assert spec.startswith(("${TRITON_BIND:-127.0.0.1}:", "${METRICS_BIND:-127.0.0.1}:")), spec
 
 
@@ -44,6 +46,7 @@ def test_api_dockerfile_is_small_and_passes_hadolint(tmp_path):
 
 def test_api_package_needs_no_torch_or_tokenizer():
     import tomllib
+
     deps = " ".join(tomllib.loads((REPO / "api" / "pyproject.toml").read_text())["project"]["dependencies"])
     for forbidden in ("torch", "tokenizers", "transformers", "reranker-client", "reranker-server"):
         assert forbidden not in deps
@@ -53,8 +56,16 @@ def test_api_package_needs_no_torch_or_tokenizer():
 
 def test_serve_launcher_commands():
     import argparse
-    args = argparse.Namespace(model_repository="repo", http_port=1, grpc_port=2, metrics_port=3, api_port=8080,
-                              api_host="127.0.0.1", api_args=["--default-model", "m"])
+
+    args = argparse.Namespace(
+        model_repository="repo",
+        http_port=1,
+        grpc_port=2,
+        metrics_port=3,
+        api_port=8080,
+        api_host="127.0.0.1",
+        api_args=["--default-model", "m"],
+    )
     triton, api = commands(args)
     assert triton[1:3] == ["-m", "reranker_server.embedded"] and "--grpc-port" in triton
     assert api[1:3] == ["-m", "reranker_api"] and api[api.index("--triton-url") + 1] == "127.0.0.1:2"

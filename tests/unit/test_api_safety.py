@@ -1,6 +1,7 @@
 """The rerank HTTP API's safety rules against an in-process fake backend: API keys, limits,
 hostile bodies, backend failures mapped to 503/504/424 with each API's error body, metrics,
 access logs without texts or keys, CORS, health and the OpenAPI document."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +18,12 @@ from tests.support.fake_api_backend import FakeBackend
 TEI_BODY = {"query": "what is a panda", "texts": ["a panda", "hi"]}
 COHERE_BODY = {"model": "fake-reranker", "query": "what is a panda", "documents": ["a panda", "hi"]}
 NIM_BODY = {"model": "fake-reranker", "query": {"text": "what is a panda"}, "passages": [{"text": "a panda"}]}
-ROUTES = [("/rerank", TEI_BODY, "tei"), ("/v2/rerank", COHERE_BODY, "cohere"), ("/v1/rerank", COHERE_BODY, "cohere"),
-          ("/v1/ranking", NIM_BODY, "nim")]
+ROUTES = [
+    ("/rerank", TEI_BODY, "tei"),
+    ("/v2/rerank", COHERE_BODY, "cohere"),
+    ("/v1/rerank", COHERE_BODY, "cohere"),
+    ("/v1/ranking", NIM_BODY, "nim"),
+]
 SECRET = "sk-test-0123456789abcdef"
 
 
@@ -33,12 +38,18 @@ def error_text(style: str, body: dict) -> str:
 
 # --- API keys -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path, body, style", ROUTES)
 def test_api_keys_guard_every_scoring_route(path, body, style):
     backend = FakeBackend()
     with api_client(backend, api_keys=(SECRET, "other-key")) as c:
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": SECRET},
-                        {"Authorization": f"Basic {SECRET}"}, {"Authorization": f"Bearer {SECRET}x"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": SECRET},
+            {"Authorization": f"Basic {SECRET}"},
+            {"Authorization": f"Bearer {SECRET}x"},
+        ):
             r = c.post(path, json=body, headers=headers)
             assert r.status_code == 401, headers
             assert r.headers["www-authenticate"] == "Bearer"
@@ -62,8 +73,11 @@ def test_api_keys_from_file_and_env(tmp_path):
     keys = tmp_path / "keys"
     keys.write_text("# service keys\nkey-one\n\n  key-two  \n")
     assert read_api_keys(str(keys), env={}) == ("key-one", "key-two")
-    assert read_api_keys(None, env={KEYS_FILE_ENV: str(keys), KEYS_ENV: "key-three, key-one"}) == \
-        ("key-one", "key-two", "key-three")
+    assert read_api_keys(None, env={KEYS_FILE_ENV: str(keys), KEYS_ENV: "key-three, key-one"}) == (
+        "key-one",
+        "key-two",
+        "key-three",
+    )
     assert read_api_keys(None, env={}) == ()
     with pytest.raises(SystemExit, match="cannot read the API keys file"):
         read_api_keys(str(tmp_path / "missing"), env={})
@@ -75,6 +89,7 @@ def test_api_keys_from_file_and_env(tmp_path):
 
 
 # --- limits ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path, body, style", ROUTES)
 def test_documents_per_request_limit(path, body, style):
@@ -115,7 +130,8 @@ def test_body_size_limit_declared_and_streamed(path, body, style):
         def chunks():
             for _ in range(20):
                 yield b" " * 100
-        r = c.post(path, content=chunks(), headers={"content-type": "application/json"})   # chunked, no length
+
+        r = c.post(path, content=chunks(), headers={"content-type": "application/json"})  # chunked, no length
         assert r.status_code == 413
     assert not backend.calls
 
@@ -129,7 +145,9 @@ def test_empty_query_and_texts(path, body, style):
         else:
             blank["texts" if style == "tei" else "documents"] = ["fine", "  \n"]
         r = c.post(path, json=blank)
-        assert r.status_code == (422 if style == "tei" else 400) and "[1]` is empty" in error_text(style, r.json())
+        assert r.status_code == (422 if style == "tei" else 400) and "[1]` is empty" in error_text(
+            style, r.json()
+        )
         blank = json.loads(json.dumps(body))
         if style == "nim":
             blank["query"] = {"text": ""}
@@ -141,9 +159,11 @@ def test_empty_query_and_texts(path, body, style):
 
 def test_concurrency_limit_answers_429(backend_slow=None):
     backend = FakeBackend(delay_s=0.5)
-    from fastapi.testclient import TestClient  # noqa: F401  (the app is driven directly below)
     import httpx
+    from fastapi.testclient import TestClient  # noqa: F401  (the app is driven directly below)
+
     from reranker_api import Settings, create_app
+
     app = create_app(Settings(max_concurrent_requests=2), backend)
 
     async def main():
@@ -151,6 +171,7 @@ def test_concurrency_limit_answers_429(backend_slow=None):
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             replies = await asyncio.gather(*(client.post("/rerank", json=TEI_BODY) for _ in range(5)))
         return sorted(r.status_code for r in replies), [r.json() for r in replies if r.status_code == 429]
+
     statuses, overloaded = asyncio.run(main())
     assert statuses == [200, 200, 429, 429, 429]
     assert all(body["error_type"] == "Overloaded" for body in overloaded)
@@ -163,7 +184,11 @@ RAW_HOSTILE = [
     ("empty body", b"", "empty"),
     ("non-UTF-8", b'{"query": "q\xff\xfe", "texts": ["a"]}', "UTF-8"),
     ("deep nesting", b'{"query": "q", "texts": ' + b"[" * 50000 + b"]" * 50000 + b"}", "nested too deeply"),
-    ("huge integer", b'{"query": "q", "texts": ["a"], "max_length": 1' + b"0" * 5000 + b"}", "malformed JSON"),
+    (
+        "huge integer",
+        b'{"query": "q", "texts": ["a"], "max_length": 1' + b"0" * 5000 + b"}",
+        "malformed JSON",
+    ),
 ]
 
 
@@ -175,7 +200,7 @@ def test_unparseable_bodies_get_400(path, body, style, name, payload, needle):
         r = c.post(path, content=payload, headers={"content-type": "application/json"})
         assert r.status_code == 400, r.text
         assert needle in error_text(style, r.json())
-        assert c.post(path, json=body).status_code == 200          # still serving
+        assert c.post(path, json=body).status_code == 200  # still serving
     assert len(backend.calls) == 1
 
 
@@ -194,7 +219,11 @@ def with_documents(style: str, body: dict, documents: list, query=None) -> bytes
 
 
 FIELD_HOSTILE = [
-    ("lone surrogate", lambda s, b: with_documents(s, b, ["ok"]).replace(b'"ok"', b'"a\\ud800b"'), "lone surrogate"),
+    (
+        "lone surrogate",
+        lambda s, b: with_documents(s, b, ["ok"]).replace(b'"ok"', b'"a\\ud800b"'),
+        "lone surrogate",
+    ),
     ("number as text", lambda s, b: with_documents(s, b, [5]), "valid string"),
     ("object as text", lambda s, b: with_documents(s, b, [{"deep": [1, 2]}]), "valid string"),
     ("null query", lambda s, b: with_documents(s, b, ["a"]).replace(b'"what is a panda"', b"null"), "query"),
@@ -213,7 +242,7 @@ def test_hostile_fields_get_a_clean_4xx_naming_the_problem(path, body, style, na
         r = c.post(path, content=make(style, body), headers={"content-type": "application/json"})
         assert r.status_code == (422 if style == "tei" else 400), r.text
         text = error_text(style, r.json())
-        if not (style == "cohere" and name == "object as text"):   # Cohere documents may be objects
+        if not (style == "cohere" and name == "object as text"):  # Cohere documents may be objects
             assert needle in text, text
         assert c.post(path, json=body).status_code == 200
     assert len(backend.calls) == 1
@@ -225,8 +254,11 @@ def test_non_json_content_type_is_415(content_type):
         headers = {"content-type": content_type} if content_type else {}
         r = c.post("/rerank", content=json.dumps(TEI_BODY).encode(), headers=headers)
         assert r.status_code == 415 and r.json()["error_type"] == "Validation"
-        r = c.post("/v2/rerank", content=json.dumps(COHERE_BODY).encode(),
-                   headers={"content-type": "application/json; charset=utf-8"})
+        r = c.post(
+            "/v2/rerank",
+            content=json.dumps(COHERE_BODY).encode(),
+            headers={"content-type": "application/json; charset=utf-8"},
+        )
         assert r.status_code == 200
 
 
@@ -236,6 +268,7 @@ def test_invalid_content_length_is_refused():
 
     class Fake:
         headers = {"content-length": "-1"}
+
     with pytest.raises(ApiError, match="invalid Content-Length"):
         asyncio.run(read_body(Fake(), 100))
     Fake.headers = {"content-length": "99999999999999999999"}
@@ -246,8 +279,16 @@ def test_invalid_content_length_is_refused():
 # --- backend failures -----------------------------------------------------------------------------
 
 FAILURES = [
-    (BackendUnavailable("Triton at x is unreachable"), {"tei": (503, "Unhealthy"), "cohere": 503, "nim": 503}, True),
-    (BackendTimeout("model did not answer in time"), {"tei": (504, "Backend"), "cohere": 504, "nim": 504}, False),
+    (
+        BackendUnavailable("Triton at x is unreachable"),
+        {"tei": (503, "Unhealthy"), "cohere": 503, "nim": 503},
+        True,
+    ),
+    (
+        BackendTimeout("model did not answer in time"),
+        {"tei": (504, "Backend"), "cohere": 504, "nim": 504},
+        False,
+    ),
     (BackendFailure("model failed: boom"), {"tei": (424, "Backend"), "cohere": 500, "nim": 500}, False),
 ]
 
@@ -268,6 +309,7 @@ def test_backend_failures_map_to_status_and_body(path, body, style, error, statu
 
 def test_a_hanging_backend_gets_504_after_the_request_timeout(monkeypatch):
     import reranker_api.service as service
+
     monkeypatch.setattr(service, "TIMEOUT_MARGIN_S", 0.0)
     backend = FakeBackend(delay_s=30)
     with api_client(backend, request_timeout_s=0.2) as c:
@@ -279,7 +321,9 @@ def test_a_hanging_backend_gets_504_after_the_request_timeout(monkeypatch):
 def test_non_finite_scores_are_a_backend_error():
     with api_client(FakeBackend(fixed_scores=[float("nan"), 1.0])) as c:
         r = c.post("/rerank", json=TEI_BODY)
-        assert (r.status_code, r.json()["error_type"]) == (424, "Backend") and "non-finite" in r.json()["error"]
+        assert (r.status_code, r.json()["error_type"]) == (424, "Backend") and "non-finite" in r.json()[
+            "error"
+        ]
         assert c.post("/v2/rerank", json=COHERE_BODY).status_code == 500
 
 
@@ -292,6 +336,7 @@ def test_no_served_model_is_503():
 
 # --- health, models, metrics, logs, CORS, docs ----------------------------------------------------
 
+
 def test_health_follows_the_backend():
     backend = FakeBackend()
     with api_client(backend) as c:
@@ -299,7 +344,9 @@ def test_health_follows_the_backend():
         assert c.get("/v1/health/ready").json()["status"] == "ready"
         backend.ready = False
         r = c.get("/health")
-        assert r.status_code == 503 and r.json()["error_type"] == "Unhealthy" and r.headers["retry-after"] == "1"
+        assert (
+            r.status_code == 503 and r.json()["error_type"] == "Unhealthy" and r.headers["retry-after"] == "1"
+        )
         assert c.get("/v1/health/ready").status_code == 503
         assert c.get("/v1/health/live").status_code == 200
         backend.models_served = [ModelInfo("other")]
@@ -309,12 +356,16 @@ def test_health_follows_the_backend():
 
 
 def test_models_list():
-    backend = FakeBackend(models_served=[ModelInfo("a", family="encoder"), ModelInfo("b", aliases=("b-text",))])
+    backend = FakeBackend(
+        models_served=[ModelInfo("a", family="encoder"), ModelInfo("b", aliases=("b-text",))]
+    )
     with api_client(backend) as c:
         body = c.get("/v1/models").json()
     assert body["object"] == "list"
-    assert [(m["id"], m["object"], m["family"], m["aliases"]) for m in body["data"]] == \
-        [("a", "model", "encoder", []), ("b", "model", None, ["b-text"])]
+    assert [(m["id"], m["object"], m["family"], m["aliases"]) for m in body["data"]] == [
+        ("a", "model", "encoder", []),
+        ("b", "model", None, ["b-text"]),
+    ]
 
 
 def metric(text: str, line_start: str) -> float:
@@ -348,14 +399,22 @@ def test_access_log_has_request_facts_but_no_texts_or_keys(caplog):
     secret_text = "my-confidential-passage-zebra"
     with caplog.at_level(logging.INFO, logger="reranker_api.access"):
         with api_client(FakeBackend(), api_keys=(SECRET,)) as c:
-            ok = c.post("/v2/rerank", json={**COHERE_BODY, "documents": [secret_text, "b"]},
-                        headers={"Authorization": f"Bearer {SECRET}", "X-Request-Id": "req-42"})
-            c.post("/rerank", json={"query": secret_text, "texts": [secret_text]},
-                   headers={"Authorization": "Bearer wrong-key"})
+            ok = c.post(
+                "/v2/rerank",
+                json={**COHERE_BODY, "documents": [secret_text, "b"]},
+                headers={"Authorization": f"Bearer {SECRET}", "X-Request-Id": "req-42"},
+            )
+            c.post(
+                "/rerank",
+                json={"query": secret_text, "texts": [secret_text]},
+                headers={"Authorization": "Bearer wrong-key"},
+            )
     assert ok.headers["x-request-id"] == "req-42" and ok.json()["id"] == "req-42"
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "reranker_api.access"]
-    assert [(x["route"], x["status"], x["model"], x["documents"], x["error"]) for x in lines] == \
-        [("/v2/rerank", 200, "fake-reranker", 2, None), ("/rerank", 401, None, None, "unauthorized")]
+    assert [(x["route"], x["status"], x["model"], x["documents"], x["error"]) for x in lines] == [
+        ("/v2/rerank", 200, "fake-reranker", 2, None),
+        ("/rerank", 401, None, None, "unauthorized"),
+    ]
     assert lines[0]["request_id"] == "req-42" and lines[0]["duration_ms"] >= 0
     everything = caplog.text
     assert secret_text not in everything and SECRET not in everything and "wrong-key" not in everything
@@ -378,14 +437,19 @@ def test_openapi_documents_every_shape():
     with api_client(FakeBackend()) as c:
         doc = c.get("/openapi.json").json()
         assert c.get("/docs").status_code == 200
-    for path, model in (("/rerank", "TeiRerankRequest"), ("/v2/rerank", "CohereV2RerankRequest"),
-                        ("/v1/rerank", "CohereV1RerankRequest"), ("/v1/ranking", "NimRankingRequest")):
+    for path, model in (
+        ("/rerank", "TeiRerankRequest"),
+        ("/v2/rerank", "CohereV2RerankRequest"),
+        ("/v1/rerank", "CohereV1RerankRequest"),
+        ("/v1/ranking", "NimRankingRequest"),
+    ):
         ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         assert ref.endswith("/" + model)
         props = doc["components"]["schemas"][model]["properties"]
         assert {"prompt", "cutoff_layers", "compress_ratio", "compress_layers"} <= set(props)
-    assert {"query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction"} <= \
-        set(doc["components"]["schemas"]["TeiRerankRequest"]["properties"])
+    assert {"query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction"} <= set(
+        doc["components"]["schemas"]["TeiRerankRequest"]["properties"]
+    )
     assert "/health" in doc["paths"] and "/metrics" in doc["paths"] and "/v1/models" in doc["paths"]
 
 
@@ -410,4 +474,4 @@ def test_health_probes_a_model_that_failed_until_it_answers_again():
         backend.fail_with = None
         assert c.get("/health").status_code == 200
         assert c.get("/health").status_code == 200
-        assert len(backend.calls) == calls + 2          # no probe once it answered
+        assert len(backend.calls) == calls + 2  # no probe once it answered

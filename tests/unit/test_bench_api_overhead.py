@@ -1,5 +1,6 @@
 """`make bench`'s rerank-API section (bench/api_overhead.py), end to end on a small request: real
 embedded Triton, the real API process, both paths timed and the service's own figures read back."""
+
 from __future__ import annotations
 
 from bench import api_overhead
@@ -14,7 +15,7 @@ def test_api_overhead_section_measures_both_paths_with_equal_scores():
         for path in ("direct", "api"):
             assert level[path]["requests"] == 4 and 0 < level[path]["p50_ms"] <= level[path]["p95_ms"]
             assert level[path]["throughput_rps"] > 0
-        assert level["api_cpu_ms_per_request"] >= 0      # /proc counts CPU in 10 ms ticks
+        assert level["api_cpu_ms_per_request"] >= 0  # /proc counts CPU in 10 ms ticks
         # the service's own time around its Triton call: positive, and less than a whole API call
         assert 0 < level["service_added_ms_per_request"] < level["api"]["p95_ms"]
     assert result["levels"]["1"]["paired_overhead_ms"]["pairs"] == 4

@@ -1,6 +1,7 @@
 """The benchmark harness in --quick mode (small shapes): one end-to-end run of `make bench`'s code
 (FlagEmbedding, ORT in-process, client -> embedded Triton) plus the perf sweep, checked for
 structure and for score agreement between the three paths."""
+
 from __future__ import annotations
 
 import json
@@ -10,21 +11,38 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import perf_sweep, procstats, run as bench_run
+from bench import perf_sweep, procstats
+from bench import run as bench_run
 from bench.models import CACHE, QUICK, build_encoder_checkpoint
 from bench.workloads import encode_encoder_pairs, mixed_pairs, rerank_1x100
 from tests.support.oracle import oracle_python
 
-needs_oracle = pytest.mark.skipif(not Path(oracle_python()).exists(),
-                                  reason="FlagEmbedding oracle env (.venv-oracle) missing: make oracle")
+needs_oracle = pytest.mark.skipif(
+    not Path(oracle_python()).exists(), reason="FlagEmbedding oracle env (.venv-oracle) missing: make oracle"
+)
 
 
 @pytest.fixture(scope="module")
 def quick_result(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "bench-quick.json"
     skip = [] if Path(oracle_python()).exists() else ["--skip-flagembedding"]
-    assert bench_run.main(["--quick", "--variants", "fused,int8+t256", "--concurrency", "1,2",
-                           "--out", str(out), "--skip-text-path", "--skip-api", *skip]) == 0
+    assert (
+        bench_run.main(
+            [
+                "--quick",
+                "--variants",
+                "fused,int8+t256",
+                "--concurrency",
+                "1,2",
+                "--out",
+                str(out),
+                "--skip-text-path",
+                "--skip-api",
+                *skip,
+            ]
+        )
+        == 0
+    )
     assert out.with_suffix(".png").stat().st_size > 10_000
     return json.loads(out.read_text())
 
@@ -43,6 +61,7 @@ def test_workloads_have_the_token_lengths_they_claim():
 
 def test_process_tree_measures_a_live_process_tree():
     from reranker_server.process_tree import process_tree, tree_cpu_s, tree_rss_mib
+
     me = os.getpid()
     assert me in process_tree(me)
     assert tree_rss_mib(me) > 10
@@ -82,8 +101,13 @@ def test_quick_bench_runs_all_three_paths_and_they_agree(quick_result):
     # fused fp32 is exact: client + server scores equal FlagEmbedding's (fp32 CPU parity, 1e-4)
     for name in ("rerank", "mixed"):
         np.testing.assert_allclose(r["served"]["fused"][name]["scores"], flag[name]["scores"], atol=1e-4)
-    cfg = (CACHE / f"repo-{build_encoder_checkpoint(QUICK).name}" / "enc-int8+t256" / "configs"
-           / "embedded.pbtxt").read_text()
+    cfg = (
+        CACHE
+        / f"repo-{build_encoder_checkpoint(QUICK).name}"
+        / "enc-int8+t256"
+        / "configs"
+        / "embedded.pbtxt"
+    ).read_text()
     assert 'key: "max_batch_tokens" value: { string_value: "256" }' in cfg
     s = r["summary"]
     assert {"fused/rerank", "fused/mixed", "int8+t256/rerank", "int8+t256/mixed"} <= set(s)
@@ -109,8 +133,25 @@ def test_perf_input_data_matches_the_encoder_contract():
 def test_perf_sweep_against_an_embedded_server(quick_result, tmp_path):
     repo = CACHE / f"repo-{build_encoder_checkpoint(QUICK).name}"
     out = tmp_path / "sweep.json"
-    assert perf_sweep.main(["--model", "enc-fused", "--repository", str(repo), "--levels", "1,4",
-                            "--requests-per-level", "8", "--batch", "4", "--out", str(out)]) == 0
+    assert (
+        perf_sweep.main(
+            [
+                "--model",
+                "enc-fused",
+                "--repository",
+                str(repo),
+                "--levels",
+                "1,4",
+                "--requests-per-level",
+                "8",
+                "--batch",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert [lv["concurrency"] for lv in result["levels"]] == [1, 4]
     assert all(lv["requests"] == 8 and lv["rows_per_s"] > 0 for lv in result["levels"])

@@ -2,6 +2,7 @@
 summary arithmetic, and one --quick run against the real embedded server in which all three paths
 (client tokenization, raw BYTES requests to the text model, the SDK with tokenize="server") must
 return the same scores."""
+
 from __future__ import annotations
 
 import json
@@ -23,11 +24,14 @@ def test_summary_pools_rounds_and_divides_by_the_token_path():
     def sample(wall: float, pairs: int = 100, cpu: float = 2.0) -> Sample:
         return Sample(wall_s=wall, latencies_s=[wall], cpu_s=cpu, pairs=pairs)
 
-    samples = {"token": [sample(1.0), sample(3.0)], "text": [sample(1.0), sample(4.0, cpu=3.0)],
-               "text-sdk": [sample(2.0), sample(2.0)]}
+    samples = {
+        "token": [sample(1.0), sample(3.0)],
+        "text": [sample(1.0), sample(4.0, cpu=3.0)],
+        "text-sdk": [sample(2.0), sample(2.0)],
+    }
     s = summarize_level(samples)
-    assert s["token"]["pairs_per_s"] == pytest.approx(50.0)          # 200 pairs in 4 s
-    assert s["text"]["pairs_per_s"] == pytest.approx(40.0)           # 200 pairs in 5 s
+    assert s["token"]["pairs_per_s"] == pytest.approx(50.0)  # 200 pairs in 4 s
+    assert s["text"]["pairs_per_s"] == pytest.approx(40.0)  # 200 pairs in 5 s
     assert s["text"]["ratio_vs_token"] == pytest.approx(0.8) and not s["text"]["within_target"]
     assert s["text"]["round_ratios_vs_token"] == pytest.approx([1.0, 0.75])
     assert s["text"]["cpu_ratio_vs_token"] == pytest.approx(1.25)
@@ -54,7 +58,7 @@ def test_quick_run_reports_every_path_level_and_round(quick):
     assert set(quick["levels"]) == {str(c) for c in plan.levels}
     for level, rows in quick["levels"].items():
         assert set(rows) == set(PATHS)
-        for path, row in rows.items():
+        for row in rows.values():
             rounds = plan.rounds_for(int(level))
             calls = int(level) * plan.calls(int(level)) * rounds
             assert row["calls"] == calls and row["pairs"] == calls * plan.passages

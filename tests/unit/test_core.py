@@ -1,5 +1,6 @@
 """The shared core: option validation at every boundary, layer resolution, windows, packing into
 length buckets, the pipeline's score collection, and the text model's request validation."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from export.tiny.tokenizer_builder import build_xlmr_tokenizer
 from reranker_core.encoding import EncodedPair
 from reranker_core.errors import InputError
 from reranker_core.families import ENCODER, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE
@@ -20,27 +22,44 @@ from reranker_core.pipeline import PreparedPairs, ranking
 from reranker_core.texts import normalize_pairs
 from reranker_core.windows import default_stride, window_texts
 from reranker_server.text_requests import parse_text_request
-from export.tiny.tokenizer_builder import build_xlmr_tokenizer
 
-ENCODER_MANIFEST = ModelManifest(family=ENCODER, name="m", tokenizer=TokenizerInfo(sha256="x", pad_token_id=1),
-                                 max_positions=64, vocab_size=100)
+ENCODER_MANIFEST = ModelManifest(
+    family=ENCODER,
+    name="m",
+    tokenizer=TokenizerInfo(sha256="x", pad_token_id=1),
+    max_positions=64,
+    vocab_size=100,
+)
 LIGHT_MANIFEST = ModelManifest(
-    family=GEMMA2_LIGHTWEIGHT, name="l", tokenizer=TokenizerInfo(sha256="x", pad_token_id=0, bos_token_id=2),
-    max_positions=64, vocab_size=100,
-    llm=LLMSettings.for_family(GEMMA2_LIGHTWEIGHT, num_hidden_layers=8, cutoff_layers=[2, 4, 6, 8],
-                               default_cutoff_layers=[8], compress_ratios=[1, 2, 4, 8], default_compress_layers=[8]))
+    family=GEMMA2_LIGHTWEIGHT,
+    name="l",
+    tokenizer=TokenizerInfo(sha256="x", pad_token_id=0, bos_token_id=2),
+    max_positions=64,
+    vocab_size=100,
+    llm=LLMSettings.for_family(
+        GEMMA2_LIGHTWEIGHT,
+        num_hidden_layers=8,
+        cutoff_layers=[2, 4, 6, 8],
+        default_cutoff_layers=[8],
+        compress_ratios=[1, 2, 4, 8],
+        default_compress_layers=[8],
+    ),
+)
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"max_length": 0}, "max_length must be a positive integer"),
-    ({"max_length": "512"}, "max_length must be a positive integer"),
-    ({"max_length": 1}, "leaves no room for the query"),
-    ({"max_length": 8, "query_max_length": 0}, "query_max_length must be a positive integer"),
-    ({"normalize": "yes"}, "normalize must be true or false"),
-    ({"long_passages": "chunk"}, "long_passages must be one of truncate, max_window"),
-    ({"prompt": "p"}, "unknown option(s) prompt: encoder models accept long_passages"),
-    ({"window_stride": -1}, "window_stride must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"max_length": 0}, "max_length must be a positive integer"),
+        ({"max_length": "512"}, "max_length must be a positive integer"),
+        ({"max_length": 1}, "leaves no room for the query"),
+        ({"max_length": 8, "query_max_length": 0}, "query_max_length must be a positive integer"),
+        ({"normalize": "yes"}, "normalize must be true or false"),
+        ({"long_passages": "chunk"}, "long_passages must be one of truncate, max_window"),
+        ({"prompt": "p"}, "unknown option(s) prompt: encoder models accept long_passages"),
+        ({"window_stride": -1}, "window_stride must be a positive integer"),
+    ],
+)
 def test_bad_options_are_clear_errors(raw, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_options(raw, ENCODER_MANIFEST)
@@ -49,19 +68,30 @@ def test_bad_options_are_clear_errors(raw, message):
 def test_options_defaults_and_text_forms():
     options = parse_options({}, ENCODER_MANIFEST)
     assert (options.max_length, options.query_max_length, options.normalize) == (512, 384, False)
-    text = parse_options({"max_length": "20", "normalize": "true", "top_n": "3", "priority": 1,
-                          "triton_x": "ignored"}, ENCODER_MANIFEST, from_text=True)
+    text = parse_options(
+        {"max_length": "20", "normalize": "true", "top_n": "3", "priority": 1, "triton_x": "ignored"},
+        ENCODER_MANIFEST,
+        from_text=True,
+    )
     assert (text.max_length, text.query_max_length, text.normalize, text.top_n) == (20, 15, True, 3)
     with pytest.raises(InputError, match="unknown option"):
-        parse_options({"priority": 1}, ENCODER_MANIFEST)          # reserved names only skipped for text
+        parse_options({"priority": 1}, ENCODER_MANIFEST)  # reserved names only skipped for text
 
 
 def test_llm_options_are_resolved_against_the_manifest_and_sent_as_json():
-    options = parse_options({"cutoff_layers": "[6, 4]", "compress_ratio": "2", "compress_layers": "2,4"},
-                            LIGHT_MANIFEST, from_text=True)
-    assert options.token_parameters() == {"cutoff_layers": json.dumps([6, 4]), "compress_ratio": 2,
-                                          "compress_layers": json.dumps([2, 4])}
-    with pytest.raises(InputError, match=r"cutoff layer\(s\) \[5\] not available .* allowed layers: 2..8 step 2"):
+    options = parse_options(
+        {"cutoff_layers": "[6, 4]", "compress_ratio": "2", "compress_layers": "2,4"},
+        LIGHT_MANIFEST,
+        from_text=True,
+    )
+    assert options.token_parameters() == {
+        "cutoff_layers": json.dumps([6, 4]),
+        "compress_ratio": 2,
+        "compress_layers": json.dumps([2, 4]),
+    }
+    with pytest.raises(
+        InputError, match=r"cutoff layer\(s\) \[5\] not available .* allowed layers: 2..8 step 2"
+    ):
         parse_options({"cutoff_layers": 5}, LIGHT_MANIFEST)
     with pytest.raises(InputError, match="compress_ratio 3 not supported"):
         parse_options({"compress_ratio": 3}, LIGHT_MANIFEST)
@@ -74,8 +104,10 @@ def test_resolve_layers_sorts_defaults_and_drops_compress_layers_that_change_not
     limits = LayerLimits.from_manifest(LIGHT_MANIFEST)
     assert resolve_layers(None, None, None, limits).cutoff_layers == (8,)
     settings = resolve_layers([6, 2, 6], 2, [0, 4, 6, 8], limits)
-    assert settings.cutoff_layers == (2, 6) and settings.compress_layers == (4,) and settings.compress_ratio == 2
-    assert resolve_layers([4], 2, [6], limits).compress_ratio == 1      # compression after the cutoff: none
+    assert (
+        settings.cutoff_layers == (2, 6) and settings.compress_layers == (4,) and settings.compress_ratio == 2
+    )
+    assert resolve_layers([4], 2, [6], limits).compress_ratio == 1  # compression after the cutoff: none
     with pytest.raises(InputError, match="cutoff_layers is empty"):
         resolve_layers([], None, None, limits)
 
@@ -91,6 +123,7 @@ def test_boundary_text_checks():
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
     from tokenizers import Tokenizer
+
     out = tmp_path_factory.mktemp("tok")
     build_xlmr_tokenizer(out)
     return Tokenizer.from_file(str(out / "tokenizer.json"))
@@ -103,7 +136,7 @@ def test_windows_cover_the_passage_with_overlap(tokenizer):
     assert len(texts) > 2 and passage.startswith(texts[0]) and passage.endswith(texts[-1])
     sizes = [len(tokenizer.encode(t, add_special_tokens=False).ids) for t in texts]
     assert max(sizes) <= 17
-    assert sum(sizes) > count          # windows overlap
+    assert sum(sizes) > count  # windows overlap
     assert window_texts(tokenizer, "short one", 16) == ["short one"]
     assert default_stride(16) == 12 and default_stride(1) == 1
     assert len(window_texts(tokenizer, passage, 16, stride=16)) < len(texts)
@@ -118,7 +151,7 @@ def test_every_window_fits_on_its_own_and_no_token_is_skipped(tokenizer, window)
     for text in texts:
         assert len(tokenizer.encode(text, add_special_tokens=False).ids) <= window, text
     position = 0
-    for text in texts:            # each window starts inside or right after the previous one
+    for text in texts:  # each window starts inside or right after the previous one
         found = passage.find(text, max(0, position - len(text)))
         assert 0 <= found <= position, (text, position)
         position = max(position, found + len(text))
@@ -153,19 +186,22 @@ def _bytes(*texts):
 
 def test_text_request_shapes_and_errors():
     parse = lambda q, qs, ps, params=None: parse_text_request(  # noqa: E731
-        q, qs, ps, params or {}, ENCODER_MANIFEST, max_pairs=3, max_text_bytes=20)
+        q, qs, ps, params or {}, ENCODER_MANIFEST, max_pairs=3, max_text_bytes=20
+    )
     rerank = parse(_bytes("q"), None, _bytes("a", "b"), {"top_n": 1})
     assert rerank.rerank and rerank.pairs == [("q", "a"), ("q", "b")] and rerank.options.top_n == 1
     pairs = parse(None, _bytes("q1", "q2"), _bytes("a", "b"))
     assert not pairs.rerank and pairs.pairs == [("q1", "a"), ("q2", "b")]
-    for args, message in [((None, None, _bytes("a")), "exactly one of query"),
-                          ((_bytes("q"), None, None), "passages input is required"),
-                          ((_bytes("q"), None, _bytes("a", "b", "c", "d")), "4 passages in one request; the limit is 3"),
-                          ((_bytes("q"), None, _bytes(b"\xff")), r"passages\[0\] is not valid UTF-8"),
-                          ((_bytes("q"), None, _bytes("x" * 21)), r"passages\[0\] is 21 bytes; the limit is 20"),
-                          ((_bytes(" "), None, _bytes("a")), r"query\[0\] is empty"),
-                          ((None, _bytes("q"), _bytes("a", "b")), "one query per passage"),
-                          ((_bytes("q"), None, np.array([1, 2])), "must be a BYTES")]:
+    for args, message in [
+        ((None, None, _bytes("a")), "exactly one of query"),
+        ((_bytes("q"), None, None), "passages input is required"),
+        ((_bytes("q"), None, _bytes("a", "b", "c", "d")), "4 passages in one request; the limit is 3"),
+        ((_bytes("q"), None, _bytes(b"\xff")), r"passages\[0\] is not valid UTF-8"),
+        ((_bytes("q"), None, _bytes("x" * 21)), r"passages\[0\] is 21 bytes; the limit is 20"),
+        ((_bytes(" "), None, _bytes("a")), r"query\[0\] is empty"),
+        ((None, _bytes("q"), _bytes("a", "b")), "one query per passage"),
+        ((_bytes("q"), None, np.array([1, 2])), "must be a BYTES"),
+    ]:
         with pytest.raises(InputError, match=message):
             parse(*args)
     with pytest.raises(InputError, match="top_n applies to the rerank shape"):

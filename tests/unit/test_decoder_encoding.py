@@ -3,6 +3,7 @@
 The tiny checkpoints are exported with export/llm_export.py, so the manifest the encoding reads is
 the one a client gets from the server; FlagEmbedding (the oracle) runs once for the whole module.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,18 +14,23 @@ import pytest
 from tokenizers import Tokenizer
 
 from export.llm_export import export_llm
-from reranker_core.encoding.decoder import (DecoderEncoder, adds_bos, encode_decoder_pair,
-                                              encode_decoder_pairs)
+from export.tiny.decoders import (
+    build_gemma2_lightweight_reranker,
+    build_gemma_reranker,
+    build_minicpm_layerwise_reranker,
+)
+from reranker_core.encoding.decoder import DecoderEncoder, adds_bos, encode_decoder_pair, encode_decoder_pairs
 from reranker_core.families import GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE
 from reranker_core.manifest import ModelManifest
-from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
-                                           build_minicpm_layerwise_reranker)
 from tests.support.oracle import run_oracle
 
 PAIRS = [
     ["what is panda?", "hi"],
-    ["what is panda?", "The giant panda (Ailuropoda melanoleuca), sometimes called a panda bear or "
-                       "simply panda, is a bear species endemic to China."],
+    [
+        "what is panda?",
+        "The giant panda (Ailuropoda melanoleuca), sometimes called a panda bear or "
+        "simply panda, is a bear species endemic to China.",
+    ],
     ["大熊猫是什么？", "大熊猫是中国特有的熊科动物，主要栖息在四川、陕西和甘肃的山区。🐼🎋"],
     ["naïve café?", "Les élèves étudient à l'école; crème brûlée, Ångström, señor 👍🏽 Zürich"],
     ["Emoji 😀 ©®™", "line one\nline two\n\nA: query\nB: passage Ωmega ≈ ∑"],
@@ -56,8 +62,12 @@ CASES = [(label, variant) for label in ("gemma", "layerwise", "lightweight") for
 CASES += [("gemma_bos_is_pad", v) for v in ("default", "cut")]
 CASES += [("gemma_left_truncation", v) for v in ("short", "cut")]
 # FlagEmbedding's instruction arguments (a literal backslash-n in the format means a newline)
-CUSTOM_INSTRUCTIONS = {"query_instruction_for_rerank": "Query:", "query_instruction_format": "{}\\n{}",
-                       "passage_instruction_for_rerank": "Doc:", "passage_instruction_format": "<{}>{}"}
+CUSTOM_INSTRUCTIONS = {
+    "query_instruction_for_rerank": "Query:",
+    "query_instruction_format": "{}\\n{}",
+    "passage_instruction_for_rerank": "Doc:",
+    "passage_instruction_format": "<{}>{}",
+}
 
 NO_INSTRUCTIONS = {"query_instruction_for_rerank": None, "passage_instruction_for_rerank": None}
 
@@ -66,14 +76,23 @@ def _override_tokenizer(ckpt: Path, overrides: dict) -> None:
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         path = ckpt / name
         data = json.loads(path.read_text())
-        data.update({k: v for k, v in overrides.items() if name == "tokenizer_config.json" or k.endswith("_token")})
+        data.update(
+            {k: v for k, v in overrides.items() if name == "tokenizer_config.json" or k.endswith("_token")}
+        )
         path.write_text(json.dumps(data, indent=2))
 
 
 def _with_custom_instructions(manifest: ModelManifest) -> ModelManifest:
-    return replace(manifest, llm=replace(manifest.llm, query_instruction="Query:",
-                                         query_instruction_format="{}\\n{}", passage_instruction="Doc:",
-                                         passage_instruction_format="<{}>{}"))
+    return replace(
+        manifest,
+        llm=replace(
+            manifest.llm,
+            query_instruction="Query:",
+            query_instruction_format="{}\\n{}",
+            passage_instruction="Doc:",
+            passage_instruction_format="<{}>{}",
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +104,15 @@ def models(tmp_path_factory) -> dict:
         ckpt = build(root / f"ckpt_{label}")
         if overrides:
             _override_tokenizer(ckpt, overrides)
-        manifest = export_llm(ckpt, root / "repo" / label, name=label, family=family,
-                              dtype="float32", max_batch_size=8, source=label)
+        manifest = export_llm(
+            ckpt,
+            root / "repo" / label,
+            name=label,
+            family=family,
+            dtype="float32",
+            max_batch_size=8,
+            source=label,
+        )
         tokenizer = Tokenizer.from_file(str(root / "repo" / label / "tokenizer" / "tokenizer.json"))
         out[label] = (tokenizer, manifest, kind, ckpt)
     return out
@@ -99,14 +125,31 @@ def oracle(models) -> dict:
     for label, variant in CASES:
         _, _, kind, ckpt = models[label]
         keys.append((label, variant))
-        jobs.append({"kind": kind, "model": str(ckpt), "pairs": PAIRS, "score": VARIANTS[variant],
-                     "tokenize": True})
+        jobs.append(
+            {"kind": kind, "model": str(ckpt), "pairs": PAIRS, "score": VARIANTS[variant], "tokenize": True}
+        )
     keys.append(("gemma", "custom_instructions"))
-    jobs.append({"kind": "llm", "model": str(models["gemma"][3]), "pairs": PAIRS,
-                 "init": CUSTOM_INSTRUCTIONS, "score": {"max_length": 16}, "tokenize": True})
+    jobs.append(
+        {
+            "kind": "llm",
+            "model": str(models["gemma"][3]),
+            "pairs": PAIRS,
+            "init": CUSTOM_INSTRUCTIONS,
+            "score": {"max_length": 16},
+            "tokenize": True,
+        }
+    )
     keys.append(("layerwise", "no_instructions"))
-    jobs.append({"kind": "layerwise", "model": str(models["layerwise"][3]), "pairs": PAIRS,
-                 "init": NO_INSTRUCTIONS, "score": {"max_length": 16}, "tokenize": True})
+    jobs.append(
+        {
+            "kind": "layerwise",
+            "model": str(models["layerwise"][3]),
+            "pairs": PAIRS,
+            "init": NO_INSTRUCTIONS,
+            "score": {"max_length": 16},
+            "tokenize": True,
+        }
+    )
     results = run_oracle(jobs)
     for key, result in zip(keys, results):
         assert "error" not in result, f"oracle failed for {key}: {result['error']}"
@@ -115,10 +158,14 @@ def oracle(models) -> dict:
 
 def _encode(models, label: str, score: dict, manifest: ModelManifest | None = None):
     tokenizer, exported, _, _ = models[label]
-    return encode_decoder_pairs(tokenizer, manifest or exported, [tuple(p) for p in PAIRS],
-                                max_length=score.get("max_length", 512),
-                                query_max_length=score.get("query_max_length"),
-                                prompt=score.get("prompt"))
+    return encode_decoder_pairs(
+        tokenizer,
+        manifest or exported,
+        [tuple(p) for p in PAIRS],
+        max_length=score.get("max_length", 512),
+        query_max_length=score.get("query_max_length"),
+        prompt=score.get("prompt"),
+    )
 
 
 @pytest.mark.parametrize("label, variant", CASES)
@@ -153,7 +200,7 @@ def test_cases_reach_every_branch(models, oracle):
     assert oracle[("gemma_bos_is_pad", "default")]["input_ids"][0][0] != bos
     for label in {label for label, variant in CASES if variant == "nothing_cut"}:
         sep = len(models[label][0].encode("\n", add_special_tokens=False).ids)
-        cut = oracle[(label, "cut")]["input_ids"]          # prompt "": cut pairs end at max_length + 2 sep
+        cut = oracle[(label, "cut")]["input_ids"]  # prompt "": cut pairs end at max_length + 2 sep
         assert any(len(ids) == 6 + 2 * sep for ids in cut), label
         kept = oracle[(label, "nothing_cut")]["input_ids"]  # overflow >= second part: all kept
         assert any(len(ids) > 4 + 2 * sep + 1 for ids in kept), label
@@ -171,8 +218,9 @@ def test_single_pair_equals_batch(models):
 def test_prompt_none_is_the_default_and_empty_prompt_is_empty(models):
     tokenizer, manifest, _, _ = models["gemma"]
     default = encode_decoder_pair(tokenizer, manifest, "q", "p", max_length=32)
-    explicit = encode_decoder_pair(tokenizer, manifest, "q", "p", max_length=32,
-                                   prompt=manifest.llm.default_prompt)
+    explicit = encode_decoder_pair(
+        tokenizer, manifest, "q", "p", max_length=32, prompt=manifest.llm.default_prompt
+    )
     empty = encode_decoder_pair(tokenizer, manifest, "q", "p", max_length=32, prompt="")
     assert default == explicit
     assert len(empty.input_ids) < len(default.input_ids)

@@ -1,4 +1,5 @@
 """The demo's offline fallback choices."""
+
 from reranker_core.manifest import LLMSettings
 from tools.demo import family_from_name, scaled_arguments
 

@@ -1,5 +1,6 @@
 """The GPU deployment files: docker-compose.yml, docker/ (Dockerfile, serve.sh, prometheus.yml),
 export/tensorrt.py and scripts/gpu_check.py, checked without Docker, a GPU or TensorRT."""
+
 from __future__ import annotations
 
 import json
@@ -41,6 +42,7 @@ def interpolate(text: str, env: dict[str, str]) -> str:
     """Compose-file interpolation: ${VAR}, ${VAR:-default} (unset or empty), ${VAR-default}
     (unset) and $$; an unset variable without a default is an error here (the file must work
     without a .env)."""
+
     def value(match: re.Match) -> str:
         if match.group(1):
             return "$"
@@ -53,14 +55,19 @@ def interpolate(text: str, env: dict[str, str]) -> str:
         if current is None:
             raise KeyError(f"${{{name}}} has no default")
         return current
+
     return COMPOSE_VARIABLE.sub(value, text)
 
 
 def check_compose_spec(path: Path) -> subprocess.CompletedProcess:
     """Validate a compose file against the Compose Specification's JSON schema (vendored in the
     check-jsonschema wheel, requirements/test.txt): no Docker engine or compose CLI needed."""
-    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
-                           "vendor.compose-spec", str(path)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_compose_file_matches_the_compose_spec(tmp_path):
@@ -73,12 +80,17 @@ def test_compose_file_matches_the_compose_spec(tmp_path):
     assert ok.returncode == 0, ok.stdout + ok.stderr
     data = yaml.safe_load(resolved.read_text())
     assert set(data["services"]) == {"triton", "rerank-api", "prometheus"}
-    assert data["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["0"]
+    assert data["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == [
+        "0"
+    ]
     # the validator rejects broken files (else this test proves nothing)
-    for breakage in (lambda d: d["services"]["triton"].__setitem__("not_a_compose_key", 1),
-                     lambda d: d["services"]["triton"].__setitem__("restart", 5),
-                     lambda d: d["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0]
-                     .__setitem__("device_ids", "0")):
+    for breakage in (
+        lambda d: d["services"]["triton"].__setitem__("not_a_compose_key", 1),
+        lambda d: d["services"]["triton"].__setitem__("restart", 5),
+        lambda d: d["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0].__setitem__(
+            "device_ids", "0"
+        ),
+    ):
         broken = yaml.safe_load(resolved.read_text())
         breakage(broken)
         bad = tmp_path / "broken.yml"
@@ -107,8 +119,13 @@ def _run_compose(cli: list[str], compose_file: Path, *args: str, tmp_path: Path)
     key.write_text(KEY)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RERANKER_", "TRITON_", "MODEL_"))}
     env["TRITON_ADMIN_KEY_FILE"] = str(key)
-    return subprocess.run(cli + ["-f", str(compose_file), "--project-directory", str(REPO), *args],
-                          capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        cli + ["-f", str(compose_file), "--project-directory", str(REPO), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_compose_file_validates_with_the_compose_cli_where_installed(tmp_path):
@@ -116,12 +133,15 @@ def test_compose_file_validates_with_the_compose_cli_where_installed(tmp_path):
     always runs); the test suite never installs system packages for it."""
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("no docker compose / docker-compose on this machine; the file was validated "
-                    "against the compose spec by test_compose_file_matches_the_compose_spec")
+        pytest.skip(
+            "no docker compose / docker-compose on this machine; the file was validated "
+            "against the compose spec by test_compose_file_matches_the_compose_spec"
+        )
     ok = _run_compose(cli, COMPOSE, "config", "-q", tmp_path=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    services = _run_compose(cli, COMPOSE, "--profile", "monitoring", "config", "--services",
-                            tmp_path=tmp_path)
+    services = _run_compose(
+        cli, COMPOSE, "--profile", "monitoring", "config", "--services", tmp_path=tmp_path
+    )
     assert services.returncode == 0, services.stderr
     assert set(services.stdout.split()) == {"triton", "rerank-api", "prometheus"}
     broken = tmp_path / "broken.yml"
@@ -171,9 +191,13 @@ def test_compose_structure():
 
 # ---- Dockerfile ------------------------------------------------------------------------------
 
+
 def _hadolint() -> str | None:
-    return shutil.which("hadolint") or (str(Path(sys.executable).parent / "hadolint")
-                                        if (Path(sys.executable).parent / "hadolint").exists() else None)
+    return shutil.which("hadolint") or (
+        str(Path(sys.executable).parent / "hadolint")
+        if (Path(sys.executable).parent / "hadolint").exists()
+        else None
+    )
 
 
 def test_dockerfile_passes_hadolint(tmp_path):
@@ -191,11 +215,15 @@ def test_dockerfile_structure():
     assert re.search(r"^FROM \$\{TRITON_IMAGE\}:\$\{TRITON_VERSION\}$", text, re.M)
     assert dockerfile_default("TRITON_IMAGE") == "nvcr.io/nvidia/tritonserver"
     # 24.12 and later run Python 3.12 (transformers 5 needs >= 3.11); 24.11 and older have 3.10
-    year, month = (int(x) for x in re.fullmatch(r"(\d\d)\.(\d\d)-py3", dockerfile_default("TRITON_VERSION")).groups())
+    year, month = (
+        int(x) for x in re.fullmatch(r"(\d\d)\.(\d\d)-py3", dockerfile_default("TRITON_VERSION")).groups()
+    )
     assert (year, month) >= (24, 12)
     # torch from the CUDA index before anything else that might pull a torch
     torch_at = text.index('"torch==${TORCH_VERSION}"')
-    assert "--index-url \"${TORCH_INDEX_URL}\"" in text and torch_at < text.index("--requirement docker/requirements-gpu.txt")
+    assert '--index-url "${TORCH_INDEX_URL}"' in text and torch_at < text.index(
+        "--requirement docker/requirements-gpu.txt"
+    )
     assert "cu12" in dockerfile_default("TORCH_INDEX_URL")
     # everything COPY'd exists in the repository
     for src in re.findall(r"^COPY (\S+) ", text, re.M):
@@ -208,7 +236,7 @@ def test_dockerfile_structure():
 def test_image_requirements_agree_with_the_product_environment():
     image = (REPO / "docker" / "requirements-gpu.txt").read_text()
     assert re.search(r"^numpy>=1\.24,<2$", image, re.M)  # the stub needs numpy 1.x
-    assert "torch" not in re.sub(r"#.*", "", image)        # torch comes from the CUDA index only
+    assert "torch" not in re.sub(r"#.*", "", image)  # torch comes from the CUDA index only
     product = (REPO / "requirements" / "server.txt").read_text()
     for name in ("numpy", "transformers"):
         want = re.search(rf"^{name}\S*", product, re.M).group(0)
@@ -216,6 +244,7 @@ def test_image_requirements_agree_with_the_product_environment():
 
 
 # ---- docker/serve.sh ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def fake_server(tmp_path):
@@ -226,8 +255,12 @@ def fake_server(tmp_path):
     models.mkdir()
     key = tmp_path / "key"
     key.write_text(KEY + "\n")
-    return {"TRITONSERVER": str(binary), "MODEL_REPOSITORY": str(models),
-            "TRITON_ADMIN_KEY_FILE": str(key), "PATH": os.environ["PATH"]}
+    return {
+        "TRITONSERVER": str(binary),
+        "MODEL_REPOSITORY": str(models),
+        "TRITON_ADMIN_KEY_FILE": str(key),
+        "PATH": os.environ["PATH"],
+    }
 
 
 def serve(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -239,11 +272,20 @@ def test_serve_builds_the_production_command(fake_server, tmp_path):
     assert result.returncode == 0, result.stderr
     args = result.stdout.splitlines()
     restricted = f"model-repository,shared-memory,trace,logging:admin-key={KEY}"
-    for flag in ("--model-control-mode=none", "--strict-readiness=true", "--http-port=8000",
-                 "--grpc-port=8001", "--metrics-port=8002", "--allow-metrics=true",
-                 "--allow-gpu-metrics=true", "--log-verbose=0", "--log-format=ISO8601",
-                 f"--model-repository={fake_server['MODEL_REPOSITORY']}",
-                 f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}"):
+    for flag in (
+        "--model-control-mode=none",
+        "--strict-readiness=true",
+        "--http-port=8000",
+        "--grpc-port=8001",
+        "--metrics-port=8002",
+        "--allow-metrics=true",
+        "--allow-gpu-metrics=true",
+        "--log-verbose=0",
+        "--log-format=ISO8601",
+        f"--model-repository={fake_server['MODEL_REPOSITORY']}",
+        f"--http-restricted-api={restricted}",
+        f"--grpc-restricted-protocol={restricted}",
+    ):
         assert flag in args, flag
     assert args[-1] == "--log-file=/tmp/x"  # extra arguments pass through, last
     assert not any(a.startswith(("--model-config-name", "--grpc-use-ssl")) for a in args)
@@ -265,14 +307,17 @@ def test_serve_grpc_tls(fake_server, tmp_path):
     assert missing.returncode == 64 and "TLS" in missing.stderr
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"TRITON_ADMIN_KEY_FILE": "/nonexistent"}, "no admin key"),
-    ({"TRITON_ADMIN_KEY": "short"}, "at least 16"),
-    ({"TRITON_ADMIN_KEY": "a" * 16 + ":b=c"}, "may hold only"),
-    ({"MODEL_REPOSITORY": "/nonexistent"}, "not found"),
-    ({"TRITON_RESTRICTED_APIS": "inference;rm"}, "comma list"),
-    ({"MODEL_CONFIG_NAME": "../x"}, "MODEL_CONFIG_NAME"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"TRITON_ADMIN_KEY_FILE": "/nonexistent"}, "no admin key"),
+        ({"TRITON_ADMIN_KEY": "short"}, "at least 16"),
+        ({"TRITON_ADMIN_KEY": "a" * 16 + ":b=c"}, "may hold only"),
+        ({"MODEL_REPOSITORY": "/nonexistent"}, "not found"),
+        ({"TRITON_RESTRICTED_APIS": "inference;rm"}, "comma list"),
+        ({"MODEL_CONFIG_NAME": "../x"}, "MODEL_CONFIG_NAME"),
+    ],
+)
 def test_serve_refuses_unsafe_settings(fake_server, change, message):
     result = serve({**fake_server, **change})
     assert result.returncode == 64
@@ -280,6 +325,7 @@ def test_serve_refuses_unsafe_settings(fake_server, change, message):
 
 
 # ---- export/tensorrt.py (dry run: no TensorRT here) -------------------------------------------
+
 
 def _encoder_dir(tmp_path: Path, max_positions: int = 8192) -> Path:
     import onnx
@@ -290,22 +336,37 @@ def _encoder_dir(tmp_path: Path, max_positions: int = 8192) -> Path:
 
     model_dir = tmp_path / "bge-reranker-v2-m3"
     (model_dir / "1").mkdir(parents=True)
-    ModelManifest(family=ENCODER, name=model_dir.name, max_positions=max_positions,
-                  tokenizer=TokenizerInfo(sha256="cd" * 32)).save(model_dir)
-    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"])
-              for n in ("input_ids", "attention_mask")]
+    ModelManifest(
+        family=ENCODER,
+        name=model_dir.name,
+        max_positions=max_positions,
+        tokenizer=TokenizerInfo(sha256="cd" * 32),
+    ).save(model_dir)
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"])
+        for n in ("input_ids", "attention_mask")
+    ]
     out = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 1])
-    nodes = [helper.make_node("Cast", ["input_ids"], ["x"], to=TensorProto.FLOAT, name="cast"),
-             helper.make_node("Unsqueeze", ["x", "ax2"], ["x3"], name="unsq"),
-             helper.make_node("LayerNormalization", ["x3", "g", "b"], ["ln"], axis=-1,
-                              name="/encoder/layer.0/LayerNorm/LayerNormalization"),
-             helper.make_node("Softmax", ["ln"], ["sm"], axis=1, name="/encoder/layer.0/attn/Softmax"),
-             helper.make_node("ReduceSum", ["sm", "ax1"], ["s2"], keepdims=0, name="sum"),
-             helper.make_node("Identity", ["s2"], ["scores"], name="out")]
-    inits = [helper.make_tensor("ax2", TensorProto.INT64, [1], [2]),
-             helper.make_tensor("ax1", TensorProto.INT64, [1], [1]),
-             helper.make_tensor("g", TensorProto.FLOAT, [1], [1.0]),
-             helper.make_tensor("b", TensorProto.FLOAT, [1], [0.0])]
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["x"], to=TensorProto.FLOAT, name="cast"),
+        helper.make_node("Unsqueeze", ["x", "ax2"], ["x3"], name="unsq"),
+        helper.make_node(
+            "LayerNormalization",
+            ["x3", "g", "b"],
+            ["ln"],
+            axis=-1,
+            name="/encoder/layer.0/LayerNorm/LayerNormalization",
+        ),
+        helper.make_node("Softmax", ["ln"], ["sm"], axis=1, name="/encoder/layer.0/attn/Softmax"),
+        helper.make_node("ReduceSum", ["sm", "ax1"], ["s2"], keepdims=0, name="sum"),
+        helper.make_node("Identity", ["s2"], ["scores"], name="out"),
+    ]
+    inits = [
+        helper.make_tensor("ax2", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("ax1", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("g", TensorProto.FLOAT, [1], [1.0]),
+        helper.make_tensor("b", TensorProto.FLOAT, [1], [0.0]),
+    ]
     graph = helper.make_graph(nodes, "enc", inputs, [out], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
@@ -319,16 +380,24 @@ def test_tensorrt_dry_run_builds_a_consistent_plan_config(tmp_path):
 
     model_dir = _encoder_dir(tmp_path)
     assert fp32_layer_names(model_dir / "1" / "model.onnx") == [
-        "/encoder/layer.0/LayerNorm/LayerNormalization", "/encoder/layer.0/attn/Softmax"]
-    result = build_plan(model_dir, GpuOptions(max_batch_size=32, gpus=[0, 1], instance_count=2),
-                        BuildOptions(precision="fp16", workspace_bytes=4 << 30, device=1), dry_run=True)
+        "/encoder/layer.0/LayerNorm/LayerNormalization",
+        "/encoder/layer.0/attn/Softmax",
+    ]
+    result = build_plan(
+        model_dir,
+        GpuOptions(max_batch_size=32, gpus=[0, 1], instance_count=2),
+        BuildOptions(precision="fp16", workspace_bytes=4 << 30, device=1),
+        dry_run=True,
+    )
     cmd = result["command"]
     assert "--fp16" in cmd and "--precisionConstraints=obey" in cmd and "--device=1" in cmd
     assert "--memPoolSize=workspace:4096M" in cmd
     assert "--minShapes=input_ids:1x1,attention_mask:1x1" in cmd
     assert "--maxShapes=input_ids:32x8192,attention_mask:32x8192" in cmd  # v2-m3: 8192 tokens
-    assert any(c.startswith("--layerPrecisions=") and "LayerNormalization:fp32" in c
-               and "Softmax:fp32" in c for c in cmd)
+    assert any(
+        c.startswith("--layerPrecisions=") and "LayerNormalization:fp32" in c and "Softmax:fp32" in c
+        for c in cmd
+    )
     config = parse_config(result["config_text"])
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 32
     assert check_config(config, gpu_count=2) == []
@@ -342,8 +411,17 @@ def test_tensorrt_cli_profiles_and_errors(tmp_path, capsys):
     from export.tensorrt import main
 
     model_dir = _encoder_dir(tmp_path)
-    rc = main(["--model-dir", str(model_dir), "--dry-run", "--profile", "1x1:16x128:64x512",
-               "--profile", "1x1:4x2048:64x8192"])
+    rc = main(
+        [
+            "--model-dir",
+            str(model_dir),
+            "--dry-run",
+            "--profile",
+            "1x1:16x128:64x512",
+            "--profile",
+            "1x1:4x2048:64x8192",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert out.count("--maxShapes=") == 2 and 'profile: [ "0", "1" ]' in out
@@ -358,12 +436,16 @@ def test_tensorrt_real_build_needs_tensorrt(tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT is only in the Triton image / on GPU nodes")
     from export.tensorrt import BuildOptions, GpuOptions, build_plan
 
-    result = build_plan(_encoder_dir(tmp_path, 512), GpuOptions(max_batch_size=4),
-                        BuildOptions(precision="fp16", workspace_bytes=1 << 30))
+    result = build_plan(
+        _encoder_dir(tmp_path, 512),
+        GpuOptions(max_batch_size=4),
+        BuildOptions(precision="fp16", workspace_bytes=1 << 30),
+    )
     assert Path(result["plan"]).stat().st_size > 0
 
 
 # ---- scripts/gpu_check.py (its pure parts; the run itself needs a GPU) -------------------------
+
 
 @pytest.fixture(scope="module")
 def gpu_check():
@@ -380,19 +462,26 @@ def test_gpu_check_serves_the_exported_configs_on_the_gpu(gpu_check, tmp_path):
     runs reranker_server.onnx_model with ONNX Runtime's GPU providers on the portable graph; the
     LLM runs reranker_server.llm_model as exported; the references are the exported CPU configs."""
     from export.__main__ import main as export_main
-    from export.tiny.encoder import build_xlmr_reranker
     from export.tiny.decoders import build_gemma_reranker
+    from export.tiny.encoder import build_xlmr_reranker
 
     repo = tmp_path / "repo"
     enc = build_xlmr_reranker(tmp_path / "enc", seed=1)
     llm = build_gemma_reranker(tmp_path / "llm", seed=1)
     assert export_main(["--model", str(enc), "--name", "enc-fp32", "--repository", str(repo)]) == 0
-    assert export_main(["--model", str(llm), "--name", "llm-fp16", "--repository", str(repo),
-                        "--dtype", "float16"]) == 0
+    assert (
+        export_main(
+            ["--model", str(llm), "--name", "llm-fp16", "--repository", str(repo), "--dtype", "float16"]
+        )
+        == 0
+    )
     dirs = {"enc-fp32": repo / "enc-fp32", "llm-fp16": repo / "llm-fp16"}
     models = gpu_check.prepare_repository(repo, dirs, "cuda", [0, 1], "tensorrt,cuda", 2)
-    assert [(m.name, m.device) for m in models] == [("enc-fp32", "cuda"), ("llm-fp16", "cuda"),
-                                                   ("enc-fp32-ref", "cpu")]
+    assert [(m.name, m.device) for m in models] == [
+        ("enc-fp32", "cuda"),
+        ("llm-fp16", "cuda"),
+        ("enc-fp32-ref", "cpu"),
+    ]
     enc_cfg = gpu_check.parse_config(repo / "enc-fp32" / "configs" / "gpucheck.pbtxt")
     assert enc_cfg.backend == "python" and enc_cfg.name == "enc-fp32"
     assert "reranker_server.onnx_model" in (repo / "enc-fp32" / "1" / "model.py").read_text()
@@ -413,8 +502,9 @@ def test_gpu_check_serves_the_exported_configs_on_the_gpu(gpu_check, tmp_path):
 
 
 def test_gpu_check_says_when_onnxruntime_has_no_gpu_provider(gpu_check):
-    assert gpu_check.encoder_gpu_providers("tensorrt,cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"]) \
-        == ("cuda", None)
+    assert gpu_check.encoder_gpu_providers(
+        "tensorrt,cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    ) == ("cuda", None)
     providers, reason = gpu_check.encoder_gpu_providers("tensorrt,cuda", ["CPUExecutionProvider"])
     assert providers == "" and "onnxruntime-gpu" in reason
 
@@ -425,12 +515,19 @@ def test_gpu_check_parity_logic(gpu_check):
     same = gpu_check.compare("x", ref, ref + 0.001, groups, atol=0.01, rtol=0.0)
     assert same.passed and same.order_violations == 0 and same.min_kendall_tau == 1.0
     # a near tie may swap (0.5 vs 0.52 lie inside the tolerance band) ...
-    tie = gpu_check.compare("x", ref, np.array([3.0, 1.0, -2.0, 0.512, 0.508], np.float32), groups,
-                            atol=0.015, rtol=0.0)
+    tie = gpu_check.compare(
+        "x", ref, np.array([3.0, 1.0, -2.0, 0.512, 0.508], np.float32), groups, atol=0.015, rtol=0.0
+    )
     assert tie.passed and tie.min_kendall_tau < 1.0
     # ... but a clearly separated pair may not, even when every score is within tolerance
-    swapped = gpu_check.compare("x", ref, np.array([3.0, 1.0, -2.0, 0.5, 0.52], np.float32)[[0, 1, 2, 4, 3]],
-                                groups, atol=0.001, rtol=0.0)
+    swapped = gpu_check.compare(
+        "x",
+        ref,
+        np.array([3.0, 1.0, -2.0, 0.5, 0.52], np.float32)[[0, 1, 2, 4, 3]],
+        groups,
+        atol=0.001,
+        rtol=0.0,
+    )
     assert not swapped.passed
     drift = gpu_check.compare("x", ref, ref * 1.1, groups, atol=0.01, rtol=0.01)
     assert not drift.within_tolerance and not drift.passed
@@ -456,6 +553,7 @@ def test_gpu_check_script_prepares_and_guards():
 
 # ---- make test itself -------------------------------------------------------------------------
 
+
 def test_make_test_installs_into_project_environments_only():
     """`make test` (with every prerequisite rebuilt) changes no system packages: it only
     creates the project's virtual environments and installs into them."""
@@ -468,5 +566,7 @@ def test_make_test_installs_into_project_environments_only():
     for system_tool in ("apt-get", "apt ", "dpkg", "sudo", "yum", "dnf", "apk add", "snap "):
         assert system_tool not in commands, f"make test runs {system_tool!r}"
     installs = [line for line in commands.splitlines() if "pip" in line and " install" in line]
-    assert installs and all(line.startswith((".venv/bin/python", ".venv-oracle/bin/python", ".venv-deploy/bin/python"))
-                            for line in installs)
+    assert installs and all(
+        line.startswith((".venv/bin/python", ".venv-oracle/bin/python", ".venv-deploy/bin/python"))
+        for line in installs
+    )

@@ -1,4 +1,5 @@
 """python -m export for encoder rerankers: directory contents, configs, fp16, clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ from tritonclient.grpc import model_config_pb2
 
 from export.__main__ import main as export_main
 from export.onnx_export import onnx_scores
+from export.tiny.encoder import build_xlmr_reranker
 from reranker_core.manifest import ModelManifest
 from reranker_core.tensors import MANIFEST_PARAMETER
-from export.tiny.encoder import build_xlmr_reranker
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,9 @@ def checkpoint(tmp_path_factory):
 def exported(checkpoint, tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     for name, extra in (("m32", []), ("m16", ["--precision", "fp16"])):
-        assert export_main(["--model", str(checkpoint), "--name", name, "--repository", str(repo), *extra]) == 0
+        assert (
+            export_main(["--model", str(checkpoint), "--name", name, "--repository", str(repo), *extra]) == 0
+        )
     return repo
 
 
@@ -35,8 +38,15 @@ def parse_config(path):
 
 def test_model_directory_layout(exported):
     d = exported / "m32"
-    for rel in ("config.pbtxt", "configs/embedded.pbtxt", "configs/onnxruntime_trt.pbtxt",
-                "reranker.json", "tokenizer/tokenizer.json", "1/model.onnx", "1/model.py"):
+    for rel in (
+        "config.pbtxt",
+        "configs/embedded.pbtxt",
+        "configs/onnxruntime_trt.pbtxt",
+        "reranker.json",
+        "tokenizer/tokenizer.json",
+        "1/model.onnx",
+        "1/model.py",
+    ):
         assert (d / rel).is_file(), rel
     assert "reranker_server.onnx_model" in (d / "1" / "model.py").read_text()
     # the TensorRT plan's config comes with the plan (python -m export.tensorrt), not before
@@ -62,8 +72,10 @@ def test_embedded_config_is_a_valid_python_backend_config(exported):
     cfg = parse_config(exported / "m32" / "configs" / "embedded.pbtxt")
     assert cfg.backend == "python" and cfg.name == "m32" and cfg.max_batch_size == 64
     assert [i.name for i in cfg.input] == ["input_ids", "attention_mask"]
-    assert all(i.data_type == model_config_pb2.TYPE_INT64 and list(i.dims) == [-1] and i.allow_ragged_batch
-               for i in cfg.input)
+    assert all(
+        i.data_type == model_config_pb2.TYPE_INT64 and list(i.dims) == [-1] and i.allow_ragged_batch
+        for i in cfg.input
+    )
     assert [(o.name, list(o.dims)) for o in cfg.output] == [("scores", [1])]
     assert cfg.HasField("dynamic_batching")
     manifest = ModelManifest.from_json(cfg.parameters[MANIFEST_PARAMETER].string_value)
@@ -82,12 +94,17 @@ def test_manifest_describes_model_and_tokenizer(exported, checkpoint):
     assert manifest.family == "encoder"
     assert manifest.max_positions == config["max_position_embeddings"] - 2
     assert manifest.vocab_size == config["vocab_size"]
-    assert (manifest.tokenizer.cls_token_id, manifest.tokenizer.sep_token_id, manifest.tokenizer.pad_token_id) == (0, 2, 1)
+    assert (
+        manifest.tokenizer.cls_token_id,
+        manifest.tokenizer.sep_token_id,
+        manifest.tokenizer.pad_token_id,
+    ) == (0, 2, 1)
     assert manifest.source == str(checkpoint)
 
 
 def test_onnx_graph_has_dynamic_axes_and_opset_17(exported):
     import onnx
+
     model = onnx.load(str(exported / "m32" / "1" / "model.onnx"))
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     for inp in model.graph.input:
@@ -100,6 +117,7 @@ def test_onnx_graph_has_dynamic_axes_and_opset_17(exported):
 
 def test_fp16_keeps_io_types_and_stays_close_to_fp32(exported):
     import onnx
+
     fp16 = onnx.load(str(exported / "m16" / "1" / "model.onnx"))
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
     rng = np.random.default_rng(1)
@@ -114,10 +132,13 @@ def test_fp16_keeps_io_types_and_stays_close_to_fp32(exported):
     assert np.abs(a - b).max() > 0  # really fp16
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "/no/such/dir"], "not found"),
-    (["--model", "BAAI/definitely-not-a-model"], "cannot download"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "/no/such/dir"], "not found"),
+        (["--model", "BAAI/definitely-not-a-model"], "cannot download"),
+    ],
+)
 def test_bad_sources_fail_with_one_clear_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert export_main([*args, "--repository", str(tmp_path)]) == 2
@@ -128,7 +149,9 @@ def test_bad_sources_fail_with_one_clear_line(tmp_path, capsys, monkeypatch, arg
 def test_unsupported_architecture_is_named(tmp_path, capsys):
     ckpt = tmp_path / "bert"
     ckpt.mkdir()
-    (ckpt / "config.json").write_text(json.dumps({"architectures": ["BertForMaskedLM"], "model_type": "bert"}))
+    (ckpt / "config.json").write_text(
+        json.dumps({"architectures": ["BertForMaskedLM"], "model_type": "bert"})
+    )
     assert export_main(["--model", str(ckpt), "--repository", str(tmp_path / "repo")]) == 2
     err = capsys.readouterr().err
     assert "unsupported architecture BertForMaskedLM" in err
@@ -153,6 +176,7 @@ def test_existing_model_needs_force(exported, checkpoint, capsys):
 
 def test_cpu_graph_is_fused_by_default_and_exact(exported):
     import onnx
+
     cfg = parse_config(exported / "m32" / "configs" / "embedded.pbtxt")
     assert cfg.parameters["onnx_file"].string_value == "model.cpu.onnx"
     fused = onnx.load(str(exported / "m32" / "1" / "model.cpu.onnx"))
@@ -172,8 +196,12 @@ def test_cpu_graph_is_fused_by_default_and_exact(exported):
 @pytest.fixture(scope="module")
 def int8_export(checkpoint, tmp_path_factory):
     repo = tmp_path_factory.mktemp("int8")
-    assert export_main(["--model", str(checkpoint), "--name", "q", "--repository", str(repo),
-                        "--cpu-graph", "int8"]) == 0
+    assert (
+        export_main(
+            ["--model", str(checkpoint), "--name", "q", "--repository", str(repo), "--cpu-graph", "int8"]
+        )
+        == 0
+    )
     return repo / "q" / "1"
 
 
@@ -199,6 +227,7 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_int8_cpu_graph_is_opt_in_and_quantized(int8_export):
     import onnx
+
     graph = onnx.load(str(int8_export / "model.cpu.onnx"))
     ops = {n.op_type for n in graph.graph.node}
     assert ops & {"DynamicQuantizeMatMul", "MatMulInteger", "QAttention"}
@@ -209,8 +238,9 @@ def test_int8_scores_do_not_depend_on_the_cpus_int8_kernels(int8_export, tmp_pat
     int16; full-range int8 weights overflowed it there (correlation 0.84 with fp32 vs 0.996 on a
     VNNI CPU). 7-bit weights cannot overflow, so every CPU computes the same integer sums."""
     import onnx
-    from export.ort_optimize import (INT16_MAX, head_nodes, int8_weight_ranges, int16_pair_safe,
-                                     quantize_int8)
+
+    from export.ort_optimize import INT16_MAX, head_nodes, int8_weight_ranges, int16_pair_safe, quantize_int8
+
     path = int8_export / "model.cpu.onnx"
     ranges = int8_weight_ranges(path)
     assert len(ranges) >= 8  # 2 x (QKV, attention output, FFN in, FFN out)
@@ -218,16 +248,25 @@ def test_int8_scores_do_not_depend_on_the_cpus_int8_kernels(int8_export, tmp_pat
     # the score head (the op that saturated most) stays fp32
     graph = onnx.load(str(path))
     head = head_nodes(graph)
-    assert head and not any(n.op_type in {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear"}
-                            for n in graph.graph.node if n.name in head)
+    assert head and not any(
+        n.op_type in {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear"}
+        for n in graph.graph.node
+        if n.name in head
+    )
     # the former recipe (full-range weights) fails this check: it can tell the two apart
-    old = quantize_int8(_fused_graph(int8_export, tmp_path), tmp_path / "old.onnx",
-                        per_channel=False, reduce_range=False, keep_head_fp32=False)
+    old = quantize_int8(
+        _fused_graph(int8_export, tmp_path),
+        tmp_path / "old.onnx",
+        per_channel=False,
+        reduce_range=False,
+        keep_head_fp32=False,
+    )
     assert not int16_pair_safe(old)
 
 
 def _fused_graph(version_dir, tmp_path):
     from export.ort_optimize import fuse_transformer
+
     out = tmp_path / "fused.onnx"
     fuse_transformer(version_dir / "model.onnx", out, num_heads=4, hidden_size=32)
     return out
@@ -255,9 +294,31 @@ def test_int8_drift_bound(int8_export):
 
 
 def test_serving_options_reach_every_config(checkpoint, tmp_path):
-    assert export_main(["--model", str(checkpoint), "--name", "opt", "--repository", str(tmp_path),
-                        "--cpu-graph", "plain", "--max-batch-tokens", "512", "--max-batch-size", "8",
-                        "--instance-count", "2", "--gpus", "1,3", "--max-queue-delay-us", "700"]) == 0
+    assert (
+        export_main(
+            [
+                "--model",
+                str(checkpoint),
+                "--name",
+                "opt",
+                "--repository",
+                str(tmp_path),
+                "--cpu-graph",
+                "plain",
+                "--max-batch-tokens",
+                "512",
+                "--max-batch-size",
+                "8",
+                "--instance-count",
+                "2",
+                "--gpus",
+                "1,3",
+                "--max-queue-delay-us",
+                "700",
+            ]
+        )
+        == 0
+    )
     embedded = parse_config(tmp_path / "opt" / "configs" / "embedded.pbtxt")
     assert embedded.parameters["max_batch_tokens"].string_value == "512"
     assert embedded.parameters["onnx_file"].string_value == "model.onnx"
@@ -269,11 +330,27 @@ def test_serving_options_reach_every_config(checkpoint, tmp_path):
         assert list(cfg.instance_group[0].gpus) == ([] if "embedded" in rel else [1, 3]), rel
 
 
-@pytest.mark.parametrize("flag, value", [("--max-batch-tokens", "0"), ("--instance-count", "0"),
-                                         ("--max-queue-delay-us", "-1")])
+@pytest.mark.parametrize(
+    "flag, value", [("--max-batch-tokens", "0"), ("--instance-count", "0"), ("--max-queue-delay-us", "-1")]
+)
 def test_bad_serving_options_fail_with_one_clear_line(checkpoint, tmp_path, capsys, flag, value):
-    assert export_main(["--model", str(checkpoint), "--name", "bad", "--repository", str(tmp_path),
-                        "--cpu-graph", "plain", flag, value]) == 2
+    assert (
+        export_main(
+            [
+                "--model",
+                str(checkpoint),
+                "--name",
+                "bad",
+                "--repository",
+                str(tmp_path),
+                "--cpu-graph",
+                "plain",
+                flag,
+                value,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and flag[2:].replace("-", "_") in err and "\n" not in err
     assert not (tmp_path / "bad").exists()
@@ -283,11 +360,28 @@ def test_cli_runs_from_any_directory(checkpoint, tmp_path):
     """`python -m export` is installed (make setup: pip install -e .), not tied to the repo root."""
     import subprocess
     import sys
+
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "export", "--model", str(checkpoint), "--name", "m",
-                           "--repository", "repo", "--cpu-graph", "plain"],
-                          cwd=elsewhere, capture_output=True, text=True, timeout=600,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "export",
+            "--model",
+            str(checkpoint),
+            "--name",
+            "m",
+            "--repository",
+            "repo",
+            "--cpu-graph",
+            "plain",
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (elsewhere / "repo" / "m" / "configs" / "onnxruntime_trt.pbtxt").is_file()

@@ -1,4 +1,5 @@
 """export/fill_template.py: values, optional blocks, strictness; every template's keys documented."""
+
 from __future__ import annotations
 
 import re
@@ -15,13 +16,16 @@ def template(tmp_path, monkeypatch):
     def write(text: str) -> str:
         (tmp_path / "t.pbtxt").write_text(text)
         return "t"
+
     return write
 
 
 def test_values_lists_and_bools(template):
     name = template('name: "${name}"\ngpus: [ ${gpus} ]\nflag: ${on}\n')
-    assert ft.fill_template(name, {"name": "m", "gpus": [0, 2], "on": True}) == \
-        'name: "m"\ngpus: [ 0, 2 ]\nflag: true\n'
+    assert (
+        ft.fill_template(name, {"name": "m", "gpus": [0, 2], "on": True})
+        == 'name: "m"\ngpus: [ 0, 2 ]\nflag: true\n'
+    )
 
 
 def test_blocks_are_kept_or_dropped(template):

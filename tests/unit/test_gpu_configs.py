@@ -1,5 +1,6 @@
 """The GPU configs (ORT CUDA, ORT TensorRT EP, TensorRT plan) parse as Triton's ModelConfig and
 agree with the ONNX contract, the manifest and the TensorRT profiles."""
+
 from __future__ import annotations
 
 import json
@@ -15,18 +16,36 @@ from tritonclient.grpc import model_config_pb2 as pb  # noqa: E402
 
 from export.config_check import check_config, parse_config  # noqa: E402
 from export.gpu_configs import (  # noqa: E402
-    ORT_GPU, ORT_TRT, TRT_PLAN, VARIANTS, GpuOptions, TrtProfile, config_path, render_gpu_config,
-    render_gpu_configs, write_gpu_configs)
+    ORT_GPU,
+    ORT_TRT,
+    TRT_PLAN,
+    VARIANTS,
+    GpuOptions,
+    TrtProfile,
+    config_path,
+    render_gpu_config,
+    render_gpu_configs,
+    write_gpu_configs,
+)
 from reranker_core.families import ENCODER, GEMMA  # noqa: E402
 from reranker_core.manifest import ModelManifest, TokenizerInfo  # noqa: E402
 from reranker_core.tensors import MANIFEST_PARAMETER  # noqa: E402
 
 
-def manifest(max_positions: int = 8192, max_batch_size: int = 64, name: str = "bge-reranker-v2-m3",
-             family: str = ENCODER) -> ModelManifest:
-    return ModelManifest(family=family, name=name, max_positions=max_positions,
-                         max_batch_size=max_batch_size, vocab_size=250002,
-                         tokenizer=TokenizerInfo(sha256="ab" * 32, pad_token_id=1, cls_token_id=0))
+def manifest(
+    max_positions: int = 8192,
+    max_batch_size: int = 64,
+    name: str = "bge-reranker-v2-m3",
+    family: str = ENCODER,
+) -> ModelManifest:
+    return ModelManifest(
+        family=family,
+        name=name,
+        max_positions=max_positions,
+        max_batch_size=max_batch_size,
+        vocab_size=250002,
+        tokenizer=TokenizerInfo(sha256="ab" * 32, pad_token_id=1, cls_token_id=0),
+    )
 
 
 def tiny_onnx(*, output: str = "scores", batch_dim="batch", id_type=TensorProto.INT64):
@@ -49,11 +68,17 @@ def tiny_onnx(*, output: str = "scores", batch_dim="batch", id_type=TensorProto.
 
 OPTIONS = [
     GpuOptions(),
-    GpuOptions(max_batch_size=32, instance_count=2, gpus=[0, 1], max_queue_delay_us=500,
-               preferred_batch_sizes=[8, 16, 32]),
+    GpuOptions(
+        max_batch_size=32,
+        instance_count=2,
+        gpus=[0, 1],
+        max_queue_delay_us=500,
+        preferred_batch_sizes=[8, 16, 32],
+    ),
     GpuOptions(max_length=512, trt_precision="fp32", warmup=False, trt_engine_cache=False),
-    GpuOptions(gpus=[3], trt_profiles=[TrtProfile(1, 1, 16, 128, 64, 512),
-                                       TrtProfile(1, 1, 4, 4096, 64, 8192)]),
+    GpuOptions(
+        gpus=[3], trt_profiles=[TrtProfile(1, 1, 16, 128, 64, 512), TrtProfile(1, 1, 4, 4096, 64, 8192)]
+    ),
 ]
 
 
@@ -74,8 +99,9 @@ def test_every_variant_parses_and_matches_onnx(options, max_positions):
         assert config.max_batch_size == want_batch
         embedded = json.loads(config.parameters[MANIFEST_PARAMETER].string_value)
         assert embedded["max_batch_size"] == want_batch
-        assert {k: v for k, v in embedded.items() if k != "max_batch_size"} == \
-            {k: v for k, v in json.loads(m.to_json()).items() if k != "max_batch_size"}
+        assert {k: v for k, v in embedded.items() if k != "max_batch_size"} == {
+            k: v for k, v in json.loads(m.to_json()).items() if k != "max_batch_size"
+        }
         (group,) = config.instance_group
         assert group.kind == pb.ModelInstanceGroup.KIND_GPU
         assert group.count == options.instance_count
@@ -140,10 +166,12 @@ def test_checks_catch_mismatches(variant):
     text = render_gpu_config(manifest(), variant, GpuOptions(gpus=[0, 2]))
     config = parse_config(text)
     assert any("ONNX outputs" in p for p in check_config(config, onnx_model=tiny_onnx(output="logits")))
-    assert any("batch dimension is fixed" in p
-               for p in check_config(config, onnx_model=tiny_onnx(batch_dim=8)))
-    assert any("elem_type" in p for p in check_config(
-        config, onnx_model=tiny_onnx(id_type=TensorProto.FLOAT)))
+    assert any(
+        "batch dimension is fixed" in p for p in check_config(config, onnx_model=tiny_onnx(batch_dim=8))
+    )
+    assert any(
+        "elem_type" in p for p in check_config(config, onnx_model=tiny_onnx(id_type=TensorProto.FLOAT))
+    )
     assert any("visible GPU count" in p for p in check_config(config, gpu_count=2))
     bad = parse_config(text)
     bad.max_batch_size = 128
@@ -163,18 +191,21 @@ def test_checks_catch_mismatches(variant):
     assert "no dynamic_batching" in check_config(bad)
 
 
-@pytest.mark.parametrize("options, message", [
-    (GpuOptions(gpus=[0, 0]), "distinct"),
-    (GpuOptions(gpus=[-1]), "distinct"),
-    (GpuOptions(instance_count=0), "instance_count"),
-    (GpuOptions(preferred_batch_sizes=[128]), "preferred batch sizes"),
-    (GpuOptions(trt_precision="INT8"), "FP16 or FP32"),
-    (GpuOptions(max_length=9000), "max_positions"),
-    (GpuOptions(max_queue_delay_us=-1), "max_queue_delay_us"),
-    (GpuOptions(trt_profiles=[TrtProfile(1, 1, 8, 128, 32, 8192)]), "Triton rejects"),
-    (GpuOptions(trt_profiles=[TrtProfile(1, 1, 8, 128, 64, 512)]), "covers max_length"),
-    (GpuOptions(trt_input_dtype="float32"), "trt_input_dtype"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (GpuOptions(gpus=[0, 0]), "distinct"),
+        (GpuOptions(gpus=[-1]), "distinct"),
+        (GpuOptions(instance_count=0), "instance_count"),
+        (GpuOptions(preferred_batch_sizes=[128]), "preferred batch sizes"),
+        (GpuOptions(trt_precision="INT8"), "FP16 or FP32"),
+        (GpuOptions(max_length=9000), "max_positions"),
+        (GpuOptions(max_queue_delay_us=-1), "max_queue_delay_us"),
+        (GpuOptions(trt_profiles=[TrtProfile(1, 1, 8, 128, 32, 8192)]), "Triton rejects"),
+        (GpuOptions(trt_profiles=[TrtProfile(1, 1, 8, 128, 64, 512)]), "covers max_length"),
+        (GpuOptions(trt_input_dtype="float32"), "trt_input_dtype"),
+    ],
+)
 def test_bad_options_are_rejected_with_a_clear_error(options, message):
     variant = TRT_PLAN if options.trt_profiles or options.trt_input_dtype != "int64" else ORT_TRT
     with pytest.raises(ValueError, match=message):
@@ -197,8 +228,9 @@ def test_unknown_variant():
 
 
 def test_written_layout(tmp_path):
-    written = write_gpu_configs(tmp_path, manifest(), GpuOptions(gpus=[1], max_batch_size=16,
-                                                                 instance_count=2))
+    written = write_gpu_configs(
+        tmp_path, manifest(), GpuOptions(gpus=[1], max_batch_size=16, instance_count=2)
+    )
     assert written == [tmp_path / "config.pbtxt", tmp_path / "configs" / "onnxruntime_trt.pbtxt"]
     assert config_path(tmp_path, TRT_PLAN) == tmp_path / "configs" / "tensorrt_plan.pbtxt"
     for path in written:
@@ -209,6 +241,7 @@ def test_written_layout(tmp_path):
 
 def test_a_config_that_does_not_check_out_is_not_written(tmp_path, monkeypatch):
     import export.config_check as config_check
+
     monkeypatch.setattr(config_check, "OUTPUT_NAME", "logits")
     with pytest.raises(ValueError, match="config does not fit the model: outputs"):
         write_gpu_configs(tmp_path, manifest())

@@ -1,6 +1,7 @@
 """deploy/kubernetes checked offline: the renderer (against kubectl kustomize), Kubernetes schemas
 (kubernetes-validate, strict), checkov, and ties to the code: docker/serve.sh, docker-compose.yml,
 the export's CPU config, the rerank API's contract, the capacity plan's measured figure."""
+
 from __future__ import annotations
 
 import json
@@ -39,16 +40,23 @@ def compose_image(service: str) -> str | None:
 
 # ---- rendering --------------------------------------------------------------------------------
 
+
 def test_make_k8s_prints_the_chosen_overlay(rendered):
     for overlay in k8s.OVERLAYS:
-        out = subprocess.run(["make", "-s", "k8s", f"OVERLAY={overlay}", "K8S_RENDERER=python"],
-                             cwd=REPO, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            ["make", "-s", "k8s", f"OVERLAY={overlay}", "K8S_RENDERER=python"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr
         docs = [d for d in yaml.safe_load_all(out.stdout) if d]
         assert docs == rendered[overlay]
         assert docs[0]["kind"] == "Namespace"
-    bad = subprocess.run(["make", "-s", "k8s", "OVERLAY=nope"], cwd=REPO, capture_output=True,
-                         text=True, timeout=60)
+    bad = subprocess.run(
+        ["make", "-s", "k8s", "OVERLAY=nope"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode != 0 and "no overlay 'nope'" in bad.stderr
 
 
@@ -57,8 +65,12 @@ def test_python_renderer_equals_kubectl_kustomize(overlay, rendered):
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl not installed: render.py is checked against kustomize where it is")
-    out = subprocess.run([kubectl, "kustomize", str(k8s.K8S / "overlays" / overlay)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [kubectl, "kustomize", str(k8s.K8S / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert [d for d in yaml.safe_load_all(out.stdout) if d] == rendered[overlay]
 
@@ -78,8 +90,12 @@ def test_renderer_refuses_what_it_does_not_support(tmp_path):
     with pytest.raises(k8s.renderer.RenderError, match="disableNameSuffixHash"):
         k8s.renderer.render(kustomization("configMapGenerator: [{name: g, literals: [a=b]}]\n"))
     with pytest.raises(k8s.renderer.RenderError, match="matches 0 resources"):
-        k8s.renderer.render(kustomization("resources: [a.yaml]\npatches: [{path: p.yaml}]\n", **{
-            "a.yaml": cm, "p.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n"}))
+        k8s.renderer.render(
+            kustomization(
+                "resources: [a.yaml]\npatches: [{path: p.yaml}]\n",
+                **{"a.yaml": cm, "p.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n"},
+            )
+        )
     with pytest.raises(k8s.renderer.RenderError, match="not found"):
         k8s.renderer.render(kustomization("resources: [missing.yaml]\n"))
     assert k8s.renderer.main([str(tmp_path / "nowhere")]) == 2
@@ -87,22 +103,41 @@ def test_renderer_refuses_what_it_does_not_support(tmp_path):
 
 def test_strategic_merge_follows_kubernetes_list_keys():
     merge = k8s.renderer.strategic_merge
-    base = {"containers": [{"name": "a", "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}],
-                            "args": ["--a"], "ports": [{"containerPort": 1, "name": "p"}]}],
-            "tolerations": [{"key": "t"}], "drop": 1}
-    patch = {"containers": [{"name": "a", "env": [{"name": "Y", "value": "3"}, {"name": "Z", "value": "4"}],
-                             "args": ["--b"], "ports": [{"containerPort": 1, "protocol": "TCP"}]}],
-             "tolerations": [{"key": "u"}], "drop": None}
+    base = {
+        "containers": [
+            {
+                "name": "a",
+                "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}],
+                "args": ["--a"],
+                "ports": [{"containerPort": 1, "name": "p"}],
+            }
+        ],
+        "tolerations": [{"key": "t"}],
+        "drop": 1,
+    }
+    patch = {
+        "containers": [
+            {
+                "name": "a",
+                "env": [{"name": "Y", "value": "3"}, {"name": "Z", "value": "4"}],
+                "args": ["--b"],
+                "ports": [{"containerPort": 1, "protocol": "TCP"}],
+            }
+        ],
+        "tolerations": [{"key": "u"}],
+        "drop": None,
+    }
     out = merge(base, patch)
     c = out["containers"][0]
     assert c["env"] == [{"name": "Y", "value": "3"}, {"name": "Z", "value": "4"}, {"name": "X", "value": "1"}]
-    assert c["args"] == ["--b"]                        # no merge key: replaced
+    assert c["args"] == ["--b"]  # no merge key: replaced
     assert c["ports"] == [{"containerPort": 1, "name": "p", "protocol": "TCP"}]
     assert out["tolerations"] == [{"key": "u"}] and "drop" not in out
-    assert base["containers"][0]["args"] == ["--a"]     # inputs untouched
+    assert base["containers"][0]["args"] == ["--a"]  # inputs untouched
 
 
 # ---- schemas and security ------------------------------------------------------------------
+
 
 def _write(docs: list[dict], path: Path) -> Path:
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
@@ -116,8 +151,12 @@ def test_every_document_validates_against_the_kubernetes_schemas(rendered, tmp_p
         builtin = [d for d in docs if (d["apiVersion"], d["kind"]) not in k8s.CUSTOM_RESOURCES]
         assert len(builtin) >= len(docs) - 2
         files.append(_write(builtin, tmp_path / f"{overlay}.yaml"))
-    out = subprocess.run([tool, "--strict", "-k", k8s.KUBERNETES_VERSION, "--no-warn", *map(str, files)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [tool, "--strict", "-k", k8s.KUBERNETES_VERSION, "--no-warn", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("passed for resource") == sum(len(_load(f)) for f in files)
     # strict validation rejects an unknown field and a wrong type (else this proves nothing)
@@ -125,9 +164,19 @@ def test_every_document_validates_against_the_kubernetes_schemas(rendered, tmp_p
     unknown["spec"]["template"]["spec"]["containers"][0]["gpus"] = 1
     wrong_type = json.loads(json.dumps(k8s.find(rendered["gpu"], "Deployment", "rerank-api")))
     wrong_type["spec"]["revisionHistoryLimit"] = "five"
-    out = subprocess.run([tool, "--strict", "-k", k8s.KUBERNETES_VERSION, "--no-warn",
-                          str(_write([unknown, wrong_type], tmp_path / "bad.yaml"))],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            tool,
+            "--strict",
+            "-k",
+            k8s.KUBERNETES_VERSION,
+            "--no-warn",
+            str(_write([unknown, wrong_type], tmp_path / "bad.yaml")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode != 0
     errors = [line for line in out.stdout.splitlines() if "did not validate" in line]
     assert len(errors) == 2 and "gpus" in errors[0] and "five" in errors[1], out.stdout
@@ -143,8 +192,18 @@ SERVICE_MONITOR_FIELDS = {
     "": {"apiVersion", "kind", "metadata", "spec"},
     "spec": {"selector", "endpoints", "namespaceSelector", "jobLabel", "targetLabels", "podTargetLabels"},
     "spec.selector": {"matchLabels", "matchExpressions"},
-    "spec.endpoints[]": {"port", "path", "interval", "scrapeTimeout", "scheme", "honorLabels",
-                         "relabelings", "metricRelabelings", "tlsConfig", "bearerTokenSecret"},
+    "spec.endpoints[]": {
+        "port",
+        "path",
+        "interval",
+        "scrapeTimeout",
+        "scheme",
+        "honorLabels",
+        "relabelings",
+        "metricRelabelings",
+        "tlsConfig",
+        "bearerTokenSecret",
+    },
 }
 
 
@@ -156,8 +215,9 @@ def test_service_monitors_select_the_metrics_ports(rendered):
             assert set(m) <= SERVICE_MONITOR_FIELDS[""] and set(m["spec"]) <= SERVICE_MONITOR_FIELDS["spec"]
             assert set(m["spec"]["selector"]) <= SERVICE_MONITOR_FIELDS["spec.selector"]
             want = m["spec"]["selector"]["matchLabels"]
-            services = [s for s in docs if s["kind"] == "Service"
-                        and want.items() <= s["metadata"]["labels"].items()]
+            services = [
+                s for s in docs if s["kind"] == "Service" and want.items() <= s["metadata"]["labels"].items()
+            ]
             assert len(services) == 1, m["metadata"]["name"]
             for ep in m["spec"]["endpoints"]:
                 assert set(ep) <= SERVICE_MONITOR_FIELDS["spec.endpoints[]"]
@@ -180,14 +240,18 @@ def test_checkov_reports_nothing_unjustified(rendered, tmp_path):
     bad["spec"]["template"]["spec"]["securityContext"] = {"runAsUser": 0}
     bad["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {"privileged": True}
     _write([bad], scan / "bad.yaml")
-    out = subprocess.run([tool, "-d", str(scan), "--framework", "kubernetes", "--skip-download",
-                          "--output", "json"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [tool, "-d", str(scan), "--framework", "kubernetes", "--skip-download", "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report = json.loads(out.stdout)
     results = report["results"]
     failed = [(c["check_id"], c["file_path"], c["resource"]) for c in results["failed_checks"]]
     ours = [f for f in failed if not f[1].endswith("bad.yaml")]
     assert ours == [], ours
-    assert {"CKV_K8S_16", "CKV_K8S_23"} & {f[0] for f in failed}   # privileged / root: caught
+    assert {"CKV_K8S_16", "CKV_K8S_23"} & {f[0] for f in failed}  # privileged / root: caught
     # every skip carries its reason (checkov.io/skipN: CHECK=reason in the manifests)
     skipped = results.get("skipped_checks", [])
     assert skipped
@@ -197,12 +261,13 @@ def test_checkov_reports_nothing_unjustified(rendered, tmp_path):
 
 # ---- ties to the code -----------------------------------------------------------------------
 
+
 def test_images_carry_the_release_tag_of_docker_compose(rendered):
     triton_image = compose_image("triton")
     assert triton_image and triton_image.startswith("bge-reranker-triton:")
     tag = triton_image.split(":")[1]
     api_image = compose_image("rerank-api")
-    assert api_image == f"bge-reranker-api:{tag}"            # one release tag for both images
+    assert api_image == f"bge-reranker-api:{tag}"  # one release tag for both images
     for docs in rendered.values():
         images = {c["image"] for d in docs for c in k8s.pod_containers(d)}
         assert images <= {triton_image, api_image}, images
@@ -217,7 +282,11 @@ def _serve_flags() -> dict[str, str]:
 
 def test_triton_ports_probes_and_services_match_serve_sh_and_compose(rendered):
     flags = _serve_flags()
-    want = {"http": int(flags["http-port"]), "grpc": int(flags["grpc-port"]), "metrics": int(flags["metrics-port"])}
+    want = {
+        "http": int(flags["http-port"]),
+        "grpc": int(flags["grpc-port"]),
+        "metrics": int(flags["metrics-port"]),
+    }
     published = {int(p.split(":")[-1]) for p in compose()["services"]["triton"]["ports"]}
     assert set(want.values()) == published
     for docs in rendered.values():
@@ -232,25 +301,34 @@ def test_triton_ports_probes_and_services_match_serve_sh_and_compose(rendered):
         for service in ("triton", "triton-metrics"):
             for port in k8s.find(docs, "Service", service)["spec"]["ports"]:
                 assert port["targetPort"] in want and port["port"] == want[port["targetPort"]]
-        ports = {p["name"] for s in ("triton", "triton-metrics") for p in k8s.find(docs, "Service", s)["spec"]["ports"]}
+        ports = {
+            p["name"]
+            for s in ("triton", "triton-metrics")
+            for p in k8s.find(docs, "Service", s)["spec"]["ports"]
+        }
         assert ports == set(want)
         # /dev/shm as large as compose's shm_size
-        shm = next(v for v in k8s.find(docs, "Deployment", "triton")["spec"]["template"]["spec"]["volumes"]
-                   if v["name"] == "dshm")
+        shm = next(
+            v
+            for v in k8s.find(docs, "Deployment", "triton")["spec"]["template"]["spec"]["volumes"]
+            if v["name"] == "dshm"
+        )
         assert shm["emptyDir"]["medium"] == "Memory"
-        assert shm["emptyDir"]["sizeLimit"].rstrip("Gi") == compose()["services"]["triton"]["shm_size"].rstrip("gb")
+        assert shm["emptyDir"]["sizeLimit"].rstrip("Gi") == compose()["services"]["triton"][
+            "shm_size"
+        ].rstrip("gb")
 
 
 def _container_env(c: dict, tmp: Path) -> dict[str, str]:
     """The container's environment with its mounts moved under `tmp` (secrets written out)."""
     env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
-    mounts = sorted(c["volumeMounts"], key=lambda m: -len(m["mountPath"]))   # deepest first
+    mounts = sorted(c["volumeMounts"], key=lambda m: -len(m["mountPath"]))  # deepest first
     for name, value in env.items():
         for mount in mounts:
             if value.startswith(mount["mountPath"] + "/") or value == mount["mountPath"]:
                 local = tmp / mount["name"]
                 local.mkdir(exist_ok=True)
-                env[name] = str(local) + value[len(mount["mountPath"]):]
+                env[name] = str(local) + value[len(mount["mountPath"]) :]
                 break
     for mount in mounts:
         (tmp / mount["name"]).mkdir(exist_ok=True)
@@ -269,20 +347,32 @@ def test_the_deployment_environment_makes_serve_sh_build_the_production_command(
     fake = tmp_path / "tritonserver"
     fake.write_text("#!/usr/bin/env bash\nprintf '%s\\n' \"$@\"\n")
     fake.chmod(0o755)
-    out = subprocess.run(["bash", str(SERVE)], env={**env, "TRITONSERVER": str(fake), "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["bash", str(SERVE)],
+        env={**env, "TRITONSERVER": str(fake), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     args = out.stdout.splitlines()
     restricted = f"model-repository,shared-memory,trace,logging:admin-key={KEY}"
-    for flag in ("--model-control-mode=none", "--strict-readiness=true", f"--model-repository={env['MODEL_REPOSITORY']}",
-                 f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}",
-                 "--allow-metrics=true", "--allow-gpu-metrics=true"):
+    for flag in (
+        "--model-control-mode=none",
+        "--strict-readiness=true",
+        f"--model-repository={env['MODEL_REPOSITORY']}",
+        f"--http-restricted-api={restricted}",
+        f"--grpc-restricted-protocol={restricted}",
+        "--allow-metrics=true",
+        "--allow-gpu-metrics=true",
+    ):
         assert flag in args, flag
     config = [a for a in args if a.startswith("--model-config-name=")]
     if overlay == "cpu":
         from reranker_server.embedded import EMBEDDED_CONFIG_NAME
-        assert config == [f"--model-config-name={EMBEDDED_CONFIG_NAME}"]   # the config every export writes
-        assert env["MODEL_REPOSITORY"].startswith(str(tmp_path))              # the PVC mount
+
+        assert config == [f"--model-config-name={EMBEDDED_CONFIG_NAME}"]  # the config every export writes
+        assert env["MODEL_REPOSITORY"].startswith(str(tmp_path))  # the PVC mount
     else:
         assert config == []
         assert re.fullmatch(r"s3://[\w.-]+/\S+", env["MODEL_REPOSITORY"])
@@ -296,7 +386,7 @@ def test_admin_key_secret_matches_compose_and_serve_sh(rendered):
         pod = k8s.find(docs, "Deployment", "triton")["spec"]["template"]["spec"]
         c = k8s.container(docs, "triton")
         secret = next(v for v in pod["volumes"] if v["name"] == "admin-key")["secret"]
-        assert secret["secretName"] == compose_secret.replace("_", "-")      # triton-admin-key
+        assert secret["secretName"] == compose_secret.replace("_", "-")  # triton-admin-key
         assert secret["items"] == [{"key": compose_secret, "path": compose_secret}]
         mount = next(m for m in c["volumeMounts"] if m["name"] == "admin-key")
         assert mount["readOnly"] is True
@@ -307,14 +397,18 @@ def test_admin_key_secret_matches_compose_and_serve_sh(rendered):
 
 def test_security_context_is_restricted(rendered):
     for docs in rendered.values():
-        assert k8s.find(docs, "Namespace", docs[0]["metadata"]["name"])["metadata"]["labels"][
-            "pod-security.kubernetes.io/enforce"] == "restricted"
+        assert (
+            k8s.find(docs, "Namespace", docs[0]["metadata"]["name"])["metadata"]["labels"][
+                "pod-security.kubernetes.io/enforce"
+            ]
+            == "restricted"
+        )
         for doc in docs:
             if doc["kind"] not in ("Deployment", "Job"):
                 continue
             pod = doc["spec"]["template"]["spec"]
             assert pod["securityContext"]["runAsNonRoot"] is True
-            assert pod["securityContext"]["runAsUser"] == 10001   # the user of docker/Dockerfile
+            assert pod["securityContext"]["runAsUser"] == 10001  # the user of docker/Dockerfile
             assert pod["automountServiceAccountToken"] is False
             for c in k8s.pod_containers(doc):
                 sc = c["securityContext"]
@@ -332,7 +426,7 @@ def test_gpu_overlay_schedules_one_gpu_per_triton_pod(rendered):
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     spread = {t["topologyKey"] for t in pod["topologySpreadConstraints"]}
     assert spread == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
-    assert "replicas" not in k8s.find(docs, "Deployment", "triton")["spec"]   # the HPA owns it
+    assert "replicas" not in k8s.find(docs, "Deployment", "triton")["spec"]  # the HPA owns it
     for doc in rendered["cpu"]:
         for c in k8s.pod_containers(doc):
             assert "nvidia.com/gpu" not in json.dumps(c.get("resources", {}))
@@ -348,16 +442,23 @@ def test_cpu_overlay_fills_a_pvc_with_the_export_job(rendered):
     assert {"name": "models", "mountPath": repo} in c["volumeMounts"]
     # the arguments parse with the exporter's own CLI
     from export.__main__ import parse_args
+
     parsed = parse_args(args)
     assert parsed.repository == repo
     pvc = k8s.find(docs, "PersistentVolumeClaim", "model-repository")
-    claims = {v["persistentVolumeClaim"]["claimName"]
-              for d in docs if d["kind"] in ("Deployment", "Job")
-              for v in d["spec"]["template"]["spec"].get("volumes", []) if "persistentVolumeClaim" in v}
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for d in docs
+        if d["kind"] in ("Deployment", "Job")
+        for v in d["spec"]["template"]["spec"].get("volumes", [])
+        if "persistentVolumeClaim" in v
+    }
     assert claims == {pvc["metadata"]["name"]}
     triton = k8s.container(docs, "triton")
     env = {e["name"]: e.get("value") for e in triton["env"]}
-    assert {"name": "models", "mountPath": env["MODEL_REPOSITORY"], "readOnly": True} in triton["volumeMounts"]
+    assert {"name": "models", "mountPath": env["MODEL_REPOSITORY"], "readOnly": True} in triton[
+        "volumeMounts"
+    ]
     # the image carries export/ (the Job runs it) and ONNX Runtime (the CPU configs need it)
     dockerfile = (REPO / "docker" / "Dockerfile").read_text()
     assert re.search(r"^COPY export/ export/$", dockerfile, re.M)
@@ -377,17 +478,20 @@ def test_network_policies_admit_only_the_api_and_prometheus(rendered):
         for rule in policy["ingress"]:
             (peer,) = rule["from"]
             rules[json.dumps(peer, sort_keys=True)] = {p["port"] for p in rule["ports"]}
-        api_peer = json.dumps({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "rerank-api"}}}, sort_keys=True)
+        api_peer = json.dumps(
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "rerank-api"}}}, sort_keys=True
+        )
         assert rules.pop(api_peer) == {8001}
         assert api_labels["app.kubernetes.io/name"] == "rerank-api"
-        (prom_peer, prom_ports), = rules.items()
+        ((prom_peer, prom_ports),) = rules.items()
         assert "prometheus" in prom_peer and "namespaceSelector" in prom_peer and prom_ports == {8002}
         # the API reaches Triton on the port its --triton-url names
         args = k8s.container(docs, "rerank-api")["args"]
         host, port = args[args.index("--triton-url") + 1].split(":")
         assert host == "triton"
-        assert int(port) in {p["port"] for p in k8s.find(docs, "Service", "triton")["spec"]["ports"]
-                             if p["name"] == "grpc"}
+        assert int(port) in {
+            p["port"] for p in k8s.find(docs, "Service", "triton")["spec"]["ports"] if p["name"] == "grpc"
+        }
 
 
 def test_api_deployment_follows_the_api_contract(rendered):
@@ -413,14 +517,16 @@ def test_api_deployment_follows_the_api_contract(rendered):
 
 # ---- autoscaling, adapter rules, dashboard ---------------------------------------------------
 
+
 def _measured_fp16_512() -> float:
     """The H200 figure the plan starts from (a stand-in program's, so labelled in the docs):
     docs/deployment.md, fp16 row, 512 tokens."""
     text = (REPO / "docs" / "deployment.md").read_text()
-    header = re.search(r"^\| precision( \(stand-in program\))? \| 128 tokens \| 512 tokens \| 2048 tokens \|$",
-                       text, re.M)
+    header = re.search(
+        r"^\| precision( \(stand-in program\))? \| 128 tokens \| 512 tokens \| 2048 tokens \|$", text, re.M
+    )
     assert header, "the H200 throughput table is gone from docs/deployment.md"
-    row = re.search(r"^\| fp16 \| [^|]+\| (\d+) \(", text[header.end():], re.M)
+    row = re.search(r"^\| fp16 \| [^|]+\| (\d+) \(", text[header.end() :], re.M)
     return float(row.group(1))
 
 
@@ -430,10 +536,14 @@ def test_hpa_bounds_and_target_follow_the_capacity_plan(rendered):
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (plan.min_replicas, plan.max_replicas)
     (metric,) = hpa["metrics"]
     assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": str(plan.hpa_target_queue_us)}
-    assert plan.p99_latency_ms <= 300                       # the objective holds in the model
+    assert plan.p99_latency_ms <= 300  # the objective holds in the model
     doc = (REPO / "docs" / "kubernetes.md").read_text()
-    for figure in (f"{plan.gpus} GPUs", f"maxReplicas {plan.max_replicas}", f"{plan.hpa_target_queue_us // 1000} ms",
-                   f"${plan.usd_per_million_pairs:.2f}"):
+    for figure in (
+        f"{plan.gpus} GPUs",
+        f"maxReplicas {plan.max_replicas}",
+        f"{plan.hpa_target_queue_us // 1000} ms",
+        f"${plan.usd_per_million_pairs:.2f}",
+    ):
         assert figure in doc, figure
     cpu = k8s.find(rendered["cpu"], "HorizontalPodAutoscaler", "triton")["spec"]
     assert cpu["minReplicas"] == 1 and cpu["maxReplicas"] >= 1
@@ -441,8 +551,14 @@ def test_hpa_bounds_and_target_follow_the_capacity_plan(rendered):
 
 def test_capacity_plan_arithmetic_and_errors():
     cap = k8s.capacity
-    p = cap.plan(1000, requests_per_s=10, pairs_per_request=100, utilization=0.5, spare_fraction=0.5,
-                 usd_per_gpu_hour=3.6)
+    p = cap.plan(
+        1000,
+        requests_per_s=10,
+        pairs_per_request=100,
+        utilization=0.5,
+        spare_fraction=0.5,
+        usd_per_gpu_hour=3.6,
+    )
     assert p.gpus == 2 and p.max_replicas == 3
     assert p.service_ms == pytest.approx(100) and p.mean_queue_ms == pytest.approx(50)
     assert p.hpa_target_queue_us == 50_000 and p.usd_per_million_pairs == pytest.approx(2.0)
@@ -477,9 +593,15 @@ def test_dashboard_has_the_operator_panels_and_uses_known_metrics():
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
     exprs = " ".join(k8s.dashboard_exprs())
-    for needed in ("nv_inference_queue_duration_us", "reranker_api_pairs_total", "histogram_quantile(0.50",
-                   "histogram_quantile(0.99", "nv_gpu_utilization", "reranker_api_errors_total",
-                   "nv_inference_request_failure"):
+    for needed in (
+        "nv_inference_queue_duration_us",
+        "reranker_api_pairs_total",
+        "histogram_quantile(0.50",
+        "histogram_quantile(0.99",
+        "nv_gpu_utilization",
+        "reranker_api_errors_total",
+        "nv_inference_request_failure",
+    ):
         assert needed in exprs, needed
     for expr in k8s.dashboard_exprs():
         assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
@@ -500,23 +622,36 @@ def test_serve_sh_accepts_object_storage_repositories_only_as_urls(tmp_path):
     fake.chmod(0o755)
     base = {"TRITONSERVER": str(fake), "TRITON_ADMIN_KEY": KEY, "PATH": "/usr/bin:/bin"}
     for url in ("s3://bucket/models", "gs://bucket/a/b", "as://account/container/models"):
-        out = subprocess.run(["bash", str(SERVE)], env={**base, "MODEL_REPOSITORY": url},
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["bash", str(SERVE)],
+            env={**base, "MODEL_REPOSITORY": url},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert out.returncode == 0, out.stderr
         assert f"--model-repository={url}" in out.stdout.splitlines()
     for bad in ("s3://", "http://bucket/models", str(tmp_path / "missing"), "s3://bucket/with space"):
-        out = subprocess.run(["bash", str(SERVE)], env={**base, "MODEL_REPOSITORY": bad},
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["bash", str(SERVE)],
+            env={**base, "MODEL_REPOSITORY": bad},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert out.returncode == 64 and "model repository" in out.stderr, bad
-
 
 
 def test_the_api_deployment_matches_the_api_package_and_compose(rendered):
     """The contract comes from the package (tests/support/k8s.py); check that it is the one the
     issue's dashboard and rules were written for, and that the keys secret is compose's."""
     assert k8s.API_COMMAND == ["python", "-m", "reranker_api"]
-    assert {"reranker_api_requests_total", "reranker_api_request_duration_seconds",
-            "reranker_api_pairs_total", "reranker_api_errors_total"} <= k8s.API_METRICS
+    assert {
+        "reranker_api_requests_total",
+        "reranker_api_request_duration_seconds",
+        "reranker_api_pairs_total",
+        "reranker_api_errors_total",
+    } <= k8s.API_METRICS
     api = compose()["services"]["rerank-api"]
     (compose_secret,) = api["secrets"]
     for docs in rendered.values():

@@ -1,4 +1,5 @@
 """export/llm_export.py: model directory, Triton configs, manifest, family detection, clear errors."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,15 +16,21 @@ from tritonclient.grpc import model_config_pb2
 
 from export.errors import ExportError
 from export.llm_export import MODEL_PY, detect_llm_family, export_llm
+from export.tiny.decoders import (
+    build_gemma2_lightweight_reranker,
+    build_gemma_reranker,
+    build_minicpm_layerwise_reranker,
+)
 from reranker_core.encoding.decoder import encode_decoder_pair
 from reranker_core.families import GEMMA, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE
 from reranker_core.manifest import LLMSettings, ModelManifest, file_sha256
 from reranker_core.tensors import MANIFEST_PARAMETER
-from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
-                                           build_minicpm_layerwise_reranker)
 
-BUILDERS = {GEMMA: build_gemma_reranker, MINICPM_LAYERWISE: build_minicpm_layerwise_reranker,
-            GEMMA2_LIGHTWEIGHT: build_gemma2_lightweight_reranker}
+BUILDERS = {
+    GEMMA: build_gemma_reranker,
+    MINICPM_LAYERWISE: build_minicpm_layerwise_reranker,
+    GEMMA2_LIGHTWEIGHT: build_gemma2_lightweight_reranker,
+}
 FAMILIES = list(BUILDERS)
 
 
@@ -39,9 +46,19 @@ def exported(checkpoints, tmp_path_factory) -> dict[str, tuple[Path, ModelManife
     out = {}
     for family, ckpt in checkpoints.items():
         model_dir = repo / f"m-{family}"
-        manifest = export_llm(ckpt, model_dir, name=f"m-{family}", family=family, dtype="bfloat16",
-                              weights="link", max_batch_size=12, instance_count=2, gpus=(0, 1),
-                              max_queue_delay_us=1500, source=f"tiny/{family}")
+        manifest = export_llm(
+            ckpt,
+            model_dir,
+            name=f"m-{family}",
+            family=family,
+            dtype="bfloat16",
+            weights="link",
+            max_batch_size=12,
+            instance_count=2,
+            gpus=(0, 1),
+            max_queue_delay_us=1500,
+            source=f"tiny/{family}",
+        )
         out[family] = (model_dir, manifest)
     return out
 
@@ -62,19 +79,24 @@ def _export(ckpt: Path, tmp_path: Path, family: str, **kwargs) -> ModelManifest:
 
 # --- layout -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_model_directory_layout(exported, checkpoints, family):
     model_dir, _ = exported[family]
     assert (model_dir / "1" / "model.py").read_text() == MODEL_PY
     assert MODEL_PY.strip() == "from reranker_server.llm_model import TritonPythonModel  # noqa: F401"
     assert sorted(p.name for p in (model_dir / "tokenizer").iterdir()) == [
-        "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
     weights = model_dir / "1" / "checkpoint"
     assert sorted(p.name for p in weights.iterdir()) == ["config.json", "model.safetensors"]
     link = weights / "model.safetensors"
     assert link.is_symlink() and link.resolve() == (checkpoints[family] / "model.safetensors").resolve()
     assert json.loads((weights / "config.json").read_text()) == json.loads(
-        (checkpoints[family] / "config.json").read_text())
+        (checkpoints[family] / "config.json").read_text()
+    )
     assert (model_dir / "config.pbtxt").is_file() and (model_dir / "configs" / "embedded.pbtxt").is_file()
 
 
@@ -87,15 +109,18 @@ def test_copy_mode_copies_weights_and_never_the_checkpoint_code(checkpoints, tmp
     assert not copied.is_symlink()
     assert copied.read_bytes() == (ckpt / "model.safetensors").read_bytes()
     assert [p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.py")] == [
-        "1/model.py"]
+        "1/model.py"
+    ]
 
 
 def test_sharded_checkpoint_links_index_and_every_shard(checkpoints, tmp_path):
     ckpt = _fresh_copy(checkpoints[GEMMA], tmp_path)
     state = load_file(str(ckpt / "model.safetensors"))
     keys = sorted(state)
-    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
-              "model-00002-of-00002.safetensors": keys[len(keys) // 2:]}
+    shards = {
+        "model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+        "model-00002-of-00002.safetensors": keys[len(keys) // 2 :],
+    }
     weight_map = {}
     for shard, names in shards.items():
         save_file({k: state[k] for k in names}, str(ckpt / shard), metadata={"format": "pt"})
@@ -105,10 +130,12 @@ def test_sharded_checkpoint_links_index_and_every_shard(checkpoints, tmp_path):
     _export(ckpt, tmp_path, GEMMA)
     weights = tmp_path / "out" / "1" / "checkpoint"
     assert sorted(p.name for p in weights.iterdir()) == sorted(
-        ["config.json", "model.safetensors.index.json", *shards])
+        ["config.json", "model.safetensors.index.json", *shards]
+    )
 
 
 # --- Triton configs ---------------------------------------------------------------------------
+
 
 def _check_io(config: model_config_pb2.ModelConfig) -> None:
     inputs = {i.name: i for i in config.input}
@@ -180,6 +207,7 @@ def test_manifest_with_quotes_and_unicode_survives_the_config(checkpoints, tmp_p
 
 # --- manifest ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_manifest_round_trips(exported, family):
     model_dir, manifest = exported[family]
@@ -230,6 +258,7 @@ def test_manifest_layers_per_family(exported):
 def test_yes_token_and_special_ids_match_transformers(exported, checkpoints):
     """An independent reading of the same tokenizer files (transformers' AutoTokenizer)."""
     from transformers import AutoTokenizer
+
     for family, (_, manifest) in exported.items():
         hf = AutoTokenizer.from_pretrained(str(checkpoints[family]))
         assert manifest.llm.yes_token_id == hf("Yes", add_special_tokens=False)["input_ids"][0]
@@ -246,37 +275,53 @@ def test_gemma_with_bos_equal_to_pad_adds_no_bos(checkpoints, tmp_path):
     manifest = _export(ckpt, tmp_path, GEMMA)
     tokenizer = Tokenizer.from_file(str(tmp_path / "out" / manifest.tokenizer.file))
     ids = encode_decoder_pair(tokenizer, manifest, "q", "p", max_length=32).input_ids
-    assert manifest.tokenizer.bos_token_id == manifest.tokenizer.pad_token_id and ids[0] != manifest.tokenizer.bos_token_id
+    assert (
+        manifest.tokenizer.bos_token_id == manifest.tokenizer.pad_token_id
+        and ids[0] != manifest.tokenizer.bos_token_id
+    )
 
 
 # --- family detection -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_detects_the_tiny_checkpoints(checkpoints, family):
     assert detect_llm_family(json.loads((checkpoints[family] / "config.json").read_text())) == family
 
 
-@pytest.mark.parametrize("config, family", [
-    ({"architectures": ["GemmaForCausalLM"], "model_type": "gemma"}, GEMMA),
-    ({"model_type": "gemma"}, GEMMA),
-    ({"architectures": ["LayerWiseMiniCPMForCausalLM"], "model_type": "minicpm"}, MINICPM_LAYERWISE),
-    ({"model_type": "minicpm", "auto_map": {
-        "AutoModelForCausalLM": "modeling_minicpm_reranker.LayerWiseMiniCPMForCausalLM"}}, MINICPM_LAYERWISE),
-    ({"model_type": "minicpm", "start_layer": 8, "head_multi": True}, MINICPM_LAYERWISE),
-    ({"architectures": ["CostWiseGemmaForCausalLM"], "model_type": "cost_wise_gemma"}, GEMMA2_LIGHTWEIGHT),
-    ({"model_type": "cost_wise_gemma"}, GEMMA2_LIGHTWEIGHT),
-    ({"model_type": "gemma2", "start_layer": 8, "layer_sep": 1}, GEMMA2_LIGHTWEIGHT),
-    ({"architectures": ["MiniCPMForCausalLM"], "model_type": "minicpm"}, None),
-    ({"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2"}, None),
-    ({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}, None),
-    ({"architectures": ["XLMRobertaForSequenceClassification"], "model_type": "xlm-roberta"}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "config, family",
+    [
+        ({"architectures": ["GemmaForCausalLM"], "model_type": "gemma"}, GEMMA),
+        ({"model_type": "gemma"}, GEMMA),
+        ({"architectures": ["LayerWiseMiniCPMForCausalLM"], "model_type": "minicpm"}, MINICPM_LAYERWISE),
+        (
+            {
+                "model_type": "minicpm",
+                "auto_map": {"AutoModelForCausalLM": "modeling_minicpm_reranker.LayerWiseMiniCPMForCausalLM"},
+            },
+            MINICPM_LAYERWISE,
+        ),
+        ({"model_type": "minicpm", "start_layer": 8, "head_multi": True}, MINICPM_LAYERWISE),
+        (
+            {"architectures": ["CostWiseGemmaForCausalLM"], "model_type": "cost_wise_gemma"},
+            GEMMA2_LIGHTWEIGHT,
+        ),
+        ({"model_type": "cost_wise_gemma"}, GEMMA2_LIGHTWEIGHT),
+        ({"model_type": "gemma2", "start_layer": 8, "layer_sep": 1}, GEMMA2_LIGHTWEIGHT),
+        ({"architectures": ["MiniCPMForCausalLM"], "model_type": "minicpm"}, None),
+        ({"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2"}, None),
+        ({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}, None),
+        ({"architectures": ["XLMRobertaForSequenceClassification"], "model_type": "xlm-roberta"}, None),
+        ({}, None),
+    ],
+)
 def test_detect_llm_family(config, family):
     assert detect_llm_family(config) == family
 
 
 # --- bad checkpoints and options: one clear line ----------------------------------------------
+
 
 def _edit_json(path: Path, **changes) -> None:
     data = json.loads(path.read_text())
@@ -295,13 +340,15 @@ def _pickle_only(ckpt: Path) -> None:
 
 def _lfs_pointer(ckpt: Path) -> None:
     (ckpt / "model.safetensors").write_text(
-        "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n")
+        "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"
+    )
 
 
 def _missing_shard(ckpt: Path) -> None:
     (ckpt / "model.safetensors").unlink()
-    (ckpt / "model.safetensors.index.json").write_text(json.dumps(
-        {"weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors"}}))
+    (ckpt / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors"}})
+    )
 
 
 def _no_bos(ckpt: Path) -> None:
@@ -314,22 +361,51 @@ BAD_CHECKPOINTS = [
     (GEMMA, GEMMA, lambda c: (c / "model.safetensors").unlink(), "has no model.safetensors"),
     (GEMMA, GEMMA, _lfs_pointer, "not a readable safetensors file"),
     (GEMMA, GEMMA, _missing_shard, "names missing shards: model-00001-of-00002.safetensors"),
-    (GEMMA, GEMMA, lambda c: (c / "tokenizer.json").unlink(), r"has no tokenizer.json \(nor a tokenizer.model"),
-    (GEMMA, GEMMA, lambda c: [(c / "tokenizer.json").unlink(), (c / "tokenizer.model").write_bytes(b"x")],
-     "has no tokenizer.json and no convertible tokenizer"),
+    (
+        GEMMA,
+        GEMMA,
+        lambda c: (c / "tokenizer.json").unlink(),
+        r"has no tokenizer.json \(nor a tokenizer.model",
+    ),
+    (
+        GEMMA,
+        GEMMA,
+        lambda c: [(c / "tokenizer.json").unlink(), (c / "tokenizer.model").write_bytes(b"x")],
+        "has no tokenizer.json and no convertible tokenizer",
+    ),
     (GEMMA, GEMMA, lambda c: (c / "config.json").write_text("{"), "cannot read"),
-    (GEMMA, GEMMA, lambda c: _edit_json(c / "config.json", max_position_embeddings=None),
-     "max_position_embeddings must be a positive integer"),
+    (
+        GEMMA,
+        GEMMA,
+        lambda c: _edit_json(c / "config.json", max_position_embeddings=None),
+        "max_position_embeddings must be a positive integer",
+    ),
     (GEMMA, GEMMA2_LIGHTWEIGHT, lambda c: None, "is a gemma checkpoint, not gemma2_lightweight"),
-    (MINICPM_LAYERWISE, MINICPM_LAYERWISE, lambda c: _edit_json(c / "config.json", start_layer=1),
-     r"weights lack 1 tensor\(s\) the score needs, e\.g\. lm_head\.5\.linear_head\.weight"),
-    (MINICPM_LAYERWISE, MINICPM_LAYERWISE, lambda c: _edit_json(c / "config.json", head_type="raw"),
-     "only head_type 'simple'"),
+    (
+        MINICPM_LAYERWISE,
+        MINICPM_LAYERWISE,
+        lambda c: _edit_json(c / "config.json", start_layer=1),
+        r"weights lack 1 tensor\(s\) the score needs, e\.g\. lm_head\.5\.linear_head\.weight",
+    ),
+    (
+        MINICPM_LAYERWISE,
+        MINICPM_LAYERWISE,
+        lambda c: _edit_json(c / "config.json", head_type="raw"),
+        "only head_type 'simple'",
+    ),
     (MINICPM_LAYERWISE, MINICPM_LAYERWISE, _no_bos, "needs a tokenizer with a bos token"),
-    (GEMMA2_LIGHTWEIGHT, GEMMA2_LIGHTWEIGHT, lambda c: _edit_json(c / "config.json", layer_wise=False),
-     "without layer_wise: true"),
-    (GEMMA2_LIGHTWEIGHT, GEMMA2_LIGHTWEIGHT, lambda c: _edit_json(c / "config.json", start_layer=9),
-     "start_layer 9 is past num_hidden_layers 8"),
+    (
+        GEMMA2_LIGHTWEIGHT,
+        GEMMA2_LIGHTWEIGHT,
+        lambda c: _edit_json(c / "config.json", layer_wise=False),
+        "without layer_wise: true",
+    ),
+    (
+        GEMMA2_LIGHTWEIGHT,
+        GEMMA2_LIGHTWEIGHT,
+        lambda c: _edit_json(c / "config.json", start_layer=9),
+        "start_layer 9 is past num_hidden_layers 8",
+    ),
 ]
 
 
@@ -342,16 +418,19 @@ def test_bad_checkpoints_fail_with_one_clear_line(checkpoints, tmp_path, built, 
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"dtype": "int8"}, "dtype 'int8' is not supported"),
-    ({"weights": "move"}, "weights must be 'link' or 'copy'"),
-    ({"max_batch_size": 0}, "max_batch_size must be an integer >= 1"),
-    ({"instance_count": 0}, "instance_count must be an integer >= 1"),
-    ({"max_queue_delay_us": -1}, "max_queue_delay_us must be an integer >= 0"),
-    ({"max_batch_tokens": 0}, "max_batch_tokens must be an integer >= 1"),
-    ({"intra_op_threads": -2}, "intra_op_threads must be an integer >= 0"),
-    ({"family": "encoder"}, "'encoder' is not an LLM reranker family"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"dtype": "int8"}, "dtype 'int8' is not supported"),
+        ({"weights": "move"}, "weights must be 'link' or 'copy'"),
+        ({"max_batch_size": 0}, "max_batch_size must be an integer >= 1"),
+        ({"instance_count": 0}, "instance_count must be an integer >= 1"),
+        ({"max_queue_delay_us": -1}, "max_queue_delay_us must be an integer >= 0"),
+        ({"max_batch_tokens": 0}, "max_batch_tokens must be an integer >= 1"),
+        ({"intra_op_threads": -2}, "intra_op_threads must be an integer >= 0"),
+        ({"family": "encoder"}, "'encoder' is not an LLM reranker family"),
+    ],
+)
 def test_bad_options_fail_with_one_clear_line(checkpoints, tmp_path, kwargs, message):
     args = {"name": "m", "family": GEMMA, "max_batch_size": 4, **kwargs}
     with pytest.raises(ExportError, match=message) as info:
@@ -362,9 +441,25 @@ def test_bad_options_fail_with_one_clear_line(checkpoints, tmp_path, kwargs, mes
 
 def test_cli_exports_an_llm_reranker(checkpoints, tmp_path):
     from export.__main__ import main
+
     repo = tmp_path / "repo"
-    assert main(["--model", str(checkpoints[GEMMA2_LIGHTWEIGHT]), "--name", "light",
-                 "--repository", str(repo), "--dtype", "bfloat16", "--max-batch-size", "8"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(checkpoints[GEMMA2_LIGHTWEIGHT]),
+                "--name",
+                "light",
+                "--repository",
+                str(repo),
+                "--dtype",
+                "bfloat16",
+                "--max-batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     manifest = ModelManifest.load(repo / "light")
     assert manifest.family == GEMMA2_LIGHTWEIGHT and manifest.llm.dtype == "bfloat16"
     assert _parse(repo / "light" / "config.pbtxt").max_batch_size == 8

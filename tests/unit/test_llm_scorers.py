@@ -3,6 +3,7 @@
 The token ids come from FlagEmbedding itself (the oracle's "tokenize" capture), so these tests
 check the model math only; FlagEmbedding runs once for the whole module.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,15 +14,20 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from export.tiny.decoders import (
+    build_gemma2_lightweight_reranker,
+    build_gemma_reranker,
+    build_minicpm_layerwise_reranker,
+)
 from reranker_server.llm import CheckpointError, load_scorer, repack_right
 from reranker_server.llm.gemma2 import compress_passages
-from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
-                                           build_minicpm_layerwise_reranker)
 from tests.support.oracle import run_oracle
 
 ATOL = 1e-5
-LONG = ("The giant panda (Ailuropoda melanoleuca), sometimes called a panda bear or simply panda, is a bear "
-        "species endemic to China. It is characterised by its bold black-and-white coat and rotund body. ") * 2
+LONG = (
+    "The giant panda (Ailuropoda melanoleuca), sometimes called a panda bear or simply panda, is a bear "
+    "species endemic to China. It is characterised by its bold black-and-white coat and rotund body. "
+) * 2
 PAIRS = [
     ["what is panda?", "hi"],
     ["what is panda?", LONG],
@@ -41,13 +47,16 @@ CASES = {
     "gemma": [{}],
     "layerwise": [{}, {"cutoff_layers": [2, 3, 4, 5, 6]}],
     "lightweight": [
-        {}, {"cutoff_layers": [2]}, {"cutoff_layers": [6]}, {"cutoff_layers": [2, 4, 8]},
-        {"cutoff_layers": [6], "compress_ratio": 2, "compress_layers": [2]},          # before the cutoff
-        {"cutoff_layers": [6], "compress_ratio": 2, "compress_layers": [6]},          # at it: no effect
-        {"cutoff_layers": [4], "compress_ratio": 4, "compress_layers": [7]},          # after it
-        {"cutoff_layers": [8], "compress_ratio": 4, "compress_layers": [1, 5]},       # stacked
+        {},
+        {"cutoff_layers": [2]},
+        {"cutoff_layers": [6]},
+        {"cutoff_layers": [2, 4, 8]},
+        {"cutoff_layers": [6], "compress_ratio": 2, "compress_layers": [2]},  # before the cutoff
+        {"cutoff_layers": [6], "compress_ratio": 2, "compress_layers": [6]},  # at it: no effect
+        {"cutoff_layers": [4], "compress_ratio": 4, "compress_layers": [7]},  # after it
+        {"cutoff_layers": [8], "compress_ratio": 4, "compress_layers": [1, 5]},  # stacked
         {"cutoff_layers": [2, 6, 8], "compress_ratio": 2, "compress_layers": [3, 4]},  # between cutoffs
-        {"cutoff_layers": [8], "compress_ratio": 8, "compress_layers": [2]},          # ratio > short passages
+        {"cutoff_layers": [8], "compress_ratio": 8, "compress_layers": [2]},  # ratio > short passages
     ],
 }
 
@@ -73,8 +82,15 @@ def oracle(checkpoints) -> dict:
     for label, (_, kind, _) in FAMILIES.items():
         for score in CASES[label]:
             keys.append(_key(label, score))
-            jobs.append({"kind": kind, "model": str(checkpoints[label]), "pairs": PAIRS, "score": score,
-                         "tokenize": score == {}})
+            jobs.append(
+                {
+                    "kind": kind,
+                    "model": str(checkpoints[label]),
+                    "pairs": PAIRS,
+                    "score": score,
+                    "tokenize": score == {},
+                }
+            )
     results = run_oracle(jobs)
     for key, result in zip(keys, results):
         assert "error" not in result, f"oracle failed for {key}: {result['error']}"
@@ -140,8 +156,12 @@ def test_layerwise_cutoff_subsets_equal_flagembedding_columns(oracle, scorers, c
 def test_lightweight_ratio_one_and_late_compress_layers_change_nothing(oracle, scorers):
     base = _inputs(oracle, "lightweight")
     ref = scorers["lightweight"].score(**base, cutoff_layers=[4, 8])
-    for kw in ({"compress_ratio": 1, "compress_layers": [2, 4]}, {"compress_ratio": 2, "compress_layers": [8]},
-               {"compress_ratio": 2, "compress_layers": [0]}, {"compress_ratio": 2, "compress_layers": None}):
+    for kw in (
+        {"compress_ratio": 1, "compress_layers": [2, 4]},
+        {"compress_ratio": 2, "compress_layers": [8]},
+        {"compress_ratio": 2, "compress_layers": [0]},
+        {"compress_ratio": 2, "compress_layers": None},
+    ):
         assert torch.equal(scorers["lightweight"].score(**base, cutoff_layers=[4, 8], **kw), ref), kw
 
 
@@ -160,15 +180,19 @@ def test_padding_side_amount_and_batch_composition_do_not_change_scores(oracle, 
     rows = oracle[_key(label, {})]["input_ids"]
     for side, extra in (("left", 0), ("left", 5), ("right", 7)):
         ids, mask = _batch(rows, side, extra)
-        got = scorers[label].score(ids, mask, query_lengths=base.get("query_lengths"),
-                                   prompt_lengths=base.get("prompt_lengths"))
+        got = scorers[label].score(
+            ids, mask, query_lengths=base.get("query_lengths"), prompt_lengths=base.get("prompt_lengths")
+        )
         assert torch.allclose(got, ref, atol=ATOL, rtol=0), (side, extra)
-    for i in range(len(rows)):                        # alone vs next to the long pair
+    for i in range(len(rows)):  # alone vs next to the long pair
         ids, mask = _batch([rows[i]])
         kw = {}
         if "query_lengths" in base:
-            kw = {"query_lengths": base["query_lengths"][i:i + 1], "prompt_lengths": base["prompt_lengths"][i:i + 1]}
-        assert torch.allclose(scorers[label].score(ids, mask, **kw), ref[i:i + 1], atol=ATOL, rtol=0)
+            kw = {
+                "query_lengths": base["query_lengths"][i : i + 1],
+                "prompt_lengths": base["prompt_lengths"][i : i + 1],
+            }
+        assert torch.allclose(scorers[label].score(ids, mask, **kw), ref[i : i + 1], atol=ATOL, rtol=0)
 
 
 def test_lightweight_compression_is_padding_independent(oracle, scorers):
@@ -176,8 +200,9 @@ def test_lightweight_compression_is_padding_independent(oracle, scorers):
     kw = {"cutoff_layers": [4, 8], "compress_ratio": 4, "compress_layers": [2, 6]}
     ref = scorers["lightweight"].score(**base, **kw)
     ids, mask = _batch(oracle[_key("lightweight", {})]["input_ids"], "left", 3)
-    got = scorers["lightweight"].score(ids, mask, query_lengths=base["query_lengths"],
-                                       prompt_lengths=base["prompt_lengths"], **kw)
+    got = scorers["lightweight"].score(
+        ids, mask, query_lengths=base["query_lengths"], prompt_lengths=base["prompt_lengths"], **kw
+    )
     assert torch.allclose(got, ref, atol=ATOL, rtol=0)
 
 
@@ -211,16 +236,20 @@ def test_gemma_keeps_only_the_yes_row(scorers, checkpoints):
     scorer = scorers["gemma"]
     assert tuple(scorer.yes_row.shape) == (1, scorer.stack.spec.hidden_size)
     from tokenizers import Tokenizer
+
     tok = Tokenizer.from_file(str(checkpoints["gemma"] / "tokenizer.json"))
     assert scorer.yes_token_id == tok.encode("Yes", add_special_tokens=False).ids[0]
 
 
-@pytest.mark.parametrize("label,bad,message", [
-    ("layerwise", [1], "allowed: 2..6"),
-    ("layerwise", [7], "allowed: 2..6"),
-    ("lightweight", [3], "allowed: 2..8 step 2"),
-    ("gemma", [2], "allowed: 3"),
-])
+@pytest.mark.parametrize(
+    "label,bad,message",
+    [
+        ("layerwise", [1], "allowed: 2..6"),
+        ("layerwise", [7], "allowed: 2..6"),
+        ("lightweight", [3], "allowed: 2..8 step 2"),
+        ("gemma", [2], "allowed: 3"),
+    ],
+)
 def test_unavailable_cutoffs_are_rejected(oracle, scorers, label, bad, message):
     with pytest.raises(ValueError, match=message):
         scorers[label].score(**_inputs(oracle, label), cutoff_layers=bad)
@@ -234,8 +263,14 @@ def test_bad_inputs_are_rejected(oracle, scorers):
     with pytest.raises(ValueError, match="query_lengths and prompt_lengths"):
         lw.score(base["input_ids"], base["attention_mask"], compress_ratio=2, compress_layers=[2])
     with pytest.raises(ValueError, match="must not exceed"):
-        lw.score(base["input_ids"], base["attention_mask"], compress_ratio=2, compress_layers=[2],
-                 query_lengths=base["query_lengths"] + 1000, prompt_lengths=base["prompt_lengths"])
+        lw.score(
+            base["input_ids"],
+            base["attention_mask"],
+            compress_ratio=2,
+            compress_layers=[2],
+            query_lengths=base["query_lengths"] + 1000,
+            prompt_lengths=base["prompt_lengths"],
+        )
     with pytest.raises(ValueError, match="do not support compress_ratio"):
         scorers["layerwise"].score(**_inputs(oracle, "layerwise"), compress_ratio=2, compress_layers=[3])
     ids, mask = base["input_ids"].clone(), base["attention_mask"].clone()
@@ -275,13 +310,17 @@ def test_sharded_safetensors_and_pickle_policy(tmp_path, checkpoints, oracle, sc
     state = load_file(str(sharded / "model.safetensors"))
     (sharded / "model.safetensors").unlink()
     names = sorted(state)
-    halves = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
-              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    halves = {
+        "model-00001-of-00002.safetensors": names[: len(names) // 2],
+        "model-00002-of-00002.safetensors": names[len(names) // 2 :],
+    }
     weight_map = {}
     for shard, keys in halves.items():
         save_file({k: state[k] for k in keys}, str(sharded / shard))
         weight_map.update({k: shard for k in keys})
-    (sharded / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (sharded / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
     base = _inputs(oracle, "layerwise")
     ref = scorers["layerwise"].score(**base, cutoff_layers=[2, 6])
     got = load_scorer("minicpm_layerwise", sharded).score(**base, cutoff_layers=[2, 6])

@@ -2,6 +2,7 @@
 in reranker.json and in every config, names the other, so a client that names either model with
 tokenize="server" (or "auto" without the tokenizer) finds the text model, and one that tokenizes
 finds the token model."""
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,13 @@ def served_configs(model_dir: Path) -> list[dict]:
     """Each of the model directory's Triton configs as the server reports it (JSON: parameters
     as {"key": {"string_value": ...}})."""
     paths = [model_dir / "config.pbtxt", *sorted((model_dir / "configs").glob("*.pbtxt"))]
-    return [json_format.MessageToDict(text_format.Parse(p.read_text(), model_config_pb2.ModelConfig()),
-                                      preserving_proto_field_name=True)
-            for p in paths if p.exists()]
+    return [
+        json_format.MessageToDict(
+            text_format.Parse(p.read_text(), model_config_pb2.ModelConfig()), preserving_proto_field_name=True
+        )
+        for p in paths
+        if p.exists()
+    ]
 
 
 @pytest.mark.parametrize("family", [ENCODER, GEMMA])

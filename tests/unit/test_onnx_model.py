@@ -1,4 +1,5 @@
 """The encoder Python-backend model (ONNX Runtime runner) without a server: fake pb_utils."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ from tests.support import fake_pb_utils
 
 fake_pb_utils.install()
 
-from reranker_server import onnx_model  # noqa: E402
 from reranker_core.packing import plan_chunks  # noqa: E402
+from reranker_server import onnx_model  # noqa: E402
 from reranker_server.triton_io import FAILURES_METRIC, OutputSpec  # noqa: E402
 from tests.support.fake_pb_utils import FakeRequest  # noqa: E402
 
@@ -24,16 +25,24 @@ def invalid_count() -> float:
 def model(tmp_path_factory):
     from export.__main__ import main as export_main
     from export.tiny.encoder import build_xlmr_reranker
+
     ckpt = build_xlmr_reranker(tmp_path_factory.mktemp("ckpt"), seed=7)
     repo = tmp_path_factory.mktemp("repo")
     assert export_main(["--model", str(ckpt), "--name", "enc", "--repository", str(repo)]) == 0
     from google.protobuf import json_format, text_format
     from tritonclient.grpc import model_config_pb2
-    cfg = text_format.Parse((repo / "enc" / "configs" / "embedded.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+    cfg = text_format.Parse(
+        (repo / "enc" / "configs" / "embedded.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
     m = onnx_model.TritonPythonModel()
-    m.init_args = {"model_config": json.dumps(json_format.MessageToDict(cfg, preserving_proto_field_name=True)),
-                   "model_repository": str(repo / "enc"), "model_version": "1",
-                   "model_instance_kind": "CPU", "model_instance_device_id": "0"}
+    m.init_args = {
+        "model_config": json.dumps(json_format.MessageToDict(cfg, preserving_proto_field_name=True)),
+        "model_repository": str(repo / "enc"),
+        "model_version": "1",
+        "model_instance_kind": "CPU",
+        "model_instance_device_id": "0",
+    }
     m.initialize(m.init_args)
     return m
 
@@ -43,7 +52,7 @@ def request(rows, pad=1):
     ids = np.full((len(rows), width), pad, dtype=np.int64)
     mask = np.zeros_like(ids)
     for i, r in enumerate(rows):
-        ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        ids[i, : len(r)], mask[i, : len(r)] = r, 1
     return FakeRequest({"input_ids": ids, "attention_mask": mask})
 
 
@@ -64,7 +73,7 @@ def test_scores_do_not_depend_on_batch_neighbours(model):
 
 def test_bad_request_gets_its_own_error_and_others_are_answered(model):
     bad = FakeRequest({"input_ids": np.array([[0, 5, 2]]), "attention_mask": np.array([[1, 1]])})
-    out_of_vocab = request([[0, 10 ** 6, 2]])
+    out_of_vocab = request([[0, 10**6, 2]])
     good = request(ROWS)
     before = invalid_count()
     responses = model.execute([bad, good, out_of_vocab])
@@ -78,6 +87,7 @@ def test_bad_request_gets_its_own_error_and_others_are_answered(model):
 def test_runtime_failure_answers_the_batch_with_an_error(model, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("kaboom")
+
     monkeypatch.setattr(model.scorer.session, "run", boom)
     before = fake_pb_utils.metric_value(FAILURES_METRIC, model="enc", kind="internal")
     responses = model.execute([request(ROWS), request(ROWS[:1])])
@@ -110,11 +120,17 @@ def test_int8_graph_scores_do_not_depend_on_batch_neighbours(tmp_path):
     """Dynamic int8 quantization scales activations per ORT run: the runner runs such graphs one
     row at a time, so a pair's score is the same alone or inside any dynamic batch."""
     from export.__main__ import main as export_main
+    from export.tiny.encoder import build_xlmr_reranker
     from reranker_server.encoder_scorer import EncoderScorer, create_session, rows_per_run_for
     from reranker_server.token_batches import TokenRows
-    from export.tiny.encoder import build_xlmr_reranker
+
     ckpt = build_xlmr_reranker(tmp_path / "ckpt", seed=8)
-    assert export_main(["--model", str(ckpt), "--name", "q", "--repository", str(tmp_path), "--cpu-graph", "int8"]) == 0
+    assert (
+        export_main(
+            ["--model", str(ckpt), "--name", "q", "--repository", str(tmp_path), "--cpu-graph", "int8"]
+        )
+        == 0
+    )
     graph = tmp_path / "q" / "1" / "model.cpu.onnx"
     assert rows_per_run_for(graph) == 1 and rows_per_run_for(tmp_path / "q" / "1" / "model.onnx") == 0
     scorer = EncoderScorer(create_session(graph), pad_id=1, max_batch_tokens=4096, max_rows_per_run=1)
@@ -129,8 +145,10 @@ def test_execution_providers_default_to_cpu_and_keep_cpu_as_fallback():
     assert onnx_model.session_providers("", 0, have) == ["CPUExecutionProvider"]
     assert onnx_model.session_providers("cpu", 0, have) == ["CPUExecutionProvider"]
     assert onnx_model.session_providers("tensorrt, CUDA", 3, have) == [
-        ("TensorrtExecutionProvider", {"device_id": "3"}), ("CUDAExecutionProvider", {"device_id": "3"}),
-        "CPUExecutionProvider"]
+        ("TensorrtExecutionProvider", {"device_id": "3"}),
+        ("CUDAExecutionProvider", {"device_id": "3"}),
+        "CPUExecutionProvider",
+    ]
 
 
 def test_execution_providers_name_the_problem():
@@ -144,6 +162,7 @@ def test_served_session_uses_the_configured_provider(model):
     """The runner reads `execution_providers` from the config (absent: cpu); a provider this
     ONNX Runtime lacks fails the model load with a message naming it."""
     import onnxruntime as ort
+
     assert model.scorer.session.get_providers() == ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this ONNX Runtime has the CUDA provider: the missing-provider path cannot be shown")

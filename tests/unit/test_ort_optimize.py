@@ -1,5 +1,6 @@
 """export/ort_optimize.py (and the runner's session options) on a tiny XLM-R reranker exported
 by the project's exporter."""
+
 from __future__ import annotations
 
 import collections
@@ -20,8 +21,14 @@ HEADS, HIDDEN = 4, 32
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
-    ckpt = build_xlmr_reranker(tmp_path_factory.mktemp("xlmr"), seed=3, hidden_size=HIDDEN,
-                               num_hidden_layers=2, num_attention_heads=HEADS, intermediate_size=64)
+    ckpt = build_xlmr_reranker(
+        tmp_path_factory.mktemp("xlmr"),
+        seed=3,
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=HEADS,
+        intermediate_size=64,
+    )
     return export_encoder_onnx(ckpt, ckpt / "onnx" / "model.onnx", progress=lambda _m: None)
 
 
@@ -82,8 +89,9 @@ def test_fused_scores_do_not_depend_on_batch_neighbours(fused):
 
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_int8_quantizes_matmul_weights_and_stays_close(fused, per_channel, tmp_path):
-    out = oo.quantize_int8(fused[0], tmp_path / "model.int8.onnx", per_channel=per_channel,
-                           op_types=("MatMul",))
+    out = oo.quantize_int8(
+        fused[0], tmp_path / "model.int8.onnx", per_channel=per_channel, op_types=("MatMul",)
+    )
     ops = op_counts(out)
     assert ops["MatMulInteger"] + ops["DynamicQuantizeMatMul"] >= 4
     assert ops["Attention"] == 2  # MatMul only: the fused attention stays fp32
@@ -110,6 +118,7 @@ def test_int8_default_also_quantizes_the_fused_qkv_projection(fused, tmp_path):
 
 def test_fp16_variant_runs_with_fp32_io(fused, tmp_path):
     from bench.ort_variants import convert_fp16
+
     out = convert_fp16(fused[0], tmp_path / "model.fp16.onnx")
     ids, mask = batch()
     got = scores(out, ids, mask)
@@ -140,6 +149,7 @@ def test_model_dims_reads_config_and_rejects_bad_ones(tmp_path):
 
 def test_fusion_of_a_non_transformer_graph_fails_clearly(tmp_path):
     from onnx import TensorProto, helper
+
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])

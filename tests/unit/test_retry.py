@@ -1,6 +1,7 @@
 """Retries, state probing and error mapping, run the same way against the sync and the asyncio
 client code: RetryPolicy.call / acall, and the four transports (gRPC/HTTP x sync/asyncio) driving
 the shared flows over a scripted stand-in for tritonclient's client object."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,14 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from reranker_client.error_mapping import map_exception
-from reranker_client.errors import (InferenceError, InvalidInputError, ModelNotReadyError, ModelReloadingError,
-                                    RequestTimeoutError, ServerUnavailableError)
+from reranker_client.errors import (
+    InferenceError,
+    InvalidInputError,
+    ModelNotReadyError,
+    ModelReloadingError,
+    RequestTimeoutError,
+    ServerUnavailableError,
+)
 from reranker_client.ops import InferRequest, Tensor, probe_model
 from reranker_client.retry import RetryPolicy, is_retryable
 from reranker_client.session import infer_flow
@@ -45,6 +52,7 @@ def failing(errors, result="ok", cost=0.0, clock=None):
         if len(calls) <= len(errors):
             raise errors[len(calls) - 1]
         return result
+
     return fn, calls
 
 
@@ -58,6 +66,7 @@ def run_policy(mode: str, policy: RetryPolicy, fn, clock: FakeClock) -> Any:
 
     async def asleep(seconds):
         clock.sleep(seconds)
+
     return asyncio.run(policy.acall(afn, sleep=asleep, clock=clock.clock))
 
 
@@ -71,8 +80,15 @@ def test_retries_unavailable_then_succeeds_with_exponential_capped_backoff(mode)
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("exc", [InvalidInputError("bad"), InferenceError("invalid argument"),
-                                 ModelNotReadyError("unknown model"), RequestTimeoutError("slow")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        InvalidInputError("bad"),
+        InferenceError("invalid argument"),
+        ModelNotReadyError("unknown model"),
+        RequestTimeoutError("slow"),
+    ],
+)
 def test_never_retries_final_errors(mode, exc):
     c = FakeClock()
     fn, calls = failing([exc])
@@ -90,7 +106,7 @@ def test_retries_a_model_that_is_being_reloaded(mode):
 
 def test_retry_decisions_go_by_type_not_message():
     assert is_retryable(ModelReloadingError("anything")) and is_retryable(ServerUnavailableError("x"))
-    assert not is_retryable(ModelNotReadyError("has no available versions"))   # the message is not consulted
+    assert not is_retryable(ModelNotReadyError("has no available versions"))  # the message is not consulted
     assert not is_retryable(RequestTimeoutError("unavailable"))
 
 
@@ -112,7 +128,7 @@ def test_deadline_bounds_the_whole_call_and_each_attempt_sees_what_is_left(mode)
         run_policy(mode, policy, fn, c)
     assert c.now <= 5.0
     assert calls[0] == 5.0 and all(r is not None and 0 < r <= 5.0 for r in calls)
-    assert len(calls) == 3   # t=0 (1 s), sleep 1, t=2 (1 s), sleep 1, t=4 (1 s); no room for a 4th
+    assert len(calls) == 3  # t=0 (1 s), sleep 1, t=2 (1 s), sleep 1, t=4 (1 s); no room for a 4th
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -124,8 +140,9 @@ def test_single_attempt_policy_raises_the_original_error(mode):
     assert info.value is err
 
 
-@pytest.mark.parametrize("kwargs", [{"attempts": 0}, {"attempts": True}, {"deadline_s": 0},
-                                    {"backoff_base_s": -1}, {"jitter": 2}])
+@pytest.mark.parametrize(
+    "kwargs", [{"attempts": 0}, {"attempts": True}, {"deadline_s": 0}, {"backoff_base_s": -1}, {"jitter": 2}]
+)
 def test_rejects_bad_policies(kwargs):
     with pytest.raises(InvalidInputError):
         RetryPolicy(**kwargs)
@@ -140,19 +157,30 @@ def test_jitter_stays_within_bounds():
 
 # --- one error mapping ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("status,message,expected", [
-    ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", ServerUnavailableError),
-    ("StatusCode.INTERNAL", "Stub process 'm_0_0' is not healthy.", ServerUnavailableError),
-    ("StatusCode.NOT_FOUND", "Request for unknown model: 'm' has no available versions", ModelReloadingError),
-    ("400", "Request for unknown model: 'm' has no available versions", ModelReloadingError),
-    ("StatusCode.NOT_FOUND", "Request for unknown model: 'x' is not found", ModelNotReadyError),
-    ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", RequestTimeoutError),
-    ("StatusCode.INVALID_ARGUMENT", "attention_mask must contain only 0 and 1", InferenceError),
-    ("StatusCode.INTERNAL", "inference failed: boom", InferenceError),
-    ("StatusCode.UNAVAILABLE", "This protocol is restricted, expecting header 'triton-grpc-protocol-k'",
-     InferenceError),
-    ("403", "This API is restricted, expecting header 'k'", InferenceError),
-])
+
+@pytest.mark.parametrize(
+    "status,message,expected",
+    [
+        ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", ServerUnavailableError),
+        ("StatusCode.INTERNAL", "Stub process 'm_0_0' is not healthy.", ServerUnavailableError),
+        (
+            "StatusCode.NOT_FOUND",
+            "Request for unknown model: 'm' has no available versions",
+            ModelReloadingError,
+        ),
+        ("400", "Request for unknown model: 'm' has no available versions", ModelReloadingError),
+        ("StatusCode.NOT_FOUND", "Request for unknown model: 'x' is not found", ModelNotReadyError),
+        ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", RequestTimeoutError),
+        ("StatusCode.INVALID_ARGUMENT", "attention_mask must contain only 0 and 1", InferenceError),
+        ("StatusCode.INTERNAL", "inference failed: boom", InferenceError),
+        (
+            "StatusCode.UNAVAILABLE",
+            "This protocol is restricted, expecting header 'triton-grpc-protocol-k'",
+            InferenceError,
+        ),
+        ("403", "This API is restricted, expecting header 'k'", InferenceError),
+    ],
+)
 def test_server_errors_are_classified_for_retry(status, message, expected):
     mapped = map_exception(InferenceServerException(message, status=status), "h:1", "m")
     assert type(mapped) is expected and message in str(mapped)
@@ -162,12 +190,18 @@ def test_server_errors_are_classified_for_retry(status, message, expected):
 def test_dropped_connections_are_unavailable_on_every_client_library():
     import aiohttp
     from geventhttpclient.response import HTTPConnectionClosed
-    for exc in (HTTPConnectionClosed("connection closed."), ConnectionRefusedError("refused"),
-                aiohttp.ServerDisconnectedError(), TimeoutError("connect timed out")):
+
+    for exc in (
+        HTTPConnectionClosed("connection closed."),
+        ConnectionRefusedError("refused"),
+        aiohttp.ServerDisconnectedError(),
+        TimeoutError("connect timed out"),
+    ):
         assert isinstance(map_exception(exc, "h:1", "m"), ServerUnavailableError), exc
 
 
 # --- the four transports over a scripted tritonclient client --------------------------------------
+
 
 class FakeResult:
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
@@ -203,6 +237,7 @@ class SyncFake:
 
     def __getattr__(self, method: str):
         if method == "async_infer":
+
             def submit(*args, **kwargs):
                 try:
                     result = self.script.answer("infer", args, kwargs)
@@ -210,6 +245,7 @@ class SyncFake:
                     error = exc
                     return type("Pending", (), {"get_result": lambda self: (_ for _ in ()).throw(error)})()
                 return type("Pending", (), {"get_result": lambda self: result})()
+
             return submit
         if method == "close":
             return lambda: None
@@ -221,6 +257,7 @@ class AsyncFake(SyncFake):
         async def call(*args, **kwargs):
             value = self.script.answer(method, args, kwargs)
             return await value if inspect.isawaitable(value) else value
+
         return call
 
 
@@ -229,8 +266,9 @@ def unavailable() -> InferenceServerException:
 
 
 def no_versions() -> InferenceServerException:
-    return InferenceServerException("Request for unknown model: 'm' has no available versions",
-                                    status="StatusCode.NOT_FOUND")
+    return InferenceServerException(
+        "Request for unknown model: 'm' has no available versions", status="StatusCode.NOT_FOUND"
+    )
 
 
 CONFIG = {"name": "m", "max_batch_size": 8}
@@ -245,6 +283,7 @@ def run_flow(mode: str, protocol: str, script: Script, make_flow, retry: RetryPo
     settings = ConnectionSettings.create("localhost:1", protocol, "m", **settings)
     if mode == "sync":
         from reranker_client.transport import Transport
+
         transport = Transport(settings)
         transport._client.close()
         transport._client = SyncFake(script)
@@ -255,16 +294,19 @@ def run_flow(mode: str, protocol: str, script: Script, make_flow, retry: RetryPo
 
     async def main():
         from reranker_client.aio import AsyncTransport
+
         transport = AsyncTransport(settings)
         await transport._client.close()
         transport._client = AsyncFake(script)
         return await transport.call(make_flow, retry)
+
     return asyncio.run(main())
 
 
 def target(model: str = "m", version: str = ""):
     """What infer_flow needs of a scoring core: the model and version it sends to."""
     from types import SimpleNamespace
+
     return SimpleNamespace(model=model, version=version)
 
 
@@ -275,28 +317,52 @@ TRANSPORTS = [(m, p) for m in MODES for p in ("grpc", "http")]
 @pytest.mark.parametrize("mode,protocol", TRANSPORTS)
 def test_probe_rides_through_an_unavailable_server_and_a_reloading_model(mode, protocol):
     index = [dict(INDEX_UNLOADED[0], version="3")]
-    script = Script(is_server_live=[unavailable(), True], is_model_ready=[False, True],
-                    get_model_repository_index=[index], get_model_config=[CONFIG])
-    config = run_flow(mode, protocol, script, lambda: probe_model("localhost:1", "m", "3"), FAST,
-                      headers={"authorization": "Bearer t"}, timeout_s=7)
+    script = Script(
+        is_server_live=[unavailable(), True],
+        is_model_ready=[False, True],
+        get_model_repository_index=[index],
+        get_model_config=[CONFIG],
+    )
+    config = run_flow(
+        mode,
+        protocol,
+        script,
+        lambda: probe_model("localhost:1", "m", "3"),
+        FAST,
+        headers={"authorization": "Bearer t"},
+        timeout_s=7,
+    )
     assert config == CONFIG
     assert script.count("is_server_live") == 3 and script.count("get_model_repository_index") == 1
     ready = [(a, k) for m, a, k in script.calls if m == "is_model_ready"]
     assert all(a == ("m", "3") and k["headers"] == {"authorization": "Bearer t"} for a, k in ready)
-    if protocol == "grpc":     # gRPC carries the attempt timeout as a per-call deadline
+    if protocol == "grpc":  # gRPC carries the attempt timeout as a per-call deadline
         assert all(k.get("client_timeout") == 7 for _, _, k in script.calls)
 
 
 @pytest.mark.parametrize("mode,protocol", TRANSPORTS)
-@pytest.mark.parametrize("index, expected, match", [
-    (INDEX_FAILED, ModelNotReadyError, "failed to load: bad onnx"),
-    (InferenceServerException("This protocol is restricted, expecting header 'triton-grpc-protocol-k'",
-                              status="StatusCode.UNAVAILABLE"), ModelNotReadyError, "not readable"),
-    ([], ModelNotReadyError, "not in the model repository"),
-])
+@pytest.mark.parametrize(
+    "index, expected, match",
+    [
+        (INDEX_FAILED, ModelNotReadyError, "failed to load: bad onnx"),
+        (
+            InferenceServerException(
+                "This protocol is restricted, expecting header 'triton-grpc-protocol-k'",
+                status="StatusCode.UNAVAILABLE",
+            ),
+            ModelNotReadyError,
+            "not readable",
+        ),
+        ([], ModelNotReadyError, "not in the model repository"),
+    ],
+)
 def test_probe_final_model_states_are_not_retried(mode, protocol, index, expected, match):
-    script = Script(is_server_live=[True], is_model_ready=[False], get_model_repository_index=[index],
-                    get_model_config=[CONFIG])
+    script = Script(
+        is_server_live=[True],
+        is_model_ready=[False],
+        get_model_repository_index=[index],
+        get_model_config=[CONFIG],
+    )
     with pytest.raises(expected, match=match) as info:
         run_flow(mode, protocol, script, lambda: probe_model("localhost:1", "m"), FAST)
     assert type(info.value) is expected and script.count("is_model_ready") == 1
@@ -304,8 +370,11 @@ def test_probe_final_model_states_are_not_retried(mode, protocol, index, expecte
 
 @pytest.mark.parametrize("mode,protocol", TRANSPORTS)
 def test_probe_names_a_missing_version(mode, protocol):
-    script = Script(is_server_live=[True], is_model_ready=[False], get_model_repository_index=[
-        [{"name": "m", "version": "1", "state": "READY", "reason": ""}]])
+    script = Script(
+        is_server_live=[True],
+        is_model_ready=[False],
+        get_model_repository_index=[[{"name": "m", "version": "1", "state": "READY", "reason": ""}]],
+    )
     with pytest.raises(ModelNotReadyError, match=r"has no version 7 \(versions: 1\)") as info:
         run_flow(mode, protocol, script, lambda: probe_model("localhost:1", "m", "7"), FAST)
     assert type(info.value) is ModelNotReadyError
@@ -313,8 +382,12 @@ def test_probe_names_a_missing_version(mode, protocol):
 
 @pytest.mark.parametrize("mode,protocol", TRANSPORTS)
 def test_probe_gives_up_on_a_model_that_stays_unloaded(mode, protocol):
-    script = Script(is_server_live=[True], is_model_ready=[False], get_model_repository_index=[INDEX_UNLOADED])
-    with pytest.raises(ServerUnavailableError, match=r"gave up after 4 attempt.*state UNAVAILABLE: unloaded") as info:
+    script = Script(
+        is_server_live=[True], is_model_ready=[False], get_model_repository_index=[INDEX_UNLOADED]
+    )
+    with pytest.raises(
+        ServerUnavailableError, match=r"gave up after 4 attempt.*state UNAVAILABLE: unloaded"
+    ) as info:
         run_flow(mode, protocol, script, lambda: probe_model("localhost:1", "m"), FAST)
     assert isinstance(info.value.__cause__, ModelReloadingError)
 
@@ -322,8 +395,9 @@ def test_probe_gives_up_on_a_model_that_stays_unloaded(mode, protocol):
 @pytest.mark.parametrize("mode,protocol", TRANSPORTS)
 def test_infer_retries_the_whole_call_through_a_reload(mode, protocol):
     script = Script(infer=[no_versions(), unavailable(), SCORES])
-    answers = run_flow(mode, protocol, script, lambda: infer_flow(target("m", "2"), [REQUEST]), FAST,
-                       model_version=2)
+    answers = run_flow(
+        mode, protocol, script, lambda: infer_flow(target("m", "2"), [REQUEST]), FAST, model_version=2
+    )
     assert [list(a) for a in answers] == [["scores"]] and answers[0]["scores"].tolist() == [[0.5], [1.5]]
     assert script.count("infer") == 3
     kwargs = script.calls[-1][2]
@@ -348,12 +422,14 @@ def test_a_request_past_the_timeout_is_a_request_timeout_not_retried(mode, proto
         def slow(*args, **kwargs):
             gevent.sleep(5)
             return SCORES
+
         script = Script(infer=[slow])
     else:
+
         async def never(*args, **kwargs):
             await asyncio.sleep(5)
+
         script = Script(infer=[never])
     with pytest.raises(RequestTimeoutError):
         run_flow(mode, protocol, script, lambda: infer_flow(target(), [REQUEST]), FAST, timeout_s=0.05)
     assert script.count("infer") == 1
-

@@ -1,5 +1,6 @@
 """Security defaults of model loading (see docs/security.md): safetensors only unless
 --allow-pickle, pickle never able to run code, a checkpoint's own Python files never imported."""
+
 from __future__ import annotations
 
 import json
@@ -30,6 +31,7 @@ class _Payload:
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     from export.tiny.encoder import build_xlmr_reranker
+
     return build_xlmr_reranker(tmp_path_factory.mktemp("sec") / "ckpt", seed=3)
 
 
@@ -66,10 +68,11 @@ def test_allow_pickle_is_wired_and_still_never_runs_pickled_code(tiny_checkpoint
     torch.load(weights_only=True): the payload is refused, never executed."""
     marker = tmp_path / "marker"
     ckpt = _pickle_only(tiny_checkpoint, tmp_path / "pickled", marker)
-    code = export_main(["--model", str(ckpt), "--name", "p", "--repository", str(tmp_path / "repo"),
-                        "--allow-pickle"])
+    code = export_main(
+        ["--model", str(ckpt), "--name", "p", "--repository", str(tmp_path / "repo"), "--allow-pickle"]
+    )
     err = capsys.readouterr().err
-    assert "--allow-pickle" not in err and "cannot load" in err   # past require_safetensors, refused by torch
+    assert "--allow-pickle" not in err and "cannot load" in err  # past require_safetensors, refused by torch
     assert code != 0 and not marker.exists()
     assert not (tmp_path / "repo" / "p").exists()
 
@@ -82,10 +85,13 @@ def test_export_never_imports_a_checkpoints_own_code(tiny_checkpoint, tmp_path):
     shutil.copytree(tiny_checkpoint, ckpt)
     (ckpt / "evil_modeling.py").write_text(
         f"from pathlib import Path\nPath({str(marker)!r}).write_text('pwned')\n"
-        "from transformers import XLMRobertaForSequenceClassification as EvilModel\n")
+        "from transformers import XLMRobertaForSequenceClassification as EvilModel\n"
+    )
     config = json.loads((ckpt / "config.json").read_text())
-    config["auto_map"] = {"AutoModelForSequenceClassification": "evil_modeling.EvilModel",
-                          "AutoConfig": "evil_modeling.EvilModel"}
+    config["auto_map"] = {
+        "AutoModelForSequenceClassification": "evil_modeling.EvilModel",
+        "AutoConfig": "evil_modeling.EvilModel",
+    }
     (ckpt / "config.json").write_text(json.dumps(config))
     code = export_main(["--model", str(ckpt), "--name", "r", "--repository", str(tmp_path / "repo")])
     assert not marker.exists(), "the checkpoint's own Python code was executed"
@@ -111,6 +117,7 @@ def test_hub_download_fetches_no_pickle_and_no_code():
     from fnmatch import fnmatch
 
     from export.checkpoint import HUB_FILES
+
     for name in ("pytorch_model.bin", "model.pt", "modeling_evil.py", "tf_model.h5", "flax_model.msgpack"):
         assert not any(fnmatch(name, pattern) for pattern in HUB_FILES), name
     assert any(fnmatch("model-00001-of-00002.safetensors", p) for p in HUB_FILES)

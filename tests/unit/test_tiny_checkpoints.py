@@ -3,6 +3,7 @@
 Two builds in one process compare equal byte for byte; the builders use no trainer or kernel
 whose result depends on threads or CPU features (tokenizers' UnigramTrainer, torch.randn).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -10,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from export.tiny.decoders import (build_gemma2_lightweight_reranker, build_gemma_reranker,
-                                  build_minicpm_layerwise_reranker)
+from export.tiny.decoders import (
+    build_gemma2_lightweight_reranker,
+    build_gemma_reranker,
+    build_minicpm_layerwise_reranker,
+)
 from export.tiny.encoder import build_xlmr_reranker
 from export.tiny.tokenizer_builder import CORPUS, build_decoder_tokenizer, build_xlmr_tokenizer
 
@@ -24,8 +28,9 @@ BUILDERS = {
 
 
 def _digests(directory: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.iterdir()) if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))

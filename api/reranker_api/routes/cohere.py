@@ -9,10 +9,12 @@ scored as the lines "key: value" of those fields in that order. `return_document
 (query, document) pair's max_length, at most the model's positions. `model` null = the default.
 Errors: {"message": ...}.
 """
+
 from __future__ import annotations
 
 import uuid
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -25,7 +27,7 @@ from reranker_api.schemas import CohereRerankResponse, CohereV1RerankRequest, Co
 from reranker_api.service import RerankJob, ranking
 
 
-def document_text(doc: Union[str, dict[str, Any]], i: int, rank_fields: Optional[Sequence[str]]) -> str:
+def document_text(doc: str | dict[str, Any], i: int, rank_fields: Sequence[str] | None) -> str:
     """The text scored for one document."""
     if isinstance(doc, str):
         return doc
@@ -34,7 +36,9 @@ def document_text(doc: Union[str, dict[str, Any]], i: int, rank_fields: Optional
         for key in rank_fields:
             value = doc.get(key)
             if not isinstance(value, str):
-                raise ApiError("validation", f"`documents[{i}].{key}` must be a string (named in rank_fields)")
+                raise ApiError(
+                    "validation", f"`documents[{i}].{key}` must be a string (named in rank_fields)"
+                )
             parts.append(f"{key}: {value}")
         return "\n".join(parts)
     text = doc.get("text")
@@ -48,10 +52,17 @@ def register(app: FastAPI, ctx: Context) -> None:
         async def rerank(request: Request) -> JSONResponse:
             async def handle(body: CohereV2RerankRequest) -> JSONResponse:
                 texts = [document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
-                options = score_options(body, normalize=True, truncate=True,
-                                        long_passages=ctx.settings.long_passages)
-                job = RerankJob(body.model, body.query, texts, options, documents_field="documents",
-                                length_cap=body.max_tokens_per_doc)
+                options = score_options(
+                    body, normalize=True, truncate=True, long_passages=ctx.settings.long_passages
+                )
+                job = RerankJob(
+                    body.model,
+                    body.query,
+                    texts,
+                    options,
+                    documents_field="documents",
+                    length_cap=body.max_tokens_per_doc,
+                )
                 scored = await ctx.service.rank(job)
                 note(request, scored.model.name, len(texts))
                 row = scored.ranking_row
@@ -64,15 +75,37 @@ def register(app: FastAPI, ctx: Context) -> None:
                         doc = body.documents[i]
                         item["document"] = {"text": doc} if isinstance(doc, str) else doc
                     results.append(item)
-                return JSONResponse({
-                    "id": request.state.request_id if hasattr(request.state, "request_id") else str(uuid.uuid4()),
-                    "results": results,
-                    "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
-                })
+                return JSONResponse(
+                    {
+                        "id": request.state.request_id
+                        if hasattr(request.state, "request_id")
+                        else str(uuid.uuid4()),
+                        "results": results,
+                        "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
+                    }
+                )
+
             return await run(request, ctx, COHERE, schema, handle)
+
         return rerank
 
-    doc_route(app, "/v2/rerank", route("2", CohereV2RerankRequest), CohereV2RerankRequest, CohereRerankResponse,
-              COHERE, summary="Cohere rerank (v2)", tags=["Cohere"])
-    doc_route(app, "/v1/rerank", route("1", CohereV1RerankRequest), CohereV1RerankRequest, CohereRerankResponse,
-              COHERE, summary="Cohere rerank (v1)", tags=["Cohere"])
+    doc_route(
+        app,
+        "/v2/rerank",
+        route("2", CohereV2RerankRequest),
+        CohereV2RerankRequest,
+        CohereRerankResponse,
+        COHERE,
+        summary="Cohere rerank (v2)",
+        tags=["Cohere"],
+    )
+    doc_route(
+        app,
+        "/v1/rerank",
+        route("1", CohereV1RerankRequest),
+        CohereV1RerankRequest,
+        CohereRerankResponse,
+        COHERE,
+        summary="Cohere rerank (v1)",
+        tags=["Cohere"],
+    )

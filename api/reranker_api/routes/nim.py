@@ -4,6 +4,7 @@ Request {model, query: {text}, passages: [{text}], truncate: "NONE" (default) | 
 -> 200 {rankings: [{index, logit}]} for every passage, best first, raw logits.
 truncate NONE with an over-long pair -> 400; END truncates. Errors: {"error": message}.
 """
+
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -20,17 +21,36 @@ from reranker_api.service import RerankJob, ranking
 def register(app: FastAPI, ctx: Context) -> None:
     async def ranking_route(request: Request) -> JSONResponse:
         async def handle(body: NimRankingRequest) -> JSONResponse:
-            options = score_options(body, normalize=False, truncate=(body.truncate or "NONE") == "END",
-                                    long_passages=ctx.settings.long_passages)
+            options = score_options(
+                body,
+                normalize=False,
+                truncate=(body.truncate or "NONE") == "END",
+                long_passages=ctx.settings.long_passages,
+            )
             passages = [p.text for p in body.passages]
-            job = RerankJob(body.model, body.query.text, passages, options, documents_field="passages",
-                            query_field="query.text")
+            job = RerankJob(
+                body.model,
+                body.query.text,
+                passages,
+                options,
+                documents_field="passages",
+                query_field="query.text",
+            )
             scored = await ctx.service.rank(job)
             note(request, scored.model.name, len(passages))
             row = scored.ranking_row
             values = row.tolist()
             return JSONResponse({"rankings": [{"index": i, "logit": values[i]} for i in ranking(row)]})
+
         return await run(request, ctx, NIM, NimRankingRequest, handle)
 
-    doc_route(app, "/v1/ranking", ranking_route, NimRankingRequest, NimRankingResponse, NIM,
-              summary="NVIDIA NIM ranking", tags=["NVIDIA NIM"])
+    doc_route(
+        app,
+        "/v1/ranking",
+        ranking_route,
+        NimRankingRequest,
+        NimRankingResponse,
+        NIM,
+        summary="NVIDIA NIM ranking",
+        tags=["NVIDIA NIM"],
+    )

@@ -1,4 +1,5 @@
 """GET /health, /v1/health/live, /v1/health/ready, /v1/models, /metrics."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -41,7 +42,9 @@ def register(app: FastAPI, ctx: Context) -> None:
         state = await readiness(ctx)
         if state.ready:
             return JSONResponse({"status": "ok", "message": state.reason})
-        return JSONResponse({"error": state.reason, "error_type": "Unhealthy"}, status_code=503, headers=retry_after)
+        return JSONResponse(
+            {"error": state.reason, "error_type": "Unhealthy"}, status_code=503, headers=retry_after
+        )
 
     @app.get("/v1/health/live", tags=["service"], summary="Live while the process runs (NIM shape)")
     async def live() -> JSONResponse:
@@ -50,11 +53,21 @@ def register(app: FastAPI, ctx: Context) -> None:
     @app.get("/v1/health/ready", tags=["service"], summary="Same as /health, NIM shape")
     async def ready() -> JSONResponse:
         state = await readiness(ctx)
-        body = {"object": "health.response", "message": state.reason, "status": "ready" if state.ready else "not ready"}
-        return JSONResponse(body, status_code=200 if state.ready else 503, headers=None if state.ready else retry_after)
+        body = {
+            "object": "health.response",
+            "message": state.reason,
+            "status": "ready" if state.ready else "not ready",
+        }
+        return JSONResponse(
+            body, status_code=200 if state.ready else 503, headers=None if state.ready else retry_after
+        )
 
-    @app.get("/v1/models", tags=["service"], summary="Served models (OpenAI / NIM list shape)",
-             responses={200: {"model": ModelList}})
+    @app.get(
+        "/v1/models",
+        tags=["service"],
+        summary="Served models (OpenAI / NIM list shape)",
+        responses={200: {"model": ModelList}},
+    )
     async def models(request: Request) -> Response:
         try:
             ctx.keys.check(request.headers.get("authorization"))
@@ -63,9 +76,21 @@ def register(app: FastAPI, ctx: Context) -> None:
             return failed(request, ctx, COHERE, exc)
         except BackendError as exc:
             return failed(request, ctx, COHERE, ctx.service.backend_error(exc))
-        return JSONResponse({"object": "list", "data": [
-            {"id": m.name, "object": "model", "owned_by": "reranker-api", "family": m.family or None,
-             "aliases": list(m.aliases)} for m in served]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": m.name,
+                        "object": "model",
+                        "owned_by": "reranker-api",
+                        "family": m.family or None,
+                        "aliases": list(m.aliases),
+                    }
+                    for m in served
+                ],
+            }
+        )
 
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics", include_in_schema=True)
     async def metrics() -> Response:

@@ -1,7 +1,8 @@
 """Token ids per model family, identical to FlagEmbedding's (see each module)."""
+
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from tokenizers import Tokenizer
 
@@ -10,28 +11,50 @@ from reranker_core.families import ENCODER
 from reranker_core.manifest import ModelManifest
 
 
-def encode_pairs(tokenizer: Tokenizer, manifest: ModelManifest, pairs: Sequence[tuple[str, str]], *,
-                 max_length: int, query_max_length: int, prompt: Optional[str] = None) -> list[EncodedPair]:
+def encode_pairs(
+    tokenizer: Tokenizer,
+    manifest: ModelManifest,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    max_length: int,
+    query_max_length: int,
+    prompt: str | None = None,
+) -> list[EncodedPair]:
     """Encode (query, passage) pairs for the model described by `manifest`."""
     if manifest.family == ENCODER:
         from reranker_core.encoding.encoder import encode_encoder_pairs
-        return encode_encoder_pairs(tokenizer, manifest, pairs, max_length=max_length,
-                                    query_max_length=query_max_length)
+
+        return encode_encoder_pairs(
+            tokenizer, manifest, pairs, max_length=max_length, query_max_length=query_max_length
+        )
     from reranker_core.encoding.decoder import encode_decoder_pairs
-    return encode_decoder_pairs(tokenizer, manifest, pairs, max_length=max_length,
-                                query_max_length=query_max_length, prompt=prompt)
+
+    return encode_decoder_pairs(
+        tokenizer, manifest, pairs, max_length=max_length, query_max_length=query_max_length, prompt=prompt
+    )
 
 
-def passage_budgets(tokenizer: Tokenizer, manifest: ModelManifest, queries: Sequence[str], *,
-                    max_length: int, query_max_length: int, prompt: Optional[str] = None) -> list[int]:
+def passage_budgets(
+    tokenizer: Tokenizer,
+    manifest: ModelManifest,
+    queries: Sequence[str],
+    *,
+    max_length: int,
+    query_max_length: int,
+    prompt: str | None = None,
+) -> list[int]:
     """Tokens of each passage that survive truncation next to its query (for max_window)."""
     if manifest.family == ENCODER:
         from reranker_core.encoding.encoder import encoder_passage_budgets
-        return encoder_passage_budgets(tokenizer, queries, max_length=max_length,
-                                       query_max_length=query_max_length)
+
+        return encoder_passage_budgets(
+            tokenizer, queries, max_length=max_length, query_max_length=query_max_length
+        )
     from reranker_core.encoding.decoder import DecoderEncoder
+
     return DecoderEncoder.from_manifest(tokenizer, manifest).passage_budgets(
-        queries, max_length=max_length, query_max_length=query_max_length, prompt=prompt)
+        queries, max_length=max_length, query_max_length=query_max_length, prompt=prompt
+    )
 
 
 __all__ = ["EncodedPair", "encode_pairs", "passage_budgets"]

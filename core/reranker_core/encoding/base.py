@@ -1,8 +1,9 @@
 """What every family's encoder produces, and tokenizer helpers shared by the families."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from tokenizers import Tokenizer
 
@@ -13,12 +14,13 @@ class EncodedPair:
 
     `query_length` / `prompt_length` are set only by families that need them on the server
     (the lightweight model compresses the passage segment between them)."""
+
     input_ids: tuple[int, ...]
     query_length: int = 0
     prompt_length: int = 0
 
 
-def token_ids(tokenizer: Tokenizer, texts: Sequence[str], max_length: Optional[int] = None) -> list[list[int]]:
+def token_ids(tokenizer: Tokenizer, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
     """Tokenize without special tokens, keeping the first `max_length` ids (HF truncation=True)."""
     encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
     ids = [list(e.ids) for e in encodings]

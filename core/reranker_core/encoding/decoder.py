@@ -18,17 +18,18 @@ pair truncation, which never touches the query).
 Padding is not done here: the ids are returned unpadded (the transport pads, the server is
 padding-independent). Dependencies: `tokenizers` and the standard library only.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
 
 from tokenizers import Tokenizer
 
+from reranker_core.encoding.base import EncodedPair, token_ids, truncate_only_second
 from reranker_core.families import DECODER_FAMILIES, GEMMA, GEMMA2_LIGHTWEIGHT
 from reranker_core.limits import default_query_max_length
 from reranker_core.manifest import LLMSettings, ModelManifest
-from reranker_core.encoding.base import EncodedPair, token_ids, truncate_only_second
 
 # FlagEmbedding's instruction defaults live in reranker_core.manifest.LLMSettings, the default
 # prompts in reranker_core.families.
@@ -36,7 +37,7 @@ SEP_TEXT = "\n"
 YES_TEXT = "Yes"
 
 
-def adds_bos(family: str, bos_token_id: Optional[int], pad_token_id: Optional[int]) -> bool:
+def adds_bos(family: str, bos_token_id: int | None, pad_token_id: int | None) -> bool:
     """FlagEmbedding's bos rule: v2-gemma prepends bos only when the tokenizer has one that differs
     from pad; the layerwise and lightweight rerankers always prepend it (and fail without one)."""
     _check_family(family)
@@ -55,7 +56,7 @@ def yes_token_id(tokenizer: Tokenizer) -> int:
     return ids[0]
 
 
-def apply_instruction(instruction: Optional[str], instruction_format: str, text: str) -> str:
+def apply_instruction(instruction: str | None, instruction_format: str, text: str) -> str:
     """FlagEmbedding's get_detailed_instruct: a literal backslash-n in the format means newline."""
     if instruction is None:
         return text
@@ -65,19 +66,20 @@ def apply_instruction(instruction: Optional[str], instruction_format: str, text:
 @dataclass(frozen=True)
 class DecoderEncoder:
     """The per-model constants of the encoding (tokenized once, reused for every pair)."""
+
     tokenizer: Tokenizer
     family: str
     bos_ids: tuple[int, ...]
     sep_ids: tuple[int, ...]
-    query_instruction: Optional[str]
+    query_instruction: str | None
     query_instruction_format: str
-    passage_instruction: Optional[str]
+    passage_instruction: str | None
     passage_instruction_format: str
     default_prompt: str
     truncation_side: str
 
     @classmethod
-    def from_manifest(cls, tokenizer: Tokenizer, manifest: ModelManifest) -> "DecoderEncoder":
+    def from_manifest(cls, tokenizer: Tokenizer, manifest: ModelManifest) -> DecoderEncoder:
         family = manifest.family
         _check_family(family)
         llm = manifest.llm or LLMSettings.for_family(family)
@@ -87,7 +89,8 @@ class DecoderEncoder:
         if side not in ("right", "left"):
             raise ValueError(f"manifest llm.truncation_side must be 'right' or 'left', not {side!r}")
         return cls(
-            tokenizer=tokenizer, family=family,
+            tokenizer=tokenizer,
+            family=family,
             bos_ids=(int(tok.bos_token_id),) if add_bos else (),
             sep_ids=tuple(_tokenize(tokenizer, [SEP_TEXT])[0]),
             query_instruction=llm.query_instruction,
@@ -98,19 +101,27 @@ class DecoderEncoder:
             truncation_side=side,
         )
 
-    def prompt_ids(self, prompt: Optional[str]) -> list[int]:
+    def prompt_ids(self, prompt: str | None) -> list[int]:
         """Ids of the prompt (None: the family's default prompt; "" is an empty prompt)."""
         return _tokenize(self.tokenizer, [self.default_prompt if prompt is None else prompt])[0]
 
-    def encode(self, pairs: Sequence[tuple[str, str]], *, max_length: int,
-               query_max_length: Optional[int] = None, prompt: Optional[str] = None) -> list[EncodedPair]:
+    def encode(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        max_length: int,
+        query_max_length: int | None = None,
+        prompt: str | None = None,
+    ) -> list[EncodedPair]:
         """Encode every (query, passage) pair; see the module docstring for the layout."""
         if query_max_length is None:
             query_max_length = default_query_max_length(max_length)
-        queries = [apply_instruction(self.query_instruction, self.query_instruction_format, q)
-                   for q, _ in pairs]
-        passages = [apply_instruction(self.passage_instruction, self.passage_instruction_format, p)
-                    for _, p in pairs]
+        queries = [
+            apply_instruction(self.query_instruction, self.query_instruction_format, q) for q, _ in pairs
+        ]
+        passages = [
+            apply_instruction(self.passage_instruction, self.passage_instruction_format, p) for _, p in pairs
+        ]
         q_all = self._cut(_tokenize(self.tokenizer, queries), query_max_length)
         p_all = self._cut(_tokenize(self.tokenizer, passages), max_length)
         prompt_ids = self.prompt_ids(prompt)
@@ -128,56 +139,83 @@ class DecoderEncoder:
                 second = truncate_only_second(first, second, overflow)
             ids = tuple(first + second + sep + prompt_ids)
             if lightweight:
-                out.append(EncodedPair(ids, query_length=len(first) + len(sep),
-                                       prompt_length=len(sep) + len(prompt_ids)))
+                out.append(
+                    EncodedPair(
+                        ids, query_length=len(first) + len(sep), prompt_length=len(sep) + len(prompt_ids)
+                    )
+                )
             else:
                 out.append(EncodedPair(ids))
         return out
 
-    def passage_budgets(self, queries: Sequence[str], *, max_length: int, query_max_length: int,
-                        prompt: Optional[str] = None) -> list[int]:
+    def passage_budgets(
+        self, queries: Sequence[str], *, max_length: int, query_max_length: int, prompt: str | None = None
+    ) -> list[int]:
         """Raw passage tokens that fit next to each query before truncation cuts the passage
         (the passage instruction's tokens are taken off)."""
-        formatted = [apply_instruction(self.query_instruction, self.query_instruction_format, q) for q in queries]
+        formatted = [
+            apply_instruction(self.query_instruction, self.query_instruction_format, q) for q in queries
+        ]
         q_all = self._cut(_tokenize(self.tokenizer, formatted), query_max_length)
         prompt_length = len(self.prompt_ids(prompt))
         instruction = apply_instruction(self.passage_instruction, self.passage_instruction_format, "")
         overhead = len(_tokenize(self.tokenizer, [instruction])[0]) if instruction else 0
-        return [min(max_length, max_length + prompt_length - len(self.bos_ids) - len(q)) - overhead
-                for q in q_all]
+        return [
+            min(max_length, max_length + prompt_length - len(self.bos_ids) - len(q)) - overhead for q in q_all
+        ]
 
     def _cut(self, ids: list[list[int]], limit: int) -> list[list[int]]:
         """HF `truncation=True, max_length=limit` on a single sequence, honouring truncation_side."""
         if self.truncation_side == "left":
-            return [x[len(x) - limit:] if len(x) > limit else x for x in ids]
+            return [x[len(x) - limit :] if len(x) > limit else x for x in ids]
         return [x[:limit] for x in ids]
 
 
-def encode_decoder_pair(tokenizer: Tokenizer, manifest: ModelManifest, query: str, passage: str, *,
-                        max_length: int, query_max_length: Optional[int] = None,
-                        prompt: Optional[str] = None) -> EncodedPair:
+def encode_decoder_pair(
+    tokenizer: Tokenizer,
+    manifest: ModelManifest,
+    query: str,
+    passage: str,
+    *,
+    max_length: int,
+    query_max_length: int | None = None,
+    prompt: str | None = None,
+) -> EncodedPair:
     """FlagEmbedding's token ids for one pair of a decoder reranker (unpadded).
 
     `query_max_length` None means FlagEmbedding's default `max_length * 3 // 4`; `prompt` None
     means the family's default prompt (from the manifest)."""
-    return encode_decoder_pairs(tokenizer, manifest, [(query, passage)], max_length=max_length,
-                                query_max_length=query_max_length, prompt=prompt)[0]
+    return encode_decoder_pairs(
+        tokenizer,
+        manifest,
+        [(query, passage)],
+        max_length=max_length,
+        query_max_length=query_max_length,
+        prompt=prompt,
+    )[0]
 
 
-def encode_decoder_pairs(tokenizer: Tokenizer, manifest: ModelManifest,
-                         pairs: Iterable[tuple[str, str]], *, max_length: int,
-                         query_max_length: Optional[int] = None,
-                         prompt: Optional[str] = None) -> list[EncodedPair]:
+def encode_decoder_pairs(
+    tokenizer: Tokenizer,
+    manifest: ModelManifest,
+    pairs: Iterable[tuple[str, str]],
+    *,
+    max_length: int,
+    query_max_length: int | None = None,
+    prompt: str | None = None,
+) -> list[EncodedPair]:
     """Batch variant of `encode_decoder_pair`: one EncodedPair per pair, in input order."""
     encoder = DecoderEncoder.from_manifest(tokenizer, manifest)
-    return encoder.encode(list(pairs), max_length=max_length, query_max_length=query_max_length,
-                          prompt=prompt)
+    return encoder.encode(
+        list(pairs), max_length=max_length, query_max_length=query_max_length, prompt=prompt
+    )
 
 
 def _check_family(family: str) -> None:
     if family not in DECODER_FAMILIES:
-        raise ValueError(f"{family!r} is not a decoder reranker family; expected one of "
-                         f"{', '.join(DECODER_FAMILIES)}")
+        raise ValueError(
+            f"{family!r} is not a decoder reranker family; expected one of {', '.join(DECODER_FAMILIES)}"
+        )
 
 
 def _tokenize(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:

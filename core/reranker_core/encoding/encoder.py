@@ -1,7 +1,8 @@
 """FlagReranker's input for XLM-RoBERTa rerankers: `<s> q </s></s> p </s>`, truncated only_second."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from tokenizers import Tokenizer
 
@@ -11,8 +12,14 @@ from reranker_core.manifest import ModelManifest
 PAIR_SPECIAL_TOKENS = 4  # cls, sep, sep, sep
 
 
-def encode_encoder_pairs(tokenizer: Tokenizer, manifest: ModelManifest, pairs: Sequence[tuple[str, str]], *,
-                         max_length: int, query_max_length: int) -> list[EncodedPair]:
+def encode_encoder_pairs(
+    tokenizer: Tokenizer,
+    manifest: ModelManifest,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    max_length: int,
+    query_max_length: int,
+) -> list[EncodedPair]:
     """Token ids identical to FlagReranker.compute_score's for each (query, passage)."""
     cls_id = manifest.tokenizer.cls_token_id
     sep_id = manifest.tokenizer.sep_token_id
@@ -28,7 +35,10 @@ def encode_encoder_pairs(tokenizer: Tokenizer, manifest: ModelManifest, pairs: S
     return out
 
 
-def encoder_passage_budgets(tokenizer: Tokenizer, queries: Sequence[str], *, max_length: int,
-                            query_max_length: int) -> list[int]:
+def encoder_passage_budgets(
+    tokenizer: Tokenizer, queries: Sequence[str], *, max_length: int, query_max_length: int
+) -> list[int]:
     """Passage tokens that fit next to each (truncated) query before only_second truncation cuts."""
-    return [max_length - PAIR_SPECIAL_TOKENS - len(q) for q in token_ids(tokenizer, queries, query_max_length)]
+    return [
+        max_length - PAIR_SPECIAL_TOKENS - len(q) for q in token_ids(tokenizer, queries, query_max_length)
+    ]

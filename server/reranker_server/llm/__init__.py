@@ -11,6 +11,7 @@ Cutoff lists are deduplicated and sorted: results come back in ascending layer o
 (FlagEmbedding pairs heads with a non-ascending list in the order given, which gives wrong
 scores; that quirk is deliberately not reproduced).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,5 +40,14 @@ def load_scorer(family: str, checkpoint_dir: Path | str, **kwargs: Any) -> LLMSc
     return cls(checkpoint_dir, **kwargs)
 
 
-__all__ = ["CheckpointError", "Gemma2LightweightScorer", "GemmaScorer", "LLMScorer", "MiniCPMLayerwiseScorer",
-           "SCORERS", "compress_passages", "load_scorer", "repack_right"]
+__all__ = [
+    "CheckpointError",
+    "Gemma2LightweightScorer",
+    "GemmaScorer",
+    "LLMScorer",
+    "MiniCPMLayerwiseScorer",
+    "SCORERS",
+    "compress_passages",
+    "load_scorer",
+    "repack_right",
+]

@@ -4,11 +4,13 @@ score needs, and the scorer base class shared by the three LLM reranker families
 What is never computed: layers past the deepest requested cutoff, the last executed layer for
 positions other than the scored one, and any vocabulary projection (the heads are single rows).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,12 +18,19 @@ import torch.nn.functional as F
 from reranker_core.families import family_spec
 from reranker_core.layers import describe_layers
 from reranker_server.llm import ops
-from reranker_server.llm.weights import CheckpointError, WeightReader, expect_shape, load_config, resolve_dtype
+from reranker_server.llm.weights import (
+    CheckpointError,
+    WeightReader,
+    expect_shape,
+    load_config,
+    resolve_dtype,
+)
 
 
 @dataclass
 class StackSpec:
     """Architecture of one decoder stack, read from config.json by the family classes."""
+
     vocab_size: int
     hidden_size: int
     num_hidden_layers: int
@@ -32,13 +41,13 @@ class StackSpec:
     rms_norm_eps: float
     rope_theta: float
     act: str
-    norm_offset: bool                   # Gemma (1 + w) norms in fp32, else MiniCPM plain w
-    rope_fp32: bool                     # MiniCPM rotates in fp32
+    norm_offset: bool  # Gemma (1 + w) norms in fp32, else MiniCPM plain w
+    rope_fp32: bool  # MiniCPM rotates in fp32
     attn_scale: float
     embed_scale: Callable[[torch.dtype], torch.Tensor | float]
-    residual_scale: float = 1.0         # MiniCPM scale_depth / sqrt(num_hidden_layers)
-    sandwich_norms: bool = False        # Gemma2 post-attention / pre- and post-feed-forward norms
-    sliding_window: Optional[int] = None  # Gemma2: applied on even layers
+    residual_scale: float = 1.0  # MiniCPM scale_depth / sqrt(num_hidden_layers)
+    sandwich_norms: bool = False  # Gemma2 post-attention / pre- and post-feed-forward norms
+    sliding_window: int | None = None  # Gemma2: applied on even layers
     max_position_embeddings: int = 0
 
 
@@ -54,15 +63,22 @@ class LayerWeights:
 class DecoderStack:
     """Weights and forward pieces of the stack. Rows are always right-padded here."""
 
-    def __init__(self, spec: StackSpec, reader: WeightReader, dtype: torch.dtype, device: torch.device,
-                 prefix: str = "model.") -> None:
+    def __init__(
+        self,
+        spec: StackSpec,
+        reader: WeightReader,
+        dtype: torch.dtype,
+        device: torch.device,
+        prefix: str = "model.",
+    ) -> None:
         self.spec = spec
         self.dtype = dtype
         self.device = device
         s = spec
         if s.num_heads % s.num_kv_heads:
-            raise CheckpointError(f"num_attention_heads {s.num_heads} is not a multiple of "
-                                  f"num_key_value_heads {s.num_kv_heads}")
+            raise CheckpointError(
+                f"num_attention_heads {s.num_heads} is not a multiple of num_key_value_heads {s.num_kv_heads}"
+            )
         self.act = ops.activation(s.act)
 
         def load(name: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -77,27 +93,39 @@ class DecoderStack:
         self.layers: list[LayerWeights] = []
         for i in range(s.num_hidden_layers):
             p = f"layers.{i}."
-            qkv = torch.cat([load(p + "self_attn.q_proj.weight", (q_out, s.hidden_size)),
-                             load(p + "self_attn.k_proj.weight", (kv_out, s.hidden_size)),
-                             load(p + "self_attn.v_proj.weight", (kv_out, s.hidden_size))])
+            qkv = torch.cat(
+                [
+                    load(p + "self_attn.q_proj.weight", (q_out, s.hidden_size)),
+                    load(p + "self_attn.k_proj.weight", (kv_out, s.hidden_size)),
+                    load(p + "self_attn.v_proj.weight", (kv_out, s.hidden_size)),
+                ]
+            )
             for bias in ("q_proj", "k_proj", "v_proj", "o_proj"):
                 if f"{prefix}{p}self_attn.{bias}.bias" in reader:
                     raise CheckpointError("attention biases are not supported (attention_bias must be false)")
-            gate_up = torch.cat([load(p + "mlp.gate_proj.weight", (s.intermediate_size, s.hidden_size)),
-                                 load(p + "mlp.up_proj.weight", (s.intermediate_size, s.hidden_size))])
-            self.layers.append(LayerWeights(
-                qkv=self._cast(qkv),
-                o=self._cast(load(p + "self_attn.o_proj.weight", (s.hidden_size, q_out))),
-                gate_up=self._cast(gate_up),
-                down=self._cast(load(p + "mlp.down_proj.weight", (s.hidden_size, s.intermediate_size))),
-                norms={n: self._norm_weight(load(p + n + ".weight", (s.hidden_size,))) for n in norm_names},
-            ))
+            gate_up = torch.cat(
+                [
+                    load(p + "mlp.gate_proj.weight", (s.intermediate_size, s.hidden_size)),
+                    load(p + "mlp.up_proj.weight", (s.intermediate_size, s.hidden_size)),
+                ]
+            )
+            self.layers.append(
+                LayerWeights(
+                    qkv=self._cast(qkv),
+                    o=self._cast(load(p + "self_attn.o_proj.weight", (s.hidden_size, q_out))),
+                    gate_up=self._cast(gate_up),
+                    down=self._cast(load(p + "mlp.down_proj.weight", (s.hidden_size, s.intermediate_size))),
+                    norms={
+                        n: self._norm_weight(load(p + n + ".weight", (s.hidden_size,))) for n in norm_names
+                    },
+                )
+            )
 
     def _cast(self, t: torch.Tensor) -> torch.Tensor:
         return t.to(device=self.device, dtype=self.dtype).contiguous()
 
     def _norm_weight(self, w: torch.Tensor) -> torch.Tensor:
-        if self.spec.norm_offset:   # (1 + w) in fp32, exactly as Gemma computes it per call
+        if self.spec.norm_offset:  # (1 + w) in fp32, exactly as Gemma computes it per call
             return (1.0 + w.to(self.device).float()).contiguous()
         return self._cast(w)
 
@@ -109,11 +137,17 @@ class DecoderStack:
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.embed) * self.spec.embed_scale(self.dtype)
 
-    def sliding(self, idx: int) -> Optional[int]:
+    def sliding(self, idx: int) -> int | None:
         return self.spec.sliding_window if (self.spec.sliding_window is not None and idx % 2 == 0) else None
 
-    def layer(self, idx: int, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor,
-              positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def layer(
+        self,
+        idx: int,
+        h: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Run layer idx on right-padded h [B, L, H]. With positions [B] only those rows' outputs
         are computed (queries at those positions; keys and values from the whole row): [B, 1, H]."""
         s, w = self.spec, self.layers[idx]
@@ -138,13 +172,16 @@ class DecoderStack:
         v = v.view(bsz, length, s.num_kv_heads, s.head_dim).transpose(1, 2)
         q = ops.apply_rope(q, q_cos, q_sin, s.rope_fp32)
         k = ops.apply_rope(k, cos[:length], sin[:length], s.rope_fp32)
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=s.attn_scale,
-                                              enable_gqa=s.num_kv_heads != s.num_heads)
+        attn = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, scale=s.attn_scale, enable_gqa=s.num_kv_heads != s.num_heads
+        )
         attn = F.linear(attn.transpose(1, 2).reshape(bsz, -1, q_out), w.o)
         if s.sandwich_norms:
             attn = self.norm(attn, w.norms["post_attention_layernorm"])
         h = residual + attn * s.residual_scale if s.residual_scale != 1.0 else residual + attn
-        x = self.norm(h, w.norms["pre_feedforward_layernorm" if s.sandwich_norms else "post_attention_layernorm"])
+        x = self.norm(
+            h, w.norms["pre_feedforward_layernorm" if s.sandwich_norms else "post_attention_layernorm"]
+        )
         gate, up = F.linear(x, w.gate_up).chunk(2, dim=-1)
         x = F.linear(self.act(gate) * up, w.down)
         if s.sandwich_norms:
@@ -158,8 +195,10 @@ def repack_right(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple
     The mask's ones must be one contiguous run per row (left, right or no padding). Returns
     (ids [B, L'], lengths [B])."""
     if input_ids.dim() != 2 or input_ids.shape != attention_mask.shape:
-        raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} "
-                         "must both be [batch, length]")
+        raise ValueError(
+            f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} "
+            "must both be [batch, length]"
+        )
     mask = attention_mask != 0
     lengths = mask.sum(dim=1)
     if bool((lengths == 0).any()):
@@ -187,8 +226,14 @@ class LLMScorer:
     config: dict[str, Any]
     stack: DecoderStack
 
-    def __init__(self, checkpoint_dir: Path | str, *, dtype: str | torch.dtype = "fp32",
-                 device: str | torch.device = "cpu", allow_pickle: bool = False) -> None:
+    def __init__(
+        self,
+        checkpoint_dir: Path | str,
+        *,
+        dtype: str | torch.dtype = "fp32",
+        device: str | torch.device = "cpu",
+        allow_pickle: bool = False,
+    ) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.dtype = resolve_dtype(dtype)
         self.device = torch.device(device)
@@ -196,7 +241,7 @@ class LLMScorer:
         if self.config.get("rope_scaling"):
             raise CheckpointError(f"rope_scaling {self.config['rope_scaling']} is not supported")
         self.reader = WeightReader(self.checkpoint_dir, allow_pickle=allow_pickle)
-        self._rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # --- family hooks -------------------------------------------------------------------------
     @property
@@ -218,14 +263,20 @@ class LLMScorer:
         """Score [B] (fp32) from the final-normed hidden state [B, H] at the scored position."""
         raise NotImplementedError
 
-    def _compress(self, h: torch.Tensor, lengths: torch.Tensor, ratio: int, query_lengths: torch.Tensor,
-                  prompt_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _compress(
+        self,
+        h: torch.Tensor,
+        lengths: torch.Tensor,
+        ratio: int,
+        query_lengths: torch.Tensor,
+        prompt_lengths: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     supports_compression: bool = False
 
     # --- shared machinery ---------------------------------------------------------------------
-    def resolve_cutoffs(self, cutoff_layers: Optional[Sequence[int] | int]) -> list[int]:
+    def resolve_cutoffs(self, cutoff_layers: Sequence[int] | int | None) -> list[int]:
         """Ascending unique cutoffs, each checked against allowed_cutoffs() (ValueError if not)."""
         if cutoff_layers is None:
             return self.default_cutoffs()
@@ -243,14 +294,23 @@ class LLMScorer:
     def rope(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._rope is None or self._rope[0].shape[0] < length:
             size = max(length, 512)
-            self._rope = ops.rope_tables(self.stack.spec.head_dim, self.stack.spec.rope_theta, size, self.device)
+            self._rope = ops.rope_tables(
+                self.stack.spec.head_dim, self.stack.spec.rope_theta, size, self.device
+            )
         return self._rope
 
     @torch.inference_mode()
-    def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
-              cutoff_layers: Optional[Sequence[int] | int] = None, compress_ratio: int = 1,
-              compress_layers: Optional[Sequence[int]] = None, query_lengths: Optional[torch.Tensor] = None,
-              prompt_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def score(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        *,
+        cutoff_layers: Sequence[int] | int | None = None,
+        compress_ratio: int = 1,
+        compress_layers: Sequence[int] | None = None,
+        query_lengths: torch.Tensor | None = None,
+        prompt_lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Scores [B, n_cutoffs] (fp32, ascending cutoff order) for left- or right-padded rows,
         every argument checked (library use; the served model validates once and calls score_rows)."""
         cutoffs = self.resolve_cutoffs(cutoff_layers)
@@ -260,14 +320,21 @@ class LLMScorer:
         compress_at = self._compress_plan(compress_ratio, compress_layers, cutoffs[-1])
         if compress_at:
             query_lengths, prompt_lengths = self._segments(query_lengths, prompt_lengths, lengths)
-        return self.score_rows(ids, lengths, cutoffs, compress_ratio, sorted(compress_at),
-                               query_lengths, prompt_lengths)
+        return self.score_rows(
+            ids, lengths, cutoffs, compress_ratio, sorted(compress_at), query_lengths, prompt_lengths
+        )
 
     @torch.inference_mode()
-    def score_rows(self, ids: torch.Tensor, lengths: torch.Tensor, cutoffs: Sequence[int],
-                   compress_ratio: int = 1, compress_layers: Sequence[int] = (),
-                   query_lengths: Optional[torch.Tensor] = None,
-                   prompt_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def score_rows(
+        self,
+        ids: torch.Tensor,
+        lengths: torch.Tensor,
+        cutoffs: Sequence[int],
+        compress_ratio: int = 1,
+        compress_layers: Sequence[int] = (),
+        query_lengths: torch.Tensor | None = None,
+        prompt_lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Scores [B, len(cutoffs)] for validated input: right-padded `ids` [B, L] with `lengths`
         [B], allowed ascending `cutoffs`, and compression layers strictly inside the deepest cutoff
         (with every row's query and prompt lengths) or none."""
@@ -280,7 +347,7 @@ class LLMScorer:
         rope = self.rope(h.shape[1])
         results: list[torch.Tensor] = []
         rows = torch.arange(ids.shape[0], device=self.device)
-        mask_cache: dict[Optional[int], torch.Tensor] = {}
+        mask_cache: dict[int | None, torch.Tensor] = {}
         for idx in range(deepest):
             if idx in cutoffs:
                 results.append(self._head(idx, len(results), h[rows, lengths - 1]))
@@ -304,7 +371,7 @@ class LLMScorer:
     def _head(self, cutoff: int, ordinal: int, hidden: torch.Tensor) -> torch.Tensor:
         return self.head_scores(cutoff, ordinal, self.stack.norm(hidden, self.stack.final_norm))
 
-    def _compress_plan(self, ratio: int, layers: Optional[Sequence[int]], deepest: int) -> set[int]:
+    def _compress_plan(self, ratio: int, layers: Sequence[int] | None, deepest: int) -> set[int]:
         if ratio in (None, 1):
             return set()
         if not self.supports_compression:
@@ -314,8 +381,12 @@ class LLMScorer:
             raise ValueError(f"compress_ratio must be one of {', '.join(map(str, ratios))} (got {ratio})")
         return {int(c) for c in (layers or []) if 0 < int(c) < deepest}
 
-    def _segments(self, query_lengths: Optional[torch.Tensor], prompt_lengths: Optional[torch.Tensor],
-                  lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _segments(
+        self,
+        query_lengths: torch.Tensor | None,
+        prompt_lengths: torch.Tensor | None,
+        lengths: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if query_lengths is None or prompt_lengths is None:
             raise ValueError("compression needs query_lengths and prompt_lengths for every row")
         q = torch.as_tensor(query_lengths, device=self.device).long().reshape(-1)

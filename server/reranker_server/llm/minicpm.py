@@ -1,5 +1,6 @@
 """bge-reranker-v2-minicpm-layerwise (LayerWiseFlagLLMReranker): MiniCPM blocks; the score at
 cutoff c is head[c - start_layer] (hidden -> 1) on the final-normed state after c layers."""
+
 from __future__ import annotations
 
 import math
@@ -25,11 +26,19 @@ class MiniCPMLayerwiseScorer(LLMScorer):
             raise CheckpointError("pretraining_tp > 1 is not supported")
         heads, layers, hidden = c["num_attention_heads"], c["num_hidden_layers"], c["hidden_size"]
         spec = StackSpec(
-            vocab_size=c["vocab_size"], hidden_size=hidden, num_hidden_layers=layers,
-            num_heads=heads, num_kv_heads=c.get("num_key_value_heads") or heads, head_dim=hidden // heads,
-            intermediate_size=c["intermediate_size"], rms_norm_eps=c.get("rms_norm_eps", 1e-6),
-            rope_theta=c.get("rope_theta", 10000.0), act=c.get("hidden_act", "silu"),
-            norm_offset=False, rope_fp32=True, attn_scale=(hidden // heads) ** -0.5,
+            vocab_size=c["vocab_size"],
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_heads=heads,
+            num_kv_heads=c.get("num_key_value_heads") or heads,
+            head_dim=hidden // heads,
+            intermediate_size=c["intermediate_size"],
+            rms_norm_eps=c.get("rms_norm_eps", 1e-6),
+            rope_theta=c.get("rope_theta", 10000.0),
+            act=c.get("hidden_act", "silu"),
+            norm_offset=False,
+            rope_fp32=True,
+            attn_scale=(hidden // heads) ** -0.5,
             embed_scale=lambda dtype, s=c.get("scale_emb", 1): s,
             residual_scale=c.get("scale_depth", 1) / math.sqrt(layers),
             max_position_embeddings=c.get("max_position_embeddings", 0),
@@ -42,9 +51,9 @@ class MiniCPMLayerwiseScorer(LLMScorer):
             names = [f"lm_head.{j}.linear_head.weight" for j in range(layers + 1 - self.start_layer)]
         else:
             names = ["lm_head.linear_head.weight"]
-        self.heads = torch.stack([
-            expect_shape(n, self.reader.get(n), (1, hidden))[0] for n in names
-        ]).to(device=self.device, dtype=self.dtype)
+        self.heads = torch.stack([expect_shape(n, self.reader.get(n), (1, hidden))[0] for n in names]).to(
+            device=self.device, dtype=self.dtype
+        )
         self.head_multi = bool(c.get("head_multi", True))
         self.reader = None
 

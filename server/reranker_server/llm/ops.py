@@ -3,9 +3,10 @@
 Each op mirrors, operation by operation, the transformers 4.47 / FlagEmbedding 1.4.2 code the
 reference scores come from, so fp32 results agree to rounding noise.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +43,13 @@ def rms_norm_plain(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.T
     return (x * torch.rsqrt(variance + eps)).to(x.dtype) * weight
 
 
-def rope_tables(head_dim: int, theta: float, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(
+    head_dim: int, theta: float, length: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """fp32 cos/sin tables [length, head_dim] for positions 0..length-1 (HF half-split layout)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim))
+    inv_freq = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim)
+    )
     positions = torch.arange(length, device=device, dtype=torch.float32)
     freqs = positions[:, None] * inv_freq[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
@@ -66,7 +71,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, fp32: bool
     return x * cos + _rotate_half(x) * sin
 
 
-def attention_mask(lengths: torch.Tensor, length: int, sliding_window: Optional[int]) -> torch.Tensor:
+def attention_mask(lengths: torch.Tensor, length: int, sliding_window: int | None) -> torch.Tensor:
     """Boolean [B, 1, L, L] mask for right-padded rows: causal, real keys only, optional window
     (key j visible from query i when i - sliding_window < j <= i)."""
     device = lengths.device
@@ -79,8 +84,9 @@ def attention_mask(lengths: torch.Tensor, length: int, sliding_window: Optional[
     return (allowed[None, :, :] & keys[:, None, :]).unsqueeze(1)
 
 
-def query_mask(lengths: torch.Tensor, positions: torch.Tensor, length: int,
-               sliding_window: Optional[int]) -> torch.Tensor:
+def query_mask(
+    lengths: torch.Tensor, positions: torch.Tensor, length: int, sliding_window: int | None
+) -> torch.Tensor:
     """Boolean [B, 1, 1, L] mask for one query per row at `positions` (right-padded rows)."""
     j = torch.arange(length, device=lengths.device)[None, :]
     allowed = (j <= positions[:, None]) & (j < lengths[:, None])

@@ -4,19 +4,26 @@ safetensors weights (one file or shards listed in model.safetensors.index.json).
 Pickle checkpoints (pytorch_model*.bin) can run arbitrary code when loaded; they are refused
 unless the caller passes allow_pickle=True (then loaded with torch.load(weights_only=True)).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 
 from reranker_core.files import PICKLE_FILE, PICKLE_INDEX, SAFETENSORS_FILE, SAFETENSORS_INDEX
 
-
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
-          "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
 
 
 class CheckpointError(ValueError):
@@ -50,7 +57,9 @@ class WeightReader:
             index = json.loads((self.dir / SAFETENSORS_INDEX).read_text())
             self._files = {name: self.dir / shard for name, shard in index["weight_map"].items()}
         elif (self.dir / SAFETENSORS_FILE).is_file():
-            self._files = {name: self.dir / SAFETENSORS_FILE for name in self._keys(self.dir / SAFETENSORS_FILE)}
+            self._files = {
+                name: self.dir / SAFETENSORS_FILE for name in self._keys(self.dir / SAFETENSORS_FILE)
+            }
         else:
             pickles = [p for p in (self.dir / PICKLE_FILE, self.dir / PICKLE_INDEX) if p.is_file()]
             if not pickles:
@@ -58,12 +67,14 @@ class WeightReader:
             if not allow_pickle:
                 raise CheckpointError(
                     f"{self.dir} holds only pickle weights ({pickles[0].name}); convert them to safetensors "
-                    "or pass allow_pickle=True if you trust the checkpoint")
+                    "or pass allow_pickle=True if you trust the checkpoint"
+                )
             self._pickled = self._load_pickles()
 
     @staticmethod
     def _keys(path: Path) -> Iterable[str]:
         from safetensors import safe_open
+
         with safe_open(str(path), framework="pt") as f:
             return list(f.keys())
 
@@ -92,6 +103,7 @@ class WeightReader:
         if name not in self._files:
             raise CheckpointError(f"tensor {name!r} missing from the checkpoint in {self.dir}")
         from safetensors import safe_open
+
         with safe_open(str(self._files[name]), framework="pt") as f:
             return f.get_tensor(name)
 
