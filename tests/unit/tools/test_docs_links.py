@@ -17,7 +17,7 @@ FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 # A path-like token: at least one "/" between name characters (no placeholders such as <name>).
-PATH_TOKEN = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-/]*/[A-Za-z0-9_.\-/]*")
+PATH_TOKEN = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.+\-/]*/[A-Za-z0-9_.+\-/]*")
 # Generated or per-deployment locations a page may name without the tree holding them.
 NOT_IN_TREE = ("model_repository/", "secrets/", ".venv", ".whl/")
 
