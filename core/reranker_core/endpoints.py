@@ -191,8 +191,12 @@ class EndpointPool:
         self._pinned: set[str] = set()
         self._resolve_at = float("-inf")
         self.resolve_error = ""
+        # One fixed address: nothing to choose from, so nothing to probe; it is always tried.
+        self.single = not self.spec.dynamic and len(self.spec.addresses) == 1
         if not self.spec.dynamic:
             self._apply(self.spec.addresses)
+        if self.single:
+            self.endpoints[0].state = State.LIVE
 
     # -- membership ------------------------------------------------------------------------------
     @property
@@ -203,15 +207,24 @@ class EndpointPool:
         return self.spec.dynamic and self.clock() >= self._resolve_at
 
     def resolve(self) -> None:
-        """Resolve a dns:/// name now (through the resolver: blocking I/O) and apply the answer. A
-        failed or empty answer keeps the current endpoints (a failing one is ejected by its requests)."""
-        if not self.spec.dynamic:
-            return
-        self._resolve_at = self.clock() + self.options.refresh_s
+        """Resolve a dns:/// name now and apply the answer (lookup + apply_resolved)."""
+        if self.spec.dynamic:
+            self.apply_resolved(self.lookup())
+
+    def lookup(self) -> list[str] | OSError:
+        """The resolver's answer for the dns:/// name (blocking I/O: asyncio code runs it in a
+        thread), or the error it raised. It touches no state of the pool."""
         try:
-            addresses = self.resolver(self.spec.dns_host, self.spec.dns_port)
+            return list(self.resolver(self.spec.dns_host, self.spec.dns_port))
         except OSError as exc:
-            self.resolve_error = f"cannot resolve {self.spec}: {exc}"
+            return exc
+
+    def apply_resolved(self, addresses: list[str] | OSError) -> None:
+        """Take a lookup's answer: new addresses join as not yet probed, missing ones leave. A failed
+        or empty answer keeps the current endpoints (a failing one is ejected by its requests)."""
+        self._resolve_at = self.clock() + self.options.refresh_s
+        if isinstance(addresses, OSError):
+            self.resolve_error = f"cannot resolve {self.spec}: {addresses}"
             return
         if not addresses:
             self.resolve_error = f"{self.spec} resolved to no address"
@@ -284,12 +297,12 @@ class EndpointPool:
         if endpoint.state is State.EJECTED:  # the last-resort pick worked: it is back
             endpoint.state, endpoint.reason = State.LIVE, ""
 
-    def failed(self, endpoint: Endpoint, failure: Classified) -> None:
-        """A request to `endpoint` failed; a replica failure ejects it."""
+    def failed(self, endpoint: Endpoint, reason: str, replica_failure: bool) -> None:
+        """A request to `endpoint` failed; a replica failure (see triton_errors) ejects it."""
         endpoint.in_flight = max(0, endpoint.in_flight - 1)
         endpoint.failures += 1
-        if failure.replica_failure:
-            self.eject(endpoint, f"{failure.kind.value}: {failure.message}")
+        if replica_failure:
+            self.eject(endpoint, reason)
 
     def eject(self, endpoint: Endpoint, reason: str) -> None:
         """Take the endpoint out of rotation until a probe after the backoff says it is back."""
@@ -306,22 +319,28 @@ class EndpointPool:
         return base * (1 + o.jitter * (2 * self.rng.random() - 1))
 
     # -- probes ----------------------------------------------------------------------------------
+    def endpoints_due(self) -> bool:
+        """Some endpoint is due for a probe (probes_due() would return it)."""
+        now = self.clock()
+        return any(self._due(e, now) for e in self._endpoints.values())
+
     def probes_due(self) -> list[Endpoint]:
         """Endpoints to probe now (marked as being probed): new ones, ejected ones whose backoff
         is over, and live ones not probed for health_s."""
-        now, health = self.clock(), self.options.health_s
-        due = []
-        for e in self._endpoints.values():
-            if e.probing:
-                continue
-            if (
-                e.state is State.PENDING
-                or (e.state is State.EJECTED and now >= e.retry_at)
-                or (e.state is State.LIVE and health > 0 and now - e.probed_at >= health)
-            ):
-                e.probing = True
-                due.append(e)
+        due = [e for e in self._endpoints.values() if self._due(e, self.clock())]
+        for e in due:
+            e.probing = True
         return due
+
+    def _due(self, e: Endpoint, now: float) -> bool:
+        if e.probing or self.single:
+            return False
+        health = self.options.health_s
+        return (
+            e.state is State.PENDING
+            or (e.state is State.EJECTED and now >= e.retry_at)
+            or (e.state is State.LIVE and health > 0 and now - e.probed_at >= health)
+        )
 
     def probe_passed(self, endpoint: Endpoint, fingerprints: dict[str, str]) -> None:
         """The endpoint is ready and serves these models with these manifest fingerprints."""
@@ -362,7 +381,7 @@ class Route:
     def __init__(self, pool: EndpointPool, model: str | None, deadline: float | None) -> None:
         self.pool, self.model, self.deadline = pool, model, deadline
         self.tried: list[Endpoint] = []
-        self.last: Classified | None = None
+        self.last = ""  # the reason of the last failure
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - self.pool.clock()
@@ -380,8 +399,12 @@ class Route:
     def succeeded(self, endpoint: Endpoint) -> None:
         self.pool.succeeded(endpoint)
 
-    def failed(self, endpoint: Endpoint, failure: Classified) -> bool:
-        """Record the failure; True: try another endpoint."""
-        self.pool.failed(endpoint, failure)
-        self.last = failure
-        return failure.replica_failure
+    def failed(self, endpoint: Endpoint, reason: str, replica_failure: bool) -> bool:
+        """Record a failure; True (a replica failure): try another endpoint."""
+        self.pool.failed(endpoint, reason, replica_failure)
+        self.last = reason
+        return replica_failure
+
+    def failed_with(self, endpoint: Endpoint, failure: Classified) -> bool:
+        """`failed` for a classified failure."""
+        return self.failed(endpoint, f"{failure.kind.value}: {failure.message}", failure.replica_failure)

@@ -49,10 +49,11 @@ _REPLICA_FAILURES = frozenset(
 
 @dataclass(frozen=True)
 class Classified:
-    """A failure's kind and the server's (or library's) own words."""
+    """A failure's kind and the server's own words (answered) or the library's error."""
 
     kind: Failure
     message: str
+    answered: bool = True  # the server answered with an error (else the call itself failed)
 
     @property
     def replica_failure(self) -> bool:
@@ -105,5 +106,5 @@ def classify(exc: BaseException) -> Classified:
         return Classified(classify_status(str(getattr(code, "name", code) or ""), message), message)
     text = f"{type(exc).__name__}: {exc}"
     if dropped_connection(exc):
-        return Classified(Failure.UNREACHABLE, text)
-    return Classified(Failure.SERVER_ERROR, text)
+        return Classified(Failure.UNREACHABLE, text, answered=False)
+    return Classified(Failure.SERVER_ERROR, text, answered=False)

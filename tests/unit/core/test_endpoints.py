@@ -105,7 +105,7 @@ def test_a_failed_replica_is_ejected_and_probed_back_with_growing_backoff():
     a, b = pool.endpoints
     route = pool.route("m")
     first = route.next()
-    assert route.failed(first, DOWN)  # retry elsewhere
+    assert route.failed_with(first, DOWN)  # retry elsewhere
     assert first.state is State.EJECTED and first.ejections == 1
     second = route.next()
     assert second is not first
@@ -140,7 +140,7 @@ def test_a_final_error_is_not_retried_and_does_not_eject():
     pool = live_pool("a:1,b:2")
     route = pool.route("m")
     endpoint = route.next()
-    assert not route.failed(endpoint, BAD_INPUT)
+    assert not route.failed_with(endpoint, BAD_INPUT)
     assert endpoint.state is State.LIVE and endpoint.failures == 1 and endpoint.in_flight == 0
 
 
@@ -189,7 +189,7 @@ def test_the_route_stops_at_its_deadline():
     route = pool.route("m", deadline=clock.now + 1.0)
     endpoint = route.next()
     clock.now += 1.5
-    assert route.failed(endpoint, DOWN)
+    assert route.failed_with(endpoint, DOWN)
     assert route.next() is None and route.remaining() < 0
 
 
@@ -231,12 +231,22 @@ def test_dns_names_are_resolved_again_and_replicas_come_and_go():
 
 def test_live_replicas_are_probed_again_every_health_interval():
     clock = Clock()
-    pool = live_pool("a:1", clock, health_s=2.0)
+    pool = live_pool("a:1,b:2", clock, health_s=2.0)
     assert pool.probes_due() == []
     clock.now += 2.0
-    (endpoint,) = pool.probes_due()
+    endpoint, _ = pool.probes_due()
     pool.probe_failed(endpoint, "not ready")
     assert endpoint.state is State.EJECTED
+
+
+def test_a_single_address_is_never_probed_and_always_tried():
+    clock = Clock()
+    pool = EndpointPool("a:1", PoolOptions(health_s=1.0), clock=clock)
+    (endpoint,) = pool.endpoints
+    assert endpoint.state is State.LIVE and pool.probes_due() == []
+    pool.eject(endpoint, "down")
+    clock.now += 100
+    assert pool.probes_due() == [] and pool.route("m").next() is endpoint
 
 
 def test_fingerprint_is_stable_and_differs_by_manifest():
