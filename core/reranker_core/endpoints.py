@@ -6,8 +6,10 @@ of its own. The adapters run the calls and tell the pool what happened:
 - Endpoints are given as one address (`host:8001`), a comma-separated list (`a:8001,b:8001`) or a
   DNS name that resolves to several addresses (`dns:///triton-headless.ns.svc:8001`), re-resolved
   every `refresh_s` through an injectable resolver (socket.getaddrinfo by default).
-- Each request goes to one live endpoint chosen by the power of two choices on the number of
-  outstanding requests: a slow replica holds more requests in flight, so it is picked less often.
+- Each request goes to one live endpoint chosen by the power of two choices on its expected
+  wait: (requests in flight + 1) x its recent latency (an exponentially weighted moving
+  average). A slow replica holds more requests for longer, so it is picked less often, and only
+  when the others are busy enough that it would answer no later than they would.
 - An endpoint is used only once a probe said it is ready and which manifest fingerprint (per
   model) it serves; one serving another manifest than the expected one gets no request for that
   model. A request that failed with a replica failure (see triton_errors) ejects the endpoint:
@@ -130,6 +132,8 @@ class Endpoint:
     ejections: int = 0
     strikes: int = 0  # ejections since the last successful request: sets the backoff
     retry_at: float = 0.0
+    latency_s: float | None = None  # moving average of successful requests' durations
+    sampled_at: float = float("-inf")  # when latency_s last had a new duration
     probed_at: float = float("-inf")
     probing: bool = False
     reason: str = ""
@@ -153,13 +157,16 @@ class EndpointStatus:
 class PoolOptions:
     """refresh_s: how often a dns:/// name is resolved again; health_s: how often a live endpoint
     is probed (0: only on failure); eject_base_s doubling up to eject_max_s (+-jitter): how long an
-    ejected endpoint waits before its next probe."""
+    ejected endpoint waits before its next probe; latency_weight: of each new request duration in
+    an endpoint's moving average."""
 
     refresh_s: float = 10.0
     health_s: float = 2.0
     eject_base_s: float = 0.25
-    eject_max_s: float = 30.0
+    eject_max_s: float = 5.0
     jitter: float = 0.2
+    latency_weight: float = 0.2  # weight of a new duration in the moving average
+    latency_ttl_s: float = 10.0  # an average this old is forgotten: the endpoint is tried afresh
 
     def __post_init__(self) -> None:
         if not self.refresh_s > 0:
@@ -168,6 +175,8 @@ class PoolOptions:
             raise InputError("pool intervals must be >= 0 with eject_max_s >= eject_base_s")
         if not 0 <= self.jitter <= 1:
             raise InputError("pool jitter must be in [0, 1]")
+        if not 0 < self.latency_weight <= 1:
+            raise InputError("pool latency_weight must be in (0, 1]")
 
 
 class EndpointPool:
@@ -267,7 +276,7 @@ class EndpointPool:
 
     # -- selection -------------------------------------------------------------------------------
     def pick(self, model: str | None = None, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:
-        """A live endpoint that serves `model`, by the power of two choices on requests in flight;
+        """A live endpoint that serves `model`, by the power of two choices on the expected wait;
         when none is live, the ejected (or not yet probed) one due soonest, as a last resort; None
         when none is left."""
         excluded = {id(e) for e in exclude}
@@ -281,7 +290,19 @@ class EndpointPool:
         if len(live) == 1:
             return live[0]
         a, b = self.rng.sample(live, 2)
-        return a if a.in_flight <= b.in_flight else b
+        now = self.clock()
+        known = [x for e in live if (x := self._latency(e, now)) is not None]
+        usual = min(known) if known else 1.0  # no recent sample: as fast as the best one
+        return a if self._wait(a, usual, now) <= self._wait(b, usual, now) else b
+
+    def _latency(self, endpoint: Endpoint, now: float) -> float | None:
+        if endpoint.latency_s is None or now - endpoint.sampled_at > self.options.latency_ttl_s:
+            return None
+        return endpoint.latency_s
+
+    def _wait(self, endpoint: Endpoint, usual: float, now: float) -> tuple[float, int]:
+        latency = self._latency(endpoint, now)
+        return (endpoint.in_flight + 1) * (usual if latency is None else latency), endpoint.in_flight
 
     def live(self, model: str | None = None) -> list[Endpoint]:
         return [e for e in self._endpoints.values() if e.state is State.LIVE and self.serves(e, model)]
@@ -291,9 +312,17 @@ class EndpointPool:
         endpoint.in_flight += 1
         endpoint.requests += 1
 
-    def succeeded(self, endpoint: Endpoint) -> None:
+    def succeeded(self, endpoint: Endpoint, duration_s: float | None = None) -> None:
+        """A request to `endpoint` answered, after `duration_s` (None: not measured)."""
         endpoint.in_flight = max(0, endpoint.in_flight - 1)
         endpoint.strikes = 0
+        if duration_s is not None:
+            now = self.clock()
+            previous, weight = self._latency(endpoint, now), self.options.latency_weight
+            endpoint.latency_s = (
+                duration_s if previous is None else previous + weight * (duration_s - previous)
+            )
+            endpoint.sampled_at = now
         if endpoint.state is State.EJECTED:  # the last-resort pick worked: it is back
             endpoint.state, endpoint.reason = State.LIVE, ""
 
@@ -381,6 +410,7 @@ class Route:
     def __init__(self, pool: EndpointPool, model: str | None, deadline: float | None) -> None:
         self.pool, self.model, self.deadline = pool, model, deadline
         self.tried: list[Endpoint] = []
+        self._sent_at = 0.0
         self.last = ""  # the reason of the last failure
 
     def remaining(self) -> float | None:
@@ -394,10 +424,11 @@ class Route:
         if endpoint is not None:
             self.tried.append(endpoint)
             self.pool.started(endpoint)
+            self._sent_at = self.pool.clock()
         return endpoint
 
     def succeeded(self, endpoint: Endpoint) -> None:
-        self.pool.succeeded(endpoint)
+        self.pool.succeeded(endpoint, self.pool.clock() - self._sent_at)
 
     def failed(self, endpoint: Endpoint, reason: str, replica_failure: bool) -> bool:
         """Record a failure; True (a replica failure): try another endpoint."""

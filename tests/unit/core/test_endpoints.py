@@ -99,6 +99,32 @@ def test_power_of_two_choices_spreads_evenly_and_avoids_the_busy_replica():
     assert picks[slow.address] == 0, picks  # it always loses a draw against an idle one
 
 
+def test_a_slow_replica_gets_requests_only_when_the_others_are_busier():
+    clock = Clock()
+    pool = live_pool("a:1,b:2,c:3", clock)
+    fast_a, fast_b, slow = pool.endpoints
+    for endpoint, duration in ((fast_a, 0.02), (fast_b, 0.02), (slow, 0.2)):
+        route = pool.route("m")
+        pool.started(endpoint)
+        route._sent_at = clock.now - duration
+        route.succeeded(endpoint)
+    assert slow.latency_s == pytest.approx(0.2)
+    fast_a.in_flight = fast_b.in_flight = 3  # expected wait 4 x 20 ms < 200 ms
+    assert Counter(pool.pick("m").address for _ in range(300))[slow.address] == 0
+    fast_a.in_flight = fast_b.in_flight = 12  # 13 x 20 ms > 200 ms: the slow one is quicker now
+    assert Counter(pool.pick("m").address for _ in range(300))[slow.address] > 50
+    route = pool.route("m")
+    pool.started(slow)
+    route._sent_at = clock.now - 0.02
+    route.succeeded(slow)  # it got faster: the average follows
+    assert slow.latency_s == pytest.approx(0.2 + 0.2 * (0.02 - 0.2))
+    slow.latency_s = 0.2
+    fast_a.in_flight = fast_b.in_flight = 3
+    clock.now += 10.5  # no new duration for longer than latency_ttl_s: tried afresh
+    fast_a.sampled_at = fast_b.sampled_at = clock.now
+    assert Counter(pool.pick("m").address for _ in range(300))[slow.address] > 50
+
+
 def test_a_failed_replica_is_ejected_and_probed_back_with_growing_backoff():
     clock = Clock()
     pool = live_pool("a:1,b:2", clock, eject_base_s=1.0, eject_max_s=4.0, jitter=0.0, health_s=0)
