@@ -1,11 +1,12 @@
 """A latency-bound stand-in for a Triton replica: a KServe v2 gRPC server (grpc.aio) serving one
-text model `<name>-text` whose every request takes `latency_s` of waiting, not of CPU, and scores
-each passage by a hash of its text (the same on every replica). It answers the calls the rerank
+text model `<name>-text` whose every request takes `latency_s` of waiting, not of CPU, at most
+`capacity` at a time (like that many model instances; the others queue), and scores each passage
+by a hash of its text (the same on every replica). It answers the calls the rerank
 API makes: liveness, readiness, model config (with a reranker manifest), repository index, infer.
 
 With it, the replica benchmark measures the API's balancing and its own CPU rather than the
 model's, and the tests get a replica that is slow on purpose. Run one or several in a process:
-`python -m bench.fake_triton --ports 9001,9002 --latency-ms 20`.
+`python -m bench.fake_triton --ports 9001,9002 --latency-ms 20,200 --capacity 2`.
 """
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ def bytes_items(raw: bytes) -> list[bytes]:
 class FakeService(service_pb2_grpc.GRPCInferenceServiceServicer):
     """The KServe v2 calls the rerank API uses, for models `name` and `name-text`."""
 
-    def __init__(self, name: str, latency_s: float, manifest: dict | None = None) -> None:
-        self.name, self.latency_s = name, latency_s
+    def __init__(
+        self, name: str, latency_s: float, manifest: dict | None = None, capacity: int | None = None
+    ) -> None:
+        self.name, self.latency_s, self.capacity = name, latency_s, capacity
+        self._slots: asyncio.Semaphore | None = None
         self.text_model = f"{name}-text"
         self.manifest = json.dumps(manifest or MANIFEST, sort_keys=True)
         self.requests = 0
@@ -85,7 +89,13 @@ class FakeService(service_pb2_grpc.GRPCInferenceServiceServicer):
         names = [i.name for i in request.inputs]
         query = bytes_items(request.raw_input_contents[names.index("query")])[0]
         passages = bytes_items(request.raw_input_contents[names.index("passages")])
-        await asyncio.sleep(self.latency_s)
+        if self.capacity is None:
+            await asyncio.sleep(self.latency_s)
+        else:
+            if self._slots is None:
+                self._slots = asyncio.Semaphore(self.capacity)
+            async with self._slots:
+                await asyncio.sleep(self.latency_s)
         scores = np.array([[passage_score(query, p) for p in passages]], dtype=np.float32)
         response = service_pb2.ModelInferResponse(model_name=request.model_name, model_version="1")
         response.outputs.add(name="scores", datatype="FP32", shape=list(scores.shape))
@@ -97,9 +107,14 @@ class FakeTriton:
     """One fake replica on 127.0.0.1:`port` (0: a free port), served by a thread of its own."""
 
     def __init__(
-        self, port: int = 0, latency_s: float = 0.01, name: str = "fake", manifest: dict | None = None
+        self,
+        port: int = 0,
+        latency_s: float = 0.01,
+        name: str = "fake",
+        manifest: dict | None = None,
+        capacity: int | None = None,
     ):
-        self.service = FakeService(name, latency_s, manifest)
+        self.service = FakeService(name, latency_s, manifest, capacity)
         self.port = port
         self._loop = asyncio.new_event_loop()
         self._server: grpc.aio.Server | None = None
@@ -141,11 +156,21 @@ class FakeTriton:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.fake_triton", description=__doc__.split("\n\n")[0])
     p.add_argument("--ports", required=True, help="comma-separated ports, one fake replica each")
-    p.add_argument("--latency-ms", type=float, default=20.0, help="wait per request (default %(default)s)")
+    p.add_argument(
+        "--latency-ms", default="20", help="wait per request, one value or one per port (default %(default)s)"
+    )
+    p.add_argument("--capacity", type=int, default=None, help="requests served at once (default: no limit)")
     p.add_argument("--name", default="fake", help="model name; the text model is <name>-text")
     args = p.parse_args(argv)
+    ports = [int(port) for port in args.ports.split(",")]
+    latencies = [float(ms) / 1000 for ms in args.latency_ms.split(",")]
+    if len(latencies) == 1:
+        latencies *= len(ports)
+    if len(latencies) != len(ports):
+        p.error("--latency-ms takes one value or one per port")
     replicas = [
-        FakeTriton(int(port), args.latency_ms / 1000, args.name).start() for port in args.ports.split(",")
+        FakeTriton(port, latency, args.name, capacity=args.capacity).start()
+        for port, latency in zip(ports, latencies)
     ]
     print("serving " + ",".join(r.url for r in replicas), flush=True)
     try:

@@ -99,30 +99,51 @@ def test_power_of_two_choices_spreads_evenly_and_avoids_the_busy_replica():
     assert picks[slow.address] == 0, picks  # it always loses a draw against an idle one
 
 
-def test_a_slow_replica_gets_requests_only_when_the_others_are_busier():
+def answered(pool: EndpointPool, endpoint, duration: float, load: int = 1) -> None:
+    pool.started(endpoint)
+    pool.succeeded(endpoint, duration, load)
+
+
+def test_a_slow_replica_gets_requests_only_when_it_would_answer_sooner():
     clock = Clock()
     pool = live_pool("a:1,b:2,c:3", clock)
     fast_a, fast_b, slow = pool.endpoints
     for endpoint, duration in ((fast_a, 0.02), (fast_b, 0.02), (slow, 0.2)):
-        route = pool.route("m")
-        pool.started(endpoint)
-        route._sent_at = clock.now - duration
-        route.succeeded(endpoint)
-    assert slow.latency_s == pytest.approx(0.2)
+        answered(pool, endpoint, duration)
     fast_a.in_flight = fast_b.in_flight = 3  # expected wait 4 x 20 ms < 200 ms
     assert Counter(pool.pick("m").address for _ in range(300))[slow.address] == 0
     fast_a.in_flight = fast_b.in_flight = 12  # 13 x 20 ms > 200 ms: the slow one is quicker now
     assert Counter(pool.pick("m").address for _ in range(300))[slow.address] > 50
-    route = pool.route("m")
-    pool.started(slow)
-    route._sent_at = clock.now - 0.02
-    route.succeeded(slow)  # it got faster: the average follows
+    answered(pool, slow, 0.02)  # it got faster: the average follows
     assert slow.latency_s == pytest.approx(0.2 + 0.2 * (0.02 - 0.2))
-    slow.latency_s = 0.2
-    fast_a.in_flight = fast_b.in_flight = 3
+
+
+def test_a_latency_measured_under_load_is_not_counted_twice():
+    """A saturated replica's latency already holds its queue: at the load it was measured under,
+    the expected wait is that latency, not load x latency."""
+    pool = live_pool("a:1,b:2")
+    busy, idle_slow = pool.endpoints
+    for _ in range(30):
+        answered(pool, busy, 0.26, load=13)  # 13 in flight, 260 ms each (queueing included)
+    answered(pool, idle_slow, 0.4)
+    busy.in_flight = 12
+    assert Counter(pool.pick("m").address for _ in range(300))[busy.address] == 300
+
+
+def test_a_latency_not_renewed_is_forgotten():
+    clock = Clock()
+    pool = live_pool("a:1,b:2", clock)
+    fast, slow = pool.endpoints
+    answered(pool, fast, 0.02)
+    answered(pool, slow, 0.2)
+    fast.in_flight = 3
+    assert Counter(pool.pick("m").address for _ in range(100))[slow.address] == 0
     clock.now += 10.5  # no new duration for longer than latency_ttl_s: tried afresh
-    fast_a.sampled_at = fast_b.sampled_at = clock.now
-    assert Counter(pool.pick("m").address for _ in range(300))[slow.address] > 50
+    answered(pool, fast, 0.02)
+    fast.in_flight = 3
+    assert Counter(pool.pick("m").address for _ in range(100))[slow.address] == 100
+    slow.in_flight = 1  # one request at a time until it has a new duration
+    assert Counter(pool.pick("m").address for _ in range(100))[slow.address] == 0
 
 
 def test_a_failed_replica_is_ejected_and_probed_back_with_growing_backoff():
