@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -94,8 +95,15 @@ def start_fakes(
     return proc
 
 
-def start_api(triton_url: str, log: Path) -> tuple[subprocess.Popen, str]:
+def start_api(triton_url: str, log: Path, source: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """`python -m reranker_api` in front of `triton_url`; from the checkout `source` (its api/ and
+    core/) when given, else the installed one."""
     (port,) = free_ports(1)
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(source / "api"), str(source / "core"), env.get("PYTHONPATH", "")]
+        )
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -111,6 +119,7 @@ def start_api(triton_url: str, log: Path) -> tuple[subprocess.Popen, str]:
         ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/health", proc, log, "the API")
@@ -152,6 +161,7 @@ def run(
     seconds: float,
     workdir: Path,
     log: Callable[[str], None] = print,
+    compare_source: Path | None = None,
 ) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     ports = free_ports(4)
@@ -163,6 +173,8 @@ def run(
         "3 replicas": fast,
         "2 fast + 1 slow": [*fast[:2], slow],
     }
+    if compare_source is not None:  # the same single-replica load on another version of the API
+        setups["1 replica, compared API"] = fast[:1]
     procs: list[subprocess.Popen] = []
     try:
         procs.append(
@@ -170,7 +182,8 @@ def run(
         )
         apis = {}
         for name, urls in setups.items():
-            proc, url = start_api(",".join(urls), workdir / f"api-{len(apis)}.log")
+            source = compare_source if name.endswith("compared API") else None
+            proc, url = start_api(",".join(urls), workdir / f"api-{len(apis)}.log", source)
             procs.append(proc)
             apis[name] = (proc, url)
         samples: dict[str, dict[str, list]] = {n: {"rps": [], "lat": [], "cpu": []} for n in setups}
@@ -205,6 +218,7 @@ def run(
             "rounds": rounds,
             "seconds": seconds,
             "documents": len(DOCUMENTS),
+            "compared_source": str(compare_source) if compare_source else None,
         },
         "setups": {},
     }
@@ -231,7 +245,7 @@ def table(result: dict[str, Any]) -> list[str]:
     ]
     ideal = result["load"]["ideal_rps_per_replica"]
     for name, s in result["setups"].items():
-        n = 3 if "slow" in name else int(name[0])
+        n = 3 if "slow" in name else int(name[0])  # "1 replica, compared API" included
         lines.append(
             f"| {name} | {s['rps']:.0f} | {s['rps'] / (n * ideal):.2f} | {s['p50_ms']:.1f} | "
             f"{s['p99_ms']:.1f} | {s['api_cpu_ms_per_request']:.2f} |"
@@ -256,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=24, help="callers (default %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="rounds (default %(default)s)")
     p.add_argument("--seconds", type=float, default=4.0, help="per API per round (default %(default)s)")
+    p.add_argument(
+        "--compare-source",
+        type=Path,
+        default=None,
+        help="a checkout of another version (its api/ and core/): its API also runs the 1-replica load",
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "replicas.json")
     args = p.parse_args(argv)
     result = run(
@@ -265,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds,
         args.seconds,
         args.out.parent / "replicas-run",
+        compare_source=args.compare_source,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
