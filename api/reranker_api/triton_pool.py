@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from reranker_api.backend import (
@@ -80,10 +80,12 @@ class PooledTriton:
         channel_args: Sequence[tuple[str, Any]] = (),
         options: PoolOptions | None = None,
         pool: EndpointPool | None = None,
+        make_client: Callable[[str], Any] | None = None,
     ) -> None:
         self.url = url
         self.pool = pool or EndpointPool(url, options)
         self.channel_args = list(channel_args)
+        self.make_client = make_client or self._grpc_client
         self._clients: dict[str, Any] = {}
         self._models: set[str] = set()  # Triton model names probed on every replica
         self._learning: dict[str, asyncio.Future] = {}
@@ -99,11 +101,13 @@ class PooledTriton:
         """The grpc.aio client of one replica (made on first use, in the running loop)."""
         client = self._clients.get(endpoint.address)
         if client is None:
-            import tritonclient.grpc.aio as grpcaio
-
-            client = grpcaio.InferenceServerClient(url=endpoint.address, channel_args=self.channel_args)
-            self._clients[endpoint.address] = client
+            client = self._clients[endpoint.address] = self.make_client(endpoint.address)
         return client
+
+    def _grpc_client(self, address: str) -> Any:
+        import tritonclient.grpc.aio as grpcaio
+
+        return grpcaio.InferenceServerClient(url=address, channel_args=self.channel_args)
 
     async def _started(self) -> None:
         """Start the background resolution and probes (several endpoints or a DNS name) and wait for

@@ -60,10 +60,8 @@ class FakeReplica:
 
 def pooled(*replicas: FakeReplica, **options) -> PooledTriton:
     addresses = ",".join(f"10.0.0.{i}:8001" for i in range(1, len(replicas) + 1))
-    triton = PooledTriton(addresses, options=PoolOptions(**options))
-    for endpoint, replica in zip(triton.pool.endpoints, replicas):
-        triton._clients[endpoint.address] = replica
-    return triton
+    by_address = dict(zip(addresses.split(","), replicas))
+    return PooledTriton(addresses, options=PoolOptions(**options), make_client=by_address.__getitem__)
 
 
 def unavailable() -> InferenceServerException:
@@ -135,6 +133,40 @@ def test_no_ready_replica_is_unavailable_with_the_reason():
             await triton.is_server_ready()
         error = backend_error(info.value, "enc", triton.url)
         assert isinstance(error, BackendUnavailable) and "10.0.0.1:8001 ejected" in error.message
+        await triton.close()
+
+    asyncio.run(main())
+
+
+def test_a_dns_name_is_resolved_again_and_replicas_come_and_go():
+    async def main():
+        from reranker_core.endpoints import EndpointPool
+
+        answer = [["10.0.0.1:8001"]]
+        pool = EndpointPool(
+            "dns:///triton-headless.ns.svc:8001",
+            PoolOptions(refresh_s=0.05, health_s=0),
+            resolver=lambda host, port: list(answer[0]),
+        )
+        replicas = {f"10.0.0.{i}:8001": FakeReplica(str(i)) for i in (1, 2)}
+        triton = PooledTriton(str(pool.spec), pool=pool, make_client=replicas.__getitem__)
+
+        async def served(n: int) -> set[str]:
+            return {await triton.infer(MODEL, [], client_timeout=5) for _ in range(n)}
+
+        assert await served(20) == {"1"}
+        answer[0] = ["10.0.0.1:8001", "10.0.0.2:8001"]  # the HPA added a pod
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if len(triton.status()) == 2 and all(s.state == "live" for s in triton.status()):
+                break
+        assert await served(100) == {"1", "2"}, triton.status()
+        answer[0] = ["10.0.0.2:8001"]  # the first pod left
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if len(triton.status()) == 1:
+                break
+        assert await served(20) == {"2"} and "10.0.0.1:8001" not in triton._clients
         await triton.close()
 
     asyncio.run(main())
