@@ -17,7 +17,7 @@ API_HOST ?= 127.0.0.1
 API_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-api perf soak clean help
+.PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-api bench-replicas perf soak clean help
 
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
@@ -86,6 +86,10 @@ bench-quick: setup oracle
 BENCH_API_ARGS ?=
 bench-api: setup
 	$(PY) -m bench.api_overhead $(BENCH_API_ARGS)
+
+# 1, 2, 3 latency-bound replicas (and a slow one) behind one rerank API (docs/benchmarks.md).
+bench-replicas: setup
+	$(PY) -m bench.replicas $(BENCH_REPLICAS_ARGS)
 
 # Concurrency sweep against a served model: make perf PERF_MODEL=name [PERF_URL=localhost:8001]
 PERF_MODEL ?= $(NAME)

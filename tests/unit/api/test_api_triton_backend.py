@@ -20,7 +20,8 @@ from reranker_api.backend import (
     ModelNotFound,
     ScoreOptions,
 )
-from reranker_api.triton import TritonBackend, classify, request_parameters
+from reranker_api.triton import TritonBackend, request_parameters
+from reranker_api.triton_pool import backend_error
 
 
 def grpc_error(status: str, message: str) -> InferenceServerException:
@@ -49,11 +50,11 @@ def grpc_error(status: str, message: str) -> InferenceServerException:
     ],
 )
 def test_grpc_errors_map_to_backend_errors(status, message, kind):
-    error = classify(grpc_error(status, message), "m", "host:8001")
+    error = backend_error(grpc_error(status, message), "m", "host:8001")
     assert type(error) is kind
     if kind is InvalidRequest:
         assert error.message == message  # the model's own words reach the caller
-    assert classify(ConnectionResetError("reset"), "m", "h").__class__ is BackendUnavailable
+    assert backend_error(ConnectionResetError("reset"), "m", "h").__class__ is BackendUnavailable
 
 
 def test_request_parameters_send_only_what_differs_from_the_defaults():
