@@ -117,7 +117,7 @@ def test_int8_default_also_quantizes_the_fused_qkv_projection(fused, tmp_path):
 
 
 def test_fp16_variant_runs_with_fp32_io(fused, tmp_path):
-    from bench.ort_variants import convert_fp16
+    from bench.graphs import convert_fp16
 
     out = convert_fp16(fused[0], tmp_path / "model.fp16.onnx")
     ids, mask = batch()
