@@ -126,6 +126,7 @@ async def measure(
     requests: int,
     log: Callable[[str], None],
     api_pid: int | None = None,
+    triton_pid: int | None = None,
 ) -> dict:
     direct_client = grpcaio.InferenceServerClient(grpc_url)
     http = aiohttp.ClientSession(
@@ -163,7 +164,7 @@ async def measure(
             await burst(service, c, c)
             lat: dict[str, list[float]] = {"direct": [], "api": []}
             thr: dict[str, list[float]] = {"direct": [], "api": []}
-            api_cpu_s = 0.0
+            api_cpu_s = triton_cpu_s = 0.0
             inside0 = service_time(api_url)
             n = max(requests, 2 * c)
             for k in range(rounds):
@@ -174,9 +175,12 @@ async def measure(
                 )
                 for name, fn in order:
                     cpu0 = procstats.cpu_s(api_pid) if api_pid else 0.0
+                    server0 = procstats.cpu_s(triton_pid) if triton_pid else 0.0
                     latencies, wall = await burst(fn, c, n)
                     if name == "api" and api_pid:
                         api_cpu_s += procstats.cpu_s(api_pid) - cpu0
+                    if name == "direct" and triton_pid:
+                        triton_cpu_s += procstats.cpu_s(triton_pid) - server0
                     lat[name] += latencies
                     thr[name].append(n / wall)
                 log(
@@ -224,6 +228,10 @@ async def measure(
             )
             # CPU the API process spends per request: robust to other load on a shared machine.
             level["api_cpu_ms_per_request"] = api_cpu_s * 1e3 / len(lat["api"]) if api_pid else None
+            # CPU of the Triton process tree (text model + token model) per direct request.
+            level["triton_cpu_ms_per_request"] = (
+                triton_cpu_s * 1e3 / len(lat["direct"]) if triton_pid else None
+            )
             out["levels"][str(c)] = level
         return out
     finally:
@@ -267,6 +275,7 @@ def run(
                 requests,
                 log,
                 api.pid,
+                server.process.pid,
             )
         )
     finally:
@@ -290,14 +299,16 @@ def table(result: dict[str, Any]) -> list[str]:
     """The result as printable lines."""
     lines = [
         f"{'c':>3} {'direct p50 ms':>14} {'api p50 ms':>11} {'overhead ms':>12} {'direct rps':>11} "
-        f"{'api rps':>8} {'ratio':>6} {'api cpu ms/req':>15} {'service adds ms':>16}"
+        f"{'api rps':>8} {'ratio':>6} {'api cpu ms/req':>15} {'service adds ms':>16} "
+        f"{'triton cpu ms/req':>18}"
     ]
     for c, level in result["levels"].items():
         lines.append(
             f"{c:>3} {level['direct']['p50_ms']:14.1f} {level['api']['p50_ms']:11.1f} "
             f"{level['p50_overhead_ms']:12.2f} {level['direct']['throughput_rps']:11.2f} "
             f"{level['api']['throughput_rps']:8.2f} {level['throughput_ratio']:6.3f} "
-            f"{level['api_cpu_ms_per_request']:15.2f} {level['service_added_ms_per_request']:16.2f}"
+            f"{level['api_cpu_ms_per_request']:15.2f} {level['service_added_ms_per_request']:16.2f} "
+            f"{level['triton_cpu_ms_per_request']:18.2f}"
         )
     paired = result["levels"].get("1", {}).get("paired_overhead_ms")
     if paired:
