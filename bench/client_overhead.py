@@ -34,7 +34,7 @@ from bench.common import (
 from bench.graphs import build_variant
 from bench.models import build_encoder_checkpoint, export_encoder_onnx
 from bench.workloads import encode_encoder_pairs, rerank_1x100
-from reranker_server.token_batches import TokenRows
+from reranker_server.token_requests import TokenRows
 
 
 def main(argv: list[str] | None = None) -> int:

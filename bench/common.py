@@ -30,7 +30,8 @@ from reranker_client import RerankerClient
 from reranker_core.manifest import ModelManifest
 from reranker_core.tensors import text_model_name
 from reranker_server.embedded import EmbeddedTritonServer, free_ports
-from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer, available_cpus
+from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer
+from reranker_server.ort_session import available_cpus
 
 # ----------------------------------------------------------------------------- paths
 REPO = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from bench.graphs import build_variant
 from bench.models import build_encoder_checkpoint, export_encoder_onnx
 from bench.workloads import encode_encoder_pairs, pad_batch, rerank_1x100
 from export import ort_optimize as oo
-from reranker_server.encoder_scorer import available_cpus, session_options
+from reranker_server.ort_session import available_cpus, create_session
 
 
 def score_all(session: ort.InferenceSession, seqs: list[list[int]], batch: int) -> np.ndarray:
@@ -80,7 +80,7 @@ def gemm_peak(
     path = tmp
     if dtype == "int8":
         path = oo.quantize_int8(tmp, tmp.with_suffix(".int8.onnx"))
-    sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    sess = create_session(path, threads or 0)
     feed = {"X": rng.standard_normal((m, k), dtype=np.float32)}
     cpu: list[float] = []
     time_call(lambda: sess.run(None, feed), reps, cpu=cpu)
@@ -115,7 +115,7 @@ def run(
         "runs": [],
     }
     ref = score_all(
-        ort.InferenceSession(str(fp32), session_options(), providers=["CPUExecutionProvider"]),
+        create_session(fp32),
         seqs,
         max(batches),
     )
@@ -123,9 +123,8 @@ def run(
     for variant in variants:
         path = build_variant(fp32, variant, shape.num_attention_heads, shape.hidden_size)
         for spin in spinning:
-            opts = session_options(spinning=spin, pre_optimized=variant != "fp32")
             t0 = time.perf_counter()
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            sess = create_session(path, spinning=spin, pre_optimized=variant != "fp32")
             load_s = time.perf_counter() - t0
             for batch in batches:
                 scores = score_all(sess, seqs, batch)

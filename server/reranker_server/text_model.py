@@ -38,8 +38,8 @@ from reranker_core.tensors import (
     TOKEN_MODEL_PARAMETER,
 )
 from reranker_server.text_requests import TextRequest, parse_text_request
-from reranker_server.triton_glue import input_array, load_manifest, request_parameters
-from reranker_server.triton_io import Failures, OutputSpec, error_response, failure_kind
+from reranker_server.triton_inputs import input_array, load_manifest, request_parameters
+from reranker_server.triton_responses import Failures, OutputSpec, error_response, failure_kind
 
 
 def load_tokenizer(model_dir: Path, manifest: ModelManifest):

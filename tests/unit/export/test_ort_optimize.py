@@ -14,7 +14,7 @@ import pytest
 from export import ort_optimize as oo
 from export.onnx_export import export_encoder_onnx
 from export.tiny.encoder import build_xlmr_reranker
-from reranker_server.encoder_scorer import available_cpus, create_session, session_options
+from reranker_server.ort_session import available_cpus, create_session, session_options
 
 HEADS, HIDDEN = 4, 32
 
