@@ -14,8 +14,8 @@ from reranker_api.docs import install_openapi
 from reranker_api.endpoint import Context
 from reranker_api.metrics import Metrics
 from reranker_api.observe import Observe
-from reranker_api.routes import cohere, nim, service, tei
-from reranker_api.service import RerankService
+from reranker_api.rerank_service import RerankService
+from reranker_api.routes import cohere, nim, status, tei
 from reranker_api.settings import Settings
 
 DESCRIPTION = """Rerank HTTP API in front of the BGE rerankers served by Triton, wire-compatible with
@@ -48,7 +48,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
         root_path=settings.root_path,
     )
     app.state.ctx = ctx
-    for module in (tei, cohere, nim, service):
+    for module in (tei, cohere, nim, status):
         module.register(app, ctx)
     install_openapi(app)
     if settings.cors_origins:

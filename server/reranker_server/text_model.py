@@ -7,7 +7,8 @@ sub-requests at once. Equal bucket shapes are what let Triton's dynamic batcher 
 many callers on the native onnxruntime/TensorRT backends, which only batch equal shapes.
 
 Tensors: query BYTES [1] (rerank shape) or queries BYTES [n] (pairs shape), passages BYTES [n];
-scores FP32 [k, n] (one row per cutoff layer), indices INT64 [m] (rerank shape, best first).
+scores FP32 [k, n] (one row per cutoff layer), indices INT64 [m] (rerank shape, best first; empty
+unless the request asks for the indices output or gives top_n).
 Request parameters: see reranker_core.options (normalize, max_length, query_max_length, top_n,
 long_passages, window_stride, truncate; prompt, cutoff_layers, compress_ratio, compress_layers by family).
 """
@@ -25,7 +26,8 @@ from reranker_core.errors import InputError
 from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES, TEXT_MODEL_MAX_PAIRS
 from reranker_core.manifest import ModelManifest, file_sha256
 from reranker_core.packing import RequestBatch
-from reranker_core.pipeline import PreparedPairs, normalized, prepare_pairs, ranking
+from reranker_core.pipeline import PreparedPairs, prepare_pairs
+from reranker_core.scores import normalized, ranking
 from reranker_core.tensors import (
     ATTENTION_MASK,
     INDICES,
@@ -121,7 +123,11 @@ class TritonPythonModel:
         parameters = text.options.token_parameters()
         outputs = await asyncio.gather(*(self._call(b, parameters) for b in batches))
         scores = normalized(prepared.pair_scores(batches, outputs), text.options.normalize)
-        indices = ranking(scores[:, -1].tolist(), text.options.top_n) if text.rerank else []
+        # The ranking only for a caller who asks for it: a top_n, or the indices output.
+        wants_indices = text.rerank and (
+            text.options.top_n is not None or INDICES in request.requested_output_names()
+        )
+        indices = ranking(scores[:, -1], text.options.top_n) if wants_indices else []
         return pb_utils.InferenceResponse(
             output_tensors=[self.scores.tensor(scores.T), self.indices.tensor(np.asarray(indices))]
         )

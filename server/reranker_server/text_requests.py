@@ -12,7 +12,7 @@ from reranker_core.errors import InputError
 from reranker_core.manifest import ModelManifest
 from reranker_core.options import ScoreOptions, parse_options
 from reranker_core.tensors import PASSAGES, QUERIES, QUERY
-from reranker_core.texts import check_text
+from reranker_core.texts import check_text, text_from_utf8
 
 
 @dataclass(frozen=True)
@@ -30,18 +30,12 @@ def decode_texts(tensor: np.ndarray, name: str, max_text_bytes: int) -> list[str
         raise InputError(f"{name} must be a BYTES (UTF-8 string) tensor, not {tensor.dtype}")
     if tensor.ndim != 1:
         raise InputError(f"{name} must be 1-D, got shape {list(tensor.shape)}")
-    texts = []
-    for i, item in enumerate(tensor.tolist()):
-        what = f"{name}[{i}]"
-        if isinstance(item, bytes):
-            if len(item) > max_text_bytes:
-                raise InputError(f"{what} is {len(item)} bytes; the limit is {max_text_bytes} bytes")
-            try:
-                item = item.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
-        texts.append(check_text(item, what, max_text_bytes))
-    return texts
+    return [
+        text_from_utf8(item, f"{name}[{i}]", max_text_bytes)
+        if isinstance(item, bytes)
+        else check_text(item, f"{name}[{i}]", max_text_bytes)
+        for i, item in enumerate(tensor.tolist())
+    ]
 
 
 def parse_text_request(

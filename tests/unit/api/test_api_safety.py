@@ -13,7 +13,7 @@ import pytest
 from reranker_api.backend import BackendFailure, BackendTimeout, BackendUnavailable, ModelInfo
 from reranker_api.settings import KEYS_ENV, KEYS_FILE_ENV, parse_settings, read_api_keys
 from tests.support.api_server import api_client
-from tests.support.fake_api_backend import FakeBackend
+from tests.support.fake_api_backend import FakeBackend, fake_model
 
 TEI_BODY = {"query": "what is a panda", "texts": ["a panda", "hi"]}
 COHERE_BODY = {"model": "fake-reranker", "query": "what is a panda", "documents": ["a panda", "hi"]}
@@ -308,7 +308,7 @@ def test_backend_failures_map_to_status_and_body(path, body, style, error, statu
 
 
 def test_a_hanging_backend_gets_504_after_the_request_timeout(monkeypatch):
-    import reranker_api.service as service
+    import reranker_api.rerank_service as service
 
     monkeypatch.setattr(service, "TIMEOUT_MARGIN_S", 0.0)
     backend = FakeBackend(delay_s=30)
@@ -355,17 +355,23 @@ def test_health_follows_the_backend():
         assert c.get("/health").status_code == 503
 
 
-def test_models_list():
+def test_models_list_shows_hub_ids_never_a_server_path():
     backend = FakeBackend(
-        models_served=[ModelInfo("a", family="encoder"), ModelInfo("b", aliases=("b-text",))]
+        models_served=[
+            fake_model("a", source="BAAI/bge-reranker-base"),
+            fake_model("b", "minicpm_layerwise", source="/srv/checkpoints/bge-reranker-v2-minicpm-layerwise"),
+            ModelInfo("c", aliases=("c-text",)),  # its manifest could not be read
+        ]
     )
     with api_client(backend) as c:
         body = c.get("/v1/models").json()
     assert body["object"] == "list"
     assert [(m["id"], m["object"], m["family"], m["aliases"]) for m in body["data"]] == [
-        ("a", "model", "encoder", []),
-        ("b", "model", None, ["b-text"]),
+        ("a", "model", "encoder", ["a-text", "BAAI/bge-reranker-base"]),
+        ("b", "model", "minicpm_layerwise", ["b-text"]),
+        ("c", "model", None, ["c-text"]),
     ]
+    assert "/srv" not in json.dumps(body)
 
 
 def metric(text: str, line_start: str) -> float:

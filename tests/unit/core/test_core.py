@@ -18,7 +18,8 @@ from reranker_core.limits import LENGTH_BUCKETS
 from reranker_core.manifest import LLMSettings, ModelManifest, TokenizerInfo
 from reranker_core.options import parse_options
 from reranker_core.packing import bucket_width, plan_requests
-from reranker_core.pipeline import PreparedPairs, ranking
+from reranker_core.pipeline import PreparedPairs
+from reranker_core.scores import ranking
 from reranker_core.texts import normalize_pairs
 from reranker_core.windows import default_stride, window_texts
 from reranker_server.text_requests import parse_text_request
