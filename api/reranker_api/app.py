@@ -10,7 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from reranker_api.auth import ApiKeys
 from reranker_api.backend import Backend
-from reranker_api.docs import install_openapi
+from reranker_api.docs import install_docs, install_openapi
 from reranker_api.endpoint import Context
 from reranker_api.metrics import Metrics
 from reranker_api.observe import Observe
@@ -46,11 +46,14 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         root_path=settings.root_path,
+        docs_url=None,  # install_docs: Swagger UI with its assets served here, not from a CDN
+        redoc_url=None,
     )
     app.state.ctx = ctx
     for module in (tei, cohere, nim, status):
         module.register(app, ctx)
     install_openapi(app)
+    install_docs(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

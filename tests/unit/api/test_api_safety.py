@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 
 import pytest
 
@@ -481,3 +482,21 @@ def test_health_probes_a_model_that_failed_until_it_answers_again():
         assert c.get("/health").status_code == 200
         assert c.get("/health").status_code == 200
         assert len(backend.calls) == calls + 2  # no probe once it answered
+
+
+def test_docs_page_loads_every_asset_from_this_server():
+    """An air-gapped cluster reaches no CDN: every script, style and icon of /docs is served here."""
+    with api_client(FakeBackend(), root_path="/reranker") as c:
+        page = c.get("/docs")
+        assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+        urls = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(r"url: '([^']+)'", page.text)
+        assert len(urls) >= 4 and not [u for u in urls if "//" in u], urls
+        for url in urls:
+            assert url.startswith("/reranker/"), url
+            r = c.get(url.removeprefix("/reranker"))
+            assert r.status_code == 200 and len(r.content) > 100, url
+        assert "swagger-ui-bundle.js" in " ".join(urls)
+        assert "openapi" in c.get("/docs/assets/swagger-ui-bundle.js").text.lower()
+        assert c.get("/redoc").status_code == 404  # FastAPI's redoc page loads from a CDN: off
+        for other in ("index.css", "..%2F__init__.py", "swagger-editor-bundle.js"):
+            assert c.get(f"/docs/assets/{other}").status_code == 404  # only the page's own assets
