@@ -91,6 +91,7 @@ class TritonPythonModel:
             self.manifest,
             max_pairs=self.max_pairs,
             max_text_bytes=self.max_text_bytes,
+            requested_outputs=request.requested_output_names(),
         )
 
     async def _call(self, batch: RequestBatch, parameters: dict[str, Any]) -> np.ndarray:
@@ -123,11 +124,7 @@ class TritonPythonModel:
         parameters = text.options.token_parameters()
         outputs = await asyncio.gather(*(self._call(b, parameters) for b in batches))
         scores = normalized(prepared.pair_scores(batches, outputs), text.options.normalize)
-        # The ranking only for a caller who asks for it: a top_n, or the indices output.
-        wants_indices = text.rerank and (
-            text.options.top_n is not None or INDICES in request.requested_output_names()
-        )
-        indices = ranking(scores[:, -1], text.options.top_n) if wants_indices else []
+        indices = ranking(scores[:, -1], text.options.top_n) if text.wants_indices else []
         return pb_utils.InferenceResponse(
             output_tensors=[self.scores.tensor(scores.T), self.indices.tensor(np.asarray(indices))]
         )

@@ -3,6 +3,7 @@ Pure numpy / Python (no Triton), unit-tested directly."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,17 +12,19 @@ import numpy as np
 from reranker_core.errors import InputError
 from reranker_core.manifest import ModelManifest
 from reranker_core.options import ScoreOptions, parse_options
-from reranker_core.tensors import PASSAGES, QUERIES, QUERY
+from reranker_core.tensors import INDICES, PASSAGES, QUERIES, QUERY
 from reranker_core.texts import check_text, text_from_utf8
 
 
 @dataclass(frozen=True)
 class TextRequest:
-    """A validated request: (query, passage) pairs, options, and whether it is the rerank shape."""
+    """A validated request: (query, passage) pairs, options, whether it is the rerank shape, and
+    whether the caller asks for the ranking (a top_n, or the indices output)."""
 
     pairs: list[tuple[str, str]]
     options: ScoreOptions
     rerank: bool
+    wants_indices: bool = False
 
 
 def decode_texts(tensor: np.ndarray, name: str, max_text_bytes: int) -> list[str]:
@@ -47,6 +50,7 @@ def parse_text_request(
     *,
     max_pairs: int,
     max_text_bytes: int,
+    requested_outputs: Sequence[str] = (),
 ) -> TextRequest:
     """Check one request's tensors and parameters against the model; InputError on any problem."""
     if not isinstance(params, dict):
@@ -77,4 +81,6 @@ def parse_text_request(
     options = parse_options(params, manifest, from_text=True)
     if options.top_n is not None and query is None:
         raise InputError(f"top_n applies to the rerank shape ({QUERY} + {PASSAGES}) only")
-    return TextRequest(list(zip(query_texts, passage_texts)), options, rerank=query is not None)
+    rerank = query is not None
+    wants_indices = rerank and (options.top_n is not None or INDICES in requested_outputs)
+    return TextRequest(list(zip(query_texts, passage_texts)), options, rerank, wants_indices)

@@ -233,6 +233,15 @@ def test_text_request_shapes_and_errors():
     assert rerank.rerank and rerank.pairs == [("q", "a"), ("q", "b")] and rerank.options.top_n == 1
     pairs = parse(None, _bytes("q1", "q2"), _bytes("a", "b"))
     assert not pairs.rerank and pairs.pairs == [("q1", "a"), ("q2", "b")]
+    # The ranking is computed only when asked for: a top_n, or the indices output requested.
+    assert rerank.wants_indices and not pairs.wants_indices
+    assert not parse(_bytes("q"), None, _bytes("a")).wants_indices
+    for outputs, wanted in [(("scores",), False), (("scores", "indices"), True), (("indices",), True)]:
+        request = parse_text_request(
+            _bytes("q"), None, _bytes("a"), {}, ENCODER_MANIFEST, max_pairs=3, max_text_bytes=20,
+            requested_outputs=outputs,
+        )  # fmt: skip
+        assert request.wants_indices is wanted
     for args, message in [
         ((None, None, _bytes("a")), "exactly one of query"),
         ((_bytes("q"), None, None), "passages input is required"),
