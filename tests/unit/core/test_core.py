@@ -276,3 +276,18 @@ def test_ranking_is_best_first_with_stable_ties():
     assert ranking(scores) == [1, 2, 4, 0, 3]
     assert ranking(scores, ties_high_index_first=True) == [4, 2, 1, 0, 3]
     assert ranking(np.array(scores), 2) == [1, 2] and ranking([], 3) == []
+
+
+@pytest.mark.parametrize(
+    "source, hub_id",
+    [
+        ("BAAI/bge-reranker-base", "BAAI/bge-reranker-base"),
+        ("/srv/checkpoints/bge", ""),
+        ("./checkpoints/bge", ""),
+        ("~/bge", ""),
+        ("models/bge/v2", ""),
+        ("", ""),
+    ],
+)
+def test_only_a_hub_id_is_shown_as_one(source, hub_id):
+    assert replace(ENCODER_MANIFEST, source=source).hub_id == hub_id

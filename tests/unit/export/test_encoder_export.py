@@ -347,3 +347,13 @@ def test_bad_serving_options_fail_with_one_clear_line(checkpoint, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and flag[2:].replace("-", "_") in err and "\n" not in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_local_checkpoint_is_recorded_by_its_absolute_path(checkpoint, tmp_path, monkeypatch):
+    """However it was named on the command line; a path is never taken for a hub id."""
+    monkeypatch.chdir(checkpoint.parent)
+    repo = tmp_path / "repo"
+    assert export_main(["--model", checkpoint.name, "--name", "rel", "--repository", str(repo)]) == 0
+    for model in ("rel", "rel-text"):
+        manifest = ModelManifest.load(repo / model)
+        assert manifest.source == str(checkpoint.resolve()) and manifest.hub_id == ""
