@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     out = (
         Path(args.out)
         if args.out
-        else RESULTS / f"client-overhead-{args.variant}{'-quick' if args.quick else ''}.json"
+        else RESULTS / f"overhead-{args.variant}{'-quick' if args.quick else ''}.json"
     )
     out.write_text(json.dumps(result, indent=2))
     print(
