@@ -14,8 +14,8 @@ from pathlib import Path
 
 import ir_measures
 import pytest
-from reranker_eval.cli import main
 
+from reranker_eval.cli import main
 from tests.support.api_server import ApiProcess
 from tests.support.eval_data import synthetic_set, write_beir
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from reranker_eval.configs import check_unique, from_spec, from_yaml
 from reranker_eval.errors import EvalError
 

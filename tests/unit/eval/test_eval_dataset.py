@@ -7,9 +7,9 @@ import json
 import shutil
 
 import pytest
+
 from reranker_eval.dataset import load_beir, load_jsonl
 from reranker_eval.errors import DataError
-
 from tests.support.eval_data import synthetic_set, write_beir, write_jsonl
 
 

@@ -8,6 +8,7 @@ import zlib
 
 import ir_measures
 import pytest
+
 from reranker_eval.cache import ScoreCache, Scored
 from reranker_eval.configs import from_spec
 from reranker_eval.dataset import load_jsonl
@@ -18,7 +19,6 @@ from reranker_eval.plot import plot
 from reranker_eval.report import build_report, write_trec_runs
 from reranker_eval.runner import run_all
 from reranker_eval.table import render
-
 from tests.support.eval_data import synthetic_set, write_jsonl
 
 MEASURES = parse_measures(["nDCG@10", "RR@10", "R@5"])
