@@ -18,7 +18,7 @@ class Scored:
 
     config: str  # Configuration.key
     qid: str
-    fingerprint: str  # Query.fingerprint(): what was scored
+    fingerprint: str  # Query.fingerprint: what was scored
     scores: list[float]  # in the query's candidate order
     latency_s: list[float]  # one per request
 

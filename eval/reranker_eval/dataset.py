@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ class Query:
     doc_ids: tuple[str, ...]
     passages: tuple[str, ...]
 
+    @cached_property
     def fingerprint(self) -> str:
         """Identifies what is scored for this query: query text, candidate ids and their texts."""
         digest = hashlib.sha256(self.text.encode())

@@ -59,7 +59,7 @@ def collect(dataset: Dataset, config: Configuration, cache: ScoreCache, scored_n
     scores: dict[str, list[float]] = {}
     latency: list[float] = []
     for query in dataset.queries:
-        entry = cache.get(config.key, query.qid, query.fingerprint())
+        entry = cache.get(config.key, query.qid, query.fingerprint)
         if entry is None:
             raise EvalError(f"{config.label}: query {query.qid!r} was not scored")
         scores[query.qid] = entry.scores
@@ -79,7 +79,7 @@ def run_all(
     """Every configuration's scores: from the cache where present, else scored now (one warm-up
     request per configuration first, not timed). `progress` None: a bar when stderr is a terminal."""
     todo = {
-        c.key: [q for q in dataset.queries if cache.get(c.key, q.qid, q.fingerprint()) is None]
+        c.key: [q for q in dataset.queries if cache.get(c.key, q.qid, q.fingerprint) is None]
         for c in configs
     }
     total = sum(len(qs) for qs in todo.values())
@@ -97,7 +97,7 @@ def run_all(
                     )
                     for query in missing:
                         scores, latency = score_query(scorer, config, query)
-                        cache.put(Scored(config.key, query.qid, query.fingerprint(), scores, latency))
+                        cache.put(Scored(config.key, query.qid, query.fingerprint, scores, latency))
                         bar.update(1)
                 finally:
                     scorer.close()
