@@ -88,22 +88,29 @@ def test_every_way_in_gives_the_metrics_of_ir_measures(triton_server, test_repos
     assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_layerwise_cutoffs_are_separate_points(triton_server, beir, tmp_path):
+def test_cutoff_and_compression_variants_are_separate_points(triton_server, beir, tmp_path):
     configs = tmp_path / "configs.yaml"
     configs.write_text(
         f"defaults: {{via: grpc, url: '{triton_server.grpc_url}', tokenize: server}}\n"
         "configurations:\n"
         "  - model: tiny-layerwise\n"
         "    sweep: {cutoff_layers: [2, 4, 6]}\n"
+        "  - model: tiny-lightweight\n"
+        "    cutoff_layers: 6\n"
+        "    compress_layers: [2]\n"
+        "    sweep: {compress_ratio: [1, 2]}\n"
     )
     report = evaluate(tmp_path / "out", *data_args(beir), "--configs", str(configs))
-    rows = report["rows"][1:]
+    rows, lightweight = report["rows"][1:4], report["rows"][4:]
+    assert [r["config"]["compress_ratio"] for r in lightweight] == [1, 2]
+    assert {r["agreement"]["reference"] for r in lightweight} == {lightweight[0]["label"]}
+    assert lightweight[1]["run_file"] != lightweight[0]["run_file"]
     assert [r["config"]["cutoff_layers"] for r in rows] == [[2], [4], [6]]
     assert len({r["label"] for r in rows}) == 3 and all(r["pairs_per_s"] > 0 for r in rows)
     assert {r["agreement"]["reference"] for r in rows} == {rows[2]["label"]}
     runs = [(tmp_path / "out" / r["run_file"]).read_text() for r in rows]
     assert len(set(runs)) == 3  # each cutoff layer scores differently
-    assert any(r.get("pareto") for r in rows)
+    assert any(r.get("pareto") for r in report["rows"][1:])
 
 
 def test_a_killed_run_resumes_to_the_same_report(triton_server, beir, tmp_path):
