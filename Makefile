@@ -28,13 +28,13 @@ help:
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml pyproject.toml
+$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml eval/pyproject.toml pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
 	$(PIP) install -r requirements/server.txt -r requirements/test.txt
 	$(PIP) install --no-deps nvidia-pytriton==0.7.0
 	$(PIP) install --no-deps -e ./core -e ./client -e ./server -e .
-	$(PIP) install -e ./api
+	$(PIP) install -e ./api -e ./eval
 	touch $@
 
 oracle: $(ORACLE_VENV)/.installed
