@@ -65,4 +65,4 @@ def test_a_slow_replica_gets_proportionally_less_traffic(tmp_path):
     )
     assert not failures, failures[:3]
     assert min(served[:2]) > fair, served
-    assert served[2] < 0.25 * fair, served  # ten times slower: much less than its share
+    assert served[2] < 0.5 * fair, served  # ten times slower: well under its share
