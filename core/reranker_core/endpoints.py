@@ -343,12 +343,18 @@ class EndpointPool:
             self.eject(endpoint, reason)
 
     def eject(self, endpoint: Endpoint, reason: str) -> None:
-        """Take the endpoint out of rotation until a probe after the backoff says it is back."""
-        if endpoint.state is not State.EJECTED:
-            endpoint.ejections += 1
+        """Take the endpoint out of rotation until a probe after the backoff says it is back. The
+        other requests that were in flight to it when it failed change nothing more (one failure
+        seen many times); a failed probe lengthens the backoff."""
+        endpoint.reason = reason
+        if endpoint.state is State.EJECTED:
+            return
+        endpoint.ejections += 1
+        self._rest(endpoint)
+
+    def _rest(self, endpoint: Endpoint) -> None:
         endpoint.state = State.EJECTED
         endpoint.strikes += 1
-        endpoint.reason = reason
         endpoint.retry_at = self.clock() + self.backoff(endpoint.strikes)
 
     def backoff(self, strikes: int) -> float:
@@ -394,9 +400,13 @@ class EndpointPool:
             endpoint.reason = "serves another manifest of " + ", ".join(sorted(mismatched))
 
     def probe_failed(self, endpoint: Endpoint, reason: str) -> None:
+        """The endpoint is not usable: out of rotation (again), for a longer backoff each time."""
         endpoint.probing = False
         endpoint.probed_at = self.clock()
-        self.eject(endpoint, reason)
+        endpoint.reason = reason
+        if endpoint.state is not State.EJECTED:
+            endpoint.ejections += 1
+        self._rest(endpoint)
 
     def status(self) -> list[EndpointStatus]:
         return [

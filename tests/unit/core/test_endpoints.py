@@ -177,6 +177,20 @@ def test_a_failed_replica_is_ejected_and_probed_back_with_growing_backoff():
     assert [s.state for s in pool.status()] == ["live", "live"]
 
 
+def test_requests_failing_together_on_one_replica_eject_it_once():
+    clock = Clock()
+    pool = live_pool("a:1,b:2", clock, jitter=0.0)
+    routes = [pool.route("m") for _ in range(8)]
+    endpoint = pool.endpoints[0]
+    for route in routes:  # eight requests in flight to the same replica
+        pool.started(endpoint)
+        route.tried.append(endpoint)
+    for route in routes:
+        route.failed_with(endpoint, DOWN)
+    assert endpoint.ejections == 1 and endpoint.strikes == 1 and endpoint.in_flight == 0
+    assert endpoint.retry_at == clock.now + 0.25
+
+
 def test_backoff_has_jitter():
     pool = EndpointPool("a:1", PoolOptions(eject_base_s=1.0, jitter=0.5), rng=random.Random(1))
     delays = {round(pool.backoff(1), 6) for _ in range(20)}
@@ -196,7 +210,8 @@ def test_when_all_are_ejected_the_one_due_soonest_is_tried():
     pool = live_pool("a:1,b:2", clock, jitter=0.0)
     a, b = pool.endpoints
     pool.eject(a, "down")
-    pool.eject(a, "down")  # later retry
+    pool.probes_due()
+    pool.probe_failed(a, "still down")  # a longer backoff
     pool.eject(b, "down")
     route = pool.route("m")
     assert route.next() is b
