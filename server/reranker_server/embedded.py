@@ -32,6 +32,8 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from reranker_server.process_tree import group_members
+
 EMBEDDED_CONFIG_NAME = "embedded"
 DRAIN_TIMEOUT_S = 30.0  # in-flight requests get this long to finish after SIGTERM (--exit-timeout-secs)
 
@@ -149,13 +151,19 @@ def sweep_stale_workdirs(tmp_root: os.PathLike | str | None = None) -> list[Path
     return removed
 
 
-def kill_process_group(pgid: int) -> None:
+def kill_process_group(pgid: int, timeout: float = 30.0) -> None:
     """SIGKILL every process of the group `pgid` (a server started in its own session and the
-    stubs it forked); nothing to do when the group is already empty."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    stubs it forked) and wait until none is left (at most `timeout` seconds: a busy machine
+    takes a moment to tear down a process holding a large model)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        if not group_members(pgid) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def parent_death_signal(sig: int = signal.SIGTERM):

@@ -25,28 +25,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from reranker_server.embedded import parent_death_signal
+from reranker_server.process_tree import group_members
 
 EXIT_MARGIN_S = 10.0  # beyond the drain timeout: Triton's own unload and exit
 POLL_S = 0.2
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live pids of the process group `pgid` (from /proc; zombies excluded)."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry))
-    return members
 
 
 def kill_group_except_self() -> None:
