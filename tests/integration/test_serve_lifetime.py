@@ -19,8 +19,6 @@ from reranker_server.embedded import OWNER_FILE, WORKDIR_PREFIX, EmbeddedTritonS
 from reranker_server.process_tree import process_tree
 from tests.support.ports import free_ports
 
-pytestmark = pytest.mark.integration
-
 WAIT_S = 300  # an upper bound for slow shared machines, not a timing assertion
 
 

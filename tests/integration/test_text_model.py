@@ -17,8 +17,6 @@ from tests.support.oracle import run_oracle
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 from tests.support.text_requests import TextModelError, grpc_text_infer, http_text_infer
 
-pytestmark = pytest.mark.integration
-
 PAIRS = TUTORIAL_PAIRS + MULTILINGUAL_PAIRS
 MANY = many_pairs(70)
 RERANK_QUERY = "what is panda?"
