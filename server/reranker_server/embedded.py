@@ -32,7 +32,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from reranker_server.process_tree import group_members
+from reranker_server.process_tree import children, cmdline, group_members
 
 EMBEDDED_CONFIG_NAME = "embedded"
 DRAIN_TIMEOUT_S = 30.0  # in-flight requests get this long to finish after SIGTERM (--exit-timeout-secs)
@@ -218,6 +218,18 @@ class EmbeddedTritonServer:
         self.process: subprocess.Popen | None = None
         self._draining = False
         self._workdir: Path | None = None
+
+    @property
+    def server_pid(self) -> int | None:
+        """The tritonserver process (below its guard, `process`); its tree holds the stubs. For
+        memory and CPU figures of the server alone. None when not running."""
+        if self.process is None:
+            return None
+        for pid in children(self.process.pid):
+            argv = cmdline(pid)
+            if argv and argv[0].endswith("/tritonserver"):
+                return pid
+        return None
 
     @property
     def http_url(self) -> str:
