@@ -213,7 +213,7 @@ def _served(
     out: dict[str, Any] = {"startup_s": time.perf_counter() - t0, "calls": {}}
     with (
         server,
-        procstats.PeakRss(server.process.pid) as rss,
+        procstats.PeakRss(server.server_pid) as rss,
         RerankerClient(server.grpc_url, name, "grpc", tokenizer_path=str(ckpt), timeout_s=1800) as client,
     ):
         client.compute_score(work[:1], **calls[0])
