@@ -253,8 +253,9 @@ class EndpointPool:
     # -- manifests -------------------------------------------------------------------------------
     def expect(self, model: str, fp: str) -> None:
         """Serve `model` only from endpoints with manifest fingerprint `fp` (the SDK pins the manifest
-        it tokenizes for); without a pin, the first fingerprint seen is expected, and the one most
-        live endpoints serve once no live endpoint serves the expected one (a completed rollout)."""
+        it tokenizes for). Without a pin, the expected fingerprint is the one most live endpoints
+        serve (ties keep the current one): during a rolling update of the model, traffic moves to
+        the new manifest once more replicas serve it than the old one, never to a mix."""
         self.expected[model] = fp
         self._pinned.add(model)
 
@@ -272,9 +273,13 @@ class EndpointPool:
             for e in self._endpoints.values()
             if e.state is State.LIVE and model in e.fingerprints
         ]
-        if not live or self.expected.get(model) in live:
+        if not live:
             return
-        self.expected[model] = Counter(live).most_common(1)[0][0]
+        counts = Counter(live)
+        current = self.expected.get(model)
+        best = max(counts.values())
+        if counts.get(current, 0) < best:  # ties keep the current one
+            self.expected[model] = counts.most_common(1)[0][0]
 
     # -- selection -------------------------------------------------------------------------------
     def pick(self, model: str | None = None, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:

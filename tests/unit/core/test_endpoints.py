@@ -231,13 +231,16 @@ def test_a_replica_serving_another_manifest_gets_no_request():
     assert pool.pick("other-model") is not None  # no expectation for other models
 
 
-def test_an_unpinned_manifest_follows_a_completed_rollout_but_a_pin_never_moves():
-    pool = live_pool("a:1,b:2")
-    a, b = pool.endpoints
+def test_an_unpinned_manifest_follows_the_majority_of_a_rollout_but_a_pin_never_moves():
+    pool = live_pool("a:1,b:2,c:3")
+    a, b, c = pool.endpoints
     pool.probe_passed(a, {"m": "fp2"})
-    assert pool.expected["m"] == "fp1"  # b still serves fp1
+    assert pool.expected["m"] == "fp1"  # b and c still serve fp1
     pool.probe_passed(b, {"m": "fp2"})
-    assert pool.expected["m"] == "fp2"
+    assert pool.expected["m"] == "fp2"  # most replicas serve the new manifest now
+    assert {pool.pick("m").address for _ in range(100)} == {"a:1", "b:2"}
+    pool.probe_passed(c, {"m": "fp2"})
+    assert {pool.pick("m").address for _ in range(100)} == {"a:1", "b:2", "c:3"}
     pinned = live_pool("a:1,b:2")
     pinned.expect("m", "fp1")
     for endpoint in pinned.endpoints:
