@@ -34,6 +34,7 @@ from reranker_core.errors import InputError
 from reranker_core.triton_errors import Classified
 
 DNS_PREFIX = "dns:///"
+RESOLVE_RETRY_S = 1.0  # a failed or empty resolution is tried again this soon
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -234,11 +235,13 @@ class EndpointPool:
         """Take a lookup's answer: new addresses join as not yet probed, missing ones leave. A failed
         or empty answer keeps the current endpoints (a failing one is ejected by its requests)."""
         self._resolve_at = self.clock() + self.options.refresh_s
-        if isinstance(addresses, OSError):
-            self.resolve_error = f"cannot resolve {self.spec}: {addresses}"
-            return
-        if not addresses:
-            self.resolve_error = f"{self.spec} resolved to no address"
+        if isinstance(addresses, OSError) or not addresses:
+            self.resolve_error = (
+                f"cannot resolve {self.spec}: {addresses}"
+                if isinstance(addresses, OSError)
+                else f"{self.spec} resolved to no address"
+            )
+            self._resolve_at = self.clock() + min(self.options.refresh_s, RESOLVE_RETRY_S)
             return
         self.resolve_error = ""
         self._apply(addresses)

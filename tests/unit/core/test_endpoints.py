@@ -281,12 +281,14 @@ def test_dns_names_are_resolved_again_and_replicas_come_and_go():
     assert [e.address for e in pool.endpoints] == ["10.0.0.1:8001", "10.0.0.2:8001"]
     assert not pool.resolve_due()
     clock.now += 5.0
-    pool.resolve()  # failure: keep what we have
+    pool.resolve()  # failure: keep what we have, try again soon
     assert "no such host" in pool.resolve_error and len(pool.endpoints) == 2
-    clock.now += 5.0
+    assert not pool.resolve_due()
+    clock.now += 1.0
+    assert pool.resolve_due()
     pool.resolve()  # empty: keep what we have
     assert len(pool.endpoints) == 2
-    clock.now += 5.0
+    clock.now += 1.0
     kept = pool.endpoints[1]
     pool.resolve()
     assert [e.address for e in pool.endpoints] == ["10.0.0.2:8001", "10.0.0.3:8001"]
