@@ -199,6 +199,7 @@ class EndpointPool:
         self.resolver, self.clock = resolver, clock
         self.rng = rng or random.Random()
         self._endpoints: dict[str, Endpoint] = {}
+        self._retired: dict[str, Endpoint] = {}  # left the pool, may have requests in flight
         self.expected: dict[str, str] = {}  # model -> manifest fingerprint requests may be served by
         self._pinned: set[str] = set()
         self._resolve_at = float("-inf")
@@ -250,8 +251,17 @@ class EndpointPool:
         wanted = list(dict.fromkeys(addresses))
         for address in wanted:
             self._endpoints.setdefault(address, Endpoint(address))
+            self._retired.pop(address, None)
         for address in [a for a in self._endpoints if a not in wanted]:
-            del self._endpoints[address]  # requests in flight to it finish on their own
+            self._retired[address] = self._endpoints.pop(address)  # requests in flight finish there
+
+    def idle_retired(self) -> list[str]:
+        """Addresses that left the pool and have no request in flight any more: their connections
+        can be closed now (and are forgotten here)."""
+        idle = [a for a, e in self._retired.items() if e.in_flight == 0]
+        for address in idle:
+            del self._retired[address]
+        return idle
 
     # -- manifests -------------------------------------------------------------------------------
     def expect(self, model: str, fp: str) -> None:

@@ -293,7 +293,29 @@ def test_dns_names_are_resolved_again_and_replicas_come_and_go():
     pool.resolve()
     assert [e.address for e in pool.endpoints] == ["10.0.0.2:8001", "10.0.0.3:8001"]
     assert pool.endpoints[0] is kept and pool.endpoints[1].state is State.PENDING
+    assert pool.idle_retired() == ["10.0.0.1:8001"]  # left, nothing in flight: close it
+    assert pool.idle_retired() == []
     assert asked == [("svc.ns", 8001)] * 4
+
+
+def test_a_replica_that_leaves_with_requests_in_flight_is_closed_only_when_they_are_done():
+    answers = [["10.0.0.1:8001", "10.0.0.2:8001"], ["10.0.0.2:8001"], ["10.0.0.1:8001", "10.0.0.2:8001"]]
+    clock = Clock()
+    pool = EndpointPool(
+        "dns:///svc:8001", PoolOptions(refresh_s=1.0), resolver=lambda h, p: answers.pop(0), clock=clock
+    )
+    pool.resolve()
+    leaving = pool.endpoints[0]
+    pool.started(leaving)
+    clock.now += 1
+    pool.resolve()
+    assert pool.idle_retired() == []  # a request is still in flight there
+    pool.succeeded(leaving)
+    assert pool.idle_retired() == ["10.0.0.1:8001"]
+    pool.started(pool.endpoints[0])
+    clock.now += 1
+    pool.resolve()  # it comes back: a new endpoint, nothing to close
+    assert pool.idle_retired() == []
 
 
 def test_live_replicas_are_probed_again_every_health_interval():
