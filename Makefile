@@ -15,6 +15,9 @@ METRICS_PORT ?= 8002
 API_PORT ?= 8080
 API_HOST ?= 127.0.0.1
 API_ARGS ?=
+REPLICAS ?= 1
+GPUS ?=
+DRAIN_TIMEOUT_S ?= 30
 PYTEST_ARGS ?=
 
 .PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-api bench-replicas perf soak clean help
@@ -23,6 +26,7 @@ help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
 	@echo "make test                        the whole test suite (installs what it needs)"
 	@echo "make serve [API_PORT=8080]        run the embedded Triton server on MODEL_REPOSITORY + the rerank HTTP API"
+	@echo "make serve REPLICAS=3 [GPUS=0,1,2] three Triton replicas (ports +3 each, one GPU each) behind the API"
 	@echo "make export MODEL=... NAME=...   export a reranker into MODEL_REPOSITORY"
 	@echo "make k8s OVERLAY=gpu|cpu         print the Kubernetes manifests of an overlay (deploy/kubernetes)"
 
@@ -45,10 +49,13 @@ $(ORACLE_VENV)/.installed: requirements/oracle.txt
 	$(ORACLE_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements/oracle.txt
 	touch $@
 
-# The embedded Triton server and the rerank HTTP API (API_PORT; API_PORT=0: Triton only).
+# The embedded Triton server(s) and the rerank HTTP API in front (API_PORT; API_PORT=0: Triton only).
+# REPLICAS=N: N servers, replica i on each port + 3*i; GPUS=0,1,2: one GPU per replica.
+# Ctrl-C/SIGTERM: the API finishes its requests, then each replica drains (DRAIN_TIMEOUT_S).
 serve: setup
 	$(PY) -m tools.serve --model-repository $(MODEL_REPOSITORY) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
+		--replicas $(REPLICAS) $(if $(GPUS),--gpus $(GPUS)) --drain-timeout-s $(DRAIN_TIMEOUT_S) \
 		--api-port $(API_PORT) --api-host $(API_HOST) $(if $(API_ARGS),-- $(API_ARGS))
 
 export: setup

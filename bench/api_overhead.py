@@ -275,7 +275,7 @@ def run(
                 requests,
                 log,
                 api.pid,
-                server.process.pid,
+                server.server_pid,
             )
         )
     finally:

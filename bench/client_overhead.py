@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     server.start(timeout=600)
     rows = []
     try:
-        pid = server.process.pid
+        pid = server.server_pid
         client = sdk_client(server.grpc_url, model, ckpt)
 
         def served() -> list[float]:

@@ -1,8 +1,9 @@
 """A latency-bound stand-in for a Triton replica: a KServe v2 gRPC server (grpc.aio) serving one
 text model `<name>-text` whose every request takes `latency_s` of waiting, not of CPU, at most
 `capacity` at a time (like that many model instances; the others queue), and scores each passage
-by a hash of its text (the same on every replica). It answers the calls the rerank
-API makes: liveness, readiness, model config (with a reranker manifest), repository index, infer.
+by a hash of its text and manifest (the same on every replica serving that manifest). It answers
+the calls the rerank API makes: liveness, readiness, model config (with a reranker manifest),
+repository index, infer.
 
 With it, the replica benchmark measures the API's balancing and its own CPU rather than the
 model's, and the tests get a replica that is slow on purpose. Run one or several in a process:
@@ -26,9 +27,10 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 MANIFEST = {"family": "encoder", "source": "fake/reranker", "max_positions": 514, "default_max_length": 512}
 
 
-def passage_score(query: bytes, passage: bytes) -> float:
-    """The fake model's score of one pair: a stable hash of the texts, in [0, 1)."""
-    return (zlib.crc32(query + b"\x00" + passage) % 10_000) / 10_000
+def passage_score(query: bytes, passage: bytes, manifest: str = "") -> float:
+    """The fake model's score of one pair: a stable hash of the texts and of the model's manifest
+    (another manifest, other scores), in [0, 1)."""
+    return (zlib.crc32(b"\x00".join((manifest.encode(), query, passage))) % 10_000) / 10_000
 
 
 def bytes_items(raw: bytes) -> list[bytes]:
@@ -52,6 +54,9 @@ class FakeService(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.text_model = f"{name}-text"
         self.manifest = json.dumps(manifest or MANIFEST, sort_keys=True)
         self.requests = 0
+
+    def score(self, query: bytes, passage: bytes) -> float:
+        return passage_score(query, passage, self.manifest)
 
     def _known(self, model: str) -> bool:
         return model in (self.name, self.text_model)
@@ -96,7 +101,7 @@ class FakeService(service_pb2_grpc.GRPCInferenceServiceServicer):
                 self._slots = asyncio.Semaphore(self.capacity)
             async with self._slots:
                 await asyncio.sleep(self.latency_s)
-        scores = np.array([[passage_score(query, p) for p in passages]], dtype=np.float32)
+        scores = np.array([[self.score(query, p) for p in passages]], dtype=np.float32)
         response = service_pb2.ModelInferResponse(model_name=request.model_name, model_version="1")
         response.outputs.add(name="scores", datatype="FP32", shape=list(scores.shape))
         response.raw_output_contents.append(scores.tobytes())

@@ -180,7 +180,7 @@ def _served(ckpt: Path, shape: DecoderShape, work: list[list[str]], calls: list[
     out: dict[str, Any] = {"startup_s": time.perf_counter() - t0, "calls": {}}
     with (
         server,
-        procstats.PeakRss(server.process.pid) as rss,
+        procstats.PeakRss(server.server_pid) as rss,
         sdk_client(server.grpc_url, name, ckpt, timeout_s=1800) as client,
     ):
         client.compute_score(work[:1], **calls[0])

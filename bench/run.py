@@ -133,7 +133,7 @@ def run_served(
     server.start(timeout=600)
     out: dict[str, Any] = {"startup_s": time.perf_counter() - t0}
     try:
-        pid = server.process.pid
+        pid = server.server_pid
         cores = os.cpu_count() or 1
         with procstats.PeakRss(pid) as rss:
             out["idle_rss_mb"] = rss.sample()

@@ -329,7 +329,7 @@ def run(
     server.start(timeout=600)
     callers: dict[str, list] = {}
     try:
-        pid = server.process.pid
+        pid = server.server_pid
         top = max(plan.levels)
         for path in PATHS:
             callers[path] = [make_caller(path, server.grpc_url, model, checkpoint) for _ in range(top)]

@@ -38,6 +38,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     access_log: bool = True
     root_path: str = ""
+    graceful_timeout_s: float = 30.0  # on SIGTERM, requests in flight get this long to finish
 
 
 def read_api_keys(path: str | None, env: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -158,6 +159,13 @@ def parser() -> argparse.ArgumentParser:
         "--no-access-log", dest="access_log", action="store_false", help="turn off the JSON access log"
     )
     p.add_argument("--root-path", default="", help="path prefix when served behind a proxy")
+    p.add_argument(
+        "--graceful-timeout-s",
+        type=float,
+        default=d.graceful_timeout_s,
+        help="on SIGTERM/SIGINT the API stops accepting connections at once and gives the requests "
+        "in flight this many seconds to finish before it exits (default %(default)s)",
+    )
     return p
 
 
@@ -174,6 +182,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: dict[str, str] | None
         parse_endpoints(args.triton_url)
     except InputError as exc:
         raise SystemExit(f"--triton-url: {exc}") from None
+    if args.graceful_timeout_s <= 0:
+        raise SystemExit("--graceful-timeout-s must be positive")
     return Settings(
         triton_url=args.triton_url,
         dns_refresh_s=args.dns_refresh,
@@ -193,4 +203,5 @@ def parse_settings(argv: Sequence[str] | None = None, env: dict[str, str] | None
         cors_origins=tuple(args.cors_origins),
         access_log=args.access_log,
         root_path=args.root_path,
+        graceful_timeout_s=args.graceful_timeout_s,
     )

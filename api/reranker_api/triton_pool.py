@@ -137,9 +137,10 @@ class PooledTriton:
     async def _round(self) -> None:
         if self.pool.resolve_due():
             self.pool.apply_resolved(await asyncio.to_thread(self.pool.lookup))
-        current = {e.address for e in self.pool.endpoints}
-        for address in [a for a in self._clients if a not in current]:
-            await self._clients.pop(address).close()
+        for address in self.pool.idle_retired():  # left the DNS answer, nothing in flight
+            client = self._clients.pop(address, None)
+            if client is not None:
+                await client.close()
         due = self.pool.probes_due()
         if not due:
             return

@@ -73,8 +73,10 @@ class AsyncTransport:
     async def _maintain(self) -> None:
         if self.pool.resolve_due():
             self.pool.apply_resolved(await asyncio.to_thread(self.pool.lookup))
-        for address in [a for a in self._clients if a not in {e.address for e in self.pool.endpoints}]:
-            await self._clients.pop(address).close()
+        for address in self.pool.idle_retired():  # left the DNS answer, nothing in flight
+            client = self._clients.pop(address, None)
+            if client is not None:
+                await client.close()
         await asyncio.gather(*(self._probe(e) for e in self.pool.probes_due()))
 
     async def _probe(self, endpoint: Endpoint) -> None:

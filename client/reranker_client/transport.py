@@ -132,9 +132,11 @@ class Transport:
             return client
 
     def _forget_removed(self) -> None:
-        current = {e.address for e in self.pool.endpoints}
-        for address in [a for a in self._clients if a not in current]:
-            self._clients.pop(address).close()
+        """Close the clients of endpoints that left the DNS answer and have nothing in flight."""
+        for address in self.pool.idle_retired():
+            client = self._clients.pop(address, None)
+            if client is not None:
+                client.close()
 
     # -- operations --------------------------------------------------------------------------
     def server_live(self, endpoint: Endpoint, op: Op, timeout: float | None) -> bool:

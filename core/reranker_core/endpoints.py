@@ -34,6 +34,7 @@ from reranker_core.errors import InputError
 from reranker_core.triton_errors import Classified
 
 DNS_PREFIX = "dns:///"
+RESOLVE_RETRY_S = 1.0  # a failed or empty resolution is tried again this soon
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -198,6 +199,7 @@ class EndpointPool:
         self.resolver, self.clock = resolver, clock
         self.rng = rng or random.Random()
         self._endpoints: dict[str, Endpoint] = {}
+        self._retired: dict[str, Endpoint] = {}  # left the pool, may have requests in flight
         self.expected: dict[str, str] = {}  # model -> manifest fingerprint requests may be served by
         self._pinned: set[str] = set()
         self._resolve_at = float("-inf")
@@ -234,11 +236,13 @@ class EndpointPool:
         """Take a lookup's answer: new addresses join as not yet probed, missing ones leave. A failed
         or empty answer keeps the current endpoints (a failing one is ejected by its requests)."""
         self._resolve_at = self.clock() + self.options.refresh_s
-        if isinstance(addresses, OSError):
-            self.resolve_error = f"cannot resolve {self.spec}: {addresses}"
-            return
-        if not addresses:
-            self.resolve_error = f"{self.spec} resolved to no address"
+        if isinstance(addresses, OSError) or not addresses:
+            self.resolve_error = (
+                f"cannot resolve {self.spec}: {addresses}"
+                if isinstance(addresses, OSError)
+                else f"{self.spec} resolved to no address"
+            )
+            self._resolve_at = self.clock() + min(self.options.refresh_s, RESOLVE_RETRY_S)
             return
         self.resolve_error = ""
         self._apply(addresses)
@@ -247,14 +251,24 @@ class EndpointPool:
         wanted = list(dict.fromkeys(addresses))
         for address in wanted:
             self._endpoints.setdefault(address, Endpoint(address))
+            self._retired.pop(address, None)
         for address in [a for a in self._endpoints if a not in wanted]:
-            del self._endpoints[address]  # requests in flight to it finish on their own
+            self._retired[address] = self._endpoints.pop(address)  # requests in flight finish there
+
+    def idle_retired(self) -> list[str]:
+        """Addresses that left the pool and have no request in flight any more: their connections
+        can be closed now (and are forgotten here)."""
+        idle = [a for a, e in self._retired.items() if e.in_flight == 0]
+        for address in idle:
+            del self._retired[address]
+        return idle
 
     # -- manifests -------------------------------------------------------------------------------
     def expect(self, model: str, fp: str) -> None:
         """Serve `model` only from endpoints with manifest fingerprint `fp` (the SDK pins the manifest
-        it tokenizes for); without a pin, the first fingerprint seen is expected, and the one most
-        live endpoints serve once no live endpoint serves the expected one (a completed rollout)."""
+        it tokenizes for). Without a pin, the expected fingerprint is the one most live endpoints
+        serve (ties keep the current one): during a rolling update of the model, traffic moves to
+        the new manifest once more replicas serve it than the old one, never to a mix."""
         self.expected[model] = fp
         self._pinned.add(model)
 
@@ -272,9 +286,13 @@ class EndpointPool:
             for e in self._endpoints.values()
             if e.state is State.LIVE and model in e.fingerprints
         ]
-        if not live or self.expected.get(model) in live:
+        if not live:
             return
-        self.expected[model] = Counter(live).most_common(1)[0][0]
+        counts = Counter(live)
+        current = self.expected.get(model)
+        best = max(counts.values())
+        if counts.get(current, 0) < best:  # ties keep the current one
+            self.expected[model] = counts.most_common(1)[0][0]
 
     # -- selection -------------------------------------------------------------------------------
     def pick(self, model: str | None = None, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:
@@ -343,12 +361,18 @@ class EndpointPool:
             self.eject(endpoint, reason)
 
     def eject(self, endpoint: Endpoint, reason: str) -> None:
-        """Take the endpoint out of rotation until a probe after the backoff says it is back."""
-        if endpoint.state is not State.EJECTED:
-            endpoint.ejections += 1
+        """Take the endpoint out of rotation until a probe after the backoff says it is back. The
+        other requests that were in flight to it when it failed change nothing more (one failure
+        seen many times); a failed probe lengthens the backoff."""
+        endpoint.reason = reason
+        if endpoint.state is State.EJECTED:
+            return
+        endpoint.ejections += 1
+        self._rest(endpoint)
+
+    def _rest(self, endpoint: Endpoint) -> None:
         endpoint.state = State.EJECTED
         endpoint.strikes += 1
-        endpoint.reason = reason
         endpoint.retry_at = self.clock() + self.backoff(endpoint.strikes)
 
     def backoff(self, strikes: int) -> float:
@@ -394,9 +418,13 @@ class EndpointPool:
             endpoint.reason = "serves another manifest of " + ", ".join(sorted(mismatched))
 
     def probe_failed(self, endpoint: Endpoint, reason: str) -> None:
+        """The endpoint is not usable: out of rotation (again), for a longer backoff each time."""
         endpoint.probing = False
         endpoint.probed_at = self.clock()
-        self.eject(endpoint, reason)
+        endpoint.reason = reason
+        if endpoint.state is not State.EJECTED:
+            endpoint.ejections += 1
+        self._rest(endpoint)
 
     def status(self) -> list[EndpointStatus]:
         return [

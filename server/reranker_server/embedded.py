@@ -3,10 +3,12 @@
 That binary has only the Python backend; it serves the models' `configs/embedded.pbtxt`
 (chosen with `--model-config-name`). Used by `make serve`, the demo, the tests and the benchmarks.
 
-Lifetime: the server never outlives its owner. `python -m reranker_server.embedded` stops it and
-removes its scratch directory on SIGTERM, SIGHUP and SIGINT, and when its own parent dies; the
-server process also gets SIGTERM from the kernel when the process that started it dies (Linux
-parent-death signal), and a scratch directory left by a killed owner is removed by the next start.
+Lifetime: the server never outlives its owner. tritonserver runs under reranker_server.guard,
+the leader of its process group (stubs included), which gets SIGTERM from the kernel when the
+process that started it dies (Linux parent-death signal) and kills whatever of the group is left
+after a drain. `python -m reranker_server.embedded` drains the server (in-flight requests finish,
+up to --drain-timeout-s) and removes its scratch directory on SIGTERM, SIGHUP and SIGINT, and when
+its own parent dies; a scratch directory left by a killed owner is removed by the next start.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+
+from reranker_server.process_tree import children, cmdline, group_members
 
 EMBEDDED_CONFIG_NAME = "embedded"
 DRAIN_TIMEOUT_S = 30.0  # in-flight requests get this long to finish after SIGTERM (--exit-timeout-secs)
@@ -147,16 +151,22 @@ def sweep_stale_workdirs(tmp_root: os.PathLike | str | None = None) -> list[Path
     return removed
 
 
-def kill_process_group(pgid: int) -> None:
+def kill_process_group(pgid: int, timeout: float = 30.0) -> None:
     """SIGKILL every process of the group `pgid` (a server started in its own session and the
-    stubs it forked); nothing to do when the group is already empty."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    stubs it forked) and wait until none is left (at most `timeout` seconds: a busy machine
+    takes a moment to tear down a process holding a large model)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        if not group_members(pgid) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
-def _parent_death_signal(sig: int = signal.SIGTERM):
+def parent_death_signal(sig: int = signal.SIGTERM):
     """A `preexec_fn` that makes the kernel send `sig` to the child when its parent dies.
 
     Linux only (None elsewhere). The signal follows the *thread* that forks, so it is only
@@ -210,6 +220,18 @@ class EmbeddedTritonServer:
         self._workdir: Path | None = None
 
     @property
+    def server_pid(self) -> int | None:
+        """The tritonserver process (below its guard, `process`); its tree holds the stubs. For
+        memory and CPU figures of the server alone. None when not running."""
+        if self.process is None:
+            return None
+        for pid in children(self.process.pid):
+            argv = cmdline(pid)
+            if argv and argv[0].endswith("/tritonserver"):
+                return pid
+        return None
+
+    @property
     def http_url(self) -> str:
         return f"localhost:{self.http_port}"
 
@@ -251,12 +273,18 @@ class EmbeddedTritonServer:
         if self._workdir is not None:
             (self._workdir / OWNER_FILE).write_text(owner_record(pids))
 
+    def guarded_command(self) -> list[str]:
+        """command() run under reranker_server.guard, the leader of the server's process group
+        that makes sure no process of it (tritonserver, its stubs) outlives the server."""
+        guard = [sys.executable, "-m", "reranker_server.guard", f"--drain-timeout-s={self.drain_timeout_s:g}"]
+        return [*guard, "--", *self.command()]
+
     def launch(self, stdout=None) -> subprocess.Popen:
-        """Start the server process without waiting for it (in its own session, stopped by the
-        kernel with SIGTERM if this process dies)."""
+        """Start the server without waiting for it: its guard (`process`), in its own session
+        and stopped by the kernel with SIGTERM if this process dies, runs tritonserver."""
         if not self.model_repository.is_dir():
             raise ServerError(f"model repository not found: {self.model_repository}")
-        cmd = self.command()
+        cmd = self.guarded_command()
         if stdout is None:
             stdout = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
@@ -265,7 +293,7 @@ class EmbeddedTritonServer:
             stderr=subprocess.STDOUT,
             env={**server_environment(_pytriton_root()), **self.environment},
             start_new_session=True,
-            preexec_fn=_parent_death_signal(),
+            preexec_fn=parent_death_signal(),
         )
         self._write_owner()
         return self.process
@@ -340,9 +368,9 @@ class EmbeddedTritonServer:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the server (drain for up to `timeout` seconds, then SIGKILL its process group)
-        and remove its scratch directory."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the server (drain for up to `timeout` seconds, default drain_timeout_s plus a
+        margin, then SIGKILL its process group) and remove its scratch directory."""
         self.drain(timeout)
 
     def __enter__(self) -> EmbeddedTritonServer:
@@ -394,20 +422,30 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m reranker_server.embedded`: run the server in the foreground (make serve).
 
     Exits with the server's exit code, or 0 after a clean stop on SIGTERM, SIGHUP, SIGINT or the
-    death of this process's parent; the server is stopped and its scratch directory removed."""
+    death of this process's parent; the server is drained (see EmbeddedTritonServer.drain), then
+    stopped, and its scratch directory removed."""
     parser = argparse.ArgumentParser(description="Serve a model repository on the embedded Triton server")
     parser.add_argument("--model-repository", default="model_repository")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--log-verbose", type=int, default=0)
+    parser.add_argument(
+        "--drain-timeout-s",
+        type=float,
+        default=DRAIN_TIMEOUT_S,
+        help="on a stop signal, in-flight requests get this long to finish (default %(default)s)",
+    )
     args = parser.parse_args(argv)
+    if args.drain_timeout_s <= 0:
+        parser.error(f"--drain-timeout-s must be positive, got {args.drain_timeout_s}")
     server = EmbeddedTritonServer(
         args.model_repository,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         log_verbose=args.log_verbose,
+        drain_timeout_s=args.drain_timeout_s,
     )
     if not server.model_repository.is_dir():
         print(f"error: model repository not found: {server.model_repository}", file=sys.stderr)
@@ -419,7 +457,12 @@ def main(argv: list[str] | None = None) -> int:
         proc = server.launch(stdout=sys.stdout)
         return proc.wait()
     except _StopRequested as stop:
-        print(f"{stop}: stopping tritonserver", file=sys.stderr, flush=True)
+        print(
+            f"{stop}: stopping tritonserver (not ready now; requests in flight get up to "
+            f"{server.drain_timeout_s:g}s to finish)",
+            file=sys.stderr,
+            flush=True,
+        )
         return 0
     finally:
         server.stop()

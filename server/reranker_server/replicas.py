@@ -28,6 +28,28 @@ class ReplicaPorts:
     metrics: int
 
 
+def offset_ports(first: ReplicaPorts, count: int) -> list[ReplicaPorts]:
+    """Ports of `count` replicas: replica i uses each of `first`'s ports plus 3*i (with the
+    defaults 8000/8001/8002, replica 1 has 8003/8004/8005). All must differ and be valid."""
+    if count < 1:
+        raise ValueError(f"replica count must be at least 1, got {count}")
+    step = PORTS_PER_REPLICA
+    ports = [
+        ReplicaPorts(first.http + step * i, first.grpc + step * i, first.metrics + step * i)
+        for i in range(count)
+    ]
+    flat = [x for r in ports for x in (r.http, r.grpc, r.metrics)]
+    if min(flat) < 1 or max(flat) > 65535:
+        raise ValueError(f"ports {min(flat)}..{max(flat)} for {count} replicas are outside 1..65535")
+    if len(set(flat)) != len(flat):
+        taken = sorted({x for x in flat if flat.count(x) > 1})
+        raise ValueError(
+            f"replicas would share ports {taken}: give the HTTP, gRPC and metrics ports of "
+            f"replica 0 as three different ports (each replica adds {step})"
+        )
+    return ports
+
+
 def replica_ports(count: int, base_port: int | None = None) -> list[ReplicaPorts]:
     """Ports for `count` replicas: three consecutive ones per replica from `base_port`, or free
     loopback ports when `base_port` is None."""
@@ -35,12 +57,10 @@ def replica_ports(count: int, base_port: int | None = None) -> list[ReplicaPorts
         raise ValueError(f"replica count must be at least 1, got {count}")
     if base_port is None:
         flat = free_ports(PORTS_PER_REPLICA * count)
-    else:
-        last = base_port + PORTS_PER_REPLICA * count - 1
-        if base_port < 1 or last > 65535:
-            raise ValueError(f"ports {base_port}..{last} for {count} replicas are outside 1..65535")
-        flat = list(range(base_port, last + 1))
-    return [ReplicaPorts(*flat[i : i + PORTS_PER_REPLICA]) for i in range(0, len(flat), PORTS_PER_REPLICA)]
+        return [
+            ReplicaPorts(*flat[i : i + PORTS_PER_REPLICA]) for i in range(0, len(flat), PORTS_PER_REPLICA)
+        ]
+    return offset_ports(ReplicaPorts(base_port, base_port + 1, base_port + 2), count)
 
 
 def gpu_environment(gpus: Sequence[str | int] | None, count: int) -> list[dict[str, str]]:

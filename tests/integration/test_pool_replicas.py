@@ -23,8 +23,8 @@ import pytest
 from reranker_client import AsyncRerankerClient, RerankerClient
 from reranker_server.embedded import free_ports
 from reranker_server.replicas import ReplicaSet
-from tests.load.api_load import ApiLoadReport, reference_scores, run_api_load
 from tests.support.api_server import ApiProcess
+from tests.support.load.api_load import ApiLoadReport, reference_scores, run_api_load
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,10 @@ def test_raw_bytes_layout_is_decoded():
     assert bytes_items(raw) == items
 
 
-def test_fake_scores_are_stable_and_depend_on_both_texts():
+def test_fake_scores_are_stable_and_depend_on_both_texts_and_the_manifest():
     assert passage_score(b"q", b"p") == passage_score(b"q", b"p")
-    assert len({passage_score(b"q", b"p"), passage_score(b"q2", b"p"), passage_score(b"q", b"p2")}) == 3
+    variants = {passage_score(b"q", b"p"), passage_score(b"q2", b"p"), passage_score(b"q", b"p2")}
+    assert len(variants | {passage_score(b"q", b"p", '{"v": 2}')}) == 4
     assert 0 <= passage_score(b"q", b"p") < 1
 
 

@@ -97,13 +97,15 @@ class AsyncReplica(Replica):
 
 
 def scores(
-    mode: str, protocol: str, replicas: list[Replica], calls: int, requests: int = 1
+    mode: str, protocol: str, replicas: list[Replica], calls: int, requests: int = 1, dns: bool = False
 ) -> tuple[list, list]:
     """`calls` scoring calls (each of `requests` requests) through the real transport: their
-    answers (the replica names) and the pool's state."""
+    answers (the replica names) and the pool's state. dns: the replicas are the addresses of a
+    dns:/// name (a stand-in resolver)."""
     addresses = [f"10.0.0.{i}:8001" for i in range(1, len(replicas) + 1)]
     by_address = dict(zip(addresses, replicas))
-    settings = ConnectionSettings.create(",".join(addresses), protocol, "m")
+    url = "dns:///triton-headless.ns.svc:8001" if dns else ",".join(addresses)
+    settings = ConnectionSettings.create(url, protocol, "m")
     target = SimpleNamespace(model="m", version="")
     flow = lambda: infer_flow(target, [REQUEST] * requests)  # noqa: E731
 
@@ -115,6 +117,7 @@ def scores(
 
         transport = Transport(settings)
         transport.calls.make_client = by_address.__getitem__
+        transport.pool.resolver = lambda host, port: list(addresses)
         try:
             transport.maintain()
             transport.connected()
@@ -128,6 +131,7 @@ def scores(
 
         transport = AsyncTransport(settings)
         transport.calls.make_client = by_address.__getitem__
+        transport.pool.resolver = lambda host, port: list(addresses)
         try:
             await transport.maintain()
             transport.connected()
@@ -193,3 +197,20 @@ def test_a_final_error_is_not_sent_to_another_replica(mode, protocol):
     with pytest.raises(InferenceError, match="too long"):
         scores(mode, protocol, replicas, 1)
     assert sum(r.infers for r in replicas) == 1
+
+
+@pytest.mark.parametrize("mode,protocol", TRANSPORTS)
+def test_the_replicas_of_a_dns_name(mode, protocol):
+    replicas = [make(mode, "r1"), make(mode, "r2")]
+    answers, states = scores(mode, protocol, replicas, 30, dns=True)
+    assert {n for a in answers for n in a} == {"r1", "r2"}
+    assert [s.address for s in states] == ["10.0.0.1:8001", "10.0.0.2:8001"]
+
+
+def test_dns_names_and_tls_do_not_mix():
+    from reranker_client.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="list the replicas' host names"):
+        ConnectionSettings.create("dns:///triton.ns.svc:8001", "grpc", "m", ssl=True)
+    with pytest.raises(InvalidInputError, match="empty entry"):
+        ConnectionSettings.create("a:8001,,b:8001", "grpc", "m")

@@ -177,6 +177,20 @@ def test_a_failed_replica_is_ejected_and_probed_back_with_growing_backoff():
     assert [s.state for s in pool.status()] == ["live", "live"]
 
 
+def test_requests_failing_together_on_one_replica_eject_it_once():
+    clock = Clock()
+    pool = live_pool("a:1,b:2", clock, jitter=0.0)
+    routes = [pool.route("m") for _ in range(8)]
+    endpoint = pool.endpoints[0]
+    for route in routes:  # eight requests in flight to the same replica
+        pool.started(endpoint)
+        route.tried.append(endpoint)
+    for route in routes:
+        route.failed_with(endpoint, DOWN)
+    assert endpoint.ejections == 1 and endpoint.strikes == 1 and endpoint.in_flight == 0
+    assert endpoint.retry_at == clock.now + 0.25
+
+
 def test_backoff_has_jitter():
     pool = EndpointPool("a:1", PoolOptions(eject_base_s=1.0, jitter=0.5), rng=random.Random(1))
     delays = {round(pool.backoff(1), 6) for _ in range(20)}
@@ -196,7 +210,8 @@ def test_when_all_are_ejected_the_one_due_soonest_is_tried():
     pool = live_pool("a:1,b:2", clock, jitter=0.0)
     a, b = pool.endpoints
     pool.eject(a, "down")
-    pool.eject(a, "down")  # later retry
+    pool.probes_due()
+    pool.probe_failed(a, "still down")  # a longer backoff
     pool.eject(b, "down")
     route = pool.route("m")
     assert route.next() is b
@@ -216,13 +231,16 @@ def test_a_replica_serving_another_manifest_gets_no_request():
     assert pool.pick("other-model") is not None  # no expectation for other models
 
 
-def test_an_unpinned_manifest_follows_a_completed_rollout_but_a_pin_never_moves():
-    pool = live_pool("a:1,b:2")
-    a, b = pool.endpoints
+def test_an_unpinned_manifest_follows_the_majority_of_a_rollout_but_a_pin_never_moves():
+    pool = live_pool("a:1,b:2,c:3")
+    a, b, c = pool.endpoints
     pool.probe_passed(a, {"m": "fp2"})
-    assert pool.expected["m"] == "fp1"  # b still serves fp1
+    assert pool.expected["m"] == "fp1"  # b and c still serve fp1
     pool.probe_passed(b, {"m": "fp2"})
-    assert pool.expected["m"] == "fp2"
+    assert pool.expected["m"] == "fp2"  # most replicas serve the new manifest now
+    assert {pool.pick("m").address for _ in range(100)} == {"a:1", "b:2"}
+    pool.probe_passed(c, {"m": "fp2"})
+    assert {pool.pick("m").address for _ in range(100)} == {"a:1", "b:2", "c:3"}
     pinned = live_pool("a:1,b:2")
     pinned.expect("m", "fp1")
     for endpoint in pinned.endpoints:
@@ -263,17 +281,41 @@ def test_dns_names_are_resolved_again_and_replicas_come_and_go():
     assert [e.address for e in pool.endpoints] == ["10.0.0.1:8001", "10.0.0.2:8001"]
     assert not pool.resolve_due()
     clock.now += 5.0
-    pool.resolve()  # failure: keep what we have
+    pool.resolve()  # failure: keep what we have, try again soon
     assert "no such host" in pool.resolve_error and len(pool.endpoints) == 2
-    clock.now += 5.0
+    assert not pool.resolve_due()
+    clock.now += 1.0
+    assert pool.resolve_due()
     pool.resolve()  # empty: keep what we have
     assert len(pool.endpoints) == 2
-    clock.now += 5.0
+    clock.now += 1.0
     kept = pool.endpoints[1]
     pool.resolve()
     assert [e.address for e in pool.endpoints] == ["10.0.0.2:8001", "10.0.0.3:8001"]
     assert pool.endpoints[0] is kept and pool.endpoints[1].state is State.PENDING
+    assert pool.idle_retired() == ["10.0.0.1:8001"]  # left, nothing in flight: close it
+    assert pool.idle_retired() == []
     assert asked == [("svc.ns", 8001)] * 4
+
+
+def test_a_replica_that_leaves_with_requests_in_flight_is_closed_only_when_they_are_done():
+    answers = [["10.0.0.1:8001", "10.0.0.2:8001"], ["10.0.0.2:8001"], ["10.0.0.1:8001", "10.0.0.2:8001"]]
+    clock = Clock()
+    pool = EndpointPool(
+        "dns:///svc:8001", PoolOptions(refresh_s=1.0), resolver=lambda h, p: answers.pop(0), clock=clock
+    )
+    pool.resolve()
+    leaving = pool.endpoints[0]
+    pool.started(leaving)
+    clock.now += 1
+    pool.resolve()
+    assert pool.idle_retired() == []  # a request is still in flight there
+    pool.succeeded(leaving)
+    assert pool.idle_retired() == ["10.0.0.1:8001"]
+    pool.started(pool.endpoints[0])
+    clock.now += 1
+    pool.resolve()  # it comes back: a new endpoint, nothing to close
+    assert pool.idle_retired() == []
 
 
 def test_live_replicas_are_probed_again_every_health_interval():
