@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             write_configs(args.out / "configs.yaml", grpc, api_port)
             (args.out / "scores.jsonl").unlink(missing_ok=True)  # a fresh run: every figure measured now
             os.chdir(args.out)  # the report names the files as the docs do
-            code = eval_main(["--jsonl", "dataset.jsonl", "--configs", "configs.yaml", "--out", "."])
+            title = "tiny rerankers trained on the synthetic relevance task (a test fixture)"
+            code = eval_main(
+                ["--jsonl", "dataset.jsonl", "--configs", "configs.yaml", "--out", ".", "--title", title]
+            )
         finally:
             if api is not None:
                 api.terminate()
