@@ -104,7 +104,7 @@ eval-example: setup
 # Long load run with score checks and memory tracking (a short form runs in make test).
 SOAK_ARGS ?= --duration 600
 soak: setup oracle
-	$(PY) -m tests.load.soak $(SOAK_ARGS)
+	$(PY) -m tests.support.load.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(ORACLE_VENV) $(DEPLOY_VENV) .pytest_cache

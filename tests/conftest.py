@@ -77,3 +77,13 @@ def single_torch_thread():
     yield
     torch.set_num_threads(threads)
     mp.undo()
+
+
+INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/integration/ is marked `integration` by where it lives, not by each file."""
+    for item in items:
+        if INTEGRATION_DIR in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)

@@ -11,14 +11,11 @@ import threading
 import time
 
 import httpx
-import pytest
 
-from tests.load.api_load import ApiLoadReport, reference_scores, run_api_load
-from tests.load.servers import start_private_server
 from tests.support.api_server import ApiProcess, private_triton
+from tests.support.load.api_load import ApiLoadReport, reference_scores, run_api_load
+from tests.support.load.servers import start_private_server
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
-
-pytestmark = pytest.mark.integration
 
 QUERIES = ["what is panda?", "What is the capital of France?", "大熊猫是什么？", "q"]
 PASSAGES = (

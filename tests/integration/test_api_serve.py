@@ -14,7 +14,6 @@ import pytest
 
 from tests.support.ports import free_ports
 
-pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -16,8 +16,6 @@ from tests.support.api_server import ApiProcess, private_triton
 from tests.support.oracle import run_oracle
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS
 
-pytestmark = pytest.mark.integration
-
 KEY = "integration-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 QUERY = "what is panda?"

@@ -17,8 +17,6 @@ from reranker_client import (
 from tests.support.pairs import MULTILINGUAL_PAIRS, many_pairs
 from tests.support.ports import free_ports
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_async_client_matches_sync_client(triton_server, make_client, protocol):

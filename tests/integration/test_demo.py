@@ -1,11 +1,7 @@
 """`make demo` offline: the hub is unreachable, so a tiny local model is exported, served and scored."""
 
-import pytest
-
 from tests.support.ports import free_ports
 from tools.demo import main
-
-pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_offline_with_a_tiny_model(tmp_path, capsys, monkeypatch):

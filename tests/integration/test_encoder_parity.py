@@ -7,8 +7,6 @@ import pytest
 from tests.support.oracle import run_oracle
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 
-pytestmark = pytest.mark.integration
-
 PAIRS = TUTORIAL_PAIRS + MULTILINGUAL_PAIRS
 MANY = many_pairs(150)
 # (model, pairs name, compute_score kwargs)

@@ -22,12 +22,10 @@ import pytest
 
 from reranker_client.errors import RequestTimeoutError, ServerUnavailableError
 from reranker_client.retry import RetryPolicy
-from tests.load.driver import LoadConfig, LoadReport, Target, pair_pool, reference_scores, run_load
-from tests.load.procs import is_alive, stub_pids
-from tests.load.servers import start_private_server
 from tests.support.async_bridge import make_client
-
-pytestmark = pytest.mark.integration
+from tests.support.load.driver import LoadConfig, LoadReport, Target, pair_pool, reference_scores, run_load
+from tests.support.load.procs import is_alive, stub_pids
+from tests.support.load.servers import start_private_server
 
 MODEL = "tiny-encoder"
 OTHER = "tiny-encoder-short"

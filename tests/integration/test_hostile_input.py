@@ -16,10 +16,8 @@ import numpy as np
 import pytest
 
 from reranker_client.errors import InferenceError, InvalidInputError
-from tests.load.procs import is_alive, stub_pids
+from tests.support.load.procs import is_alive, stub_pids
 from tests.support.pairs import TUTORIAL_PAIRS, many_pairs
-
-pytestmark = pytest.mark.integration
 
 MODEL = "tiny-encoder"
 GOOD = [list(p) for p in TUTORIAL_PAIRS]
@@ -400,7 +398,7 @@ def test_left_padded_raw_request_scores_like_right_padded(triton_server, bystand
 )
 @pytest.mark.parametrize("shape", [[1, 1 << 32], [64, 1 << 40]])
 def test_huge_declared_http_shape_is_rejected_without_killing_the_server(test_repository, tmp_path, shape):
-    from tests.load.servers import start_private_server
+    from tests.support.load.servers import start_private_server
 
     server = start_private_server(test_repository.root, tmp_path, "huge-shape", [MODEL])
     try:

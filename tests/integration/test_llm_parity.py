@@ -12,8 +12,6 @@ from reranker_client import InferenceError, InvalidInputError
 from tests.support.oracle import run_oracle
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 
-pytestmark = pytest.mark.integration
-
 PAIRS = TUTORIAL_PAIRS + MULTILINGUAL_PAIRS
 MIXED = many_pairs(24) + [["q", "a"], ["what is panda?", "x"]]  # very different lengths, tiny passages
 PROMPT = "Is passage B relevant to query A? Answer Yes or No."

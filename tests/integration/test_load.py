@@ -2,16 +2,14 @@
 mixed lengths (some truncated) and, for LLM families, mixed parameters. Proves that under dynamic
 batching every caller gets exactly its own scores (equal to the pair scored alone), no request
 fails, and the server's memory (tritonserver + Python stubs) does not grow after warm-up.
-The long version is `python -m tests.load.soak` (make soak)."""
+The long version is `python -m tests.support.load.soak` (make soak)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.load.driver import LoadConfig, pair_pool, reference_scores, run_load, warm_up_peak
-from tests.load.targets import targets_for_repository
-
-pytestmark = pytest.mark.integration
+from tests.support.load.driver import LoadConfig, pair_pool, reference_scores, run_load, warm_up_peak
+from tests.support.load.targets import targets_for_repository
 
 # Steady-state growth allowed between the end of warm-up and the end of the measured run. A leak
 # of one padded batch per request (>= 16 KiB x 100s of requests) or of one 1 MiB text per request

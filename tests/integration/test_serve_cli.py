@@ -7,11 +7,7 @@ import sys
 import time
 import urllib.request
 
-import pytest
-
 from tests.support.ports import free_ports
-
-pytestmark = pytest.mark.integration
 
 
 def test_serve_command_serves_the_repository_and_stops_on_interrupt(test_repository):

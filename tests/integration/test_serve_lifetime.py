@@ -18,8 +18,6 @@ import pytest
 from reranker_server.embedded import OWNER_FILE, WORKDIR_PREFIX, EmbeddedTritonServer, sweep_stale_workdirs
 from tests.support.ports import free_ports
 
-pytestmark = pytest.mark.integration
-
 WAIT_S = 300  # an upper bound for slow shared machines, not a timing assertion
 
 

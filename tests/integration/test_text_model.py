@@ -17,8 +17,6 @@ from tests.support.oracle import run_oracle
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 from tests.support.text_requests import TextModelError, grpc_text_infer, http_text_infer
 
-pytestmark = pytest.mark.integration
-
 PAIRS = TUTORIAL_PAIRS + MULTILINGUAL_PAIRS
 MANY = many_pairs(70)
 RERANK_QUERY = "what is panda?"
@@ -301,9 +299,9 @@ def test_bad_requests_spare_concurrent_good_ones(triton_server):
     assert all(np.abs(r - want).max() < 1e-5 for r in results)
 
 
-def test_readme_grpc_request_body_works_as_written(triton_server):
-    """The README's grpcurl body (proto JSON of a KServe v2 ModelInferRequest), sent as is through
-    Triton's gRPC service; only the model name is the test model's."""
+def test_documented_grpc_request_body_works_as_written(triton_server):
+    """The grpcurl body of docs/text-models.md (proto JSON of a KServe v2 ModelInferRequest), sent
+    as is through Triton's gRPC service; only the model name is the test model's."""
     import re
     import struct
     from pathlib import Path
@@ -312,8 +310,8 @@ def test_readme_grpc_request_body_works_as_written(triton_server):
     from google.protobuf import json_format
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    body = re.search(r"grpcurl [^\n]*-d '(\{.*?\})' \\", readme, re.S).group(1)
+    page = (Path(__file__).resolve().parents[2] / "docs" / "text-models.md").read_text()
+    body = re.search(r"grpcurl [^\n]*-d '(\{.*?\})' \\", page, re.S).group(1)
     request = json_format.Parse(body, service_pb2.ModelInferRequest())
     request.model_name = "tiny-encoder-text"
     with grpc.insecure_channel(triton_server.grpc_url) as channel:

@@ -12,8 +12,6 @@ from tests.support.async_bridge import make_client
 from tests.support.pairs import MULTILINGUAL_PAIRS, many_pairs
 from tests.support.tls import make_pki
 
-pytestmark = pytest.mark.integration
-
 MODEL = "tiny-encoder"
 OTHER = "tiny-encoder-short"
 ADMIN_KEY = "test-admin-key-0123456789"

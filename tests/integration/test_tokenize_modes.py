@@ -13,8 +13,6 @@ from reranker_client.errors import InvalidInputError
 from tests.support.async_bridge import make_client
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 
-pytestmark = pytest.mark.integration
-
 PROMPT = "Is passage B relevant to query A? Answer Yes or No."
 PAIRS = [list(p) for p in TUTORIAL_PAIRS + MULTILINGUAL_PAIRS] + many_pairs(30)
 QUERY = "what is panda?"

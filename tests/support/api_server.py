@@ -120,7 +120,7 @@ class ApiProcess:
 def private_triton(repository_root: Path, log_dir: Path, name: str, models: Sequence[str]) -> Iterator[Any]:
     """An embedded Triton server of its own serving `models` and their `-text` models only (fewer
     models start faster than the shared session server on a loaded machine)."""
-    from tests.load.servers import start_private_server
+    from tests.support.load.servers import start_private_server
 
     server = start_private_server(
         repository_root, log_dir, name, [n for m in models for n in (m, m + "-text")]

@@ -2,7 +2,7 @@
 parameters) against one Triton server; every returned score is checked against the score the
 same pair gets when sent alone, so any cross-talk inside the server's dynamic batches shows up.
 
-Used by tests/integration/test_load.py (short, bounded) and by `python -m tests.load.soak`.
+Used by tests/integration/test_load.py (short, bounded) and by `python -m tests.support.load.soak`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.load.procs import tree_rss_mib
+from reranker_server.process_tree import tree_rss_mib
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 
 ClientFactory = Callable[[str, str], Any]  # (model, protocol) -> RerankerClient

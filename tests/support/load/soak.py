@@ -1,4 +1,4 @@
-"""Long load run (`make soak`): `python -m tests.load.soak --duration 600`.
+"""Long load run (`make soak`): `python -m tests.support.load.soak --duration 600`.
 
 Builds the tiny test repository (or serves --repository), starts a private embedded Triton server
 on free loopback ports, scores every pair alone, warms up, then drives --workers concurrent gRPC and
@@ -21,14 +21,23 @@ import threading
 import time
 from pathlib import Path
 
-from tests.load.driver import LoadConfig, LoadReport, pair_pool, reference_scores, run_load, warm_up_peak
-from tests.load.procs import is_alive, rss_by_model_mib, stub_pids, tree_rss_mib
-from tests.load.servers import start_private_server
-from tests.load.targets import targets_for_repository
+from tests.support.load.driver import (
+    LoadConfig,
+    LoadReport,
+    pair_pool,
+    reference_scores,
+    run_load,
+    warm_up_peak,
+)
+from tests.support.load.procs import is_alive, rss_by_model_mib, stub_pids, tree_rss_mib
+from tests.support.load.servers import start_private_server
+from tests.support.load.targets import targets_for_repository
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tests.load.soak", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m tests.support.load.soak", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--duration", type=float, default=600.0, help="seconds of measured load")
     p.add_argument("--requests", type=int, default=1_000_000, help="stop after this many requests")
     p.add_argument("--workers", type=int, default=8, help="concurrent client threads (half gRPC, half HTTP)")

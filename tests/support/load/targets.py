@@ -6,7 +6,7 @@ from pathlib import Path
 
 from reranker_core.families import ENCODER
 from reranker_core.manifest import ModelManifest
-from tests.load.driver import Target
+from tests.support.load.driver import Target
 
 LLM_PROMPT = "Given a query A and a passage B, say whether B answers A with Yes or No."
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -354,34 +353,3 @@ def test_bad_serving_options_fail_with_one_clear_line(checkpoint, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and flag[2:].replace("-", "_") in err and "\n" not in err
     assert not (tmp_path / "bad").exists()
-
-
-def test_cli_runs_from_any_directory(checkpoint, tmp_path):
-    """`python -m export` is installed (make setup: pip install -e .), not tied to the repo root."""
-    import subprocess
-    import sys
-
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "export",
-            "--model",
-            str(checkpoint),
-            "--name",
-            "m",
-            "--repository",
-            "repo",
-            "--cpu-graph",
-            "plain",
-        ],
-        cwd=elsewhere,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (elsewhere / "repo" / "m" / "configs" / "onnxruntime_trt.pbtxt").is_file()
