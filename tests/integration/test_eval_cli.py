@@ -122,9 +122,10 @@ def test_cutoff_and_compression_variants_are_separate_points(triton_server, beir
         "    cutoff_layers: 6\n"
         "    compress_layers: [2]\n"
         "    sweep: {compress_ratio: [1, 2]}\n"
+        "  - {model: tiny-layerwise, cutoff_layers: [4, 6], label: layers 4 and 6}\n"
     )
     report = evaluate(tmp_path / "out", *data_args(beir), "--configs", str(configs))
-    rows, lightweight = report["rows"][1:4], report["rows"][4:]
+    rows, lightweight, (both,) = report["rows"][1:4], report["rows"][4:6], report["rows"][6:]
     assert [r["config"]["compress_ratio"] for r in lightweight] == [1, 2]
     assert {r["agreement"]["reference"] for r in lightweight} == {lightweight[0]["label"]}
     assert lightweight[1]["run_file"] != lightweight[0]["run_file"]
@@ -133,6 +134,9 @@ def test_cutoff_and_compression_variants_are_separate_points(triton_server, beir
     assert {r["agreement"]["reference"] for r in rows} == {rows[2]["label"]}
     runs = [(tmp_path / "out" / r["run_file"]).read_text() for r in rows]
     assert len(set(runs)) == 3  # each cutoff layer scores differently
+    # scored at layers 4 and 6, ranked by the deepest: the same run as layer 6 alone
+    assert (tmp_path / "out" / both["run_file"]).read_text() == runs[2]
+    assert both["agreement"] == {"reference": rows[2]["label"], "kendall_tau": pytest.approx(1.0)}
     assert any(r.get("pareto") for r in report["rows"][1:])
 
 
