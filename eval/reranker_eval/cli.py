@@ -69,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--out", type=Path, default=Path("reranker-eval"), help="output directory")
     out.add_argument("--cache", type=Path, help="score cache file (default: OUT/scores.jsonl)")
+    out.add_argument("--title", help="title of the plot and the report (default: the data set's name)")
     out.add_argument("--no-plot", action="store_true", help="skip the PNG")
     out.add_argument(
         "--progress",
@@ -115,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset, first_stage = load_dataset(args)
         cache = ScoreCache(args.cache or args.out / "scores.jsonl")
         results = run_all(dataset, configs, cache, progress=args.progress)
+        if args.title:
+            dataset.name = args.title
         report = build_report(
             dataset, measures, results, first_stage, ["python -m reranker_eval", *(argv or sys.argv[1:])]
         )

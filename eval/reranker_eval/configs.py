@@ -171,7 +171,8 @@ def default_label(via: str, model: str | None, options: Iterable[tuple[str, Any]
     for key, value in options:
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
         parts.append(f"{key}={shown}")
-    way = via if via not in SDK_VIAS or tokenize == "auto" else f"{via}, {tokenize} tokens"
+    paths = {"client": "token path", "server": "text path"}
+    way = f"{via}, {paths[tokenize]}" if via in SDK_VIAS and tokenize in paths else via
     return " ".join(parts) + f" ({way})"
 
 

@@ -8,6 +8,7 @@ a run names are kept in memory, so a large corpus costs one pass over its file.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -62,22 +63,31 @@ def _positive(value: int | None, name: str) -> None:
 @dataclass
 class _RunQuery:
     first_line: int
-    candidates: list[tuple[float, int, str, int]] = field(default_factory=list)  # -score, rank, docid, line
+    # (score, -rank, docid, line) of the kept candidates, a min-heap when a top_k bounds it: the
+    # worst kept candidate first, dropped when a better one comes
+    heap: list[tuple[float, int, str, int]] = field(default_factory=list)
+    kept: set[str] = field(default_factory=set)
+
+    @property
+    def candidates(self) -> list[tuple[float, int, str, int]]:
+        """(-score, rank, docid, line), best first (ties: lower rank first)."""
+        return sorted((-score, -neg_rank, docid, line) for score, neg_rank, docid, line in self.heap)
 
 
 def read_run(path: Path, top_k: int | None) -> dict[str, _RunQuery]:
-    """Per query (first-appearance order) its top_k candidates, best score first (ties: lower
-    rank first)."""
+    """Per query (first-appearance order) its top_k candidates; memory grows with the candidates
+    kept, not with the file."""
     queries: dict[str, _RunQuery] = {}
-    seen: set[tuple[str, str]] = set()
     for line, qid, docid, rank, score in trec_run(path):
-        if (qid, docid) in seen:
+        entry = queries.setdefault(qid, _RunQuery(line))
+        if docid in entry.kept:
             raise DataError(path, line, f"document {docid!r} is listed twice for query {qid!r}")
-        seen.add((qid, docid))
-        queries.setdefault(qid, _RunQuery(line)).candidates.append((-score, rank, docid, line))
-    for entry in queries.values():
-        entry.candidates.sort()
-        del entry.candidates[top_k or len(entry.candidates) :]
+        item = (score, -rank, docid, line)
+        entry.kept.add(docid)
+        if top_k is None or len(entry.heap) < top_k:
+            heapq.heappush(entry.heap, item)
+        else:
+            entry.kept.discard(heapq.heappushpop(entry.heap, item)[2])
     if not queries:
         raise DataError(path, None, "the run is empty")
     return queries
@@ -150,30 +160,25 @@ def load_beir(
             )
         notes.append(f"{len(unjudged)} run queries without judgements left out")
     order = [qid for qid in run_queries if qid in judged][:max_queries]
-    kept = {qid: run_queries[qid] for qid in order}
+    ranked = {qid: run_queries[qid].candidates for qid in order}  # (-score, rank, docid, line)
     doc_lines: dict[str, int] = {}
-    for entry in kept.values():
-        for _, _, docid, line in entry.candidates:
+    for candidates in ranked.values():
+        for _, _, docid, line in candidates:
             doc_lines.setdefault(docid, line)
-    query_texts = read_beir_queries(queries, set(kept))
-    for qid, entry in kept.items():
+    query_texts = read_beir_queries(queries, set(ranked))
+    for qid in ranked:
         if qid not in query_texts:
-            raise DataError(run, entry.first_line, f"query {qid!r} is not in {queries}")
+            raise DataError(run, run_queries[qid].first_line, f"query {qid!r} is not in {queries}")
     doc_texts = read_beir_corpus(corpus, set(doc_lines))
     for docid, line in doc_lines.items():
         if docid not in doc_texts:
             raise DataError(run, line, f"document {docid!r} is not in {corpus}")
     items = [
-        Query(
-            qid,
-            query_texts[qid],
-            tuple(c[2] for c in entry.candidates),
-            tuple(doc_texts[c[2]] for c in entry.candidates),
-        )
-        for qid, entry in kept.items()
+        Query(qid, query_texts[qid], tuple(c[2] for c in cands), tuple(doc_texts[c[2]] for c in cands))
+        for qid, cands in ranked.items()
     ]
     return Dataset(
-        f"{corpus.parent.name or corpus.name} / {run.name}", items, {q: judged[q] for q in kept}, notes
+        f"{corpus.parent.name or corpus.name} / {run.name}", items, {q: judged[q] for q in ranked}, notes
     )
 
 

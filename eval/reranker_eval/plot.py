@@ -11,6 +11,35 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+FONT = 7  # points
+
+
+def label_points(ax: Any, points: list[tuple[str, float, float]]) -> None:
+    """A label beside each point, moved down (with a leader line) while it would overlap a label
+    already placed; highest points first."""
+    ax.figure.canvas.draw()  # fixes the axes' transform
+    placed: list[tuple[float, float, float, float]] = []  # x0, y0, x1, y1 in display pixels
+    scale = ax.figure.dpi / 72.0
+    height = FONT * 1.4 * scale
+    for label, x, y in sorted(points, key=lambda p: -p[2]):
+        px, py = ax.transData.transform((x, y))
+        width = FONT * 0.55 * len(label) * scale
+        dy = 3.0 * scale
+        for _ in range(60):
+            box = (px + 5 * scale, py + dy, px + 5 * scale + width, py + dy + height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+            dy -= height
+        placed.append(box)
+        ax.annotate(
+            label,
+            (x, y),
+            textcoords="offset points",
+            xytext=(5, dy / scale),
+            fontsize=FONT,
+            arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5} if dy < 0 else None,
+        )
+
 
 def plot(report: dict[str, Any], path: Path) -> None:
     """Write the PNG of `report` to `path`."""
@@ -52,16 +81,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
             color="tab:red",
             zorder=2,
         )
-    for row in rows:
-        ax.annotate(
-            row["label"],
-            (row["pairs_per_s"], row["metrics"][measure]),
-            textcoords="offset points",
-            xytext=(5, 5),
-            fontsize=7,
-        )
     if rows and max(r["pairs_per_s"] for r in rows) > 10 * min(r["pairs_per_s"] for r in rows):
         ax.set_xscale("log")
+    ax.margins(x=0.08, y=0.08)
+    label_points(ax, [(r["label"], r["pairs_per_s"], r["metrics"][measure]) for r in rows])
     ax.set_xlabel("throughput (pairs/s, one request at a time)")
     ax.set_ylabel(measure)
     data = report["dataset"]
@@ -70,7 +93,6 @@ def plot(report: dict[str, Any], path: Path) -> None:
     if front:
         ax.legend(loc="lower left", fontsize=8)
     fig.text(0.01, 0.005, f"{report['machine']['client_cpu']}, {report['date']}", fontsize=6, color="grey")
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

@@ -21,14 +21,14 @@ FIRST_STAGE = "first stage"
 
 
 def cpu_model() -> str:
-    """The CPU model name (Linux), else the platform's processor string."""
+    """The CPU model name (Linux), else the machine type."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return platform.machine()
 
 
 def references(results: Sequence[ConfigScores]) -> dict[str, ConfigScores]:
@@ -104,7 +104,10 @@ def build_report(
         "measures": names,
         "quality_measure": names[0],
         "rows": rows,
-        "machine": {"client_cpu": cpu_model(), "platform": platform.platform()},
+        "machine": {
+            "client_cpu": cpu_model(),
+            "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        },
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": list(command),
         "speed_note": "one request at a time from this client; pairs/s = pairs / summed request time; "

@@ -79,8 +79,7 @@ def run_all(
     """Every configuration's scores: from the cache where present, else scored now (one warm-up
     request per configuration first, not timed). `progress` None: a bar when stderr is a terminal."""
     todo = {
-        c.key: [q for q in dataset.queries if cache.get(c.key, q.qid, q.fingerprint) is None]
-        for c in configs
+        c.key: [q for q in dataset.queries if cache.get(c.key, q.qid, q.fingerprint) is None] for c in configs
     }
     total = sum(len(qs) for qs in todo.values())
     results = []

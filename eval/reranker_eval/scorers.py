@@ -58,10 +58,10 @@ class HttpScorer:
     """POST to a TEI (`/rerank` {query, texts}) or Cohere (`/v1/rerank` {model, query, documents})
     endpoint; scoring options go as extra fields (this project's API reads them)."""
 
-    def __init__(self, config: Configuration) -> None:
+    def __init__(self, config: Configuration, transport: httpx.BaseTransport | None = None) -> None:
         self.config = config
         headers = {"Authorization": f"Bearer {api_key(config)}"} if config.api_key_env else {}
-        self.http = httpx.Client(timeout=config.timeout_s, headers=headers)
+        self.http = httpx.Client(timeout=config.timeout_s, headers=headers, transport=transport)
 
     def body(self, query: str, passages: Sequence[str]) -> dict[str, Any]:
         body: dict[str, Any] = {"query": query, **self.config.option_dict}

@@ -4,12 +4,10 @@ BEIR (corpus.jsonl, queries.jsonl, qrels TSV) with a TREC first-stage run, and o
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
-TOPICS = "panda bamboo Paris capital river mountain café école model query passage score".split()
-FILLER = "the a of and in is to with on for by from at as".split()
+from export.tiny.relevance_task import evaluation_set
 
 
 @dataclass(frozen=True)
@@ -20,29 +18,18 @@ class EvalSet:
     qrels: dict[str, dict[str, int]]
 
 
-def synthetic_set(n_queries: int = 4, passages: int = 20, seed: int = 0) -> EvalSet:
-    """Each query names a topic; passages about it are relevant (grade 2 with the topic twice,
-    1 with it once), the others are not. The first-stage order is a noisy one."""
-    rng = random.Random(seed)
+def synthetic_set(n_queries: int = 4, passages: int = 20, seed: int = 4242) -> EvalSet:
+    """Held-out queries of the synthetic relevance task the tiny rerankers are trained on
+    (export/tiny/relevance_task.py; grade = how many of the query's two words a passage holds),
+    the candidates in drawn order as the first stage."""
     queries, documents, candidates, qrels = {}, {}, {}, {}
-    for q in range(n_queries):
+    for q, item in enumerate(evaluation_set(seed, n_queries, passages)):
         qid = f"q{q}"
-        topic = TOPICS[q % len(TOPICS)]
-        queries[qid] = f"what about {topic} {q}?"
-        ids, grades = [], {}
-        for p in range(passages):
-            docid = f"{qid}-d{p}"
-            grade = 2 if p % 7 == 0 else 1 if p % 5 == 0 else 0
-            other = TOPICS[(q + 1 + p) % len(TOPICS)]
-            words = [rng.choice(FILLER) for _ in range(rng.randint(4, 14))]
-            words += [topic] * grade + [other]
-            rng.shuffle(words)
-            documents[docid] = " ".join(words)
-            ids.append(docid)
-            grades[docid] = grade
-        rng.shuffle(ids)
+        queries[qid] = item.query
+        ids = [f"{qid}-d{p}" for p in range(len(item.passages))]
+        documents.update(zip(ids, item.passages))
         candidates[qid] = ids
-        qrels[qid] = grades
+        qrels[qid] = dict(zip(ids, item.relevance))
     return EvalSet(queries, documents, candidates, qrels)
 
 

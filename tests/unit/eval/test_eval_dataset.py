@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import shutil
 
 import pytest
@@ -156,3 +157,27 @@ def test_jsonl_relevance_by_id_and_default_ids(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(DataError, match="nope.jsonl: no such file"):
         load_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_top_k_keeps_the_best_of_a_long_run_with_ties(beir):
+    rng = random.Random(3)
+    lines = []
+    for qid in ("q0", "q1", "q2"):
+        docs = [f"{qid}-d{p}" for p in range(6)]
+        rng.shuffle(docs)
+        lines += [f"{qid} Q0 {d} {r} {rng.choice([1.0, 2.0, 2.0, 3.0])} x" for r, d in enumerate(docs, 1)]
+    rng.shuffle(lines)
+    (beir / "run.trec").write_text("\n".join(lines) + "\n")
+    full = {q.qid: q.doc_ids for q in load(beir).queries}
+    for k in (1, 2, 5):
+        assert {q.qid: q.doc_ids for q in load(beir, top_k=k).queries} == {
+            q: ids[:k] for q, ids in full.items()
+        }
+    assert all(len(ids) == 6 for ids in full.values())
+
+
+def test_a_document_listed_twice_is_named(beir):
+    with open(beir / "run.trec", "a") as out:
+        out.write("q1 Q0 q1-d3 40 -1 bm25\n")
+    with pytest.raises(DataError, match=r"run\.trec:19: document 'q1-d3' is listed twice for query 'q1'"):
+        load(beir)

@@ -25,8 +25,8 @@ MEASURES = parse_measures(["nDCG@10", "RR@10", "R@5"])
 
 
 class FakeScorer:
-    """Scores by topic-word overlap (+ a deterministic jitter scaled by the config's cutoff);
-    `fail_after` calls, raises `error`."""
+    """Scores by how many query words a passage holds (+ a deterministic jitter scaled by the
+    config's cutoff); after `fail_after` calls, raises `error`."""
 
     calls = 0
 
@@ -38,8 +38,11 @@ class FakeScorer:
         FakeScorer.calls += 1
         if self.fail_after is not None and FakeScorer.calls > self.fail_after:
             raise self.error()
-        topic = query.split()[2]
-        return [p.split().count(topic) + self.noise * (zlib.crc32(p.encode()) % 100) / 50 for p in passages]
+        words = query.split()
+        return [
+            sum(w in p.split() for w in words) + self.noise * (zlib.crc32(p.encode()) % 100) / 50
+            for p in passages
+        ]
 
     def close(self):
         pass
@@ -131,6 +134,8 @@ def test_report_metrics_equal_ir_measures_on_the_written_run_files(dataset, tmp_
 
 def test_table_marks_the_best_and_the_plot_is_written(dataset, tmp_path):
     report = build_report(dataset, MEASURES, run(dataset, tmp_path / "a.jsonl"), "input order")
+    for row in report["rows"]:
+        row["metrics"]["nDCG@10"] = 0.5
     report["rows"][1]["metrics"]["nDCG@10"] = 0.99
     report["rows"][1]["pairs_per_s"] = 1e9
     report["rows"][1]["pareto"] = True
