@@ -17,7 +17,7 @@ API_HOST ?= 127.0.0.1
 API_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-api perf soak clean help
+.PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-api bench-replicas perf soak clean help
 
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
@@ -28,13 +28,13 @@ help:
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml pyproject.toml
+$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml eval/pyproject.toml pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
 	$(PIP) install -r requirements/server.txt -r requirements/test.txt
 	$(PIP) install --no-deps nvidia-pytriton==0.7.0
 	$(PIP) install --no-deps -e ./core -e ./client -e ./server -e .
-	$(PIP) install -e ./api
+	$(PIP) install -e ./api -e ./eval
 	touch $@
 
 oracle: $(ORACLE_VENV)/.installed
@@ -86,6 +86,10 @@ bench-quick: setup oracle
 BENCH_API_ARGS ?=
 bench-api: setup
 	$(PY) -m bench.api_overhead $(BENCH_API_ARGS)
+
+# 1, 2, 3 latency-bound replicas (and a slow one) behind one rerank API (docs/benchmarks.md).
+bench-replicas: setup
+	$(PY) -m bench.replicas $(BENCH_REPLICAS_ARGS)
 
 # Concurrency sweep against a served model: make perf PERF_MODEL=name [PERF_URL=localhost:8001]
 PERF_MODEL ?= $(NAME)

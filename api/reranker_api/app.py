@@ -18,6 +18,7 @@ from reranker_api.rerank_service import RerankService
 from reranker_api.routes import cohere, nim, status, tei
 from reranker_api.settings import Settings
 from reranker_api.triton import TritonBackend
+from reranker_core.endpoints import PoolOptions
 
 DESCRIPTION = """Rerank HTTP API in front of the BGE rerankers served by Triton, wire-compatible with
 Hugging Face TEI (`POST /rerank`), Cohere (`POST /v2/rerank`, `POST /v1/rerank`) and NVIDIA NIM
@@ -28,8 +29,13 @@ Hugging Face TEI (`POST /rerank`), Cohere (`POST /v2/rerank`, `POST /v1/rerank`)
 def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     """The app; without a backend, the Triton one for settings.triton_url."""
     if backend is None:
-        backend = TritonBackend(settings.triton_url, models=settings.models, suffix=settings.text_suffix)
-    metrics = Metrics()
+        backend = TritonBackend(
+            settings.triton_url,
+            models=settings.models,
+            suffix=settings.text_suffix,
+            pool=PoolOptions(refresh_s=settings.dns_refresh_s),
+        )
+    metrics = Metrics(endpoints=getattr(backend, "endpoints", None))
     ctx = Context(
         settings, backend, RerankService(backend, settings, metrics), metrics, ApiKeys(settings.api_keys)
     )

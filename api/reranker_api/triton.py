@@ -18,14 +18,13 @@ import numpy as np
 
 from reranker_api.backend import (
     BackendFailure,
-    BackendTimeout,
-    BackendUnavailable,
-    InvalidRequest,
     ModelInfo,
     ModelNotFound,
     Readiness,
 )
 from reranker_api.settings import PROBE_TIMEOUT_S
+from reranker_api.triton_pool import PooledTriton, backend_error
+from reranker_core.endpoints import EndpointStatus, PoolOptions
 from reranker_core.manifest import ModelManifest
 from reranker_core.options import ScoreOptions
 from reranker_core.tensors import MANIFEST_PARAMETER, PASSAGES, QUERY, SCORES, TEXT_MODEL_SUFFIX
@@ -58,33 +57,6 @@ def bytes_input(name: str, items: Sequence[bytes]) -> Any:
     return tensor
 
 
-def classify(exc: Exception, model: str, url: str) -> Exception:
-    """A backend error for a tritonclient / gRPC failure."""
-    from tritonclient.utils import InferenceServerException
-
-    if not isinstance(exc, InferenceServerException):
-        return BackendUnavailable(f"Triton at {url} failed: {type(exc).__name__}: {exc}")
-    status = str(exc.status() or "").upper()
-    message = exc.message() or str(exc)
-    lower = message.lower()
-    if "UNAVAILABLE" in status or "failed to connect" in lower or "connection refused" in lower:
-        return BackendUnavailable(f"Triton at {url} is unreachable")
-    if "DEADLINE" in status:
-        return BackendTimeout(f"model {model!r} did not answer in time")
-    if "stub process" in lower and "not healthy" in lower:
-        return BackendUnavailable(
-            f"model {model!r} is unavailable: its backend process is not running "
-            "(the model must be reloaded or Triton restarted)"
-        )
-    if "NOT_FOUND" in status or "unknown model" in lower or "no available versions" in lower:
-        return BackendUnavailable(f"model {model!r} is not loaded on Triton right now")
-    if "INVALID_ARG" in status:
-        return InvalidRequest(message)
-    if "UNAVAILABLE" in lower or "not ready" in lower:
-        return BackendUnavailable(f"model {model!r} is not ready: {message}")
-    return BackendFailure(f"model {model!r} failed: {message}")
-
-
 class TritonBackend:
     """Serves the Triton models named `<name><suffix>` as `<name>`; discovers them from the
     repository index unless a fixed list is given."""
@@ -96,8 +68,10 @@ class TritonBackend:
         models: Sequence[str] = (),
         suffix: str = TEXT_MODEL_SUFFIX,
         refresh_s: float = 5.0,
+        pool: PoolOptions | None = None,
     ) -> None:
-        self.url = url
+        self.url = url  # one address, a comma-separated list of replicas or dns:///name:port
+        self.pool_options = pool
         self.suffix = suffix
         self.fixed = tuple(m[: -len(suffix)] if suffix and m.endswith(suffix) else m for m in models)
         self.refresh_s = refresh_s
@@ -109,12 +83,14 @@ class TritonBackend:
 
     @property
     def client(self) -> Any:
-        """The gRPC client, made in the running event loop on first use."""
+        """The gRPC client of the replicas (triton_pool.PooledTriton), made on first use."""
         if self._client is None:
-            import tritonclient.grpc.aio as grpcaio
-
-            self._client = grpcaio.InferenceServerClient(url=self.url, channel_args=CHANNEL_ARGS)
+            self._client = PooledTriton(self.url, channel_args=CHANNEL_ARGS, options=self.pool_options)
         return self._client
+
+    def endpoints(self) -> list[EndpointStatus]:
+        """The replicas and their state, for metrics."""
+        return self.client.status()
 
     def triton_name(self, model: str) -> str:
         return model + self.suffix
@@ -154,7 +130,7 @@ class TritonBackend:
             try:
                 names = await self._list()
             except Exception as exc:
-                raise classify(exc, "*", self.url) from None
+                raise backend_error(exc, "*", self.url) from None
             models = {n: self._models.get(n) or await self._info(n) for n in names}
             if any(m.manifest is None for m in models.values()):  # retry manifests not read last time
                 models = {n: m if m.manifest else await self._info(n) for n, m in models.items()}
@@ -184,7 +160,7 @@ class TritonBackend:
             if not await self.client.is_model_ready(self.triton_name(model), client_timeout=PROBE_TIMEOUT_S):
                 return Readiness(False, f"model {model!r} is not ready on Triton")
         except Exception as exc:
-            return Readiness(False, classify(exc, model, self.url).args[0])
+            return Readiness(False, backend_error(exc, model, self.url).args[0])
         return Readiness(True)
 
     async def score(
@@ -215,7 +191,7 @@ class TritonBackend:
                 client_timeout=timeout_s,
             )
         except Exception as exc:
-            raise classify(exc, model, self.url) from None
+            raise backend_error(exc, model, self.url) from None
 
     async def close(self) -> None:
         if self._client is not None:

@@ -19,6 +19,7 @@ from reranker_client.scoring import Scores, ScoringCore
 from reranker_client.settings import ConnectionSettings
 from reranker_client.text_scoring import DEFAULT_MAX_PAIRS, TextScoringCore, config_int
 from reranker_client.tokenizer_source import load_tokenizer
+from reranker_core.endpoints import EndpointStatus
 from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
 from reranker_core.manifest import ModelManifest
 from reranker_core.scores import ranking
@@ -186,6 +187,13 @@ class ClientState:
     """What the sync and asyncio clients expose about the model they score with."""
 
     _core: Core
+    _transport: Any
+
+    @property
+    def endpoints(self) -> list[EndpointStatus]:
+        """The replicas this client sends to, with their state ("live", "ejected", "pending"),
+        requests in flight and counters; for logs."""
+        return self._transport.endpoints()
 
     @property
     def manifest(self) -> ModelManifest:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import importlib.util
+import math
 import os
 import shutil
 import signal
@@ -26,9 +27,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 EMBEDDED_CONFIG_NAME = "embedded"
+DRAIN_TIMEOUT_S = 30.0  # in-flight requests get this long to finish after SIGTERM (--exit-timeout-secs)
 
 
 def free_ports(count: int) -> list[int]:
@@ -144,6 +147,15 @@ def sweep_stale_workdirs(tmp_root: os.PathLike | str | None = None) -> list[Path
     return removed
 
 
+def kill_process_group(pgid: int) -> None:
+    """SIGKILL every process of the group `pgid` (a server started in its own session and the
+    stubs it forked); nothing to do when the group is already empty."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _parent_death_signal(sig: int = signal.SIGTERM):
     """A `preexec_fn` that makes the kernel send `sig` to the child when its parent dies.
 
@@ -182,6 +194,8 @@ class EmbeddedTritonServer:
         log_file: os.PathLike | str | None = None,
         log_verbose: int = 0,
         extra_args: tuple[str, ...] = (),
+        environment: Mapping[str, str] | None = None,
+        drain_timeout_s: float = DRAIN_TIMEOUT_S,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
@@ -189,7 +203,10 @@ class EmbeddedTritonServer:
         self.log_file = Path(log_file) if log_file else None
         self.log_verbose = log_verbose
         self.extra_args = tuple(extra_args)
+        self.environment = dict(environment or {})
+        self.drain_timeout_s = drain_timeout_s
         self.process: subprocess.Popen | None = None
+        self._draining = False
         self._workdir: Path | None = None
 
     @property
@@ -223,6 +240,8 @@ class EmbeddedTritonServer:
             "--exit-on-error=false",
             "--strict-readiness=true",
         ]
+        if not any(a.startswith("--exit-timeout-secs") for a in self.extra_args):
+            cmd.append(f"--exit-timeout-secs={math.ceil(self.drain_timeout_s)}")
         if self.config_name:
             cmd.append(f"--model-config-name={self.config_name}")
         return cmd + list(self.extra_args)
@@ -244,7 +263,7 @@ class EmbeddedTritonServer:
             cmd,
             stdout=stdout,
             stderr=subprocess.STDOUT,
-            env=server_environment(_pytriton_root()),
+            env={**server_environment(_pytriton_root()), **self.environment},
             start_new_session=True,
             preexec_fn=_parent_death_signal(),
         )
@@ -284,21 +303,47 @@ class EmbeddedTritonServer:
             + (f"; see {self.log_file}" if self.log_file else "")
         )
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the server (SIGTERM, then SIGKILL) and remove its scratch directory."""
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
+    def begin_drain(self) -> None:
+        """Send SIGTERM to tritonserver once, without waiting: it closes its HTTP port at once
+        (readiness probes fail), refuses new inferences and lets those in flight finish."""
+        proc = self.process
+        if proc is not None and proc.poll() is None and not self._draining:
+            proc.send_signal(signal.SIGTERM)
+            self._draining = True
+
+    def drain(self, timeout: float | None = None) -> int | None:
+        """Graceful stop: begin_drain(), wait until tritonserver exits (its in-flight requests
+        done), at most `timeout` seconds (default: drain_timeout_s plus a margin), then kill the
+        whole process group. Returns tritonserver's exit code (None if it had to be killed or
+        was not running)."""
+        proc = self.process
+        code = None
+        if proc is not None:
+            self.begin_drain()
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout)
+                code = proc.wait(self.drain_timeout_s + 15 if timeout is None else timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            except ProcessLookupError:
                 pass
+        self.kill()
+        return code
+
+    def kill(self) -> None:
+        """Hard stop: SIGKILL to the server's whole process group (tritonserver and every
+        Python-backend stub, even one whose tritonserver already exited), then remove the
+        scratch directory."""
+        proc, self.process = self.process, None
+        self._draining = False
+        if proc is not None:
+            kill_process_group(proc.pid)
+            proc.wait()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the server (drain for up to `timeout` seconds, then SIGKILL its process group)
+        and remove its scratch directory."""
+        self.drain(timeout)
 
     def __enter__(self) -> EmbeddedTritonServer:
         return self if self.process is not None else self.start()

@@ -17,7 +17,8 @@ from reranker_api.backend import (
     InvalidRequest,
     ModelNotFound,
 )
-from reranker_api.triton import TritonBackend, classify
+from reranker_api.triton import TritonBackend
+from reranker_api.triton_pool import backend_error
 from reranker_core.manifest import ModelManifest, TokenizerInfo
 from reranker_core.options import parse_options
 
@@ -50,11 +51,11 @@ def grpc_error(status: str, message: str) -> InferenceServerException:
     ],
 )
 def test_grpc_errors_map_to_backend_errors(status, message, kind):
-    error = classify(grpc_error(status, message), "m", "host:8001")
+    error = backend_error(grpc_error(status, message), "m", "host:8001")
     assert type(error) is kind
     if kind is InvalidRequest:
         assert error.message == message  # the model's own words reach the caller
-    assert classify(ConnectionResetError("reset"), "m", "h").__class__ is BackendUnavailable
+    assert backend_error(ConnectionResetError("reset"), "m", "h").__class__ is BackendUnavailable
 
 
 class FakeGrpc:

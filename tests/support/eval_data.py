@@ -1,0 +1,83 @@
+"""Synthetic evaluation sets for reranker_eval's tests, written in the layouts users have:
+BEIR (corpus.jsonl, queries.jsonl, qrels TSV) with a TREC first-stage run, and one JSONL file."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+TOPICS = "panda bamboo Paris capital river mountain café école model query passage score".split()
+FILLER = "the a of and in is to with on for by from at as".split()
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    queries: dict[str, str]
+    documents: dict[str, str]
+    candidates: dict[str, list[str]]  # first-stage order, best first
+    qrels: dict[str, dict[str, int]]
+
+
+def synthetic_set(n_queries: int = 4, passages: int = 20, seed: int = 0) -> EvalSet:
+    """Each query names a topic; passages about it are relevant (grade 2 with the topic twice,
+    1 with it once), the others are not. The first-stage order is a noisy one."""
+    rng = random.Random(seed)
+    queries, documents, candidates, qrels = {}, {}, {}, {}
+    for q in range(n_queries):
+        qid = f"q{q}"
+        topic = TOPICS[q % len(TOPICS)]
+        queries[qid] = f"what about {topic} {q}?"
+        ids, grades = [], {}
+        for p in range(passages):
+            docid = f"{qid}-d{p}"
+            grade = 2 if p % 7 == 0 else 1 if p % 5 == 0 else 0
+            other = TOPICS[(q + 1 + p) % len(TOPICS)]
+            words = [rng.choice(FILLER) for _ in range(rng.randint(4, 14))]
+            words += [topic] * grade + [other]
+            rng.shuffle(words)
+            documents[docid] = " ".join(words)
+            ids.append(docid)
+            grades[docid] = grade
+        rng.shuffle(ids)
+        candidates[qid] = ids
+        qrels[qid] = grades
+    return EvalSet(queries, documents, candidates, qrels)
+
+
+def write_beir(data: EvalSet, directory: Path) -> Path:
+    """corpus.jsonl, queries.jsonl, qrels/test.tsv and run.trec under `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "qrels").mkdir(exist_ok=True)
+    with open(directory / "corpus.jsonl", "w") as out:
+        for docid, text in data.documents.items():
+            out.write(json.dumps({"_id": docid, "title": "", "text": text}) + "\n")
+    with open(directory / "queries.jsonl", "w") as out:
+        for qid, text in data.queries.items():
+            out.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    with open(directory / "qrels" / "test.tsv", "w") as out:
+        out.write("query-id\tcorpus-id\tscore\n")
+        for qid, grades in data.qrels.items():
+            for docid, grade in grades.items():
+                out.write(f"{qid}\t{docid}\t{grade}\n")
+    with open(directory / "run.trec", "w") as out:
+        for qid, ids in data.candidates.items():
+            for rank, docid in enumerate(ids, 1):
+                out.write(f"{qid} Q0 {docid} {rank} {100 - rank} bm25\n")
+    return directory
+
+
+def write_jsonl(data: EvalSet, path: Path) -> Path:
+    """One line per query: {query_id, query, documents: [{id, text}], relevance: [grades]}."""
+    with open(path, "w") as out:
+        for qid, ids in data.candidates.items():
+            docs = [{"id": d, "text": data.documents[d]} for d in ids]
+            grades = [data.qrels[qid][d] for d in ids]
+            out.write(
+                json.dumps(
+                    {"query_id": qid, "query": data.queries[qid], "documents": docs, "relevance": grades}
+                )
+                + "\n"
+            )
+    return path
