@@ -451,11 +451,9 @@ def _llm_models(root) -> list[str]:
     from reranker_core.families import ENCODER
     from reranker_core.manifest import ModelManifest
 
-    return [
-        p.parent.name
-        for p in sorted(root.glob("*/reranker.json"))
-        if ModelManifest.load(p.parent).family != ENCODER
-    ]
+    found = [(p.parent.name, ModelManifest.load(p.parent)) for p in sorted(root.glob("*/reranker.json"))]
+    # The token models only (a text model's manifest names the token model it calls).
+    return [name for name, m in found if m.family != ENCODER and not m.token_model]
 
 
 LLM_BAD_PARAMETERS = [
