@@ -3,6 +3,7 @@ processes: tests/integration/test_hard_stop.py and test_replicas.py."""
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -32,5 +33,7 @@ def test_the_server_runs_under_its_guard_with_the_drain_timeout(tmp_path):
         split = guarded.index("--")
         assert guarded[split + 1 :] == server.command()
         assert "--exit-timeout-secs=8" in guarded[split + 1 :]
+        assert f"--parent-pid={os.getpid()}" in guarded[:split]
+        assert "--parent-death-signal" in guarded[:split]  # launched from the main thread
     finally:
         server.stop()
