@@ -307,9 +307,32 @@ def test_serve_grpc_tls(fake_server, tmp_path):
     assert missing.returncode == 64 and "TLS" in missing.stderr
 
 
+def _seconds(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)s", duration)
+    assert match, f"write the grace period in seconds: {duration!r}"
+    return int(match.group(1))
+
+
+def test_compose_stop_grace_periods_cover_the_drains(fake_server):
+    """`docker compose stop`: each container finishes its requests in flight before the SIGKILL."""
+    from reranker_api.settings import Settings
+
+    services = compose()["services"]
+    drain = interpolate(services["triton"]["environment"]["TRITON_DRAIN_TIMEOUT_S"], {})
+    assert f"--exit-timeout-secs={drain}" in serve(fake_server).stdout.splitlines()
+    assert f"--exit-timeout-secs={drain}" in serve({**fake_server, "TRITON_DRAIN_TIMEOUT_S": ""}).stdout
+    assert _seconds(services["triton"]["stop_grace_period"]) >= int(drain) + 10  # + unloading
+    api = services["rerank-api"]
+    assert not any(a.startswith("--graceful-timeout-s") for a in api["command"])  # the default applies
+    assert _seconds(api["stop_grace_period"]) >= Settings().graceful_timeout_s + 5
+    assert "triton" in api["depends_on"]  # compose stops the API first
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
+        ({"TRITON_DRAIN_TIMEOUT_S": "0"}, "TRITON_DRAIN_TIMEOUT_S"),
+        ({"TRITON_DRAIN_TIMEOUT_S": "30; rm"}, "TRITON_DRAIN_TIMEOUT_S"),
         ({"TRITON_ADMIN_KEY_FILE": "/nonexistent"}, "no admin key"),
         ({"TRITON_ADMIN_KEY": "short"}, "at least 16"),
         ({"TRITON_ADMIN_KEY": "a" * 16 + ":b=c"}, "may hold only"),
