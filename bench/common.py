@@ -182,8 +182,9 @@ def oracle_python() -> str:
     return os.environ.get("RERANKER_ORACLE_PYTHON", str(REPO / ".venv-oracle" / "bin" / "python"))
 
 
-def run_flag_runner(job: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run bench/flag_runner.py on `job` in the oracle environment, offline; its JSON answer."""
+def run_in_oracle_env(script: Path, payload: Any, timeout: float, what: str) -> Any:
+    """Run `script` with `payload` (JSON on stdin) in the FlagEmbedding environment, offline; its
+    JSON answer. `what` names the run in the error raised when it fails."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -192,16 +193,21 @@ def run_flag_runner(job: dict[str, Any], timeout: float) -> dict[str, Any]:
         "PYTHONPATH": "",
     }
     proc = subprocess.run(
-        [oracle_python(), str(FLAG_RUNNER)],
-        input=json.dumps(job),
+        [oracle_python(), str(script)],
+        input=json.dumps(payload),
         text=True,
         capture_output=True,
         timeout=timeout,
         env=env,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"FlagEmbedding benchmark ({job['kind']}) failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout)
+
+
+def run_flag_runner(job: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run bench/flag_runner.py on `job` in the oracle environment, offline; its JSON answer."""
+    return run_in_oracle_env(FLAG_RUNNER, job, timeout, f"FlagEmbedding benchmark ({job['kind']})")
 
 
 # ----------------------------------------------------------------------------- serving
