@@ -505,21 +505,21 @@ def test_gpu_check_serves_the_exported_configs_on_the_gpu(gpu_check, tmp_path):
         ("llm-fp16", "cuda"),
         ("enc-fp32-ref", "cpu"),
     ]
-    enc_cfg = gpu_check.parse_config(repo / "enc-fp32" / "configs" / "gpucheck.pbtxt")
+    enc_cfg = gpu_check.read_config(repo / "enc-fp32" / "configs" / "gpucheck.pbtxt")
     assert enc_cfg.backend == "python" and enc_cfg.name == "enc-fp32"
     assert "reranker_server.onnx_model" in (repo / "enc-fp32" / "1" / "model.py").read_text()
     assert enc_cfg.parameters["execution_providers"].string_value == "tensorrt,cuda"
     assert enc_cfg.parameters["onnx_file"].string_value == "model.onnx"
     (group,) = enc_cfg.instance_group
     assert group.kind == group.KIND_GPU and list(group.gpus) == [0, 1] and group.count == 2
-    llm_cfg = gpu_check.parse_config(repo / "llm-fp16" / "configs" / "gpucheck.pbtxt")
+    llm_cfg = gpu_check.read_config(repo / "llm-fp16" / "configs" / "gpucheck.pbtxt")
     assert llm_cfg.instance_group[0].kind == group.KIND_GPU
     assert json.loads(llm_cfg.parameters["reranker_manifest"].string_value)["llm"]["dtype"] == "float16"
-    ref = gpu_check.parse_config(repo / "enc-fp32-ref" / "configs" / "gpucheck.pbtxt")
+    ref = gpu_check.read_config(repo / "enc-fp32-ref" / "configs" / "gpucheck.pbtxt")
     assert ref.name == "enc-fp32-ref" and ref.instance_group[0].kind == group.KIND_CPU
     assert "execution_providers" not in ref.parameters  # the runner's default: cpu
     assert (repo / "enc-fp32-ref" / "1" / "model.onnx").exists()
-    cpu = gpu_check.check_config(repo / "enc-fp32", "encoder", "cpu", [0], "cuda")
+    cpu = gpu_check.served_check_config(repo / "enc-fp32", "encoder", "cpu", [0], "cuda")
     assert cpu.parameters["execution_providers"].string_value == "cpu"
     assert cpu.instance_group[0].kind == group.KIND_CPU
 
