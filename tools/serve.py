@@ -5,8 +5,10 @@ plus 3*i; with --gpus each replica sees one GPU (CUDA_VISIBLE_DEVICES).
 Every child runs in the foreground in its own process group, so Ctrl-C reaches this launcher
 alone, which stops them in order: the API first (it stops accepting and finishes its requests in
 flight), then the replicas (each drains: not ready, new requests refused, in-flight finished).
-SIGTERM and SIGHUP do the same; the death of this launcher's parent too. Any child exiting on its
-own stops the others. Children whose launcher is SIGKILLed get SIGTERM from the kernel."""
+SIGTERM and SIGHUP do the same; the death of this launcher's parent too. The API exiting, or the
+last replica, stops the rest; a replica that exits while others run is reported and the others go
+on serving (the API routes around it). Children whose launcher is SIGKILLed get SIGTERM from the
+kernel."""
 
 from __future__ import annotations
 
@@ -174,12 +176,18 @@ def main(argv: list[str] | None = None) -> int:
         for kid in kids
     ]
     watch_parent()  # parent gone: SIGTERM to this process
-    while not stop_requested and all(p.poll() is None for p in procs):
+    api = [p for kid, p in zip(kids, procs, strict=True) if kid.name == "api"]
+    triton = [p for kid, p in zip(kids, procs, strict=True) if kid.name != "api"]
+    reported: set[int] = set()
+    while not stop_requested and all(p.poll() is None for p in api) and any(p.poll() is None for p in triton):
+        for i, proc in enumerate(triton):
+            if proc.poll() is not None and i not in reported:  # the others go on serving
+                reported.add(i)
+                left = sum(p.poll() is None for p in triton)
+                print(f"triton-{i} exited with code {proc.returncode}; {left} replica(s) left", flush=True)
         time.sleep(0.2)
     if stop_requested:
         print(f"{signal.Signals(stop_requested[0]).name}: stopping the API, then draining Triton", flush=True)
-    api = [p for kid, p in zip(kids, procs, strict=True) if kid.name == "api"]
-    triton = [p for kid, p in zip(kids, procs, strict=True) if kid.name != "api"]
     _stop(api, args.drain_timeout_s + EXIT_MARGIN_S)
     _stop(triton, args.drain_timeout_s + EXIT_MARGIN_S)
     codes = [p.returncode for p in procs]

@@ -164,3 +164,45 @@ def test_make_serve_with_two_replicas_drains_both_on_sigterm(repository):
     assert results == [HOLD_MS, HOLD_MS], results
     assert launcher.returncode == 0, out[-3000:]
     assert not [p for p in tree if is_alive(p)], "a process of `make serve` remains"
+
+
+def test_make_serve_keeps_serving_when_one_replica_is_drained(repository):
+    """SIGTERM to one replica's launcher (a rolling restart by hand): it drains and exits, the
+    other replica and `make serve` go on; the launcher's own SIGTERM then stops the rest."""
+    http, grpc, metrics = 0, 0, 0
+    while len({http, grpc, metrics, http + 3, grpc + 3, metrics + 3}) < 6:
+        http, grpc, metrics = free_ports(3)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "tools.serve", "--model-repository", str(repository), "--replicas", "2"]
+        + ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+        + ["--api-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
+    urls = [f"127.0.0.1:{grpc}", f"127.0.0.1:{grpc + 3}"]
+    tree: list[int] = []
+    try:
+        _wait_until(lambda: all(_ready(u) for u in urls), "both replicas ready")
+        tree = process_tree(launcher.pid)
+        first = next(
+            p
+            for p in tree
+            if "reranker_server.embedded" in cmdline(p)
+            and cmdline(p)[cmdline(p).index("--grpc-port") + 1] == str(grpc)
+        )
+        os.kill(first, signal.SIGTERM)
+        _wait_until(lambda: not is_alive(first), "replica 0's launcher exit")
+        assert not _ready(urls[0]) and _ready(urls[1])
+        assert launcher.poll() is None, "make serve stopped with a replica still serving"
+        launcher.send_signal(signal.SIGTERM)
+        out = launcher.communicate(timeout=WAIT_S)[0].decode(errors="replace")
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        for pid in tree[1:]:
+            if is_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert launcher.returncode == 0, out[-3000:]
+    assert "triton-0 exited with code 0; 1 replica(s) left" in out
+    assert not [p for p in tree if is_alive(p)], "a process of `make serve` remains"

@@ -499,6 +499,7 @@ def test_network_policies_admit_only_the_api_and_prometheus(rendered):
 
 UNLOAD_MARGIN_S = 10  # after the drain: models unload, the process exits
 API_EXIT_MARGIN_S = 5
+COREDNS_TTL_S = 5  # CoreDNS's kubernetes plugin answers with a 5 s TTL by default
 
 
 def _pre_stop_sleep(c: dict) -> int:
@@ -509,7 +510,8 @@ def _pre_stop_sleep(c: dict) -> int:
 
 def test_stopping_pods_drain_within_their_grace_period(rendered):
     """Triton: preStop + drain (TRITON_DRAIN_TIMEOUT_S, Triton's --exit-timeout-secs) + unloading
-    fit the grace period; the API: preStop + --graceful-timeout-s + exit fit its own."""
+    fit the grace period, and preStop outlasts the API's DNS refresh; the API: preStop +
+    --graceful-timeout-s + exit fit its own."""
     from reranker_api.settings import parse_settings
 
     for docs in rendered.values():
@@ -521,6 +523,8 @@ def test_stopping_pods_drain_within_their_grace_period(rendered):
         api = k8s.container(docs, "rerank-api")
         namespace = k8s.find(docs, "Deployment", "rerank-api")["metadata"]["namespace"]
         settings = parse_settings([a.replace("$(POD_NAMESPACE)", namespace) for a in api["args"]], env={})
+        # a stopping Triton pod keeps accepting until every API pod has re-resolved the headless name
+        assert _pre_stop_sleep(triton) >= settings.dns_refresh_s + COREDNS_TTL_S
         api_pod = k8s.find(docs, "Deployment", "rerank-api")["spec"]["template"]["spec"]
         assert api_pod["terminationGracePeriodSeconds"] >= (
             _pre_stop_sleep(api) + settings.graceful_timeout_s + API_EXIT_MARGIN_S
