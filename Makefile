@@ -20,7 +20,7 @@ GPUS ?=
 DRAIN_TIMEOUT_S ?= 30
 PYTEST_ARGS ?=
 
-.PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-api bench-replicas perf soak clean help
+.PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-api bench-replicas perf soak eval-example clean help
 
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
@@ -28,17 +28,18 @@ help:
 	@echo "make serve [API_PORT=8080]        run the embedded Triton server on MODEL_REPOSITORY + the rerank HTTP API"
 	@echo "make serve REPLICAS=3 [GPUS=0,1,2] three Triton replicas (ports +3 each, one GPU each) behind the API"
 	@echo "make export MODEL=... NAME=...   export a reranker into MODEL_REPOSITORY"
+	@echo "make eval-example                quality vs speed on the tiny trained rerankers (docs/choosing.md)"
 	@echo "make k8s OVERLAY=gpu|cpu         print the Kubernetes manifests of an overlay (deploy/kubernetes)"
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml pyproject.toml
+$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml eval/pyproject.toml pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
 	$(PIP) install -r requirements/server.txt -r requirements/test.txt
 	$(PIP) install --no-deps nvidia-pytriton==0.7.0
 	$(PIP) install --no-deps -e ./core -e ./client -e ./server -e .
-	$(PIP) install -e ./api
+	$(PIP) install -e ./api -e ./eval
 	touch $@
 
 oracle: $(ORACLE_VENV)/.installed
@@ -104,6 +105,12 @@ PERF_URL ?=
 PERF_ARGS ?=
 perf: setup
 	$(PY) -m bench.perf_sweep --model $(PERF_MODEL) $(if $(PERF_URL),--url $(PERF_URL),--repository $(MODEL_REPOSITORY)) $(PERF_ARGS)
+
+# The worked example of docs/choosing.md: python -m reranker_eval on the tiny trained rerankers,
+# served here (writes report.json, pareto.png, table.txt, the data set and configs.yaml).
+EVAL_EXAMPLE_OUT ?= docs/eval-example
+eval-example: setup
+	$(PY) -m tools.eval_example --out $(EVAL_EXAMPLE_OUT)
 
 # Long load run with score checks and memory tracking (a short form runs in make test).
 SOAK_ARGS ?= --duration 600

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from reranker_core.endpoints import parse_endpoints
 from reranker_core.errors import InputError
+from reranker_core.limits import MAX_TEXT_BYTES, TEXT_MODEL_MAX_PAIRS
+from reranker_core.options import LONG_PASSAGE_POLICIES, TRUNCATE
 
 KEYS_FILE_ENV = "RERANKER_API_KEYS_FILE"
 KEYS_ENV = "RERANKER_API_KEYS"
-
-LONG_PASSAGE_POLICIES = ("truncate", "max_window")
+PROBE_TIMEOUT_S = 5.0  # health and metadata probes of Triton (model list, config, readiness)
 
 
 @dataclass
@@ -28,12 +29,12 @@ class Settings:
     text_suffix: str = "-text"
     api_keys: tuple[str, ...] = ()
     max_body_bytes: int = 8 * 1024 * 1024
-    max_documents: int = 1000
-    max_text_bytes: int = 1024 * 1024
+    max_documents: int = TEXT_MODEL_MAX_PAIRS  # the text model's own limit (config max_pairs)
+    max_text_bytes: int = MAX_TEXT_BYTES
     max_concurrent_requests: int = 512
     request_timeout_s: float = 60.0
     retry_after_s: int = 1
-    long_passages: str = "truncate"  # default policy for passages longer than max_length
+    long_passages: str = TRUNCATE  # default policy for passages longer than max_length
     cors_origins: tuple[str, ...] = ()
     access_log: bool = True
     root_path: str = ""

@@ -166,20 +166,39 @@ def kill_process_group(pgid: int, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def parent_death_signal(sig: int = signal.SIGTERM):
-    """A `preexec_fn` that makes the kernel send `sig` to the child when its parent dies.
-
-    Linux only (None elsewhere). The signal follows the *thread* that forks, so it is only
-    used from the main thread. prctl is looked up before the fork; the child re-checks its
-    parent in case it died between fork and prctl.
-    """
-    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+def _prctl():
+    """libc's prctl (Linux), or None."""
+    if not sys.platform.startswith("linux"):
         return None
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return prctl
+
+
+def set_parent_death_signal(sig: int) -> bool:
+    """Make the kernel send `sig` to this process when the thread that started it exits (Linux
+    PR_SET_PDEATHSIG); False where that is not available. The guard calls it on itself first thing."""
+    prctl = _prctl()
+    return prctl is not None and prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+
+
+def parent_death_signal(sig: int = signal.SIGTERM):
+    """A `preexec_fn` that makes the kernel send `sig` to the child when its parent dies.
+
+    Linux only, and only in a single-threaded process (None otherwise): code run between fork and
+    exec in a process with other threads can deadlock or crash (a lock held by another thread),
+    and the signal follows the *thread* that forks. tools.serve and the guard qualify; a server
+    started from a busy process lets its guard set the signal on itself instead
+    (set_parent_death_signal). The child re-checks its parent in case it died before prctl.
+    """
+    if threading.active_count() > 1 or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = _prctl()
+    if prctl is None:
+        return None
     parent = os.getpid()
 
     def set_in_child() -> None:
@@ -276,12 +295,20 @@ class EmbeddedTritonServer:
     def guarded_command(self) -> list[str]:
         """command() run under reranker_server.guard, the leader of the server's process group
         that makes sure no process of it (tritonserver, its stubs) outlives the server."""
-        guard = [sys.executable, "-m", "reranker_server.guard", f"--drain-timeout-s={self.drain_timeout_s:g}"]
+        guard = [
+            sys.executable,
+            "-m",
+            "reranker_server.guard",
+            f"--drain-timeout-s={self.drain_timeout_s:g}",
+            f"--parent-pid={os.getpid()}",
+        ]
+        if threading.current_thread() is threading.main_thread():  # the thread that lives as long as us
+            guard.append("--parent-death-signal")
         return [*guard, "--", *self.command()]
 
     def launch(self, stdout=None) -> subprocess.Popen:
-        """Start the server without waiting for it: its guard (`process`), in its own session
-        and stopped by the kernel with SIGTERM if this process dies, runs tritonserver."""
+        """Start the server without waiting for it: its guard (`process`), in its own session,
+        runs tritonserver and stops it when this process dies."""
         if not self.model_repository.is_dir():
             raise ServerError(f"model repository not found: {self.model_repository}")
         cmd = self.guarded_command()
@@ -292,8 +319,7 @@ class EmbeddedTritonServer:
             stdout=stdout,
             stderr=subprocess.STDOUT,
             env={**server_environment(_pytriton_root()), **self.environment},
-            start_new_session=True,
-            preexec_fn=parent_death_signal(),
+            start_new_session=True,  # no preexec_fn: this process may have other threads
         )
         self._write_owner()
         return self.process

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from reranker_server.embedded import parent_death_signal
+from reranker_server.embedded import parent_death_signal, set_parent_death_signal
 from reranker_server.process_tree import group_members
 
 EXIT_MARGIN_S = 10.0  # beyond the drain timeout: Triton's own unload and exit
@@ -51,8 +51,12 @@ def exit_code(returncode: int | None) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def run(command: list[str], drain_timeout_s: float) -> int:
-    """Run `command` as the guarded child; see the module docstring."""
+def run(
+    command: list[str], drain_timeout_s: float, parent: int | None = None, death_signal: bool = False
+) -> int:
+    """Run `command` as the guarded child; see the module docstring. `parent`: the process whose
+    death stops the server (default: this one's parent); `death_signal`: also ask the kernel for
+    SIGTERM when the thread that started this process exits."""
     stop_requested: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -60,7 +64,9 @@ def run(command: list[str], drain_timeout_s: float) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    parent = os.getppid()
+    if death_signal:
+        set_parent_death_signal(signal.SIGTERM)
+    parent = os.getppid() if parent is None else parent
     child = subprocess.Popen(command, preexec_fn=parent_death_signal(signal.SIGKILL))
     deadline = None
     while child.poll() is None:
@@ -85,12 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         description="Run tritonserver so that nothing of it outlives this process"
     )
     parser.add_argument("--drain-timeout-s", type=float, required=True)
+    parser.add_argument("--parent-pid", type=int, default=None, help="stop when this process is gone")
+    parser.add_argument(
+        "--parent-death-signal", action="store_true", help="SIGTERM from the kernel when the parent dies"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the server command")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command to run after --")
-    return run(command, args.drain_timeout_s)
+    return run(command, args.drain_timeout_s, args.parent_pid, args.parent_death_signal)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ cpu) lets this runner use ONNX Runtime's CUDA/TensorRT providers where onnxrunti
 installed (a KIND_GPU instance runs on its own GPU).
 Requests arriving in one dynamic batch are validated one by one (a bad request gets its own error),
 then all their pairs are re-batched, length-sorted, under a token budget
-(reranker_server.encoder_scorer). Failures are logged and counted (reranker_server.triton_io).
+(reranker_server.encoder_scorer). Failures are logged and counted (reranker_server.triton_responses).
 """
 
 from __future__ import annotations
@@ -18,9 +18,15 @@ from reranker_core.errors import InputError
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES
 from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer, rows_per_run_for
 from reranker_server.ort_session import create_session, session_providers
-from reranker_server.token_batches import TokenRows, validate_token_inputs
-from reranker_server.triton_glue import input_array, load_manifest, version_dir
-from reranker_server.triton_io import INVALID_ARGUMENT, Failures, OutputSpec, error_response, failure_kind
+from reranker_server.token_requests import TokenRows, validate_token_inputs
+from reranker_server.triton_inputs import input_array, load_manifest, version_dir
+from reranker_server.triton_responses import (
+    INVALID_ARGUMENT,
+    Failures,
+    OutputSpec,
+    error_response,
+    failure_kind,
+)
 
 
 class TritonPythonModel:

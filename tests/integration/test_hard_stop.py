@@ -51,6 +51,27 @@ def _ready(server: grpcclient.InferenceServerClient) -> bool:
         return False
 
 
+def _scratch_directory(tree: list[int]) -> str:
+    """The server's scratch directory, from tritonserver's --backend-directory argument; every stub
+    names it in its command line."""
+    for pid in tree:
+        for arg in cmdline(pid):
+            if arg.startswith("--backend-directory="):
+                return str(Path(arg.split("=", 1)[1]).parent)
+    pytest.fail("no tritonserver in the launcher's tree")
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Live processes (anywhere, whoever their parent now is) whose command line contains `text`."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and is_alive(int(entry.name))
+        and any(text in a for a in cmdline(int(entry.name)))
+    ]
+
+
 def _stuck_request(url: str, errors: list) -> None:
     client = grpcclient.InferenceServerClient(url)
     try:
@@ -90,6 +111,7 @@ def test_group_sigkill_during_shutdown_leaves_no_process(repository):
         tree = process_tree(launcher.pid)
         stubs = [p for p in tree if "triton_python_backend_stub" in cmdline(p)[0]]
         assert len(tree) >= 4 and stubs, f"launcher, guard, tritonserver and stubs expected: {tree}"
+        workdir = _scratch_directory(tree)
         stuck = threading.Thread(target=_stuck_request, args=(url, errors), daemon=True)
         stuck.start()
         _wait_until(lambda: started_requests(repository) >= 1, "the stuck request executing")
@@ -99,6 +121,7 @@ def test_group_sigkill_during_shutdown_leaves_no_process(repository):
         os.killpg(launcher.pid, signal.SIGKILL)  # ... and is cut short
         launcher.wait()
         _wait_until(lambda: not [p for p in tree if is_alive(p)], "every process of the server gone")
+        assert not _processes_naming(workdir), "a process started later by the server remains"
     finally:
         probe.close()
         if launcher.poll() is None:

@@ -63,7 +63,7 @@ def fault_injector(server, models: list[str], every: float, stop: threading.Even
     rng = random.Random(7)
     while not stop.wait(every):
         model = rng.choice(models)
-        stubs = stub_pids(server.process.pid, model)
+        stubs = stub_pids(server.server_pid, model)
         if not stubs:
             continue
         os.kill(stubs[0], signal.SIGKILL)
