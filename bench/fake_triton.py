@@ -24,7 +24,20 @@ import grpc
 import numpy as np
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
-MANIFEST = {"family": "encoder", "source": "fake/reranker", "max_positions": 514, "default_max_length": 512}
+from reranker_core.manifest import ModelManifest, TokenizerInfo
+
+# A reranker manifest as the export writes it (reranker_core.manifest), for an encoder named "fake".
+MANIFEST = json.loads(
+    ModelManifest(
+        family="encoder",
+        name="fake",
+        tokenizer=TokenizerInfo(sha256="0" * 64),
+        max_positions=514,
+        source="fake/reranker",
+        text_model="fake-text",
+        token_model="fake",
+    ).to_json()
+)
 
 
 def passage_score(query: bytes, passage: bytes, manifest: str = "") -> float:

@@ -7,9 +7,9 @@ of its own. The adapters run the calls and tell the pool what happened:
   DNS name that resolves to several addresses (`dns:///triton-headless.ns.svc:8001`), re-resolved
   every `refresh_s` through an injectable resolver (socket.getaddrinfo by default).
 - Each request goes to one live endpoint chosen by the power of two choices on its expected
-  wait: its recent latency (an exponentially weighted moving average), scaled by how many
-  requests it has in flight now against how many it had while that latency was measured. A slow
-  or busy replica is picked less often, and only when it would answer no later than the others.
+  cost: (requests in flight + 1) x its recent latency (an exponentially weighted moving average).
+  Equal replicas get equal shares (fewer in flight wins); a slow one is picked only when the
+  others are that many times busier.
 - An endpoint is used only once a probe said it is ready and which manifest fingerprint (per
   model) it serves; one serving another manifest than the expected one gets no request for that
   model. A request that failed with a replica failure (see triton_errors) ejects the endpoint:
@@ -135,7 +135,6 @@ class Endpoint:
     strikes: int = 0  # ejections since the last successful request: sets the backoff
     retry_at: float = 0.0
     latency_s: float | None = None  # moving average of successful requests' durations
-    load: float = 1.0  # moving average of the requests in flight (itself included) when they were sent
     sampled_at: float = float("-inf")  # when latency_s last had a new duration
     probed_at: float = float("-inf")
     probing: bool = False
@@ -296,9 +295,9 @@ class EndpointPool:
 
     # -- selection -------------------------------------------------------------------------------
     def pick(self, model: str | None = None, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:
-        """A live endpoint that serves `model`, by the power of two choices on the expected wait;
-        when none is live, the ejected (or not yet probed) one due soonest, as a last resort; None
-        when none is left."""
+        """A live endpoint that serves `model`, by the power of two choices on the cost
+        (in flight + 1) x latency; when none is live, the ejected (or not yet probed) one due
+        soonest, as a last resort; None when none is left."""
         excluded = {id(e) for e in exclude}
         eligible = [e for e in self._endpoints.values() if id(e) not in excluded and self.serves(e, model)]
         live = [e for e in eligible if e.state is State.LIVE]
@@ -321,12 +320,12 @@ class EndpointPool:
         return endpoint.latency_s
 
     def _wait(self, endpoint: Endpoint, usual: float, now: float) -> tuple[float, int]:
-        """The expected wait on `endpoint`, then its requests in flight (ties). Without a recent
+        """The cost of `endpoint`, (in flight + 1) x latency, then its requests in flight. Without a recent
         duration it takes one request at a time (as fast as the best one) until it has one."""
         latency = self._latency(endpoint, now)
         if latency is None:
             return (usual if endpoint.in_flight == 0 else math.inf), endpoint.in_flight
-        return latency * (endpoint.in_flight + 1) / max(1.0, endpoint.load), endpoint.in_flight
+        return latency * (endpoint.in_flight + 1), endpoint.in_flight
 
     def live(self, model: str | None = None) -> list[Endpoint]:
         return [e for e in self._endpoints.values() if e.state is State.LIVE and self.serves(e, model)]
@@ -336,19 +335,16 @@ class EndpointPool:
         endpoint.in_flight += 1
         endpoint.requests += 1
 
-    def succeeded(self, endpoint: Endpoint, duration_s: float | None = None, load: int = 1) -> None:
-        """A request to `endpoint` answered after `duration_s` (None: not measured); `load`: the
-        requests it had in flight, this one included, when this one was sent."""
+    def succeeded(self, endpoint: Endpoint, duration_s: float | None = None) -> None:
+        """A request to `endpoint` answered after `duration_s` (None: not measured)."""
         endpoint.in_flight = max(0, endpoint.in_flight - 1)
         endpoint.strikes = 0
         if duration_s is not None:
             now = self.clock()
             previous, weight = self._latency(endpoint, now), self.options.latency_weight
-            if previous is None:
-                endpoint.latency_s, endpoint.load = duration_s, float(load)
-            else:
-                endpoint.latency_s = previous + weight * (duration_s - previous)
-                endpoint.load += weight * (load - endpoint.load)
+            endpoint.latency_s = (
+                duration_s if previous is None else previous + weight * (duration_s - previous)
+            )
             endpoint.sampled_at = now
         if endpoint.state is State.EJECTED:  # the last-resort pick worked: it is back
             endpoint.state, endpoint.reason = State.LIVE, ""
@@ -447,7 +443,7 @@ class Route:
     def __init__(self, pool: EndpointPool, model: str | None, deadline: float | None) -> None:
         self.pool, self.model, self.deadline = pool, model, deadline
         self.tried: list[Endpoint] = []
-        self._sent_at, self._load = 0.0, 1
+        self._sent_at = 0.0
         self.last = ""  # the reason of the last failure
 
     def remaining(self) -> float | None:
@@ -461,11 +457,11 @@ class Route:
         if endpoint is not None:
             self.tried.append(endpoint)
             self.pool.started(endpoint)
-            self._sent_at, self._load = self.pool.clock(), endpoint.in_flight
+            self._sent_at = self.pool.clock()
         return endpoint
 
     def succeeded(self, endpoint: Endpoint) -> None:
-        self.pool.succeeded(endpoint, self.pool.clock() - self._sent_at, self._load)
+        self.pool.succeeded(endpoint, self.pool.clock() - self._sent_at)
 
     def failed(self, endpoint: Endpoint, reason: str, replica_failure: bool) -> bool:
         """Record a failure; True (a replica failure): try another endpoint."""

@@ -94,4 +94,6 @@ def test_a_replica_serving_another_manifest_gets_no_request(tmp_path):
             replica.stop()
     assert not failures, failures[:3]
     assert other.requests == 0 and min(r.requests for r in same) > 0
-    assert f'reranker_api_triton_endpoint_requests_total{{endpoint="{other.url}"}} 0.0' in up
+    assert (
+        f'reranker_api_triton_endpoint_up{{endpoint="{other.url}"}} 1.0' in up
+    )  # live, but not for this model
