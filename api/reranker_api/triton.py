@@ -147,6 +147,8 @@ class TritonBackend:
             await self.refresh(force=attempt)
             key = name if name in self._models else self._aliases.get(name)
             if key is not None:
+                if self._models[key].manifest is None:  # unreadable last time (e.g. a probe timeout)
+                    self._models[key] = await self._info(key)
                 return self._models[key]
             if self.fixed:
                 break

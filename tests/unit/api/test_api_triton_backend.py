@@ -136,6 +136,28 @@ def test_discovery_names_aliases_and_unknown_models():
     asyncio.run(main())
 
 
+class FlakyConfig(FakeGrpc):
+    """The model config cannot be read the first `failures` times (a probe timeout under load)."""
+
+    def __init__(self, failures: int):
+        super().__init__()
+        self.failures = failures
+
+    async def get_model_config(self, name, as_json=False, client_timeout=None):
+        if self.failures > 0:
+            self.failures -= 1
+            raise grpc_error("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded")
+        return await super().get_model_config(name, as_json, client_timeout)
+
+
+def test_an_unread_manifest_is_read_again_by_the_next_request():
+    async def main():
+        backend = backend_with(FlakyConfig(failures=2), models=("enc-text",))
+        assert (await backend.resolve("enc")).manifest == manifest("enc")  # not only after refresh_s
+
+    asyncio.run(main())
+
+
 def test_score_sends_the_text_model_request():
     async def main():
         fake = FakeGrpc()
