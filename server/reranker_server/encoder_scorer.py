@@ -64,8 +64,11 @@ def rows_per_run_for(path: Path) -> int:
 
     Dynamic quantization computes activation scales over the whole input of a run, so a pair's
     int8 score would depend on the other pairs batched with it; one row per run keeps every score
-    independent of its dynamic-batch neighbours."""
+    independent of its dynamic-batch neighbours. Non-ONNX graphs (OpenVINO IR) are not quantized."""
     import onnx
+
+    if Path(path).suffix != ".onnx":
+        return 0
 
     graph = onnx.load(str(path), load_external_data=False).graph
     return 1 if any(node.op_type in DYNAMIC_QUANT_OPS for node in graph.node) else 0

@@ -1,0 +1,230 @@
+"""Tiny rerankers TRAINED on the synthetic relevance task, so that their scores mean something.
+
+Random-weight checkpoints score every pair within rounding noise of the others, so any change of
+precision reorders them. These two are trained (seeded, one thread, deterministic algorithms) on
+export/tiny/relevance_task.py until relevant and irrelevant passages get clearly separated
+scores; they are the fixture for judging reduced-precision rankings (bf16, fp16, int8):
+
+    from export.tiny.trained import trained_encoder_checkpoint, trained_gemma_checkpoint
+    ckpt = trained_encoder_checkpoint()    # an XLM-R checkpoint directory, `python -m export` loads it
+
+Each starts from the seeded random checkpoint of export/tiny (numpy draws: the same bytes on every
+machine) and is cached under a key of everything that determines it (this package's sources, the
+training settings, torch's version). Training runs on one thread with deterministic algorithms,
+so two runs on one machine give identical bytes; machines whose CPUs take different kernel paths
+(AVX2 vs AVX-512) can end a few ulps apart, so tests compare precisions of the same checkpoint
+and never hard-code its scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.tiny import relevance_task
+from export.tiny.decoders import build_gemma_reranker
+from export.tiny.encoder import build_xlmr_reranker, save_sequence_classifier
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CACHE = REPO / ".cache" / "tiny-trained"
+DONE_FILE = "trained.json"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Everything besides the sources that determines a trained checkpoint."""
+
+    seed: int
+    steps: int
+    batch_size: int
+    learning_rate: float
+    init_std: float
+
+
+# A wide initializer (BERT's 0.02 leaves a small cross-encoder on a loss plateau for thousands of
+# steps); the graded targets' entropy puts the best possible loss near 0.17.
+ENCODER_SETTINGS = TrainingSettings(seed=11, steps=4000, batch_size=32, learning_rate=1e-3, init_std=0.3)
+GEMMA_SETTINGS = TrainingSettings(seed=12, steps=4000, batch_size=32, learning_rate=1e-3, init_std=0.2)
+
+
+def cache_root(cache_dir: Path | str | None = None) -> Path:
+    """`cache_dir`, else $RERANKER_TINY_CACHE, else .cache/tiny-trained in the checkout."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("RERANKER_TINY_CACHE")
+    return Path(env) if env else DEFAULT_CACHE
+
+
+def content_key(kind: str, settings: TrainingSettings) -> str:
+    """A hash of the sources of export/tiny, the settings and torch's version."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    h.update(json.dumps({"kind": kind, **asdict(settings), "torch": torch.__version__}).encode())
+    return h.hexdigest()[:16]
+
+
+def _cached(kind: str, settings: TrainingSettings, cache_dir, build: Callable[[Path], None]) -> Path:
+    """The cached checkpoint for `kind`, trained into a temporary directory and renamed once done."""
+    out = cache_root(cache_dir) / f"{kind}-{content_key(kind, settings)}"
+    if (out / DONE_FILE).exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=out.parent))
+    try:
+        build(work)
+        (work / DONE_FILE).write_text(json.dumps({"kind": kind, **asdict(settings)}, indent=2))
+        try:
+            work.rename(out)
+        except OSError:  # another process finished the same checkpoint first
+            if not (out / DONE_FILE).exists():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+class _Deterministic:
+    """One torch thread, deterministic algorithms and seeded generators, restored on exit."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __enter__(self) -> _Deterministic:
+        self.threads = torch.get_num_threads()
+        self.deterministic = torch.are_deterministic_algorithms_enabled()
+        torch.set_num_threads(1)
+        torch.use_deterministic_algorithms(True)
+        torch.manual_seed(self.seed)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.threads)
+        torch.use_deterministic_algorithms(self.deterministic)
+
+
+def right_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask of `rows`, right-padded with `pad`."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def _train(
+    model: torch.nn.Module,
+    settings: TrainingSettings,
+    score: Callable[[list[tuple[str, str]]], torch.Tensor],
+    progress: Callable[[int, float], None] | None = None,
+) -> None:
+    """Adam on binary cross-entropy between sigmoid(score) and relevance / MAX_RELEVANCE."""
+    rng = np.random.default_rng(settings.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    model.train()
+    for step in range(settings.steps):
+        pairs, targets = relevance_task.training_batch(rng, settings.batch_size)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(score(pairs), torch.from_numpy(targets))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if progress is not None:
+            progress(step, float(loss.detach()))
+    model.eval()
+
+
+def encoder_input_ids(tokenizer, pairs: list[tuple[str, str]]) -> list[list[int]]:
+    """`<s> q </s></s> p </s>` as FlagReranker builds it (XLM-R ids: <s>=0, </s>=2)."""
+    out = []
+    for q, p in pairs:
+        q_ids = tokenizer.encode(q, add_special_tokens=False).ids
+        p_ids = tokenizer.encode(p, add_special_tokens=False).ids
+        out.append([0, *q_ids, 2, 2, *p_ids, 2])
+    return out
+
+
+def _initialize(model: torch.nn.Module, seed: int, std: float) -> None:
+    """Matrices ~ N(0, std) from numpy (the same draws on every CPU), norms 1, biases 0."""
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for name, param in sorted(model.named_parameters()):
+            if param.dim() == 2:
+                param.copy_(torch.from_numpy(std * rng.standard_normal(tuple(param.shape))))
+            elif "LayerNorm" in name and name.endswith("weight"):
+                param.fill_(1.0)
+            else:
+                param.zero_()
+
+
+def _build_encoder(out: Path, settings: TrainingSettings, progress=None) -> None:
+    from tokenizers import Tokenizer
+    from transformers import XLMRobertaForSequenceClassification
+
+    build_xlmr_reranker(out, seed=settings.seed)
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    with _Deterministic(settings.seed):
+        model = XLMRobertaForSequenceClassification.from_pretrained(str(out), attn_implementation="eager")
+        _initialize(model, settings.seed, settings.init_std)
+
+        def score(pairs: list[tuple[str, str]]) -> torch.Tensor:
+            ids, mask = right_padded(encoder_input_ids(tokenizer, pairs), pad=1)
+            return model(input_ids=ids, attention_mask=mask).logits[:, 0]
+
+        _train(model, settings, score, progress)
+    save_sequence_classifier(model, out)
+
+
+def _build_gemma(out: Path, settings: TrainingSettings, progress=None) -> None:
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer
+    from transformers import GemmaForCausalLM
+
+    from reranker_core.encoding.decoder import SEP_TEXT, yes_token_id
+    from reranker_core.families import GEMMA, family_spec
+
+    build_gemma_reranker(out, seed=settings.seed, std=settings.init_std)
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    yes = yes_token_id(tokenizer)
+    prompt = family_spec(GEMMA).default_prompt
+    tail = tokenizer.encode(SEP_TEXT + prompt, add_special_tokens=False).ids
+
+    def ids_of(q: str, p: str) -> list[int]:
+        first = [2, *tokenizer.encode("A: " + q, add_special_tokens=False).ids]
+        second = tokenizer.encode(SEP_TEXT + "B: " + p, add_special_tokens=False).ids
+        return first + second + tail
+
+    with _Deterministic(settings.seed):
+        model = GemmaForCausalLM.from_pretrained(str(out), attn_implementation="eager")
+
+        def score(pairs: list[tuple[str, str]]) -> torch.Tensor:
+            rows = [ids_of(q, p) for q, p in pairs]
+            width = max(len(r) for r in rows)  # left padding, as the tiny tokenizer pads
+            ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+            return model(input_ids=ids, attention_mask=mask).logits[:, -1, yes]
+
+        _train(model, settings, score, progress)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+
+def trained_encoder_checkpoint(cache_dir: Path | str | None = None) -> Path:
+    """The trained tiny XLM-R reranker (built and cached on first use, ~a minute on one core)."""
+    return _cached("xlmr", ENCODER_SETTINGS, cache_dir, lambda d: _build_encoder(d, ENCODER_SETTINGS))
+
+
+def trained_gemma_checkpoint(cache_dir: Path | str | None = None) -> Path:
+    """The trained tiny Gemma (bge-reranker-v2-gemma layout) reranker, cached like the encoder."""
+    return _cached("gemma", GEMMA_SETTINGS, cache_dir, lambda d: _build_gemma(d, GEMMA_SETTINGS))
