@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dtype",
         choices=["float32", "float16", "bfloat16"],
         default=None,
-        help="LLM rerankers: GPU compute dtype (the embedded CPU config runs float32)",
+        help="LLM rerankers: GPU compute dtype; the embedded CPU config runs float32, or bfloat16 "
+        "with --dtype bfloat16 (float32 on CPUs without AVX512-BF16/AMX-BF16)",
     )
     p.add_argument("--max-batch-size", type=int, default=None, help="pairs per request")
     p.add_argument("--instance-count", type=int, default=1, help="model instances (per GPU on GPU nodes)")

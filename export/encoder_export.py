@@ -4,6 +4,7 @@
   config.pbtxt            Triton's native onnxruntime backend, CUDA EP (GPU nodes)
   configs/onnxruntime_trt.pbtxt   the same on ORT's TensorRT EP (--model-config-name=onnxruntime_trt)
   configs/embedded.pbtxt  Python backend running ONNX Runtime (the embedded CPU server)
+  configs/openvino.pbtxt  --cpu-graph bf16: Triton's native openvino backend (CPU nodes, NGC image)
   (configs/tensorrt_plan.pbtxt and 1/model.plan come later from python -m export.tensorrt)
   reranker.json           the model contract (also inside every config as "reranker_manifest")
   tokenizer/              tokenizer.json (+ config) the client must use
@@ -31,6 +32,7 @@ from export.fill_template import fill_template, pbtxt_string
 from export.gpu_configs import GpuOptions, write_gpu_configs
 from export.onnx_export import convert_to_fp16, export_encoder_onnx, onnx_scores
 from export.tokenizer_files import copy_tokenizer
+from reranker_core.cpu_features import bf16_support
 from reranker_core.families import ENCODER
 from reranker_core.limits import ENCODER_MAX_BATCH_SIZE, ONNX_CPU_MAX_BATCH_TOKENS
 from reranker_core.manifest import ModelManifest
@@ -108,6 +110,12 @@ def write_cpu_graph(
     if graph == "bf16":
         write_openvino_ir(fp32_onnx, version / OPENVINO_FILE)
         progress(f"      OpenVINO IR (fp32 weights, run in bf16): {OPENVINO_FILE}")
+        support = bf16_support()
+        if not support.native:
+            progress(
+                f"      note: this CPU has {support.describe()}; a server on it runs this variant in "
+                "fp32 (bf16 needs AVX512-BF16 or AMX-BF16: AMD Zen 4+, Intel Cooper Lake+)"
+            )
         return OPENVINO_FILE
     from export.ort_optimize import fuse_transformer, model_dims, quantize_int8
 
@@ -161,6 +169,26 @@ def write_embedded_config(
     return path
 
 
+def write_openvino_config(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions) -> Path:
+    """configs/openvino.pbtxt: Triton's native openvino backend running 1/model.xml in bf16."""
+    text = fill_template(
+        "openvino",
+        {
+            "name": manifest.name,
+            "max_batch_size": options.max_batch_size,
+            "max_queue_delay_us": options.max_queue_delay_us,
+            "instance_count": options.instance_count,
+            "hint_bf16": "YES",
+            "intra_op_threads": options.intra_op_threads,
+            "manifest": pbtxt_string(manifest.to_json()),
+        },
+    )
+    path = model_dir / "configs" / "openvino.pbtxt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def gpu_options(options: EncoderExportOptions) -> GpuOptions:
     """The GPU configs' options from the export options (empty gpus = every visible GPU)."""
     return GpuOptions(
@@ -177,6 +205,8 @@ def write_configs(
     """Every config of an encoder model directory: the embedded one and the GPU variants
     (config.pbtxt and configs/onnxruntime_trt.pbtxt), each checked before it is written."""
     written = [write_embedded_config(model_dir, manifest, options, onnx_file)]
+    if options.cpu_graph == "bf16":
+        written.append(write_openvino_config(model_dir, manifest, options))
     try:
         return written + write_gpu_configs(model_dir, manifest, gpu_options(options))
     except ValueError as exc:

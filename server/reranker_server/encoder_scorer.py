@@ -12,6 +12,7 @@ import numpy as np
 from reranker_core.limits import ONNX_CPU_MAX_BATCH_TOKENS as DEFAULT_MAX_BATCH_TOKENS
 from reranker_core.packing import pad_rows, plan_chunks
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES
+from reranker_server.openvino_session import create_openvino_session
 from reranker_server.token_batches import TokenRows
 
 DYNAMIC_QUANT_OPS = {"DynamicQuantizeMatMul", "DynamicQuantizeLinear", "QAttention", "MatMulInteger"}
@@ -98,10 +99,16 @@ class EncoderScorer:
         pad_id: int,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         intra_op_threads: int = 0,
+        inference_precision: str = "fp32",
     ) -> EncoderScorer:
-        """A scorer for an ONNX file, set up as the served model sets it up."""
+        """A scorer for a graph file, set up as the served model sets it up: ONNX on ONNX Runtime,
+        OpenVINO IR (.xml) on OpenVINO at `inference_precision` (reranker_server.openvino_session)."""
+        if Path(path).suffix == ".xml":
+            session = create_openvino_session(Path(path), inference_precision, intra_op_threads)
+        else:
+            session = create_session(path, intra_op_threads)
         return cls(
-            create_session(path, intra_op_threads),
+            session,
             pad_id=pad_id,
             max_batch_tokens=max_batch_tokens,
             max_rows_per_run=rows_per_run_for(path),

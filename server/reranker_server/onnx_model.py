@@ -38,7 +38,7 @@ class TritonPythonModel:
         onnx_path = version_dir(args) / params.get("onnx_file", "model.onnx")
         self.max_pairs = int(model_config.get("max_batch_size") or self.manifest.max_batch_size)
         threads = int(params.get("intra_op_threads") or 0)
-        if onnx_path.suffix == OPENVINO_IR_SUFFIX:
+        if onnx_path.suffix == OPENVINO_IR_SUFFIX:  # EncoderScorer.from_file's rule
             precision = params.get("inference_precision") or "fp32"
             session = create_openvino_session(onnx_path, precision, threads)
         else:
