@@ -170,6 +170,36 @@ def speed(root: Path, quick: bool, variants: list[str], rounds: int) -> dict[str
     return out
 
 
+def run(
+    quick: bool,
+    variants: list[str],
+    rounds: int,
+    *,
+    do_quality: bool = True,
+    do_speed: bool = True,
+    log=print,
+) -> dict:
+    """The section's results (quality and speed), logged line by line."""
+    root = CACHE / "precision"
+    result: dict = {
+        "machine": {**machine_info(), "bf16": bf16_support().describe()},
+        "command": "python -m bench.precision" + (" --quick" if quick else ""),
+        "load_avg_start": os.getloadavg(),
+    }
+    if do_quality:
+        result["quality"] = {v: a.to_dict() for v, a in quality(root / "trained", variants).items()}
+        for v, a in result["quality"].items():
+            log(f"quality {v} vs fp32: {Agreement(**a).summary()}")
+    if do_speed:
+        result["speed"] = speed(root / ("quick" if quick else "base"), quick, variants, rounds)
+        for v in variants:
+            for name, row in result["speed"][v].items():
+                ratio = f" ({row['vs_fp32']:.2f}x fp32)" if row["vs_fp32"] else ""
+                log(f"speed {v} {name}: {row['pairs_per_s']:.2f} pairs/s{ratio}")
+    result["load_avg_end"] = os.getloadavg()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small shape (smoke run), not base")
@@ -185,22 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"variants must include fp32 and come from {', '.join(GRAPHS)} (got {unknown or variants})"
         )
-    root = CACHE / "precision"
-    support = bf16_support()
-    result: dict = {
-        "machine": {**machine_info(), "bf16": support.describe()},
-        "command": "python -m bench.precision" + (" --quick" if args.quick else ""),
-    }
-    if not args.skip_quality:
-        result["quality"] = {v: a.to_dict() for v, a in quality(root / "trained", variants).items()}
-        for v, a in result["quality"].items():
-            print(f"quality {v} vs fp32: {Agreement(**a).summary()}", flush=True)
-    if not args.skip_speed:
-        result["speed"] = speed(root / ("quick" if args.quick else "base"), args.quick, variants, args.rounds)
-        for v in variants:
-            for name, row in result["speed"][v].items():
-                ratio = f" ({row['vs_fp32']:.2f}x fp32)" if row["vs_fp32"] else ""
-                print(f"speed {v} {name}: {row['pairs_per_s']:.2f} pairs/s{ratio}", flush=True)
+    result = run(
+        args.quick, variants, args.rounds, do_quality=not args.skip_quality, do_speed=not args.skip_speed
+    )
     out = args.out or RESULTS / ("precision-quick.json" if args.quick else "precision.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
