@@ -15,26 +15,31 @@ METRICS_PORT ?= 8002
 API_PORT ?= 8080
 API_HOST ?= 127.0.0.1
 API_ARGS ?=
+REPLICAS ?= 1
+GPUS ?=
+DRAIN_TIMEOUT_S ?= 30
 PYTEST_ARGS ?=
 
-.PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-precision bench-api perf soak clean help
+.PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-precision bench-api bench-replicas perf soak eval-example clean help
 
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
 	@echo "make test                        the whole test suite (installs what it needs)"
 	@echo "make serve [API_PORT=8080]        run the embedded Triton server on MODEL_REPOSITORY + the rerank HTTP API"
+	@echo "make serve REPLICAS=3 [GPUS=0,1,2] three Triton replicas (ports +3 each, one GPU each) behind the API"
 	@echo "make export MODEL=... NAME=...   export a reranker into MODEL_REPOSITORY"
+	@echo "make eval-example                quality vs speed on the tiny trained rerankers (docs/choosing.md)"
 	@echo "make k8s OVERLAY=gpu|cpu         print the Kubernetes manifests of an overlay (deploy/kubernetes)"
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml pyproject.toml
+$(VENV)/.installed: requirements/server.txt requirements/test.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml api/pyproject.toml eval/pyproject.toml pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
 	$(PIP) install -r requirements/server.txt -r requirements/test.txt
 	$(PIP) install --no-deps nvidia-pytriton==0.7.0
 	$(PIP) install --no-deps -e ./core -e ./client -e ./server -e .
-	$(PIP) install -e ./api
+	$(PIP) install -e ./api -e ./eval
 	touch $@
 
 oracle: $(ORACLE_VENV)/.installed
@@ -45,10 +50,13 @@ $(ORACLE_VENV)/.installed: requirements/oracle.txt
 	$(ORACLE_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements/oracle.txt
 	touch $@
 
-# The embedded Triton server and the rerank HTTP API (API_PORT; API_PORT=0: Triton only).
+# The embedded Triton server(s) and the rerank HTTP API in front (API_PORT; API_PORT=0: Triton only).
+# REPLICAS=N: N servers, replica i on each port + 3*i; GPUS=0,1,2: one GPU per replica.
+# Ctrl-C/SIGTERM: the API finishes its requests, then each replica drains (DRAIN_TIMEOUT_S).
 serve: setup
 	$(PY) -m tools.serve --model-repository $(MODEL_REPOSITORY) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
+		--replicas $(REPLICAS) $(if $(GPUS),--gpus $(GPUS)) --drain-timeout-s $(DRAIN_TIMEOUT_S) \
 		--api-port $(API_PORT) --api-host $(API_HOST) $(if $(API_ARGS),-- $(API_ARGS))
 
 export: setup
@@ -92,12 +100,22 @@ BENCH_API_ARGS ?=
 bench-api: setup
 	$(PY) -m bench.api_overhead $(BENCH_API_ARGS)
 
+# 1, 2, 3 latency-bound replicas (and a slow one) behind one rerank API (docs/benchmarks.md).
+bench-replicas: setup
+	$(PY) -m bench.replicas $(BENCH_REPLICAS_ARGS)
+
 # Concurrency sweep against a served model: make perf PERF_MODEL=name [PERF_URL=localhost:8001]
 PERF_MODEL ?= $(NAME)
 PERF_URL ?=
 PERF_ARGS ?=
 perf: setup
 	$(PY) -m bench.perf_sweep --model $(PERF_MODEL) $(if $(PERF_URL),--url $(PERF_URL),--repository $(MODEL_REPOSITORY)) $(PERF_ARGS)
+
+# The worked example of docs/choosing.md: python -m reranker_eval on the tiny trained rerankers,
+# served here (writes report.json, pareto.png, table.txt, the data set and configs.yaml).
+EVAL_EXAMPLE_OUT ?= docs/eval-example
+eval-example: setup
+	$(PY) -m tools.eval_example --out $(EVAL_EXAMPLE_OUT)
 
 # Long load run with score checks and memory tracking (a short form runs in make test).
 SOAK_ARGS ?= --duration 600

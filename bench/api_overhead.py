@@ -33,26 +33,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
+import tritonclient.grpc.aio as grpcaio
 
 from bench import procstats
-from bench.models import BASE, QUICK, build_encoder_checkpoint, export_encoder_onnx
-from bench.ort_variants import machine_info
-from bench.run import RESULTS, served_repository
+from bench.common import LOGS, RESULTS, SHAPES, embedded_server, machine_info, served_repository
+from bench.models import build_encoder_checkpoint, export_encoder_onnx
 from bench.workloads import rerank_1x100
+from reranker_core import tensors
+from reranker_server.embedded import free_ports
 
 MODEL = "enc-fp32"
-SHAPES = {"quick": QUICK, "base": BASE}
 # The measured request and schedule (also what `make bench` runs): 1 query x 100 passages of ~200 tokens.
 PASSAGES, TOKENS, LEVELS, ROUNDS, REQUESTS = 100, 200, (1, 16), 5, 32
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_api(triton_grpc: str, port: int, log: Path) -> subprocess.Popen:
@@ -132,10 +126,8 @@ async def measure(
     requests: int,
     log: Callable[[str], None],
     api_pid: int | None = None,
+    triton_pid: int | None = None,
 ) -> dict:
-    import aiohttp
-    import tritonclient.grpc.aio as grpcaio
-
     direct_client = grpcaio.InferenceServerClient(grpc_url)
     http = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=max(levels)), timeout=aiohttp.ClientTimeout(total=600)
@@ -145,17 +137,17 @@ async def measure(
     headers = {"Content-Type": "application/json"}
 
     async def direct() -> np.ndarray:
-        q = grpcaio.InferInput("query", [1], "BYTES")
+        q = grpcaio.InferInput(tensors.QUERY, [1], "BYTES")
         q.set_data_from_numpy(np.array([query.encode()], dtype=np.object_))
-        p = grpcaio.InferInput("passages", [len(passages)], "BYTES")
+        p = grpcaio.InferInput(tensors.PASSAGES, [len(passages)], "BYTES")
         p.set_data_from_numpy(encoded)
         result = await direct_client.infer(
-            f"{MODEL}-text",
+            tensors.text_model_name(MODEL),
             [q, p],
-            outputs=[grpcaio.InferRequestedOutput("scores")],
+            outputs=[grpcaio.InferRequestedOutput(tensors.SCORES)],
             parameters={"normalize": True},
         )
-        return result.as_numpy("scores")[-1]
+        return result.as_numpy(tensors.SCORES)[-1]
 
     async def service() -> list:
         async with http.post(f"{api_url}/rerank", data=body, headers=headers) as r:
@@ -172,7 +164,7 @@ async def measure(
             await burst(service, c, c)
             lat: dict[str, list[float]] = {"direct": [], "api": []}
             thr: dict[str, list[float]] = {"direct": [], "api": []}
-            api_cpu_s = 0.0
+            api_cpu_s = triton_cpu_s = 0.0
             inside0 = service_time(api_url)
             n = max(requests, 2 * c)
             for k in range(rounds):
@@ -183,9 +175,12 @@ async def measure(
                 )
                 for name, fn in order:
                     cpu0 = procstats.cpu_s(api_pid) if api_pid else 0.0
+                    server0 = procstats.cpu_s(triton_pid) if triton_pid else 0.0
                     latencies, wall = await burst(fn, c, n)
                     if name == "api" and api_pid:
                         api_cpu_s += procstats.cpu_s(api_pid) - cpu0
+                    if name == "direct" and triton_pid:
+                        triton_cpu_s += procstats.cpu_s(triton_pid) - server0
                     lat[name] += latencies
                     thr[name].append(n / wall)
                 log(
@@ -233,6 +228,10 @@ async def measure(
             )
             # CPU the API process spends per request: robust to other load on a shared machine.
             level["api_cpu_ms_per_request"] = api_cpu_s * 1e3 / len(lat["api"]) if api_pid else None
+            # CPU of the Triton process tree (text model + token model) per direct request.
+            level["triton_cpu_ms_per_request"] = (
+                triton_cpu_s * 1e3 / len(lat["direct"]) if triton_pid else None
+            )
             out["levels"][str(c)] = level
         return out
     finally:
@@ -250,34 +249,20 @@ def run(
     requests: int = REQUESTS,
 ) -> dict[str, Any]:
     """Serve the quick/base encoder and its text model, put the API in front, measure both paths."""
-    from reranker_server.embedded import EmbeddedTritonServer
-
     shape = SHAPES[shape_name]
     ckpt = build_encoder_checkpoint(shape)
     fp32 = export_encoder_onnx(ckpt)
     repo = served_repository(ckpt, fp32, ["fp32"], shape)
-    if not (repo / f"{MODEL}-text" / "config.pbtxt").exists():  # a repository cached before text models
-        from export.text_export import export_text_model
-
-        export_text_model(repo / MODEL)
     work = rerank_1x100(ckpt, passages_n, tokens)
     query, passages = work.pairs[0][0], [p for _, p in work.pairs]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    http, grpc, metrics, api_port = (free_port() for _ in range(4))
-    log_dir = RESULTS / "logs"
-    log_dir.mkdir(exist_ok=True)
-    server = EmbeddedTritonServer(
-        repo,
-        http_port=http,
-        grpc_port=grpc,
-        metrics_port=metrics,
-        log_file=log_dir / "api-overhead-triton.log",
-        extra_args=("--model-control-mode=explicit", f"--load-model={MODEL}", f"--load-model={MODEL}-text"),
-    )
+    LOGS.mkdir(parents=True, exist_ok=True)
+    server = embedded_server(repo, [MODEL, tensors.text_model_name(MODEL)], LOGS / "api-overhead-triton.log")
     server.start(timeout=600)
     api = None
     try:
-        api = start_api(server.grpc_url, api_port, log_dir / "api-overhead-api.log")
+        api_port = free_ports(1)[0]
+        api = start_api(server.grpc_url, api_port, LOGS / "api-overhead-api.log")
         log(f"{work.name}, shape {shape.name}: direct text model vs rerank API, concurrency {levels}")
         result = asyncio.run(
             measure(
@@ -290,6 +275,7 @@ def run(
                 requests,
                 log,
                 api.pid,
+                server.server_pid,
             )
         )
     finally:
@@ -313,14 +299,16 @@ def table(result: dict[str, Any]) -> list[str]:
     """The result as printable lines."""
     lines = [
         f"{'c':>3} {'direct p50 ms':>14} {'api p50 ms':>11} {'overhead ms':>12} {'direct rps':>11} "
-        f"{'api rps':>8} {'ratio':>6} {'api cpu ms/req':>15} {'service adds ms':>16}"
+        f"{'api rps':>8} {'ratio':>6} {'api cpu ms/req':>15} {'service adds ms':>16} "
+        f"{'triton cpu ms/req':>18}"
     ]
     for c, level in result["levels"].items():
         lines.append(
             f"{c:>3} {level['direct']['p50_ms']:14.1f} {level['api']['p50_ms']:11.1f} "
             f"{level['p50_overhead_ms']:12.2f} {level['direct']['throughput_rps']:11.2f} "
             f"{level['api']['throughput_rps']:8.2f} {level['throughput_ratio']:6.3f} "
-            f"{level['api_cpu_ms_per_request']:15.2f} {level['service_added_ms_per_request']:16.2f}"
+            f"{level['api_cpu_ms_per_request']:15.2f} {level['service_added_ms_per_request']:16.2f} "
+            f"{level['triton_cpu_ms_per_request']:18.2f}"
         )
     paired = result["levels"].get("1", {}).get("paired_overhead_ms")
     if paired:

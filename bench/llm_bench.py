@@ -14,10 +14,7 @@ run refuses to start when MemAvailable is below `need_gb`.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +22,8 @@ from typing import Any
 import numpy as np
 
 from bench import procstats
-from bench.models import CACHE
-from bench.serving import one_model_server
-
-REPO = Path(__file__).resolve().parents[1]
-FLAG_RUNNER = REPO / "bench" / "flag_runner.py"
+from bench.common import CACHE, RESULTS, Log, embedded_server, export_once, run_flag_runner, sdk_client
+from bench.workloads import WORDS
 
 
 @dataclass(frozen=True)
@@ -160,8 +154,6 @@ def build_decoder_checkpoint(shape: DecoderShape, std: float = 0.02, seed: int =
 
 
 def pairs(n: int, words: int, seed: int = 0) -> list[list[str]]:
-    from bench.workloads import WORDS
-
     rng = np.random.default_rng(seed)
     q = " ".join(rng.choice(WORDS, 8))
     return [[q, " ".join(rng.choice(WORDS, words))] for _ in range(n)]
@@ -175,46 +167,21 @@ def _flag(ckpt: Path, shape: DecoderShape, work: list[list[str]], calls: list[di
         "warmup_score": calls[0],
         "workloads": [{"name": json.dumps(c), "pairs": work, "score": c, "reps": 1} for c in calls],
     }
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "PYTHONPATH": "",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    py = os.environ.get("RERANKER_ORACLE_PYTHON", str(REPO / ".venv-oracle" / "bin" / "python"))
-    proc = subprocess.run(
-        [py, str(FLAG_RUNNER)],
-        input=json.dumps(job),
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-        env=env,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"FlagEmbedding LLM benchmark failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout)
+    return run_flag_runner(job, timeout)
 
 
-def _served(
-    ckpt: Path, shape: DecoderShape, work: list[list[str]], calls: list[dict], log: Callable[[str], None]
-) -> dict:
-    from export.__main__ import main as export_main
-    from reranker_client import RerankerClient
-
+def _served(ckpt: Path, shape: DecoderShape, work: list[list[str]], calls: list[dict], log: Log) -> dict:
     repo = CACHE / f"repo-{shape.name}"
     name = f"llm-{shape.family}"
-    if not (repo / name / "reranker.json").exists():
-        if export_main(["--model", str(ckpt), "--name", name, "--repository", str(repo), "--force"]) != 0:
-            raise RuntimeError(f"export of {shape.name} failed")
-    server = one_model_server(repo, name, REPO / "bench" / "results" / f"server-{name}.log.tmp")
+    export_once(ckpt, repo, name)
+    server = embedded_server(repo, [name], RESULTS / f"server-{name}.log.tmp")
     t0 = time.perf_counter()
     server.start(timeout=900)
     out: dict[str, Any] = {"startup_s": time.perf_counter() - t0, "calls": {}}
     with (
         server,
-        procstats.PeakRss(server.process.pid) as rss,
-        RerankerClient(server.grpc_url, name, "grpc", tokenizer_path=str(ckpt), timeout_s=1800) as client,
+        procstats.PeakRss(server.server_pid) as rss,
+        sdk_client(server.grpc_url, name, ckpt, timeout_s=1800) as client,
     ):
         client.compute_score(work[:1], **calls[0])
         for c in calls:
@@ -230,7 +197,7 @@ def run_shape(
     shape: DecoderShape,
     n_pairs: int,
     words: int,
-    log: Callable[[str], None],
+    log: Log,
     need_gb: float = 0.0,
     timeout: float = 1800,
 ) -> dict:
@@ -266,7 +233,7 @@ def run_shape(
     return result
 
 
-def run(quick: bool, log: Callable[[str], None] = print) -> dict:
+def run(quick: bool, log: Log = print) -> dict:
     if quick:
         return {s.name: run_shape(s, 4, 24, log) for s in (QUICK_GEMMA, QUICK_MINICPM)}
     return {s.name: run_shape(s, 4, 80, log, need_gb=14.0) for s in (GEMMA_2B, MINICPM_2B)}

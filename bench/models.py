@@ -8,35 +8,11 @@ directory that FlagEmbedding (in .venv-oracle) and this project load alike.
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CACHE = Path(os.environ.get("RERANKER_BENCH_CACHE", REPO / ".cache" / "bench"))
-
-
-@dataclass(frozen=True)
-class EncoderShape:
-    """The dimensions of an XLM-R sequence-classification reranker."""
-
-    name: str
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    intermediate_size: int
-    vocab_size: int
-    max_position_embeddings: int
-
-    def matmul_flops_per_token(self, seq_len: int) -> float:
-        """Multiply-add FLOPs per token of the encoder stack (projections, MLP, attention)."""
-        h, i = self.hidden_size, self.intermediate_size
-        per_layer = 2 * (4 * h * h + 2 * h * i) + 2 * 2 * seq_len * h
-        return float(self.num_hidden_layers * per_layer)
-
-
-BASE = EncoderShape("bge-reranker-base-shape", 768, 12, 12, 3072, 250002, 514)
-QUICK = EncoderShape("quick-encoder", 64, 2, 4, 128, 1000, 514)
+from bench.common import CACHE, EncoderShape
+from export.onnx_export import export_encoder_onnx as project_export
 
 
 def build_encoder_checkpoint(
@@ -105,7 +81,5 @@ def export_encoder_onnx(checkpoint: Path, out_path: Path | None = None) -> Path:
     out_path = Path(out_path or checkpoint / "onnx" / "model.onnx")
     if out_path.exists():
         return out_path
-    from export.onnx_export import export_encoder_onnx as project_export
-
     project_export(checkpoint, out_path, progress=lambda _msg: None)
     return out_path

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,54 +18,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
 
-from bench.models import BASE, QUICK, EncoderShape, build_encoder_checkpoint, export_encoder_onnx
+from bench.common import BASE, QUICK, RESULTS, EncoderShape, kendall_tau, machine_info, top10_agreement
+from bench.graphs import build_variant
+from bench.models import build_encoder_checkpoint, export_encoder_onnx
 from bench.workloads import encode_encoder_pairs, pad_batch, rerank_1x100
 from export import ort_optimize as oo
-from reranker_server.encoder_scorer import available_cpus, session_options
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def variant_path(fp32: Path, variant: str) -> Path:
-    return fp32.parent / f"model.{variant}.onnx"
-
-
-def build_variant(fp32: Path, variant: str, heads: int, hidden: int) -> Path:
-    """Create (once) the ONNX file of a named variant next to the fp32 export."""
-    if variant == "fp32":
-        return fp32
-    out = variant_path(fp32, variant)
-    if out.exists():
-        return out
-    fused = variant_path(fp32, "fused")
-    if variant != "int8-unfused" and not fused.exists():
-        oo.fuse_transformer(fp32, fused, num_heads=heads, hidden_size=hidden)
-    if variant == "fused":
-        return fused
-    if variant == "int8":  # the export's recipe: 7-bit per-channel weights, fp32 score head
-        return oo.quantize_int8(fused, out)
-    if variant == "int8-full":  # the former recipe: 8-bit per-tensor weights, head quantized too
-        return oo.quantize_int8(fused, out, per_channel=False, reduce_range=False, keep_head_fp32=False)
-    if variant == "int8-matmul":
-        return oo.quantize_int8(fused, out, op_types=("MatMul",))
-    if variant == "int8-unfused":
-        return oo.quantize_int8(fp32, out, op_types=("MatMul",))
-    if variant == "fp16":
-        return convert_fp16(fused, out)
-    raise ValueError(f"unknown variant {variant!r}")
-
-
-def convert_fp16(src: Path, dst: Path) -> Path:
-    """fp16 weights and compute with fp32 inputs/outputs (measured only: ONNX Runtime's x86 CPU
-    kernels have no fp16 GEMM, so it is slower there, see docs/benchmarks.md)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    from export.onnx_export import save_onnx
-
-    # The helper's default block list keeps ops without fp16 CPU kernels in fp32.
-    save_onnx(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), dst)
-    return dst
+from reranker_server.ort_session import available_cpus, create_session
 
 
 def score_all(session: ort.InferenceSession, seqs: list[list[int]], batch: int) -> np.ndarray:
@@ -100,18 +59,6 @@ def time_call(
     return times
 
 
-def kendall_tau(ref: np.ndarray, got: np.ndarray) -> float:
-    """Kendall's tau-a between two score vectors (1.0: same order)."""
-    i, j = np.triu_indices(len(ref), 1)
-    return float(np.mean(np.sign(ref[i] - ref[j]) * np.sign(got[i] - got[j]))) if len(i) else 1.0
-
-
-def top10_agreement(ref: np.ndarray, got: np.ndarray, k: int = 10) -> dict:
-    """Overlap of the top-k sets, and whether the top-k order is identical."""
-    a, b = np.argsort(-ref)[:k], np.argsort(-got)[:k]
-    return {"overlap": len(set(a.tolist()) & set(b.tolist())) / k, "same_order": bool(np.array_equal(a, b))}
-
-
 def gemm_peak(
     dtype: str = "fp32",
     m: int = 4096,
@@ -121,9 +68,6 @@ def gemm_peak(
     reps: int = 5,
 ) -> float:
     """GFLOP/s (per CPU-second x threads) of one ORT MatMul: fp32 or int8 (DynamicQuantize+MatMulInteger)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((k, n), dtype=np.float32) * 0.05, "W")
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [m, k])
@@ -136,7 +80,7 @@ def gemm_peak(
     path = tmp
     if dtype == "int8":
         path = oo.quantize_int8(tmp, tmp.with_suffix(".int8.onnx"))
-    sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    sess = create_session(path, threads or 0)
     feed = {"X": rng.standard_normal((m, k), dtype=np.float32)}
     cpu: list[float] = []
     time_call(lambda: sess.run(None, feed), reps, cpu=cpu)
@@ -144,27 +88,6 @@ def gemm_peak(
     for p in {tmp, path}:
         p.unlink(missing_ok=True)
     return 2.0 * m * k * n / best / 1e9
-
-
-def machine_info() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
-        isa = sorted(f for f in flags.split() if f.startswith(("avx512", "amx", "avx_vnni")))
-    except (OSError, StopIteration):
-        isa = []
-    return {
-        "cpu": model,
-        "cpus": available_cpus(),
-        "isa": isa,
-        "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
 
 
 def run(
@@ -192,7 +115,7 @@ def run(
         "runs": [],
     }
     ref = score_all(
-        ort.InferenceSession(str(fp32), session_options(), providers=["CPUExecutionProvider"]),
+        create_session(fp32),
         seqs,
         max(batches),
     )
@@ -200,9 +123,8 @@ def run(
     for variant in variants:
         path = build_variant(fp32, variant, shape.num_attention_heads, shape.hidden_size)
         for spin in spinning:
-            opts = session_options(spinning=spin, pre_optimized=variant != "fp32")
             t0 = time.perf_counter()
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            sess = create_session(path, spinning=spin, pre_optimized=variant != "fp32")
             load_s = time.perf_counter() - t0
             for batch in batches:
                 scores = score_all(sess, seqs, batch)

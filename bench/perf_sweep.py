@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tritonclient.grpc.aio as grpcclient
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+from bench.common import QUICK, REPO, RESULTS, embedded_server
+from bench.models import build_encoder_checkpoint
+from bench.workloads import encode_encoder_pairs, rerank_1x100
+
 DEFAULT_INPUT = REPO / "bench" / "perf_analyzer_input.json"
 LEVELS = (1, 2, 4, 8, 16, 32)
 TRITON_TO_NUMPY = {
@@ -76,8 +79,6 @@ async def sweep(
     seconds: float | None,
     log=print,
 ) -> dict[str, Any]:
-    import tritonclient.grpc.aio as grpcclient
-
     client = grpcclient.InferenceServerClient(url=url)
     try:
         meta = await client.get_model_metadata(model, as_json=True)
@@ -141,9 +142,6 @@ def write_input_data(
 ) -> Path:
     """(Re)generate the committed perf_analyzer input: `rows` encoded (query, passage) pairs of
     ~200 tokens (`<s> q </s></s> p </s>`), right-padded to `width` (perf_analyzer needs one shape)."""
-    from bench.models import QUICK, build_encoder_checkpoint
-    from bench.workloads import encode_encoder_pairs, rerank_1x100
-
     ckpt = checkpoint or build_encoder_checkpoint(QUICK)
     work = rerank_1x100(ckpt, passages=rows, tokens=200, seed=11)
     data = []
@@ -216,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     url = args.url
     if args.repository:
-        from bench.serving import one_model_server
-
-        server = one_model_server(args.repository, args.model)
+        server = embedded_server(args.repository, [args.model])
         server.start(timeout=600)
         url = server.grpc_url
     try:

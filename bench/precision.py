@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.models import BASE, CACHE, QUICK, build_encoder_checkpoint
-from bench.ort_variants import machine_info
+from bench.common import BASE, CACHE, QUICK, machine_info
+from bench.models import build_encoder_checkpoint
 from bench.workloads import Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
 from export.precision_agreement import Agreement, agreement
 from export.tiny import relevance_task
@@ -32,7 +32,7 @@ from reranker_core.cpu_features import bf16_support
 from reranker_core.encoding import encode_pairs
 from reranker_core.manifest import ModelManifest
 from reranker_server.encoder_scorer import EncoderScorer
-from reranker_server.token_batches import TokenRows
+from reranker_server.token_requests import TokenRows
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

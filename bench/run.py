@@ -18,96 +18,39 @@ Results: bench/results/bench[-quick].json and .png.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import shutil
-import subprocess
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench import procstats
-from bench.models import BASE, CACHE, QUICK, EncoderShape, build_encoder_checkpoint, export_encoder_onnx
-from bench.ort_variants import build_variant, machine_info, top10_agreement
-from bench.serving import one_model_server
-from bench.workloads import PAD_ID, Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
-from reranker_core.manifest import ModelManifest
-from reranker_core.tensors import text_model_name
-from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer
-from reranker_server.token_batches import TokenRows
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
-FLAG_RUNNER = REPO / "bench" / "flag_runner.py"
-
-
-# ----------------------------------------------------------------------------- configuration
-class Plan:
-    """Sizes of one benchmark run (full or --quick)."""
-
-    def __init__(self, quick: bool) -> None:
-        self.quick = quick
-        self.shape: EncoderShape = QUICK if quick else BASE
-        self.rerank = (20, 64) if quick else (100, 200)  # passages, tokens
-        self.mixed = (40, 16, 64) if quick else (500, 16, 256)  # pairs, low, high
-        self.latency = (5, 32) if quick else (10, 100)  # passages, tokens per latency call
-        self.reps = 1
-        self.latency_requests = (lambda c: max(4, 2 * c)) if quick else (lambda c: max(6, 2 * c))
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
-
-
-def latency_stats(values: list[float]) -> dict[str, float]:
-    return {
-        "p50_s": percentile(values, 50),
-        "p95_s": percentile(values, 95),
-        "p99_s": percentile(values, 99),
-        "n": len(values),
-    }
-
-
-def throughput(work: Workload, wall: float, cpu: float | None = None, cores: int = 1) -> dict:
-    row = {"wall_s": wall, "pairs_per_s": len(work.pairs) / wall, "tokens_per_s": work.total_tokens / wall}
-    if cpu:
-        # What the run would reach if it had the cores to itself (CPU time / cores).
-        row.update(
-            {
-                "cpu_s": cpu,
-                "pairs_per_s_cpu_norm": len(work.pairs) * cores / cpu,
-                "tokens_per_s_cpu_norm": work.total_tokens * cores / cpu,
-            }
-        )
-    return row
-
-
-def drift(ref: list[float], got: list[float]) -> dict:
-    a, b = np.asarray(ref, dtype=np.float64), np.asarray(got, dtype=np.float64)
-    return {
-        "max_abs": float(np.abs(a - b).max()),
-        "mean_abs": float(np.abs(a - b).mean()),
-        "score_std": float(a.std()),
-        "spearman": _spearman(a, b),
-        "top10": top10_agreement(a, b),
-    }
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+from bench import api_overhead, llm_bench, precision, procstats, text_path
+from bench.common import (
+    RESULTS,
+    Log,
+    Plan,
+    batch_tokens,
+    drift,
+    embedded_server,
+    inprocess_scorer,
+    latency_stats,
+    machine_info,
+    run_flag_runner,
+    sdk_client,
+    served_repository,
+    stamped_log,
+    throughput,
+)
+from bench.graphs import build_variant
+from bench.models import build_encoder_checkpoint, export_encoder_onnx
+from bench.workloads import Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
+from reranker_server.token_requests import TokenRows
 
 
 # ----------------------------------------------------------------------------- FlagEmbedding
-def oracle_python() -> str:
-    return os.environ.get("RERANKER_ORACLE_PYTHON", str(REPO / ".venv-oracle" / "bin" / "python"))
-
-
 def run_flagembedding(
     ckpt: Path, works: dict[str, Workload], latency: Workload, plan: Plan, timeout: float = 1800
 ) -> dict:
@@ -127,24 +70,7 @@ def run_flagembedding(
             for name, w in works.items()
         ],
     }
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": "",
-    }
-    proc = subprocess.run(
-        [oracle_python(), str(FLAG_RUNNER)],
-        input=json.dumps(job),
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-        env=env,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"FlagEmbedding benchmark failed:\n{proc.stderr[-3000:]}")
-    out = json.loads(proc.stdout)
+    out = run_flag_runner(job, timeout)
     result: dict[str, Any] = {
         "load_s": out["load_s"],
         "threads": out["threads"],
@@ -161,28 +87,15 @@ def run_flagembedding(
 
 
 # ----------------------------------------------------------------------------- ORT in-process
-def batch_tokens(variant: str, default: int) -> int:
-    """The runner's max_batch_tokens for a variant name such as "int8+t1024"."""
-    for opt in variant.split("+")[1:]:
-        if opt.startswith("t") and opt[1:].isdigit():
-            return int(opt[1:])
-    return default
-
-
-def inprocess_scorer(onnx_path: Path, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> EncoderScorer:
-    """The served runner's own scorer (session options, re-batching), in this process."""
-    return EncoderScorer.from_file(onnx_path, pad_id=PAD_ID, max_batch_tokens=max_batch_tokens)
-
-
 def run_inprocess(
     onnx_path: Path,
     ckpt: Path,
     works: dict[str, Workload],
     plan: Plan,
-    max_batch_tokens: int | None = None,
+    max_batch_tokens: int,
 ) -> dict:
     """Tokenize + score in this process with exactly the runner's session and re-batching."""
-    scorer = inprocess_scorer(onnx_path, max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
+    scorer = inprocess_scorer(onnx_path, max_batch_tokens)
     cores = os.cpu_count() or 1
 
     def call(w: Workload) -> list[float]:
@@ -206,63 +119,6 @@ def run_inprocess(
 
 
 # ----------------------------------------------------------------------------- served
-def served_repository(ckpt: Path, fp32: Path, variants: list[str], shape: EncoderShape) -> Path:
-    """A model repository with one model per variant "<graph>[+t<N>]": exported once with
-    `python -m export`, then each variant's graph linked in as model.onnx and its configs written
-    by the exporter's own writer (export.encoder_export.write_configs; +t<N> sets the runner's
-    max_batch_tokens)."""
-    from export.__main__ import main as export_main
-    from export.encoder_export import EncoderExportOptions, write_configs
-
-    repo = CACHE / f"repo-{ckpt.name}"
-    base = repo / "enc-fp32"
-    if not (base / "1" / "model.onnx").exists():
-        repo.mkdir(parents=True, exist_ok=True)
-        if (
-            export_main(
-                [
-                    "--model",
-                    str(ckpt),
-                    "--name",
-                    "enc-fp32",
-                    "--repository",
-                    str(repo),
-                    "--force",
-                    "--cpu-graph",
-                    "plain",
-                ]
-            )
-            != 0
-        ):
-            raise RuntimeError("export of the benchmark model failed")
-    for variant in variants:
-        target = repo / f"enc-{variant}"
-        if variant == "fp32" or (target / "1" / "model.onnx").exists():
-            continue
-        src = build_variant(fp32, variant.split("+")[0], shape.num_attention_heads, shape.hidden_size)
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(
-            base, target, ignore=shutil.ignore_patterns("*.pbtxt", "model.onnx*", "reranker.json")
-        )
-        os.link(src, target / "1" / "model.onnx")
-        manifest = dataclasses.replace(
-            ModelManifest.load(base), name=target.name, text_model=text_model_name(target.name)
-        )
-        options = EncoderExportOptions(
-            max_batch_size=manifest.max_batch_size,
-            max_batch_tokens=batch_tokens(variant, DEFAULT_MAX_BATCH_TOKENS),
-        )
-        write_configs(target, manifest, options)
-        manifest.save(target)
-    return repo
-
-
-def _client(url: str, model: str, ckpt: Path):
-    from reranker_client import RerankerClient
-
-    return RerankerClient(url, model, "grpc", tokenizer_path=str(ckpt), timeout_s=600.0)
-
-
 def run_served(
     repo: Path,
     model: str,
@@ -271,19 +127,19 @@ def run_served(
     latency: Workload,
     plan: Plan,
     levels: list[int],
-    log: Callable[[str], None],
+    log: Log,
 ) -> dict:
     """Start the embedded server with only `model`, then time client calls against it."""
-    server = one_model_server(repo, model, RESULTS / f"server-{model}.log.tmp")
+    server = embedded_server(repo, [model], RESULTS / f"server-{model}.log.tmp")
     t0 = time.perf_counter()
     server.start(timeout=600)
     out: dict[str, Any] = {"startup_s": time.perf_counter() - t0}
     try:
-        pid = server.process.pid
+        pid = server.server_pid
         cores = os.cpu_count() or 1
         with procstats.PeakRss(pid) as rss:
             out["idle_rss_mb"] = rss.sample()
-            client = _client(server.grpc_url, model, ckpt)
+            client = sdk_client(server.grpc_url, model, ckpt)
             q, passages = latency.pairs[0][0], [p for _, p in latency.pairs]
             client.rerank(q, passages)  # warm-up (first-call allocations, arena growth)
             for name, w in works.items():
@@ -326,7 +182,7 @@ def _latency_level(
     requests: int,
     pairs_per_call: int,
 ) -> dict:
-    clients = [_client(url, model, ckpt) for _ in range(c)]
+    clients = [sdk_client(url, model, ckpt) for _ in range(c)]
     times: list[float] = []
 
     def worker(k: int) -> None:
@@ -419,16 +275,6 @@ def chart(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-# ----------------------------------------------------------------------------- LLM hook
-def run_llm(quick: bool, log: Callable[[str], None]) -> dict:
-    """Decoder rerankers (gemma-2b shape; minicpm-layerwise shape at two cutoffs): bench/llm_bench.py."""
-    try:
-        from bench import llm_bench
-    except ImportError as exc:  # pragma: no cover - hook while the LLM bench is not present
-        return {"skipped": f"bench/llm_bench.py not available: {exc}"}
-    return llm_bench.run(quick=quick, log=log)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes (CI smoke test)")
@@ -457,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(args.quick)
     variants = [v for v in args.variants.split(",") if v]
     levels = [int(c) for c in args.concurrency.split(",") if c]
-    log = lambda msg: print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
+    log = stamped_log
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     shape = plan.shape
@@ -491,9 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         log(f"ORT in-process {variant}")
         path = build_variant(fp32, variant.split("+")[0], shape.num_attention_heads, shape.hidden_size)
-        result["inprocess"][variant] = run_inprocess(
-            path, ckpt, works, plan, batch_tokens(variant, DEFAULT_MAX_BATCH_TOKENS)
-        )
+        result["inprocess"][variant] = run_inprocess(path, ckpt, works, plan, batch_tokens(variant))
     if not args.skip_server:
         repo = served_repository(ckpt, fp32, variants, shape)
         result["served"] = {}
@@ -503,8 +347,6 @@ def main(argv: list[str] | None = None) -> int:
                 repo, f"enc-{variant}", ckpt, works, latency, plan, levels, log
             )
     if not (args.skip_server or args.skip_text_path):
-        from bench import text_path
-
         result["text_path"] = text_path.run(
             ckpt,
             text_path.QUICK_PLAN if args.quick else text_path.FULL_PLAN,
@@ -513,17 +355,13 @@ def main(argv: list[str] | None = None) -> int:
             RESULTS / "server-text-path.log.tmp",
         )
     if not (args.skip_server or args.skip_api):
-        from bench import api_overhead
-
         log("rerank HTTP API vs the text model directly (quick encoder shape)")
         result["api_overhead"] = api_overhead.run(log, rounds=2 if args.quick else api_overhead.ROUNDS)
         for line in api_overhead.table(result["api_overhead"]):
             log(line)
     if args.llm:
-        result["llm"] = run_llm(args.quick, log)
+        result["llm"] = llm_bench.run(quick=args.quick, log=log)
     if args.precision:
-        from bench import precision
-
         log("CPU graphs fp32 vs bf16 vs int8: trained-fixture quality, base-shape speed")
         result["precision"] = precision.run(args.quick, list(precision.GRAPHS), 3, log=log)
     result["load_avg_end"] = os.getloadavg()

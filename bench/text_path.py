@@ -34,19 +34,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tritonclient.grpc as grpcclient
+from tokenizers import Tokenizer
 
 from bench import procstats
-from bench.models import BASE, QUICK, EncoderShape, build_encoder_checkpoint, export_encoder_onnx
-from bench.ort_variants import machine_info
+from bench.common import (
+    BASE,
+    QUICK,
+    RESULTS,
+    EncoderShape,
+    Log,
+    embedded_server,
+    machine_info,
+    sdk_client,
+    served_repository,
+    stamped_log,
+)
+from bench.models import build_encoder_checkpoint, export_encoder_onnx
 from bench.workloads import Workload, rerank_1x100
 from export.config_check import parse_config
+from export.text_export import DEFAULT_TEXT_INSTANCES, export_text_model
+from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS
+from reranker_core.manifest import ModelManifest
+from reranker_core.options import parse_options
+from reranker_core.pipeline import prepare_pairs
 from reranker_core.tensors import PASSAGES, QUERY, SCORES, text_model_name
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PATHS = ("token", "text", "text-sdk")
 TEXT_PATHS = ("text", "text-sdk")
 TARGET_RATIO = 0.9  # the text path's throughput within 10 % of the token path's
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -89,9 +105,6 @@ def prepare_repository(
 ) -> tuple[Path, str]:
     """bench.run's served repository with `enc-<variant>` and its text model (written by the
     exporter's own writer, with `text_instances` instances: default the export's); (repository, name)."""
-    from bench.run import served_repository
-    from export.text_export import DEFAULT_TEXT_INSTANCES, export_text_model
-
     fp32 = export_encoder_onnx(checkpoint)
     repo = served_repository(checkpoint, fp32, [variant], shape)
     name = f"enc-{variant}"
@@ -99,32 +112,11 @@ def prepare_repository(
     return repo, name
 
 
-def start_server(repository: Path, model: str, log_file: Path | None = None):
-    """The embedded server with the token model and its text model only (not started yet)."""
-    from reranker_server.embedded import EmbeddedTritonServer, free_ports
-
-    http, grpc, metrics = free_ports(3)
-    return EmbeddedTritonServer(
-        repository,
-        http_port=http,
-        grpc_port=grpc,
-        metrics_port=metrics,
-        log_file=log_file,
-        extra_args=(
-            "--model-control-mode=explicit",
-            f"--load-model={model}",
-            f"--load-model={text_model_name(model)}",
-        ),
-    )
-
-
 # ----------------------------------------------------------------------------- callers
 class RawTextCaller:
     """What a caller in any language does: BYTES tensors to `<name>-text` over gRPC."""
 
     def __init__(self, url: str, model: str, timeout_s: float) -> None:
-        import tritonclient.grpc as grpcclient
-
         self._grpc = grpcclient
         self.client = grpcclient.InferenceServerClient(url)
         self.model, self.timeout_s = text_model_name(model), timeout_s
@@ -148,16 +140,14 @@ class SdkCaller:
     """RerankerClient.rerank (raw logits), returned in passage order."""
 
     def __init__(self, url: str, model: str, tokenize: str, checkpoint: Path, timeout_s: float) -> None:
-        from reranker_client import RerankerClient
-
         # The model a caller names: the token model to tokenize here, the text model otherwise.
         name = model if tokenize == "client" else text_model_name(model)
-        self.client = RerankerClient(
+        self.client = sdk_client(
             url,
             name,
-            "grpc",
+            checkpoint,
+            timeout_s,
             tokenize=tokenize,
-            timeout_s=timeout_s,
             tokenizer_path=str(checkpoint) if tokenize == "client" else None,
         )
         if self.client.tokenize != tokenize:
@@ -275,13 +265,6 @@ def tokenization_per_pair(
 ) -> dict[str, float]:
     """Median microseconds per pair of the product's tokenization: the client's prepare_pairs +
     packing, and the text model's prepare_pairs + bucketed packing (same code as each runs)."""
-    from tokenizers import Tokenizer
-
-    from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS
-    from reranker_core.manifest import ModelManifest
-    from reranker_core.options import parse_options
-    from reranker_core.pipeline import prepare_pairs
-
     manifest = ModelManifest.load(repository / model)
     tokenizer = Tokenizer.from_file(str(repository / model / manifest.tokenizer.file))
     options = parse_options({}, manifest)
@@ -342,11 +325,11 @@ def run(
         f"text path: tokenization {result['tokenization']['client_us']:.0f} us/pair (client), "
         f"{result['tokenization']['text_model_us']:.0f} us/pair (text model)"
     )
-    server = start_server(repository, model, log_file)
+    server = embedded_server(repository, [model, text_model_name(model)], log_file)
     server.start(timeout=600)
     callers: dict[str, list] = {}
     try:
-        pid = server.process.pid
+        pid = server.server_pid
         top = max(plan.levels)
         for path in PATHS:
             callers[path] = [make_caller(path, server.grpc_url, model, checkpoint) for _ in range(top)]
@@ -409,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = dataclasses.replace(plan, levels=tuple(int(c) for c in args.concurrency.split(",") if c))
     if args.rounds:
         plan = dataclasses.replace(plan, rounds={c: args.rounds for c in plan.levels})
-    log = lambda msg: print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
+    log = stamped_log
     RESULTS.mkdir(parents=True, exist_ok=True)
     checkpoint = build_encoder_checkpoint(plan.shape)
     result = {

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
+
+from reranker_core.packing import pad_rows
 
 PAD_ID = 1  # <pad> of the benchmark checkpoints' XLM-R tokenizer (export/tiny/tokenizer_builder.py)
 
@@ -59,8 +62,6 @@ def encoder_pairs(
     shared_query: bool = True,
 ) -> Workload:
     """Pairs whose encoded length (with specials) is close to each entry of `lengths`."""
-    from tokenizers import Tokenizer
-
     tok = Tokenizer.from_file(str(Path(checkpoint) / "tokenizer.json"))
     rng = random.Random(seed)
     query = _text_of_tokens(tok, query_tokens, rng)
@@ -94,8 +95,6 @@ def encode_encoder_pairs(
 ) -> list[list[int]]:
     """`<s> q </s></s> p </s>` ids (the benchmark's in-process baseline; no truncation needed
     for the benchmark lengths, which stay below max_length)."""
-    from tokenizers import Tokenizer
-
     tok = Tokenizer.from_file(str(Path(checkpoint) / "tokenizer.json"))
     qs = tok.encode_batch([q for q, _ in pairs], add_special_tokens=False)
     ps = tok.encode_batch([p for _, p in pairs], add_special_tokens=False)
@@ -110,6 +109,4 @@ def encode_encoder_pairs(
 
 def pad_batch(seqs: list[list[int]], pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad to the longest sequence: (input_ids, attention_mask) int64 (the runner's own padding)."""
-    from reranker_core.packing import pad_rows
-
     return pad_rows([np.asarray(s, dtype=np.int64) for s in seqs], pad_id)

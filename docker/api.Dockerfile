@@ -11,9 +11,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1
 
 WORKDIR /opt/reranker-api
+COPY core/ core/
 COPY api/ api/
-RUN python -m pip install --no-cache-dir ./api \
+RUN python -m pip install --no-cache-dir ./core ./api \
  && python -c "import reranker_api, fastapi, uvicorn, tritonclient.grpc.aio, prometheus_client" \
+ && ! python -c "import tokenizers" 2>/dev/null \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin reranker
 
 USER 10001

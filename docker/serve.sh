@@ -12,6 +12,8 @@
 #   TRITON_RESTRICTED_APIS  APIs behind the key (default model-repository,shared-memory,trace,logging)
 #   TRITON_GRPC_TLS_CERT / TRITON_GRPC_TLS_KEY   enable TLS on gRPC (PEM files)
 #   TRITON_GRPC_TLS_CLIENT_CA                    also require client certificates (mutual TLS)
+#   TRITON_DRAIN_TIMEOUT_S  on SIGTERM, seconds the requests in flight get to finish (default 30;
+#                           --exit-timeout-secs): Triton stops being ready and refuses new ones at once
 #   LOG_VERBOSE (0), LOG_FORMAT (ISO8601), METRICS_INTERVAL_MS (2000), TRITON_EXIT_ON_ERROR (true)
 #   TRITONSERVER            the binary (default /opt/tritonserver/bin/tritonserver)
 # Extra arguments are passed on to tritonserver after the ones built here.
@@ -44,12 +46,15 @@ if [[ ! "$MODEL_REPOSITORY" =~ ^(s3|gs|as)://[^[:space:]]+$ ]]; then
   [[ -d "$MODEL_REPOSITORY" ]] || die "model repository $MODEL_REPOSITORY not found (mount it, or give an s3://, gs:// or as:// URL)"
 fi
 [[ -z "$MODEL_CONFIG_NAME" || "$MODEL_CONFIG_NAME" =~ ^[A-Za-z0-9_]+$ ]] || die "bad MODEL_CONFIG_NAME"
+DRAIN_TIMEOUT_S="${TRITON_DRAIN_TIMEOUT_S:-30}"
+[[ "$DRAIN_TIMEOUT_S" =~ ^[1-9][0-9]*$ ]] || die "TRITON_DRAIN_TIMEOUT_S must be a whole number of seconds (1 or more)"
 
 args=(
   "--model-repository=$MODEL_REPOSITORY"
   --model-control-mode=none
   --strict-readiness=true
   "--exit-on-error=${TRITON_EXIT_ON_ERROR:-true}"
+  "--exit-timeout-secs=$DRAIN_TIMEOUT_S"
   --disable-auto-complete-config
   --http-port=8000 --grpc-port=8001 --metrics-port=8002
   --allow-metrics=true --allow-gpu-metrics=true --allow-cpu-metrics=true

@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> Path:
     start = time.monotonic()
     print(f"resolving {args.model} ...", flush=True)
     checkpoint = resolve_checkpoint(args.model)
+    # The manifest's source: the hub id, or the local checkpoint's absolute path (never shown by
+    # the rerank API, read by clients looking for the tokenizer on this machine).
+    source = str(checkpoint) if Path(args.model).expanduser().exists() else args.model
     family = detect_family(read_config(checkpoint))
     name = args.name or default_name(args.model)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> Path:
             if args.max_batch_tokens is not None:
                 options.max_batch_tokens = args.max_batch_tokens
             export_encoder(
-                checkpoint, model_dir, name=name, source=args.model, options=options, progress=progress
+                checkpoint, model_dir, name=name, source=source, options=options, progress=progress
             )
         else:
             from export.llm_export import export_llm
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> Path:
                 instance_count=args.instance_count,
                 gpus=gpus,
                 max_queue_delay_us=args.max_queue_delay_us,
-                source=args.model,
+                source=source,
                 max_batch_tokens=args.max_batch_tokens,
             )
         export_text_model(model_dir)

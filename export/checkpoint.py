@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from export.errors import ExportError
+from reranker_core.manifest import looks_like_hub_id
 
 HUB_FILES = [
     "config.json",
@@ -18,10 +19,6 @@ HUB_FILES = [
     "sentencepiece.bpe.model",
     "tokenizer.model",
 ]  # never checkpoint code: it is not run
-
-
-def looks_like_hub_id(model: str) -> bool:
-    return "/" in model and not model.startswith(("/", ".", "~")) and model.count("/") == 1
 
 
 def resolve_checkpoint(model: str, *, cache_dir: str | None = None) -> Path:

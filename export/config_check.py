@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 
-from export.gpu_configs import INPUT_NAMES, TRT_PROFILES_PARAMETER, TrtProfile
+from export.trt_profiles import TRT_PROFILES_PARAMETER, TrtProfile
 from reranker_core.manifest import ModelManifest
-from reranker_core.tensors import MANIFEST_PARAMETER, SCORES
+from reranker_core.tensors import ENCODER_INPUTS, MANIFEST_PARAMETER, SCORES
 
 OUTPUT_NAME = SCORES
 
@@ -52,8 +52,8 @@ def check_config(config, *, onnx_model=None, gpu_count: int | None = None) -> li
                     f"config max_batch_size {config.max_batch_size}"
                 )
     inputs = {i.name: i for i in config.input}
-    if sorted(inputs) != sorted(INPUT_NAMES):
-        problems.append(f"inputs {sorted(inputs)} != {sorted(INPUT_NAMES)}")
+    if sorted(inputs) != sorted(ENCODER_INPUTS):
+        problems.append(f"inputs {sorted(inputs)} != {sorted(ENCODER_INPUTS)}")
     dtypes = {pb.DataType.Name(i.data_type) for i in config.input}
     if len(dtypes) != 1 or not dtypes <= {"TYPE_INT64", "TYPE_INT32"}:
         problems.append(f"input data types {sorted(dtypes)}: expected one of INT64/INT32 for both")
@@ -131,7 +131,7 @@ def _check_ort_trt(config) -> list[str]:
                 problems.append(f"trt_profile_{which}_shapes missing")
                 continue
             parsed = dict(item.split(":") for item in text.split(","))
-            if sorted(parsed) != sorted(INPUT_NAMES):
+            if sorted(parsed) != sorted(ENCODER_INPUTS):
                 problems.append(f"trt_profile_{which}_shapes names {sorted(parsed)}")
                 continue
             shapes[which] = [tuple(int(d) for d in v.split("x")) for v in parsed.values()]

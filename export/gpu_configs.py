@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from export.config_check import check_config, parse_config
 from export.fill_template import fill_template, pbtxt_string
+from export.trt_profiles import TrtProfile
 from reranker_core.families import ENCODER
 from reranker_core.manifest import ModelManifest
-from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS
 
 ORT_GPU = "onnxruntime_gpu"
 ORT_TRT = "onnxruntime_trt"
@@ -38,42 +39,8 @@ TRT_PLAN = "tensorrt_plan"
 VARIANTS = (ORT_GPU, ORT_TRT, TRT_PLAN)
 EXPORTED_VARIANTS = (ORT_GPU, ORT_TRT)  # written by `python -m export`; the plan's config
 DEFAULT_VARIANT = ORT_GPU  # comes with the plan (python -m export.tensorrt)
-INPUT_NAMES = (INPUT_IDS, ATTENTION_MASK)
-TRT_PROFILES_PARAMETER = "tensorrt_profiles"
 DEFAULT_TRT_CACHE_ROOT = "/var/cache/reranker-trt"
 TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32"}
-
-
-@dataclass(frozen=True)
-class TrtProfile:
-    """One TensorRT optimization profile: (batch, sequence length) at min / opt / max."""
-
-    min_batch: int = 1
-    min_len: int = 1
-    opt_batch: int = 1
-    opt_len: int = 1
-    max_batch: int = 1
-    max_len: int = 1
-
-    def __post_init__(self) -> None:
-        for dim in ("batch", "len"):
-            lo, opt, hi = (getattr(self, f"{k}_{dim}") for k in ("min", "opt", "max"))
-            if not 1 <= lo <= opt <= hi:
-                raise ValueError(
-                    f"TensorRT profile needs 1 <= min <= opt <= max for {dim}, got {lo}/{opt}/{hi}"
-                )
-
-    def shapes(self, which: str, names: Sequence[str] = INPUT_NAMES) -> str:
-        """`input_ids:BxL,attention_mask:BxL` for which in min/opt/max (trtexec and ORT syntax)."""
-        batch, length = getattr(self, f"{which}_batch"), getattr(self, f"{which}_len")
-        return ",".join(f"{n}:{batch}x{length}" for n in names)
-
-    def to_dict(self) -> dict[str, list[int]]:
-        return {k: [getattr(self, f"{k}_batch"), getattr(self, f"{k}_len")] for k in ("min", "opt", "max")}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Sequence[int]]) -> TrtProfile:
-        return cls(*data["min"], *data["opt"], *data["max"])
 
 
 @dataclass
@@ -266,8 +233,6 @@ def write_gpu_configs(
 ) -> list[Path]:
     """Render, check (export/config_check.py) and write the variants into a model directory;
     ValueError naming the problems, before anything is written, when one does not check out."""
-    from export.config_check import check_config, parse_config
-
     rendered = render_gpu_configs(manifest, options, variants)
     for variant, text in rendered.items():
         problems = check_config(parse_config(text))

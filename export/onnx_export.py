@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import ExportError
+from reranker_core.tensors import ENCODER_INPUTS, SCORES
 
 OPSET = 17
-INPUT_NAMES = ("input_ids", "attention_mask")
-OUTPUT_NAME = "scores"
 # ONNX protobufs cannot exceed 2 GB: bigger models (large, v2-m3) keep weights in an external file.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 EXTERNAL_DATA_FILE = "model.onnx.data"
@@ -107,14 +106,14 @@ def export_encoder_onnx(
                 wrapper,
                 (ids, mask),
                 str(tmp_path),
-                input_names=list(INPUT_NAMES),
-                output_names=[OUTPUT_NAME],
+                input_names=list(ENCODER_INPUTS),
+                output_names=[SCORES],
                 opset_version=OPSET,
                 dynamo=False,
                 dynamic_axes={
                     "input_ids": {0: "batch", 1: "sequence"},
                     "attention_mask": {0: "batch", 1: "sequence"},
-                    OUTPUT_NAME: {0: "batch"},
+                    SCORES: {0: "batch"},
                 },
             )
         progress("writing the ONNX model")
@@ -169,6 +168,6 @@ def onnx_scores(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -
     opts.intra_op_num_threads = os.cpu_count() or 1
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return session.run(
-        [OUTPUT_NAME],
+        [SCORES],
         {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)},
     )[0]

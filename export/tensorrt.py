@@ -32,16 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.config_check import check_config, parse_config
-from export.gpu_configs import (
-    INPUT_NAMES,
-    TRT_PLAN,
-    GpuOptions,
-    TrtProfile,
-    config_path,
-    render_gpu_config,
-    trt_profiles,
-)
+from export.gpu_configs import TRT_PLAN, GpuOptions, config_path, render_gpu_config, trt_profiles
+from export.trt_profiles import TrtProfile
 from reranker_core.manifest import ModelManifest
+from reranker_core.tensors import ENCODER_INPUTS
 
 # ONNX op types kept in fp32 under --precision fp16 (overflow-prone in fp16; TensorRT #2564, #3101)
 FP32_OPS = ("LayerNormalization", "Softmax")
@@ -161,7 +155,7 @@ def _build_python(
                 kept += 1
     for p in profiles:
         profile = builder.create_optimization_profile()
-        for name in INPUT_NAMES:
+        for name in ENCODER_INPUTS:
             profile.set_shape(
                 name, (p.min_batch, p.min_len), (p.opt_batch, p.opt_len), (p.max_batch, p.max_len)
             )
@@ -171,7 +165,7 @@ def _build_python(
         raise TensorRTBuildError("TensorRT failed to build the engine (see the log above)")
     plan_path.write_bytes(bytes(serialized))
     engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(serialized))
-    dtypes = {str(engine.get_tensor_dtype(n)).split(".")[-1].lower() for n in INPUT_NAMES}
+    dtypes = {str(engine.get_tensor_dtype(n)).split(".")[-1].lower() for n in ENCODER_INPUTS}
     return {"tensorrt": trt.__version__, "input_dtypes": sorted(dtypes), "fp32_layers": kept}
 
 

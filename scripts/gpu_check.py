@@ -72,8 +72,9 @@ class CheckModel:
 
 def default_checkpoints(work: Path, quick: bool) -> tuple[Path, Path]:
     """Random-weight checkpoints of the benchmark shapes (tiny ones with `quick`)."""
+    from bench.common import BASE, QUICK
     from bench.llm_bench import GEMMA_2B, QUICK_GEMMA, build_decoder_checkpoint
-    from bench.models import BASE, QUICK, build_encoder_checkpoint
+    from bench.models import build_encoder_checkpoint
 
     encoder = build_encoder_checkpoint(QUICK if quick else BASE, work / "encoder-checkpoint")
     llm = build_decoder_checkpoint(QUICK_GEMMA if quick else GEMMA_2B)  # cached in .cache/bench
@@ -146,10 +147,11 @@ def export_models(
 # ---- the check's configs ---------------------------------------------------------------------
 
 
-def parse_config(path: Path):
-    from export.config_check import parse_config as parse_config_text
+def read_config(path: Path):
+    """A config.pbtxt file as a ModelConfig message."""
+    from export.config_check import parse_config
 
-    return parse_config_text(path.read_text())
+    return parse_config(path.read_text())
 
 
 def write_config(config, path: Path) -> Path:
@@ -160,20 +162,20 @@ def write_config(config, path: Path) -> Path:
     return path
 
 
-def check_config(
+def served_check_config(
     model_dir: Path, family: str, device: str, gpus: Sequence[int], encoder_providers: str, instances: int = 1
 ):
     """The served config of a check model: the exported one, on `device`."""
     from tritonclient.grpc import model_config_pb2
 
     if family == "encoder":
-        config = parse_config(model_dir / "configs" / "embedded.pbtxt")
+        config = read_config(model_dir / "configs" / "embedded.pbtxt")
         config.parameters["onnx_file"].string_value = "model.onnx"  # the portable graph (fp16 too)
         config.parameters["execution_providers"].string_value = (
             encoder_providers if device == "cuda" else "cpu"
         )
     else:
-        config = parse_config(model_dir / "config.pbtxt")
+        config = read_config(model_dir / "config.pbtxt")
     del config.instance_group[:]
     group = config.instance_group.add()
     group.count = instances
@@ -194,7 +196,7 @@ def add_reference(repo: Path, source: str, name: str) -> Path:
     for entry in ("1", "tokenizer", "reranker.json"):
         if (src / entry).exists():
             (dst / entry).symlink_to(src / entry)
-    config = parse_config(src / "configs" / "embedded.pbtxt")
+    config = read_config(src / "configs" / "embedded.pbtxt")
     config.name = name
     write_config(config, dst / "configs" / f"{CHECK_CONFIG}.pbtxt")
     return dst
@@ -212,7 +214,7 @@ def prepare_repository(
     for name, model_dir in dirs.items():
         family = "encoder" if name.startswith("enc-") else "llm"
         write_config(
-            check_config(model_dir, family, device, gpus, encoder_providers, instances),
+            served_check_config(model_dir, family, device, gpus, encoder_providers, instances),
             model_dir / "configs" / f"{CHECK_CONFIG}.pbtxt",
         )
         models.append(CheckModel(name, family, name.split("-", 1)[1], device, model_dir / "tokenizer"))
@@ -260,11 +262,6 @@ def text_pairs(
 # ---- parity ----------------------------------------------------------------------------------
 
 
-def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
-    i, j = np.triu_indices(len(a), 1)
-    return float(np.mean(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j]))) if len(i) else 1.0
-
-
 @dataclass
 class Parity:
     """Scores of one model against a reference: tolerance, order of clearly separated pairs."""
@@ -283,6 +280,8 @@ class Parity:
 def compare(
     name: str, ref: np.ndarray, got: np.ndarray, groups: Sequence[int], *, atol: float, rtol: float
 ) -> Parity:
+    from bench.common import kendall_tau
+
     ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
     if not (np.all(np.isfinite(got)) and np.all(np.isfinite(ref))):
         bad = int(np.count_nonzero(~np.isfinite(got)) + np.count_nonzero(~np.isfinite(ref)))

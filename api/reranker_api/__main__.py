@@ -1,4 +1,8 @@
-"""python -m reranker_api --triton-url HOST:8001 --host 0.0.0.0 --port 8080 [--default-model NAME] ..."""
+"""python -m reranker_api --triton-url HOST:8001 --host 0.0.0.0 --port 8080 [--default-model NAME] ...
+
+SIGTERM or SIGINT: the listening socket closes at once (new connections are refused, so load
+balancers and probes see the API gone), the requests in flight finish (at most
+--graceful-timeout-s), then the process exits."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         proxy_headers=False,
         server_header=False,
         h11_max_incomplete_event_size=64 * 1024,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
     )
     return 0
 

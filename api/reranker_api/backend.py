@@ -8,40 +8,27 @@ turns into each API's own status code and error body.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class ScoreOptions:
-    """Per-request options sent to the text model as Triton request parameters.
-
-    None means "the model's default"; `truncate=False` asks the model to reject an input longer
-    than `max_length` instead of truncating it.
-    """
-
-    normalize: bool = False
-    truncate: bool = True
-    max_length: int | None = None
-    query_max_length: int | None = None
-    long_passages: str | None = None
-    window_stride: int | None = None
-    llm: dict[str, Any] = field(
-        default_factory=dict
-    )  # prompt, cutoff_layers, compress_ratio, compress_layers
+from reranker_core.manifest import ModelManifest
+from reranker_core.options import ScoreOptions
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A served model: its public name, the names that also select it, and what is known of it."""
+    """A served model: its public name, the names that also select it (the text model's name and
+    the hub id, never a filesystem path) and its manifest (None while it cannot be read)."""
 
     name: str
     aliases: tuple[str, ...] = ()
-    family: str = ""
-    max_positions: int | None = None
-    default_max_length: int | None = None
+    manifest: ModelManifest | None = None
+
+    @property
+    def family(self) -> str:
+        return self.manifest.family if self.manifest else ""
 
 
 @dataclass(frozen=True)
@@ -86,10 +73,11 @@ class Backend(Protocol):
         model: str,
         query: bytes,
         passages: Sequence[bytes],
-        options: ScoreOptions,
+        options: ScoreOptions | None,
         timeout_s: float | None,
     ) -> np.ndarray:
-        """UTF-8 query and passages -> scores in passage order, shape [layers, len(passages)].
+        """UTF-8 query and passages -> raw scores (logits) in passage order, shape
+        [layers, len(passages)]; options None: the model's defaults.
 
         One row unless several cutoff layers (ascending); raises a BackendError."""
         ...

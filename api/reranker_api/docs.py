@@ -1,20 +1,35 @@
-"""The OpenAPI document (GET /openapi.json, /docs): the routes read their bodies themselves (size
-limit, strict JSON), so their request schemas are attached here rather than by FastAPI."""
+"""The OpenAPI document (GET /openapi.json) and its Swagger UI page (GET /docs). The routes read
+their bodies themselves (size limit, strict JSON), so their request schemas are attached here
+rather than by FastAPI. The page's script, style and icon are served from the installed
+swagger-ui-py package (/docs/assets/...), never from a CDN: it works in an air-gapped cluster."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import swagger_ui
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
 
 from reranker_api.errors import NIM, TEI
 from reranker_api.schemas import CohereError, NimError, TeiError
 
 REF = "#/components/schemas/{model}"
 ERROR_MODELS = {TEI: TeiError, NIM: NimError}
+DOCS_PATH = "/docs"
+ASSETS_PATH = "/docs/assets"
+SWAGGER_UI_ASSETS = Path(swagger_ui.__file__).parent / "static"  # Swagger UI 5 (OpenAPI 3.1)
+DOCS_ASSETS = {  # the files the page loads, and their media types
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+}
 
 
 def _schema(model: type[BaseModel], defs: dict[str, Any]) -> dict[str, Any]:
@@ -84,3 +99,27 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def install_docs(app: FastAPI) -> None:
+    """GET /docs: Swagger UI on this app's OpenAPI document, every asset served by the app itself
+    (the app is created with FastAPI's CDN-based docs_url and redoc_url off)."""
+
+    async def asset(name: str) -> Response:
+        if name not in DOCS_ASSETS:
+            return Response(status_code=404)
+        return FileResponse(SWAGGER_UI_ASSETS / name, media_type=DOCS_ASSETS[name])
+
+    async def docs(request: Request) -> HTMLResponse:
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        assets = root + ASSETS_PATH
+        return get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon-32x32.png",
+        )
+
+    app.add_api_route(DOCS_PATH, docs, methods=["GET"], include_in_schema=False)
+    app.add_api_route(ASSETS_PATH + "/{name}", asset, methods=["GET"], include_in_schema=False)

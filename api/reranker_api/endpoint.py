@@ -13,17 +13,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reranker_api.auth import ApiKeys
-from reranker_api.backend import Backend, ScoreOptions
+from reranker_api.backend import Backend
 from reranker_api.bodies import read_json
 from reranker_api.errors import ApiError, error_response
 from reranker_api.metrics import Metrics
+from reranker_api.rerank_service import RerankService
 from reranker_api.schemas import ExtraOptions
-from reranker_api.service import RerankService
 from reranker_api.settings import Settings
+from reranker_core.options import LONG_PASSAGES, NORMALIZE, TRUNCATE_OPTION
 
 log = logging.getLogger("reranker_api")
 M = TypeVar("M", bound=BaseModel)
-LLM_OPTIONS = ("prompt", "cutoff_layers", "compress_ratio", "compress_layers")
+EXTRA_OPTIONS = tuple(ExtraOptions.model_fields)  # named as reranker_core.options names them
 
 
 @dataclass
@@ -56,19 +57,17 @@ def validate(model: type[M], data: Any) -> M:
         raise ApiError("validation", validation_message(exc)) from None
 
 
-def score_options(body: ExtraOptions, *, normalize: bool, truncate: bool, long_passages: str) -> ScoreOptions:
-    """ScoreOptions from a request's extra fields; the service's long-passage policy by default."""
-    llm = {name: getattr(body, name) for name in LLM_OPTIONS if getattr(body, name) is not None}
-    policy = body.long_passages or long_passages
-    return ScoreOptions(
-        normalize=normalize,
-        truncate=truncate,
-        max_length=body.max_length,
-        query_max_length=body.query_max_length,
-        long_passages=None if policy == "truncate" else policy,
-        window_stride=body.window_stride,
-        llm=llm,
-    )
+def option_fields(
+    body: ExtraOptions, *, normalize: bool, truncate: bool, long_passages: str
+) -> dict[str, Any]:
+    """A request's scoring options under reranker_core.options' names (null fields left out: the
+    model's defaults), the service's long-passage policy by default. The service checks them
+    against the model once (reranker_core.options.parse_options)."""
+    fields = {name: getattr(body, name) for name in EXTRA_OPTIONS if getattr(body, name) is not None}
+    fields[NORMALIZE] = normalize
+    fields[TRUNCATE_OPTION] = truncate
+    fields[LONG_PASSAGES] = body.long_passages or long_passages
+    return fields
 
 
 Handler = Callable[[Request, Any], Awaitable[Response]]

@@ -8,15 +8,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reranker_core.endpoints import parse_endpoints
+from reranker_core.errors import InputError
+from reranker_core.limits import MAX_TEXT_BYTES, TEXT_MODEL_MAX_PAIRS
+from reranker_core.options import LONG_PASSAGE_POLICIES, TRUNCATE
+
 KEYS_FILE_ENV = "RERANKER_API_KEYS_FILE"
 KEYS_ENV = "RERANKER_API_KEYS"
-
-LONG_PASSAGE_POLICIES = ("truncate", "max_window")
+PROBE_TIMEOUT_S = 5.0  # health and metadata probes of Triton (model list, config, readiness)
 
 
 @dataclass
 class Settings:
-    triton_url: str = "localhost:8001"
+    triton_url: str = "localhost:8001"  # host:port, "a:8001,b:8001" or "dns:///name:8001"
+    dns_refresh_s: float = 10.0  # how often a dns:/// name is resolved again
     host: str = "127.0.0.1"
     port: int = 8080
     default_model: str | None = None
@@ -24,15 +29,16 @@ class Settings:
     text_suffix: str = "-text"
     api_keys: tuple[str, ...] = ()
     max_body_bytes: int = 8 * 1024 * 1024
-    max_documents: int = 1000
-    max_text_bytes: int = 1024 * 1024
+    max_documents: int = TEXT_MODEL_MAX_PAIRS  # the text model's own limit (config max_pairs)
+    max_text_bytes: int = MAX_TEXT_BYTES
     max_concurrent_requests: int = 512
     request_timeout_s: float = 60.0
     retry_after_s: int = 1
-    long_passages: str = "truncate"  # default policy for passages longer than max_length
+    long_passages: str = TRUNCATE  # default policy for passages longer than max_length
     cors_origins: tuple[str, ...] = ()
     access_log: bool = True
     root_path: str = ""
+    graceful_timeout_s: float = 30.0  # on SIGTERM, requests in flight get this long to finish
 
 
 def read_api_keys(path: str | None, env: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -63,7 +69,17 @@ def parser() -> argparse.ArgumentParser:
     )
     d = Settings()
     p.add_argument(
-        "--triton-url", default=d.triton_url, help="Triton gRPC address host:port (default %(default)s)"
+        "--triton-url",
+        default=d.triton_url,
+        help="Triton gRPC address host:port, or several replicas: a comma-separated list "
+        "(a:8001,b:8001) or a DNS name whose addresses are the replicas "
+        "(dns:///triton-headless.ns.svc:8001) (default %(default)s)",
+    )
+    p.add_argument(
+        "--dns-refresh",
+        type=float,
+        default=d.dns_refresh_s,
+        help="seconds between resolutions of a dns:/// Triton address (default %(default)s)",
     )
     p.add_argument("--host", default=d.host, help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=int, default=d.port, help="port to listen on (default %(default)s)")
@@ -143,6 +159,13 @@ def parser() -> argparse.ArgumentParser:
         "--no-access-log", dest="access_log", action="store_false", help="turn off the JSON access log"
     )
     p.add_argument("--root-path", default="", help="path prefix when served behind a proxy")
+    p.add_argument(
+        "--graceful-timeout-s",
+        type=float,
+        default=d.graceful_timeout_s,
+        help="on SIGTERM/SIGINT the API stops accepting connections at once and gives the requests "
+        "in flight this many seconds to finish before it exits (default %(default)s)",
+    )
     return p
 
 
@@ -153,8 +176,17 @@ def parse_settings(argv: Sequence[str] | None = None, env: dict[str, str] | None
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
     if args.request_timeout <= 0:
         raise SystemExit("--request-timeout must be positive")
+    if not 0 < args.dns_refresh <= 3600:
+        raise SystemExit("--dns-refresh must be between 0 and 3600 seconds")
+    try:
+        parse_endpoints(args.triton_url)
+    except InputError as exc:
+        raise SystemExit(f"--triton-url: {exc}") from None
+    if args.graceful_timeout_s <= 0:
+        raise SystemExit("--graceful-timeout-s must be positive")
     return Settings(
         triton_url=args.triton_url,
+        dns_refresh_s=args.dns_refresh,
         host=args.host,
         port=args.port,
         default_model=args.default_model or None,
@@ -171,4 +203,5 @@ def parse_settings(argv: Sequence[str] | None = None, env: dict[str, str] | None
         cors_origins=tuple(args.cors_origins),
         access_log=args.access_log,
         root_path=args.root_path,
+        graceful_timeout_s=args.graceful_timeout_s,
     )

@@ -1,16 +1,15 @@
 """The real backend: the `<name>-text` models on Triton, over asyncio gRPC (tritonclient.grpc.aio).
 
-Text model contract: inputs `query` BYTES [1] and `passages` BYTES [n]; request parameters
-(normalize, truncate, max_length, query_max_length, long_passages, window_stride and the LLM
-options); output `scores` FP32 [layers, n]. The model's manifest (config parameter
-`reranker_manifest`) gives the family, positions and hub id of each model.
+Text model contract (reranker_core.tensors and reranker_core.options): inputs `query` BYTES [1]
+and `passages` BYTES [n]; request parameters written once from the validated ScoreOptions
+(ScoreOptions.text_parameters); output `scores` FP32 [layers, n], raw logits. The model's manifest
+(config parameter `reranker_manifest`, a reranker_core ModelManifest) gives the family, lengths,
+options and hub id of each model.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,19 +18,17 @@ import numpy as np
 
 from reranker_api.backend import (
     BackendFailure,
-    BackendTimeout,
-    BackendUnavailable,
-    InvalidRequest,
     ModelInfo,
     ModelNotFound,
     Readiness,
-    ScoreOptions,
 )
+from reranker_api.settings import PROBE_TIMEOUT_S
+from reranker_api.triton_pool import PooledTriton, backend_error
+from reranker_core.endpoints import EndpointStatus, PoolOptions
+from reranker_core.manifest import ModelManifest
+from reranker_core.options import ScoreOptions
+from reranker_core.tensors import MANIFEST_PARAMETER, PASSAGES, QUERY, SCORES, TEXT_MODEL_SUFFIX
 
-QUERY, PASSAGES, SCORES = "query", "passages", "scores"
-MANIFEST_PARAMETER = "reranker_manifest"
-PROBE_TIMEOUT_S = 5.0
-log = logging.getLogger("reranker_api")
 # tritonclient's defaults (message size, keepalive) plus a short reconnect backoff, so that the
 # service is back within about a second of Triton coming back (gRPC's default grows to 120 s).
 CHANNEL_ARGS = [
@@ -47,23 +44,6 @@ CHANNEL_ARGS = [
 ]
 
 
-def request_parameters(options: ScoreOptions) -> dict[str, Any]:
-    """Triton request parameters: only what differs from the model's defaults; lists as JSON."""
-    params: dict[str, Any] = {}
-    if options.normalize:
-        params["normalize"] = True
-    if not options.truncate:
-        params["truncate"] = False
-    for name in ("max_length", "query_max_length", "long_passages", "window_stride"):
-        value = getattr(options, name)
-        if value is not None:
-            params[name] = value
-    for name, value in options.llm.items():
-        if value is not None:
-            params[name] = json.dumps(value) if isinstance(value, (list, tuple)) else value
-    return params
-
-
 def bytes_input(name: str, items: Sequence[bytes]) -> Any:
     """A BYTES InferInput of UTF-8 items. Triton's raw BYTES layout is, per item, its length as a
     4-byte little-endian integer and then its bytes; built directly, this is several times faster
@@ -77,41 +57,21 @@ def bytes_input(name: str, items: Sequence[bytes]) -> Any:
     return tensor
 
 
-def classify(exc: Exception, model: str, url: str) -> Exception:
-    """A backend error for a tritonclient / gRPC failure."""
-    from tritonclient.utils import InferenceServerException
-
-    if not isinstance(exc, InferenceServerException):
-        return BackendUnavailable(f"Triton at {url} failed: {type(exc).__name__}: {exc}")
-    status = str(exc.status() or "").upper()
-    message = exc.message() or str(exc)
-    lower = message.lower()
-    if "UNAVAILABLE" in status or "failed to connect" in lower or "connection refused" in lower:
-        return BackendUnavailable(f"Triton at {url} is unreachable")
-    if "DEADLINE" in status:
-        return BackendTimeout(f"model {model!r} did not answer in time")
-    if "stub process" in lower and "not healthy" in lower:
-        return BackendUnavailable(
-            f"model {model!r} is unavailable: its backend process is not running "
-            "(the model must be reloaded or Triton restarted)"
-        )
-    if "NOT_FOUND" in status or "unknown model" in lower or "no available versions" in lower:
-        return BackendUnavailable(f"model {model!r} is not loaded on Triton right now")
-    if "INVALID_ARG" in status:
-        return InvalidRequest(message)
-    if "UNAVAILABLE" in lower or "not ready" in lower:
-        return BackendUnavailable(f"model {model!r} is not ready: {message}")
-    return BackendFailure(f"model {model!r} failed: {message}")
-
-
 class TritonBackend:
     """Serves the Triton models named `<name><suffix>` as `<name>`; discovers them from the
     repository index unless a fixed list is given."""
 
     def __init__(
-        self, url: str, *, models: Sequence[str] = (), suffix: str = "-text", refresh_s: float = 5.0
+        self,
+        url: str,
+        *,
+        models: Sequence[str] = (),
+        suffix: str = TEXT_MODEL_SUFFIX,
+        refresh_s: float = 5.0,
+        pool: PoolOptions | None = None,
     ) -> None:
-        self.url = url
+        self.url = url  # one address, a comma-separated list of replicas or dns:///name:port
+        self.pool_options = pool
         self.suffix = suffix
         self.fixed = tuple(m[: -len(suffix)] if suffix and m.endswith(suffix) else m for m in models)
         self.refresh_s = refresh_s
@@ -120,22 +80,23 @@ class TritonBackend:
         self._aliases: dict[str, str] = {}
         self._listed_at = float("-inf")
         self._lock: asyncio.Lock | None = None
-        self._no_strict_length: set[str] = set()
 
     @property
     def client(self) -> Any:
-        """The gRPC client, made in the running event loop on first use."""
+        """The gRPC client of the replicas (triton_pool.PooledTriton), made on first use."""
         if self._client is None:
-            import tritonclient.grpc.aio as grpcaio
-
-            self._client = grpcaio.InferenceServerClient(url=self.url, channel_args=CHANNEL_ARGS)
+            self._client = PooledTriton(self.url, channel_args=CHANNEL_ARGS, options=self.pool_options)
         return self._client
+
+    def endpoints(self) -> list[EndpointStatus]:
+        """The replicas and their state, for metrics."""
+        return self.client.status()
 
     def triton_name(self, model: str) -> str:
         return model + self.suffix
 
     async def _info(self, name: str) -> ModelInfo:
-        """What the model's manifest says; just the name when it cannot be read."""
+        """The model and its manifest; without the manifest when it cannot be read."""
         try:
             config = (
                 await self.client.get_model_config(
@@ -143,18 +104,12 @@ class TritonBackend:
                 )
             )["config"]
             text = config.get("parameters", {}).get(MANIFEST_PARAMETER, {}).get("string_value", "")
-            manifest = json.loads(text) if text else {}
+            manifest = ModelManifest.from_json(text)
         except Exception:
             return ModelInfo(name, aliases=(self.triton_name(name),))
-        source = str(manifest.get("source") or "")
-        aliases = (self.triton_name(name),) + ((source,) if "/" in source and source != name else ())
-        return ModelInfo(
-            name,
-            aliases=aliases,
-            family=str(manifest.get("family") or ""),
-            max_positions=manifest.get("max_positions"),
-            default_max_length=manifest.get("default_max_length"),
-        )
+        hub_id = manifest.hub_id
+        aliases = (self.triton_name(name),) + ((hub_id,) if hub_id and hub_id != name else ())
+        return ModelInfo(name, aliases=aliases, manifest=manifest)
 
     async def _list(self) -> list[str]:
         if self.fixed:
@@ -175,10 +130,10 @@ class TritonBackend:
             try:
                 names = await self._list()
             except Exception as exc:
-                raise classify(exc, "*", self.url) from None
+                raise backend_error(exc, "*", self.url) from None
             models = {n: self._models.get(n) or await self._info(n) for n in names}
-            if any(not m.family for m in models.values()):  # retry manifests not read last time
-                models = {n: m if m.family else await self._info(n) for n, m in models.items()}
+            if any(m.manifest is None for m in models.values()):  # retry manifests not read last time
+                models = {n: m if m.manifest else await self._info(n) for n, m in models.items()}
             self._models = models
             self._aliases = {a: m.name for m in models.values() for a in m.aliases}
             self._listed_at = time.monotonic()
@@ -205,7 +160,7 @@ class TritonBackend:
             if not await self.client.is_model_ready(self.triton_name(model), client_timeout=PROBE_TIMEOUT_S):
                 return Readiness(False, f"model {model!r} is not ready on Triton")
         except Exception as exc:
-            return Readiness(False, classify(exc, model, self.url).args[0])
+            return Readiness(False, backend_error(exc, model, self.url).args[0])
         return Readiness(True)
 
     async def score(
@@ -213,30 +168,12 @@ class TritonBackend:
         model: str,
         query: bytes,
         passages: Sequence[bytes],
-        options: ScoreOptions,
+        options: ScoreOptions | None,
         timeout_s: float | None,
     ) -> np.ndarray:
-        query_in = bytes_input(QUERY, [query])
-        passages_in = bytes_input(PASSAGES, passages)
-        params = request_parameters(options)
-        if model in self._no_strict_length:
-            params.pop("truncate", None)
-        try:
-            result = await self._infer(model, [query_in, passages_in], params, timeout_s)
-        except InvalidRequest as exc:
-            if (
-                "truncate" not in params
-                or "unknown option" not in exc.message
-                or "truncate" not in exc.message
-            ):
-                raise
-            # A text model without the `truncate` option: it always truncates (FlagEmbedding's rule).
-            log.warning(
-                "model %r has no 'truncate' option: over-long inputs are truncated, not refused", model
-            )
-            self._no_strict_length.add(model)
-            params.pop("truncate")
-            result = await self._infer(model, [query_in, passages_in], params, timeout_s)
+        inputs = [bytes_input(QUERY, [query]), bytes_input(PASSAGES, passages)]
+        params = options.text_parameters() if options is not None else {}
+        result = await self._infer(model, inputs, params, timeout_s)
         scores = result.as_numpy(SCORES)
         if scores is None:
             raise BackendFailure(f"model {model!r} returned no '{SCORES}' output")
@@ -254,7 +191,7 @@ class TritonBackend:
                 client_timeout=timeout_s,
             )
         except Exception as exc:
-            raise classify(exc, model, self.url) from None
+            raise backend_error(exc, model, self.url) from None
 
     async def close(self) -> None:
         if self._client is not None:

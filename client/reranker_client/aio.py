@@ -10,9 +10,10 @@ import ssl as ssl_module
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from reranker_client.error_mapping import AttemptTimeout
-from reranker_client.ops import Flow, InferAll, ModelConfig, ModelReady, Op, adrive
-from reranker_client.retry import RetryPolicy
+from reranker_client.endpoint_pool import make_pool, no_replica, pin_manifest, probe_flow, probe_timeout
+from reranker_client.errors import AttemptTimeout, RerankerError, map_exception
+from reranker_client.ops import Flow, InferAll, InferRequest, ModelConfig, ModelReady, Op, adrive
+from reranker_client.retry import RetryPolicy, is_retryable
 from reranker_client.scoring import Scores
 from reranker_client.session import (
     ClientState,
@@ -27,36 +28,107 @@ from reranker_client.session import (
 )
 from reranker_client.settings import ConnectionSettings
 from reranker_client.wire import TritonCalls
+from reranker_core.endpoints import Endpoint, EndpointStatus
 from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
 
 T = TypeVar("T")
 
 
 class AsyncTransport:
-    """transport.Transport for asyncio: the same operations, awaited; requests of one call run
-    concurrently (at most settings.concurrency at a time)."""
+    """transport.Transport for asyncio: the same operations, awaited, one tritonclient aio client
+    per endpoint; requests of one call run concurrently (at most settings.concurrency at a time),
+    each on the replica the pool picks for it."""
 
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
         self.calls = TritonCalls(settings, asynchronous=True)
-        self._client = self.calls.make_client()
+        self.pool = make_pool(settings)
+        self._clients: dict[str, Any] = {}
         self._semaphore = asyncio.Semaphore(settings.concurrency)
+        self._maintaining: asyncio.Future | None = None
+
+    def endpoints(self) -> list[EndpointStatus]:
+        return self.pool.status()
 
     async def call(self, make_flow: Callable[[], Flow[T]], retry: RetryPolicy) -> T:
         async def attempt(left: float | None) -> T:
-            return await self.run(make_flow(), self.settings.attempt_timeout(left))
+            await self.maintain()
+            return await self.run(make_flow, self.settings.attempt_timeout(left))
 
         return await retry.acall(attempt)
 
-    async def run(self, flow: Flow[T], timeout: float | None) -> T:
-        return await adrive(
-            flow, lambda op: self.execute(op, timeout), self.settings.url, self.settings.model
-        )
+    def connected(self) -> None:
+        """The client read its manifest: requests go only to replicas serving that manifest."""
+        pin_manifest(self.pool, self.settings.model)
 
-    async def execute(self, op: Op, timeout: float | None) -> Any:
-        if isinstance(op, InferAll):  # each request has its own timeout (as in the sync transport)
-            return await self.infer_all(op, timeout)
-        return await self._bounded(getattr(self, op.method)(op, timeout), timeout)
+    async def maintain(self) -> None:
+        """Resolve a dns:/// name when due and probe the endpoints due (one round at a time, shared
+        by the calls that arrive meanwhile)."""
+        if self._maintaining is None or self._maintaining.done():
+            if not self.pool.resolve_due() and not self.pool.endpoints_due():
+                return
+            self._maintaining = asyncio.ensure_future(self._maintain())
+        await asyncio.shield(self._maintaining)
+
+    async def _maintain(self) -> None:
+        if self.pool.resolve_due():
+            self.pool.apply_resolved(await asyncio.to_thread(self.pool.lookup))
+        for address in self.pool.idle_retired():  # left the DNS answer, nothing in flight
+            client = self._clients.pop(address, None)
+            if client is not None:
+                await client.close()
+        await asyncio.gather(*(self._probe(e) for e in self.pool.probes_due()))
+
+    async def _probe(self, endpoint: Endpoint) -> None:
+        try:
+            found = await adrive(
+                probe_flow(self.settings, endpoint.address),
+                lambda op: self.execute(endpoint, op, probe_timeout(self.settings)),
+                endpoint.address,
+                self.settings.model,
+            )
+        except RerankerError as exc:
+            self.pool.probe_failed(endpoint, str(exc))
+        else:
+            self.pool.probe_passed(endpoint, found)
+
+    async def run(self, make_flow: Callable[[], Flow[T]], timeout: float | None) -> T:
+        """One attempt of a flow, as Transport.run."""
+        route = self.pool.route(self.settings.model)
+        last: RerankerError | None = None
+        while True:
+            used: list[Endpoint] = []
+
+            async def execute(op: Op) -> Any:
+                if isinstance(op, InferAll):
+                    return await self.infer_all(op, timeout)
+                if not used:
+                    endpoint = route.next()
+                    if endpoint is None:
+                        raise no_replica(self.pool, self.settings.model, last)
+                    used.append(endpoint)
+                return await self.execute(used[0], op, timeout)
+
+            try:
+                result = await adrive(make_flow(), execute, self.settings.url, self.settings.model)
+            except RerankerError as exc:
+                if not used or not route.failed(used[0], str(exc), is_retryable(exc)):
+                    raise
+                last = exc
+                continue
+            if used:
+                route.succeeded(used[0])
+            return result
+
+    async def execute(self, endpoint: Endpoint, op: Op, timeout: float | None) -> Any:
+        return await self._bounded(getattr(self, op.method)(self.client(endpoint), op, timeout), timeout)
+
+    def client(self, endpoint: Endpoint) -> Any:
+        """The tritonclient aio client of one endpoint (made on first use)."""
+        client = self._clients.get(endpoint.address)
+        if client is None:
+            client = self._clients[endpoint.address] = self.calls.make_client(endpoint.address)
+        return client
 
     @staticmethod
     async def _bounded(awaitable: Any, timeout: float | None) -> Any:
@@ -66,28 +138,51 @@ class AsyncTransport:
             raise AttemptTimeout(f"no answer within {timeout:.3g}s") from None
 
     # -- operations --------------------------------------------------------------------------
-    async def server_live(self, op: Op, timeout: float | None) -> bool:
-        return await self._client.is_server_live(**self.calls.common(timeout))
+    async def server_live(self, client: Any, op: Op, timeout: float | None) -> bool:
+        return await client.is_server_live(**self.calls.common(timeout))
 
-    async def model_ready(self, op: ModelReady, timeout: float | None) -> bool:
-        return await self._client.is_model_ready(op.model, op.version, **self.calls.common(timeout))
+    async def model_ready(self, client: Any, op: ModelReady, timeout: float | None) -> bool:
+        return await client.is_model_ready(op.model, op.version, **self.calls.common(timeout))
 
-    async def repository_index(self, op: Op, timeout: float | None) -> Any:
-        return await self._client.get_model_repository_index(**self.calls.index_kwargs(timeout))
+    async def repository_index(self, client: Any, op: Op, timeout: float | None) -> Any:
+        return await client.get_model_repository_index(**self.calls.index_kwargs(timeout))
 
-    async def model_config(self, op: ModelConfig, timeout: float | None) -> Any:
-        return await self._client.get_model_config(op.model, op.version, **self.calls.config_kwargs(timeout))
+    async def model_config(self, client: Any, op: ModelConfig, timeout: float | None) -> Any:
+        return await client.get_model_config(op.model, op.version, **self.calls.config_kwargs(timeout))
 
     async def infer_all(self, op: InferAll, timeout: float | None) -> list[dict[str, Any]]:
-        async def one(request):
+        """Every request on the replica picked for it (sent again to another one after a replica
+        failure, within `timeout`); all outputs or one error."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+
+        async def one(request: InferRequest) -> dict[str, Any]:
+            route = self.pool.route(self.settings.model)
+            last: RerankerError | None = None
             async with self._semaphore:
-                result = await self._bounded(
-                    self._client.infer(
-                        op.model, self.calls.inputs(request), **self.calls.infer_kwargs(op, request, timeout)
-                    ),
-                    timeout,
-                )
-            return self.calls.result_arrays(result, request)
+                while (endpoint := route.next()) is not None:
+                    left = None if deadline is None else max(0.001, deadline - loop.time())
+                    try:
+                        result = await self._bounded(
+                            self.client(endpoint).infer(
+                                op.model,
+                                self.calls.inputs(request),
+                                **self.calls.infer_kwargs(op, request, left),
+                            ),
+                            left,
+                        )
+                        arrays = self.calls.result_arrays(result, request)
+                    except asyncio.CancelledError:
+                        route.failed(endpoint, "cancelled", False)
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - every error is mapped
+                        last = map_exception(exc, endpoint.address, self.settings.model)
+                        if not route.failed(endpoint, str(last), is_retryable(last)):
+                            raise last from exc
+                        continue
+                    route.succeeded(endpoint)
+                    return arrays
+            raise no_replica(self.pool, self.settings.model, last)
 
         tasks = [asyncio.ensure_future(one(r)) for r in op.requests]
         try:
@@ -97,7 +192,9 @@ class AsyncTransport:
                 task.cancel()
 
     async def close(self) -> None:
-        await self._client.close()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
 
 
 class AsyncRerankerClient(ClientState):
@@ -134,6 +231,7 @@ class AsyncRerankerClient(ClientState):
         insecure: bool = False,
         ssl_context: ssl_module.SSLContext | None = None,
         tokenize: str = "auto",
+        dns_refresh_s: float = 10.0,
     ) -> AsyncRerankerClient:
         """Connect and read the model's manifest; arguments as for RerankerClient."""
         settings = ConnectionSettings.create(
@@ -150,6 +248,7 @@ class AsyncRerankerClient(ClientState):
             certificate_chain=certificate_chain,
             insecure=insecure,
             ssl_context=ssl_context,
+            dns_refresh_s=dns_refresh_s,
         )
         options = ScoringOptions(
             tokenizer_path, model_repository, max_request_tokens, max_text_bytes, tokenize
@@ -158,6 +257,7 @@ class AsyncRerankerClient(ClientState):
         transport = AsyncTransport(settings)
         try:
             core = await transport.call(lambda: connect_flow(settings, options), retry)
+            transport.connected()
         except BaseException:
             await transport.close()
             raise

@@ -28,7 +28,12 @@ __all__ = ["RerankerClient", "RerankResult"]
 class RerankerClient(ClientState):
     """Scores (query, passage) pairs with a reranker served by Triton.
 
-    `url` is host:port of the server's gRPC (default 8001) or HTTP (8000) endpoint; `model_version`
+    `url` is host:port of the server's gRPC (default 8001) or HTTP (8000) endpoint, or of several
+    replicas: a comma-separated list ("a:8001,b:8001") or a DNS name whose addresses are the
+    replicas ("dns:///triton-headless.ns.svc:8001", resolved again every `dns_refresh_s`). Each
+    request goes to the replica with fewer requests in flight (power of two choices) among those
+    serving the manifest this client connected with; a replica that fails is left out until a probe
+    finds it back, and the request is sent to another one (`endpoints` shows the pool). `model_version`
     picks a version of `model` (default: the server's version policy). The model's family, limits
     and tokenizer come from its config on the server.
 
@@ -71,6 +76,7 @@ class RerankerClient(ClientState):
         insecure: bool = False,
         ssl_context: ssl_module.SSLContext | None = None,
         tokenize: str = "auto",
+        dns_refresh_s: float = 10.0,
     ) -> None:
         self.url, self.model, self.protocol = url, model, protocol
         self._settings = ConnectionSettings.create(
@@ -87,6 +93,7 @@ class RerankerClient(ClientState):
             certificate_chain=certificate_chain,
             insecure=insecure,
             ssl_context=ssl_context,
+            dns_refresh_s=dns_refresh_s,
         )
         options = ScoringOptions(
             tokenizer_path, model_repository, max_request_tokens, max_text_bytes, tokenize
@@ -95,6 +102,7 @@ class RerankerClient(ClientState):
         self._transport = Transport(self._settings)
         try:
             self._core = self._transport.call(lambda: connect_flow(self._settings, options), self._retry)
+            self._transport.connected()
         except BaseException:
             self._transport.close()
             raise

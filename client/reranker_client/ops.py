@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from reranker_client.error_mapping import map_exception
 from reranker_client.errors import (
     ModelNotReadyError,
     ModelReloadingError,
     RerankerError,
     ServerUnavailableError,
+    map_exception,
 )
 
 T = TypeVar("T")

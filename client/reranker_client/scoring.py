@@ -17,7 +17,8 @@ from reranker_core.limits import MAX_TEXT_BYTES
 from reranker_core.manifest import ModelManifest
 from reranker_core.options import TOP_N, ScoreOptions, parse_options
 from reranker_core.packing import RequestBatch
-from reranker_core.pipeline import PreparedPairs, normalized, prepare_pairs
+from reranker_core.pipeline import PreparedPairs, prepare_pairs
+from reranker_core.scores import normalized
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES, SEGMENT_LENGTHS
 from reranker_core.texts import normalize_pairs, positive_int
 

@@ -19,8 +19,10 @@ from reranker_client.scoring import Scores, ScoringCore
 from reranker_client.settings import ConnectionSettings
 from reranker_client.text_scoring import DEFAULT_MAX_PAIRS, TextScoringCore, config_int
 from reranker_client.tokenizer_source import load_tokenizer
+from reranker_core.endpoints import EndpointStatus
 from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
 from reranker_core.manifest import ModelManifest
+from reranker_core.scores import ranking
 from reranker_core.tensors import MANIFEST_PARAMETER, TOKEN_MODEL_PARAMETER, text_model_name
 from reranker_core.texts import check_text, positive_int
 
@@ -163,10 +165,7 @@ def infer_flow(core: Core, requests: Sequence[InferRequest]) -> Flow[list[dict[s
 
 
 def rank(passages: Sequence[str], scores: list[float], top_n: int | None) -> list[RerankResult]:
-    order = sorted(range(len(passages)), key=lambda i: (-scores[i], i))
-    if top_n is not None:
-        order = order[:top_n]
-    return [RerankResult(i, scores[i], passages[i]) for i in order]
+    return [RerankResult(i, scores[i], passages[i]) for i in ranking(scores, top_n)]
 
 
 def rerank_pairs(query: Any, passages: Any, top_n: Any, max_text_bytes: int) -> list[list[str]]:
@@ -188,6 +187,13 @@ class ClientState:
     """What the sync and asyncio clients expose about the model they score with."""
 
     _core: Core
+    _transport: Any
+
+    @property
+    def endpoints(self) -> list[EndpointStatus]:
+        """The replicas this client sends to, with their state ("live", "ejected", "pending"),
+        requests in flight and counters; for logs."""
+        return self._transport.endpoints()
 
     @property
     def manifest(self) -> ModelManifest:

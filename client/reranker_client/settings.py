@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reranker_client.errors import InvalidInputError
+from reranker_client.errors import InvalidInputError, caller_errors
+from reranker_core.endpoints import EndpointSpec, PoolOptions, parse_endpoints
 
 PROTOCOLS = ("grpc", "http")
 # Bound on opening an HTTP connection when timeout_s is None (no client-side request timeout).
@@ -124,7 +125,8 @@ def model_version_string(version: None | int | str) -> str:
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """Everything both clients need to talk to one model on one server."""
+    """Everything both clients need to talk to one model on its server(s): `url` as given, and the
+    endpoints it names (one address, a comma-separated list, or dns:///name:port)."""
 
     url: str
     protocol: str
@@ -134,6 +136,8 @@ class ConnectionSettings:
     concurrency: int = 4
     headers: dict[str, str] = field(default_factory=dict)
     tls: TlsOptions | None = None
+    endpoints: EndpointSpec = EndpointSpec()
+    pool: PoolOptions = PoolOptions()
 
     @classmethod
     def create(
@@ -147,14 +151,32 @@ class ConnectionSettings:
         concurrency: int = 4,
         headers: dict[str, str] | None = None,
         ssl: bool = False,
+        dns_refresh_s: float = 10.0,
         **tls: Any,
     ) -> ConnectionSettings:
         """Validate the arguments the client constructors take."""
         if protocol not in PROTOCOLS:
             raise InvalidInputError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
-        if not isinstance(url, str) or not url or "://" in url:
+        if not isinstance(url, str) or not url:
+            raise InvalidInputError(f"url must be host:port (or a comma-separated list), got {url!r}")
+        if "://" in url and not url.startswith("dns:///"):
             raise InvalidInputError(
                 f"url must be host:port without a scheme (use ssl=True for TLS), got {url!r}"
+            )
+        if (
+            isinstance(dns_refresh_s, bool)
+            or not isinstance(dns_refresh_s, (int, float))
+            or not dns_refresh_s > 0
+        ):
+            raise InvalidInputError(
+                f"dns_refresh_s must be a positive number of seconds, got {dns_refresh_s!r}"
+            )
+        with caller_errors():
+            endpoints = parse_endpoints(url)
+        if endpoints.dynamic and ssl:
+            raise InvalidInputError(
+                "dns:/// names resolve to IP addresses, which a server certificate does not name: "
+                "with ssl=True list the replicas' host names instead (url='a:8001,b:8001')"
             )
         if not isinstance(model, str) or not model:
             raise InvalidInputError(f"model must be a non-empty model name, got {model!r}")
@@ -178,6 +200,9 @@ class ConnectionSettings:
             concurrency,
             headers,
             tls_options(protocol, ssl=ssl, **tls),
+            endpoints,
+            # live replicas are probed by their requests (a failure ejects one); ejected ones after a backoff
+            PoolOptions(refresh_s=float(dns_refresh_s), health_s=0.0),
         )
 
     def attempt_timeout(self, remaining: float | None) -> float | None:

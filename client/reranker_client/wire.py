@@ -31,7 +31,8 @@ class TritonCalls:
         self.grpc = settings.protocol == "grpc"
         self.module = client_module(settings.protocol, asynchronous)
 
-    def make_client(self) -> Any:
+    def make_client(self, address: str) -> Any:
+        """A client of the server at `address` (host:port, one endpoint of settings.url)."""
         s, tls = self.settings, self.settings.tls
         kwargs: dict[str, Any] = {}
         if self.grpc:
@@ -42,7 +43,7 @@ class TritonCalls:
                     "private_key": tls.private_key,
                     "certificate_chain": tls.certificate_chain,
                 }
-            return self.module.InferenceServerClient(url=s.url, **kwargs)
+            return self.module.InferenceServerClient(url=address, **kwargs)
         # HTTP: the transports bound every operation by the attempt's timeout themselves
         # (gevent.Timeout / asyncio.wait_for), so the libraries' own timeouts stay out of the way
         # and a slow answer is always a RequestTimeoutError, never a socket error.
@@ -50,7 +51,7 @@ class TritonCalls:
             if tls is not None:
                 kwargs = {"ssl": True, "ssl_context": tls.stdlib_context()}
             return self.module.InferenceServerClient(
-                url=s.url, conn_limit=s.concurrency, conn_timeout=None, **kwargs
+                url=address, conn_limit=s.concurrency, conn_timeout=None, **kwargs
             )
         if tls is not None:
             kwargs = {
@@ -60,7 +61,7 @@ class TritonCalls:
             }
         connect = MAX_CONNECT_TIMEOUT_S if s.timeout_s is None else None
         return self.module.InferenceServerClient(
-            url=s.url, concurrency=s.concurrency, connection_timeout=connect, network_timeout=None, **kwargs
+            url=address, concurrency=s.concurrency, connection_timeout=connect, network_timeout=None, **kwargs
         )
 
     def _gevent_context_factory(self) -> Any:

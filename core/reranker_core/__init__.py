@@ -2,4 +2,5 @@
 the rerank API and export: families and their defaults, limits, tensor and parameter names, the
 model manifest, FlagEmbedding-exact encoding, validated scoring options and request packing.
 
-Dependencies: `tokenizers` and `numpy` only (no tritonclient, no torch)."""
+Dependencies: `numpy`; the tokenizing modules (encoding, pipeline, windows, packing) need the
+`tokenize` extra (`tokenizers`). No tritonclient, no torch."""

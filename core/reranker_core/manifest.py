@@ -13,11 +13,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from reranker_core.families import FAMILIES
+from reranker_core.families import FAMILIES, family_spec
 from reranker_core.files import CHECKPOINT_SUBDIR, MANIFEST_FILE, TOKENIZER_FILE
 from reranker_core.limits import DEFAULT_MAX_LENGTH, ENCODER_MAX_BATCH_SIZE
 
 FORMAT_VERSION = 1
+
+
+def looks_like_hub_id(model: str) -> bool:
+    """`org/name` as the Hugging Face hub spells a model, not a filesystem path (export records
+    a local checkpoint by its absolute path)."""
+    return "/" in model and not model.startswith(("/", ".", "~")) and model.count("/") == 1
 
 
 @dataclass
@@ -62,8 +68,6 @@ class LLMSettings:
     @classmethod
     def for_family(cls, family: str, **values: Any) -> LLMSettings:
         """FlagEmbedding's defaults for `family`, overridden by `values`."""
-        from reranker_core.families import family_spec
-
         return cls(**{"default_prompt": family_spec(family).default_prompt or "", **values})
 
     @classmethod
@@ -95,6 +99,11 @@ class ModelManifest:
         """The id padding positions carry (masked out, so any id in the vocabulary works)."""
         pad = self.tokenizer.pad_token_id
         return pad if pad is not None and (not self.vocab_size or 0 <= pad < self.vocab_size) else 0
+
+    @property
+    def hub_id(self) -> str:
+        """The hub id the model was exported from; "" for a local checkpoint."""
+        return self.source if looks_like_hub_id(self.source) else ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

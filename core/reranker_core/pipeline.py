@@ -121,14 +121,3 @@ def refuse_truncation(
                 f"more than max_length {options.max_length} (query_max_length "
                 f"{options.query_max_length}), and truncate is false"
             )
-
-
-def normalized(scores: np.ndarray, normalize: bool) -> np.ndarray:
-    """Raw logits, or their sigmoid."""
-    return 1.0 / (1.0 + np.exp(-scores)) if normalize else scores
-
-
-def ranking(scores: Sequence[float], top_n: int | None = None) -> list[int]:
-    """Indices best first (ties keep input order), the first `top_n` when given."""
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-    return order if top_n is None else order[:top_n]

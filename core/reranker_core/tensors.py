@@ -7,6 +7,7 @@ INPUT_IDS = "input_ids"  # INT64 [pairs, tokens]
 ATTENTION_MASK = "attention_mask"  # INT64 [pairs, tokens]
 SEGMENT_LENGTHS = "segment_lengths"  # INT64 [pairs, 2]: (query length, prompt length), lightweight only
 SCORES = "scores"  # FP32 [pairs, k] (token model) / [k, pairs] (text model)
+ENCODER_INPUTS = (INPUT_IDS, ATTENTION_MASK)  # an encoder graph's inputs (ONNX, TensorRT)
 
 # Text model (`<name>-text`): UTF-8 text in, scores out; for callers in any language.
 QUERY = "query"  # BYTES [1]: rerank shape

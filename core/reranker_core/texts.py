@@ -32,17 +32,39 @@ def normalize_pairs(
 
 
 def check_text(text: Any, what: str, max_text_bytes: int = MAX_TEXT_BYTES) -> str:
+    """`text` when it is a non-empty str of at most `max_text_bytes` UTF-8 bytes; InputError
+    naming `what` otherwise. ASCII text is measured without encoding it."""
     if not isinstance(text, str):
         raise InputError(f"{what} must be a str, not {type(text).__name__}")
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise InputError(f"{what} is not valid Unicode text (lone surrogate at {exc.start})") from None
+    _check_size(size, what, max_text_bytes)
     if not text.strip():
         raise InputError(f"{what} is empty")
+    return text
+
+
+def text_from_utf8(data: bytes, what: str, max_text_bytes: int = MAX_TEXT_BYTES) -> str:
+    """UTF-8 `data` decoded once (its size is its length) into a non-empty str; InputError naming
+    `what` otherwise."""
+    _check_size(len(data), what, max_text_bytes)
     try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise InputError(f"{what} is not valid Unicode text (lone surrogate at {exc.start})") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise InputError(f"{what} is empty")
+    return text
+
+
+def _check_size(size: int, what: str, max_text_bytes: int) -> None:
     if size > max_text_bytes:
         raise InputError(f"{what} is {size} bytes; the limit is {max_text_bytes} bytes (max_text_bytes)")
-    return text
 
 
 def positive_int(value: Any, name: str, *, maximum: int | None = None, allow_none: bool = True) -> int | None:

@@ -3,10 +3,12 @@
 That binary has only the Python backend; it serves the models' `configs/embedded.pbtxt`
 (chosen with `--model-config-name`). Used by `make serve`, the demo, the tests and the benchmarks.
 
-Lifetime: the server never outlives its owner. `python -m reranker_server.embedded` stops it and
-removes its scratch directory on SIGTERM, SIGHUP and SIGINT, and when its own parent dies; the
-server process also gets SIGTERM from the kernel when the process that started it dies (Linux
-parent-death signal), and a scratch directory left by a killed owner is removed by the next start.
+Lifetime: the server never outlives its owner. tritonserver runs under reranker_server.guard,
+the leader of its process group (stubs included), which gets SIGTERM from the kernel when the
+process that started it dies (Linux parent-death signal) and kills whatever of the group is left
+after a drain. `python -m reranker_server.embedded` drains the server (in-flight requests finish,
+up to --drain-timeout-s) and removes its scratch directory on SIGTERM, SIGHUP and SIGINT, and when
+its own parent dies; a scratch directory left by a killed owner is removed by the next start.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import importlib.util
+import math
 import os
 import shutil
 import signal
@@ -26,9 +29,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
+from reranker_server.process_tree import children, cmdline, group_members
+
 EMBEDDED_CONFIG_NAME = "embedded"
+DRAIN_TIMEOUT_S = 30.0  # in-flight requests get this long to finish after SIGTERM (--exit-timeout-secs)
 
 
 def free_ports(count: int) -> list[int]:
@@ -144,20 +151,54 @@ def sweep_stale_workdirs(tmp_root: os.PathLike | str | None = None) -> list[Path
     return removed
 
 
-def _parent_death_signal(sig: int = signal.SIGTERM):
-    """A `preexec_fn` that makes the kernel send `sig` to the child when its parent dies.
+def kill_process_group(pgid: int, timeout: float = 30.0) -> None:
+    """SIGKILL every process of the group `pgid` (a server started in its own session and the
+    stubs it forked) and wait until none is left (at most `timeout` seconds: a busy machine
+    takes a moment to tear down a process holding a large model)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        if not group_members(pgid) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
-    Linux only (None elsewhere). The signal follows the *thread* that forks, so it is only
-    used from the main thread. prctl is looked up before the fork; the child re-checks its
-    parent in case it died between fork and prctl.
-    """
-    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+
+def _prctl():
+    """libc's prctl (Linux), or None."""
+    if not sys.platform.startswith("linux"):
         return None
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return prctl
+
+
+def set_parent_death_signal(sig: int) -> bool:
+    """Make the kernel send `sig` to this process when the thread that started it exits (Linux
+    PR_SET_PDEATHSIG); False where that is not available. The guard calls it on itself first thing."""
+    prctl = _prctl()
+    return prctl is not None and prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+
+
+def parent_death_signal(sig: int = signal.SIGTERM):
+    """A `preexec_fn` that makes the kernel send `sig` to the child when its parent dies.
+
+    Linux only, and only in a single-threaded process (None otherwise): code run between fork and
+    exec in a process with other threads can deadlock or crash (a lock held by another thread),
+    and the signal follows the *thread* that forks. tools.serve and the guard qualify; a server
+    started from a busy process lets its guard set the signal on itself instead
+    (set_parent_death_signal). The child re-checks its parent in case it died before prctl.
+    """
+    if threading.active_count() > 1 or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = _prctl()
+    if prctl is None:
+        return None
     parent = os.getpid()
 
     def set_in_child() -> None:
@@ -182,6 +223,8 @@ class EmbeddedTritonServer:
         log_file: os.PathLike | str | None = None,
         log_verbose: int = 0,
         extra_args: tuple[str, ...] = (),
+        environment: Mapping[str, str] | None = None,
+        drain_timeout_s: float = DRAIN_TIMEOUT_S,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
@@ -189,8 +232,23 @@ class EmbeddedTritonServer:
         self.log_file = Path(log_file) if log_file else None
         self.log_verbose = log_verbose
         self.extra_args = tuple(extra_args)
+        self.environment = dict(environment or {})
+        self.drain_timeout_s = drain_timeout_s
         self.process: subprocess.Popen | None = None
+        self._draining = False
         self._workdir: Path | None = None
+
+    @property
+    def server_pid(self) -> int | None:
+        """The tritonserver process (below its guard, `process`); its tree holds the stubs. For
+        memory and CPU figures of the server alone. None when not running."""
+        if self.process is None:
+            return None
+        for pid in children(self.process.pid):
+            argv = cmdline(pid)
+            if argv and argv[0].endswith("/tritonserver"):
+                return pid
+        return None
 
     @property
     def http_url(self) -> str:
@@ -223,6 +281,8 @@ class EmbeddedTritonServer:
             "--exit-on-error=false",
             "--strict-readiness=true",
         ]
+        if not any(a.startswith("--exit-timeout-secs") for a in self.extra_args):
+            cmd.append(f"--exit-timeout-secs={math.ceil(self.drain_timeout_s)}")
         if self.config_name:
             cmd.append(f"--model-config-name={self.config_name}")
         return cmd + list(self.extra_args)
@@ -232,21 +292,34 @@ class EmbeddedTritonServer:
         if self._workdir is not None:
             (self._workdir / OWNER_FILE).write_text(owner_record(pids))
 
+    def guarded_command(self) -> list[str]:
+        """command() run under reranker_server.guard, the leader of the server's process group
+        that makes sure no process of it (tritonserver, its stubs) outlives the server."""
+        guard = [
+            sys.executable,
+            "-m",
+            "reranker_server.guard",
+            f"--drain-timeout-s={self.drain_timeout_s:g}",
+            f"--parent-pid={os.getpid()}",
+        ]
+        if threading.current_thread() is threading.main_thread():  # the thread that lives as long as us
+            guard.append("--parent-death-signal")
+        return [*guard, "--", *self.command()]
+
     def launch(self, stdout=None) -> subprocess.Popen:
-        """Start the server process without waiting for it (in its own session, stopped by the
-        kernel with SIGTERM if this process dies)."""
+        """Start the server without waiting for it: its guard (`process`), in its own session,
+        runs tritonserver and stops it when this process dies."""
         if not self.model_repository.is_dir():
             raise ServerError(f"model repository not found: {self.model_repository}")
-        cmd = self.command()
+        cmd = self.guarded_command()
         if stdout is None:
             stdout = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
             cmd,
             stdout=stdout,
             stderr=subprocess.STDOUT,
-            env=server_environment(_pytriton_root()),
-            start_new_session=True,
-            preexec_fn=_parent_death_signal(),
+            env={**server_environment(_pytriton_root()), **self.environment},
+            start_new_session=True,  # no preexec_fn: this process may have other threads
         )
         self._write_owner()
         return self.process
@@ -284,21 +357,47 @@ class EmbeddedTritonServer:
             + (f"; see {self.log_file}" if self.log_file else "")
         )
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the server (SIGTERM, then SIGKILL) and remove its scratch directory."""
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
+    def begin_drain(self) -> None:
+        """Send SIGTERM to tritonserver once, without waiting: it closes its HTTP port at once
+        (readiness probes fail), refuses new inferences and lets those in flight finish."""
+        proc = self.process
+        if proc is not None and proc.poll() is None and not self._draining:
+            proc.send_signal(signal.SIGTERM)
+            self._draining = True
+
+    def drain(self, timeout: float | None = None) -> int | None:
+        """Graceful stop: begin_drain(), wait until tritonserver exits (its in-flight requests
+        done), at most `timeout` seconds (default: drain_timeout_s plus a margin), then kill the
+        whole process group. Returns tritonserver's exit code (None if it had to be killed or
+        was not running)."""
+        proc = self.process
+        code = None
+        if proc is not None:
+            self.begin_drain()
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout)
+                code = proc.wait(self.drain_timeout_s + 15 if timeout is None else timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            except ProcessLookupError:
                 pass
+        self.kill()
+        return code
+
+    def kill(self) -> None:
+        """Hard stop: SIGKILL to the server's whole process group (tritonserver and every
+        Python-backend stub, even one whose tritonserver already exited), then remove the
+        scratch directory."""
+        proc, self.process = self.process, None
+        self._draining = False
+        if proc is not None:
+            kill_process_group(proc.pid)
+            proc.wait()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the server (drain for up to `timeout` seconds, default drain_timeout_s plus a
+        margin, then SIGKILL its process group) and remove its scratch directory."""
+        self.drain(timeout)
 
     def __enter__(self) -> EmbeddedTritonServer:
         return self if self.process is not None else self.start()
@@ -349,20 +448,30 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m reranker_server.embedded`: run the server in the foreground (make serve).
 
     Exits with the server's exit code, or 0 after a clean stop on SIGTERM, SIGHUP, SIGINT or the
-    death of this process's parent; the server is stopped and its scratch directory removed."""
+    death of this process's parent; the server is drained (see EmbeddedTritonServer.drain), then
+    stopped, and its scratch directory removed."""
     parser = argparse.ArgumentParser(description="Serve a model repository on the embedded Triton server")
     parser.add_argument("--model-repository", default="model_repository")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--log-verbose", type=int, default=0)
+    parser.add_argument(
+        "--drain-timeout-s",
+        type=float,
+        default=DRAIN_TIMEOUT_S,
+        help="on a stop signal, in-flight requests get this long to finish (default %(default)s)",
+    )
     args = parser.parse_args(argv)
+    if args.drain_timeout_s <= 0:
+        parser.error(f"--drain-timeout-s must be positive, got {args.drain_timeout_s}")
     server = EmbeddedTritonServer(
         args.model_repository,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         log_verbose=args.log_verbose,
+        drain_timeout_s=args.drain_timeout_s,
     )
     if not server.model_repository.is_dir():
         print(f"error: model repository not found: {server.model_repository}", file=sys.stderr)
@@ -374,7 +483,12 @@ def main(argv: list[str] | None = None) -> int:
         proc = server.launch(stdout=sys.stdout)
         return proc.wait()
     except _StopRequested as stop:
-        print(f"{stop}: stopping tritonserver", file=sys.stderr, flush=True)
+        print(
+            f"{stop}: stopping tritonserver (not ready now; requests in flight get up to "
+            f"{server.drain_timeout_s:g}s to finish)",
+            file=sys.stderr,
+            flush=True,
+        )
         return 0
     finally:
         server.stop()

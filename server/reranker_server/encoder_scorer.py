@@ -3,7 +3,6 @@ benchmarks and unit tests run exactly what the served model runs (reranker_serve
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,51 +12,10 @@ from reranker_core.limits import ONNX_CPU_MAX_BATCH_TOKENS as DEFAULT_MAX_BATCH_
 from reranker_core.packing import pad_rows, plan_chunks
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES
 from reranker_server.openvino_session import create_openvino_session
-from reranker_server.token_batches import TokenRows
+from reranker_server.ort_session import create_session
+from reranker_server.token_requests import TokenRows
 
 DYNAMIC_QUANT_OPS = {"DynamicQuantizeMatMul", "DynamicQuantizeLinear", "QAttention", "MatMulInteger"}
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (cgroup/affinity aware)."""
-    return max(1, len(os.sched_getaffinity(0)))
-
-
-def session_options(intra_op_threads: int = 0, *, spinning: bool = False, pre_optimized: bool = False):
-    """SessionOptions of the CPU runner (measured in docs/benchmarks.md):
-
-    - intra-op threads = the CPUs available (one GEMM at a time uses them all), inter-op 1,
-      sequential execution (the graph is a chain);
-    - no thread spinning by default: the Triton frontend, the Python stub and the client share
-      the cores with ONNX Runtime's workers, and spinning workers steal their time between calls;
-    - ORT_ENABLE_ALL, or EXTENDED for a graph fused offline (`pre_optimized`, skips re-running
-      the layout transformations at load);
-    - memory patterns off (shapes change on every call).
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        if pre_optimized
-        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    )
-    opts.intra_op_num_threads = intra_op_threads or available_cpus()
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.enable_mem_pattern = False
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return opts
-
-
-def create_session(path: Path, intra_op_threads: int = 0, **options):
-    """An ONNX Runtime CPU session with `session_options(intra_op_threads, **options)`."""
-    import onnxruntime as ort
-
-    return ort.InferenceSession(
-        str(path), session_options(intra_op_threads, **options), providers=["CPUExecutionProvider"]
-    )
 
 
 def rows_per_run_for(path: Path) -> int:

@@ -54,8 +54,8 @@ from reranker_server.llm.requests import (
     validate_rows,
     validate_segments,
 )
-from reranker_server.triton_glue import input_array, load_manifest, request_parameters
-from reranker_server.triton_io import Failures, OutputSpec, error_response, failure_kind
+from reranker_server.triton_inputs import input_array, load_manifest, request_parameters
+from reranker_server.triton_responses import Failures, OutputSpec, error_response, failure_kind
 
 
 def resolve_checkpoint(args: dict[str, Any], checkpoint_dir: str) -> Path:

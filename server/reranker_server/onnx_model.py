@@ -9,7 +9,7 @@ installed (a KIND_GPU instance runs on its own GPU). An OpenVINO IR file (`onnx_
 `inference_precision` (fp32 | bf16; bf16 runs fp32, logged, on a CPU without native bf16).
 Requests arriving in one dynamic batch are validated one by one (a bad request gets its own error),
 then all their pairs are re-batched, length-sorted, under a token budget
-(reranker_server.encoder_scorer). Failures are logged and counted (reranker_server.triton_io).
+(reranker_server.encoder_scorer). Failures are logged and counted (reranker_server.triton_responses).
 """
 
 from __future__ import annotations
@@ -21,9 +21,15 @@ from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES
 from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS, EncoderScorer, rows_per_run_for
 from reranker_server.openvino_session import create_openvino_session
 from reranker_server.ort_session import create_session, session_providers
-from reranker_server.token_batches import TokenRows, validate_token_inputs
-from reranker_server.triton_glue import input_array, load_manifest, version_dir
-from reranker_server.triton_io import INVALID_ARGUMENT, Failures, OutputSpec, error_response, failure_kind
+from reranker_server.token_requests import TokenRows, validate_token_inputs
+from reranker_server.triton_inputs import input_array, load_manifest, version_dir
+from reranker_server.triton_responses import (
+    INVALID_ARGUMENT,
+    Failures,
+    OutputSpec,
+    error_response,
+    failure_kind,
+)
 
 OPENVINO_IR_SUFFIX = ".xml"
 

@@ -1,10 +1,14 @@
-"""ONNX Runtime sessions for the encoder runner: execution providers and session options
-(importable without Triton, e.g. by scripts/gpu_check.py)."""
+"""ONNX Runtime sessions for the encoder runner: execution providers, session options and the
+one place a session is created (importable without Triton, e.g. by scripts/gpu_check.py and the
+benchmarks)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
+
+import onnxruntime as ort
 
 EXECUTION_PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -22,8 +26,6 @@ def session_providers(names: str = "cpu", device_id: int = 0, available: Sequenc
     if unknown:
         raise ValueError(f"unknown execution provider(s) {unknown}: use {', '.join(EXECUTION_PROVIDERS)}")
     if available is None:
-        import onnxruntime as ort
-
         available = ort.get_available_providers()
     missing = [EXECUTION_PROVIDERS[n] for n in requested if EXECUTION_PROVIDERS[n] not in available]
     if missing:
@@ -38,13 +40,42 @@ def session_providers(names: str = "cpu", device_id: int = 0, available: Sequenc
     return providers
 
 
-def create_session(path: Path, intra_op_threads: int = 0, providers: list | None = None):
-    """An ONNX Runtime session (CPU unless `providers` says otherwise) with the runner's session
-    options (reranker_server.encoder_scorer.session_options)."""
-    import onnxruntime as ort
+def available_cpus() -> int:
+    """CPUs this process may run on (cgroup/affinity aware)."""
+    return max(1, len(os.sched_getaffinity(0)))
 
-    from reranker_server.encoder_scorer import session_options
 
+def session_options(intra_op_threads: int = 0, *, spinning: bool = False, pre_optimized: bool = False):
+    """SessionOptions of the CPU runner (measured in docs/benchmarks.md):
+
+    - intra-op threads = the CPUs available (one GEMM at a time uses them all), inter-op 1,
+      sequential execution (the graph is a chain);
+    - no thread spinning by default: the Triton frontend, the Python stub and the client share
+      the cores with ONNX Runtime's workers, and spinning workers steal their time between calls;
+    - ORT_ENABLE_ALL, or EXTENDED for a graph fused offline (`pre_optimized`, skips re-running
+      the layout transformations at load);
+    - memory patterns off (shapes change on every call).
+    """
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        if pre_optimized
+        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
+    opts.intra_op_num_threads = intra_op_threads or available_cpus()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.enable_mem_pattern = False
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
+def create_session(path: Path, intra_op_threads: int = 0, providers: list | None = None, **options: bool):
+    """An ONNX Runtime session with `session_options(intra_op_threads, **options)`, on the CPU
+    unless `providers` (session_providers) says otherwise."""
     return ort.InferenceSession(
-        str(path), session_options(intra_op_threads), providers=providers or ["CPUExecutionProvider"]
+        str(path),
+        session_options(intra_op_threads, **options),
+        providers=providers or ["CPUExecutionProvider"],
     )

@@ -1,5 +1,6 @@
 """A process and its descendants read from /proc (Linux): tritonserver and its Python-backend
-stubs. Memory and CPU time of the whole tree, for `make soak`, the load tests and the benchmarks."""
+stubs, and the members of a process group. Memory and CPU time of the whole tree, for
+`make soak`, the load tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -37,6 +38,17 @@ def process_tree(pid: int) -> list[int]:
         tree.append(p)
         todo.extend(children(p))
     return tree
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live pids (not zombies) of the process group `pgid`."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                members.append(int(entry))
+    return sorted(members)
 
 
 def is_alive(pid: int) -> bool:

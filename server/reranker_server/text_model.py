@@ -7,7 +7,8 @@ sub-requests at once. Equal bucket shapes are what let Triton's dynamic batcher 
 many callers on the native onnxruntime/TensorRT backends, which only batch equal shapes.
 
 Tensors: query BYTES [1] (rerank shape) or queries BYTES [n] (pairs shape), passages BYTES [n];
-scores FP32 [k, n] (one row per cutoff layer), indices INT64 [m] (rerank shape, best first).
+scores FP32 [k, n] (one row per cutoff layer), indices INT64 [m] (rerank shape, best first; empty
+unless the request asks for the indices output or gives top_n).
 Request parameters: see reranker_core.options (normalize, max_length, query_max_length, top_n,
 long_passages, window_stride, truncate; prompt, cutoff_layers, compress_ratio, compress_layers by family).
 """
@@ -25,7 +26,8 @@ from reranker_core.errors import InputError
 from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES, TEXT_MODEL_MAX_PAIRS
 from reranker_core.manifest import ModelManifest, file_sha256
 from reranker_core.packing import RequestBatch
-from reranker_core.pipeline import PreparedPairs, normalized, prepare_pairs, ranking
+from reranker_core.pipeline import PreparedPairs, prepare_pairs
+from reranker_core.scores import normalized, ranking
 from reranker_core.tensors import (
     ATTENTION_MASK,
     INDICES,
@@ -38,8 +40,8 @@ from reranker_core.tensors import (
     TOKEN_MODEL_PARAMETER,
 )
 from reranker_server.text_requests import TextRequest, parse_text_request
-from reranker_server.triton_glue import input_array, load_manifest, request_parameters
-from reranker_server.triton_io import Failures, OutputSpec, error_response, failure_kind
+from reranker_server.triton_inputs import input_array, load_manifest, request_parameters
+from reranker_server.triton_responses import Failures, OutputSpec, error_response, failure_kind
 
 
 def load_tokenizer(model_dir: Path, manifest: ModelManifest):
@@ -89,6 +91,7 @@ class TritonPythonModel:
             self.manifest,
             max_pairs=self.max_pairs,
             max_text_bytes=self.max_text_bytes,
+            requested_outputs=request.requested_output_names(),
         )
 
     async def _call(self, batch: RequestBatch, parameters: dict[str, Any]) -> np.ndarray:
@@ -121,7 +124,7 @@ class TritonPythonModel:
         parameters = text.options.token_parameters()
         outputs = await asyncio.gather(*(self._call(b, parameters) for b in batches))
         scores = normalized(prepared.pair_scores(batches, outputs), text.options.normalize)
-        indices = ranking(scores[:, -1].tolist(), text.options.top_n) if text.rerank else []
+        indices = ranking(scores[:, -1], text.options.top_n) if text.wants_indices else []
         return pb_utils.InferenceResponse(
             output_tensors=[self.scores.tensor(scores.T), self.indices.tensor(np.asarray(indices))]
         )

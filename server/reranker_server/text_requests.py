@@ -3,6 +3,7 @@ Pure numpy / Python (no Triton), unit-tested directly."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,17 +12,19 @@ import numpy as np
 from reranker_core.errors import InputError
 from reranker_core.manifest import ModelManifest
 from reranker_core.options import ScoreOptions, parse_options
-from reranker_core.tensors import PASSAGES, QUERIES, QUERY
-from reranker_core.texts import check_text
+from reranker_core.tensors import INDICES, PASSAGES, QUERIES, QUERY
+from reranker_core.texts import check_text, text_from_utf8
 
 
 @dataclass(frozen=True)
 class TextRequest:
-    """A validated request: (query, passage) pairs, options, and whether it is the rerank shape."""
+    """A validated request: (query, passage) pairs, options, whether it is the rerank shape, and
+    whether the caller asks for the ranking (a top_n, or the indices output)."""
 
     pairs: list[tuple[str, str]]
     options: ScoreOptions
     rerank: bool
+    wants_indices: bool = False
 
 
 def decode_texts(tensor: np.ndarray, name: str, max_text_bytes: int) -> list[str]:
@@ -30,18 +33,12 @@ def decode_texts(tensor: np.ndarray, name: str, max_text_bytes: int) -> list[str
         raise InputError(f"{name} must be a BYTES (UTF-8 string) tensor, not {tensor.dtype}")
     if tensor.ndim != 1:
         raise InputError(f"{name} must be 1-D, got shape {list(tensor.shape)}")
-    texts = []
-    for i, item in enumerate(tensor.tolist()):
-        what = f"{name}[{i}]"
-        if isinstance(item, bytes):
-            if len(item) > max_text_bytes:
-                raise InputError(f"{what} is {len(item)} bytes; the limit is {max_text_bytes} bytes")
-            try:
-                item = item.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
-        texts.append(check_text(item, what, max_text_bytes))
-    return texts
+    return [
+        text_from_utf8(item, f"{name}[{i}]", max_text_bytes)
+        if isinstance(item, bytes)
+        else check_text(item, f"{name}[{i}]", max_text_bytes)
+        for i, item in enumerate(tensor.tolist())
+    ]
 
 
 def parse_text_request(
@@ -53,6 +50,7 @@ def parse_text_request(
     *,
     max_pairs: int,
     max_text_bytes: int,
+    requested_outputs: Sequence[str] = (),
 ) -> TextRequest:
     """Check one request's tensors and parameters against the model; InputError on any problem."""
     if not isinstance(params, dict):
@@ -83,4 +81,6 @@ def parse_text_request(
     options = parse_options(params, manifest, from_text=True)
     if options.top_n is not None and query is None:
         raise InputError(f"top_n applies to the rerank shape ({QUERY} + {PASSAGES}) only")
-    return TextRequest(list(zip(query_texts, passage_texts)), options, rerank=query is not None)
+    rerank = query is not None
+    wants_indices = rerank and (options.top_n is not None or INDICES in requested_outputs)
+    return TextRequest(list(zip(query_texts, passage_texts)), options, rerank, wants_indices)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.serve import commands
+from tools.serve import commands, parse_args
 from tools.serve import main as serve_main
 
 yaml = pytest.importorskip("yaml")
@@ -55,16 +55,9 @@ def test_api_package_needs_no_torch_or_tokenizer():
 
 
 def test_serve_launcher_commands():
-    import argparse
-
-    args = argparse.Namespace(
-        model_repository="repo",
-        http_port=1,
-        grpc_port=2,
-        metrics_port=3,
-        api_port=8080,
-        api_host="127.0.0.1",
-        api_args=["--default-model", "m"],
+    args = parse_args(
+        ["--model-repository", "repo", "--http-port", "1", "--grpc-port", "2", "--metrics-port", "3"]
+        + ["--api-port", "8080", "--", "--default-model", "m"]
     )
     triton, api = commands(args)
     assert triton[1:3] == ["-m", "reranker_server.embedded"] and "--grpc-port" in triton

@@ -13,7 +13,8 @@ import pytest
 
 from bench import perf_sweep, procstats
 from bench import run as bench_run
-from bench.models import CACHE, QUICK, build_encoder_checkpoint
+from bench.common import CACHE, QUICK, drift, latency_stats
+from bench.models import build_encoder_checkpoint
 from bench.workloads import encode_encoder_pairs, mixed_pairs, rerank_1x100
 from tests.support.oracle import oracle_python
 
@@ -75,12 +76,12 @@ def test_process_tree_measures_a_live_process_tree():
 
 def test_drift_and_agreement_helpers():
     ref = list(np.linspace(0, 1, 20))
-    same = bench_run.drift(ref, ref)
+    same = drift(ref, ref)
     assert same["max_abs"] == 0 and same["spearman"] == pytest.approx(1.0)
     assert same["top10"] == {"overlap": 1.0, "same_order": True}
-    flipped = bench_run.drift(ref, ref[::-1])
+    flipped = drift(ref, ref[::-1])
     assert flipped["spearman"] == pytest.approx(-1.0) and flipped["top10"]["overlap"] == 0.0
-    assert bench_run.latency_stats([1.0, 2.0, 3.0])["p50_s"] == 2.0
+    assert latency_stats([1.0, 2.0, 3.0])["p50_s"] == 2.0
 
 
 @needs_oracle

@@ -307,9 +307,32 @@ def test_serve_grpc_tls(fake_server, tmp_path):
     assert missing.returncode == 64 and "TLS" in missing.stderr
 
 
+def _seconds(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)s", duration)
+    assert match, f"write the grace period in seconds: {duration!r}"
+    return int(match.group(1))
+
+
+def test_compose_stop_grace_periods_cover_the_drains(fake_server):
+    """`docker compose stop`: each container finishes its requests in flight before the SIGKILL."""
+    from reranker_api.settings import Settings
+
+    services = compose()["services"]
+    drain = interpolate(services["triton"]["environment"]["TRITON_DRAIN_TIMEOUT_S"], {})
+    assert f"--exit-timeout-secs={drain}" in serve(fake_server).stdout.splitlines()
+    assert f"--exit-timeout-secs={drain}" in serve({**fake_server, "TRITON_DRAIN_TIMEOUT_S": ""}).stdout
+    assert _seconds(services["triton"]["stop_grace_period"]) >= int(drain) + 10  # + unloading
+    api = services["rerank-api"]
+    assert not any(a.startswith("--graceful-timeout-s") for a in api["command"])  # the default applies
+    assert _seconds(api["stop_grace_period"]) >= Settings().graceful_timeout_s + 5
+    assert "triton" in api["depends_on"]  # compose stops the API first
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
+        ({"TRITON_DRAIN_TIMEOUT_S": "0"}, "TRITON_DRAIN_TIMEOUT_S"),
+        ({"TRITON_DRAIN_TIMEOUT_S": "30; rm"}, "TRITON_DRAIN_TIMEOUT_S"),
         ({"TRITON_ADMIN_KEY_FILE": "/nonexistent"}, "no admin key"),
         ({"TRITON_ADMIN_KEY": "short"}, "at least 16"),
         ({"TRITON_ADMIN_KEY": "a" * 16 + ":b=c"}, "may hold only"),
@@ -482,21 +505,21 @@ def test_gpu_check_serves_the_exported_configs_on_the_gpu(gpu_check, tmp_path):
         ("llm-fp16", "cuda"),
         ("enc-fp32-ref", "cpu"),
     ]
-    enc_cfg = gpu_check.parse_config(repo / "enc-fp32" / "configs" / "gpucheck.pbtxt")
+    enc_cfg = gpu_check.read_config(repo / "enc-fp32" / "configs" / "gpucheck.pbtxt")
     assert enc_cfg.backend == "python" and enc_cfg.name == "enc-fp32"
     assert "reranker_server.onnx_model" in (repo / "enc-fp32" / "1" / "model.py").read_text()
     assert enc_cfg.parameters["execution_providers"].string_value == "tensorrt,cuda"
     assert enc_cfg.parameters["onnx_file"].string_value == "model.onnx"
     (group,) = enc_cfg.instance_group
     assert group.kind == group.KIND_GPU and list(group.gpus) == [0, 1] and group.count == 2
-    llm_cfg = gpu_check.parse_config(repo / "llm-fp16" / "configs" / "gpucheck.pbtxt")
+    llm_cfg = gpu_check.read_config(repo / "llm-fp16" / "configs" / "gpucheck.pbtxt")
     assert llm_cfg.instance_group[0].kind == group.KIND_GPU
     assert json.loads(llm_cfg.parameters["reranker_manifest"].string_value)["llm"]["dtype"] == "float16"
-    ref = gpu_check.parse_config(repo / "enc-fp32-ref" / "configs" / "gpucheck.pbtxt")
+    ref = gpu_check.read_config(repo / "enc-fp32-ref" / "configs" / "gpucheck.pbtxt")
     assert ref.name == "enc-fp32-ref" and ref.instance_group[0].kind == group.KIND_CPU
     assert "execution_providers" not in ref.parameters  # the runner's default: cpu
     assert (repo / "enc-fp32-ref" / "1" / "model.onnx").exists()
-    cpu = gpu_check.check_config(repo / "enc-fp32", "encoder", "cpu", [0], "cuda")
+    cpu = gpu_check.served_check_config(repo / "enc-fp32", "encoder", "cpu", [0], "cuda")
     assert cpu.parameters["execution_providers"].string_value == "cpu"
     assert cpu.instance_group[0].kind == group.KIND_CPU
 

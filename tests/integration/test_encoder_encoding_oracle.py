@@ -7,6 +7,7 @@ from tokenizers import Tokenizer
 
 from export.tiny.encoder import build_xlmr_reranker
 from reranker_core.encoding.encoder import encode_encoder_pairs
+from reranker_core.options import parse_options
 from tests.support.oracle import run_oracle
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
 
@@ -42,12 +43,14 @@ def test_token_ids_equal_flagembedding(encoder_case, case):
     manifest, tokenizer, oracle = encoder_case
     max_length, qmax = LENGTHS[case]
     expected = oracle[case]["input_ids"]
+    # The product's own defaults (query_max_length when not given), as every caller gets them.
+    options = parse_options({"max_length": max_length, "query_max_length": qmax}, manifest)
     got = encode_encoder_pairs(
         tokenizer,
         manifest,
         [tuple(p) for p in PAIRS],
-        max_length=max_length,
-        query_max_length=qmax or max_length * 3 // 4,
+        max_length=options.max_length,
+        query_max_length=options.query_max_length,
     )
     assert [list(e.input_ids) for e in got] == expected
 

@@ -365,6 +365,7 @@ def test_the_deployment_environment_makes_serve_sh_build_the_production_command(
         f"--grpc-restricted-protocol={restricted}",
         "--allow-metrics=true",
         "--allow-gpu-metrics=true",
+        f"--exit-timeout-secs={env['TRITON_DRAIN_TIMEOUT_S']}",
     ):
         assert flag in args, flag
     config = [a for a in args if a.startswith("--model-config-name=")]
@@ -487,11 +488,62 @@ def test_network_policies_admit_only_the_api_and_prometheus(rendered):
         assert "prometheus" in prom_peer and "namespaceSelector" in prom_peer and prom_ports == {8002}
         # the API reaches Triton on the port its --triton-url names
         args = k8s.container(docs, "rerank-api")["args"]
-        host, port = args[args.index("--triton-url") + 1].split(":")
-        assert host == "triton"
+        host, port = args[args.index("--triton-url") + 1].removeprefix("dns:///").rsplit(":", 1)
+        assert host.split(".")[0] == "triton-headless"
         assert int(port) in {
-            p["port"] for p in k8s.find(docs, "Service", "triton")["spec"]["ports"] if p["name"] == "grpc"
+            p["port"]
+            for p in k8s.find(docs, "Service", "triton-headless")["spec"]["ports"]
+            if p["name"] == "grpc"
         }
+
+
+UNLOAD_MARGIN_S = 10  # after the drain: models unload, the process exits
+API_EXIT_MARGIN_S = 5
+
+
+def _pre_stop_sleep(c: dict) -> int:
+    command = c["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep" and len(command) == 2, command
+    return int(command[1])
+
+
+def test_stopping_pods_drain_within_their_grace_period(rendered):
+    """Triton: preStop + drain (TRITON_DRAIN_TIMEOUT_S, Triton's --exit-timeout-secs) + unloading
+    fit the grace period; the API: preStop + --graceful-timeout-s + exit fit its own."""
+    from reranker_api.settings import parse_settings
+
+    for docs in rendered.values():
+        triton = k8s.container(docs, "triton")
+        env = {e["name"]: e["value"] for e in triton["env"] if "value" in e}
+        drain = int(env["TRITON_DRAIN_TIMEOUT_S"])
+        pod = k8s.find(docs, "Deployment", "triton")["spec"]["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] >= _pre_stop_sleep(triton) + drain + UNLOAD_MARGIN_S
+        api = k8s.container(docs, "rerank-api")
+        namespace = k8s.find(docs, "Deployment", "rerank-api")["metadata"]["namespace"]
+        settings = parse_settings([a.replace("$(POD_NAMESPACE)", namespace) for a in api["args"]], env={})
+        api_pod = k8s.find(docs, "Deployment", "rerank-api")["spec"]["template"]["spec"]
+        assert api_pod["terminationGracePeriodSeconds"] >= (
+            _pre_stop_sleep(api) + settings.graceful_timeout_s + API_EXIT_MARGIN_S
+        )
+
+
+def test_the_api_reaches_every_triton_pod_through_the_headless_service(rendered):
+    for docs in rendered.values():
+        triton = k8s.find(docs, "Deployment", "triton")
+        headless = k8s.find(docs, "Service", "triton-headless")["spec"]
+        assert headless["clusterIP"] == "None" and not headless.get("publishNotReadyAddresses", False)
+        labels = triton["spec"]["template"]["metadata"]["labels"]
+        assert headless["selector"].items() <= labels.items()
+        grpc = next(p for p in k8s.container(docs, "triton")["ports"] if p["name"] == "grpc")
+        (port,) = headless["ports"]
+        assert (port["name"], port["port"], port["targetPort"]) == ("grpc", grpc["containerPort"], "grpc")
+        api = k8s.container(docs, "rerank-api")
+        args = api["args"]
+        url = args[args.index("--triton-url") + 1]
+        assert url == f"dns:///triton-headless.$(POD_NAMESPACE).svc.cluster.local:{grpc['containerPort']}"
+        namespace = next(e for e in api["env"] if e["name"] == "POD_NAMESPACE")
+        assert namespace["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+        assert api["env"].index(namespace) == 0  # defined before anything that could refer to it
 
 
 def test_api_deployment_follows_the_api_contract(rendered):
@@ -504,7 +556,7 @@ def test_api_deployment_follows_the_api_contract(rendered):
         assert c["ports"] == [{"name": "http", "containerPort": k8s.API_PORT, "protocol": "TCP"}]
         assert c["readinessProbe"]["httpGet"] == {"path": k8s.API_READY_PATH, "port": "http"}
         assert c["livenessProbe"]["httpGet"] == {"path": k8s.API_LIVE_PATH, "port": "http"}
-        env = {e["name"]: e["value"] for e in c["env"]}
+        env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
         mount = next(m for m in c["volumeMounts"] if m["name"] == "api-keys")
         assert env[k8s.API_KEYS_FILE_ENV].startswith(mount["mountPath"] + "/")
         monitor = k8s.find(docs, "ServiceMonitor", "rerank-api")["spec"]["endpoints"][0]
@@ -660,6 +712,6 @@ def test_the_api_deployment_matches_the_api_package_and_compose(rendered):
         assert secret["secretName"] == compose_secret.replace("_", "-")
         assert secret["items"] == [{"key": compose_secret, "path": compose_secret}]
         mount = next(m for m in k8s.container(docs, "rerank-api")["volumeMounts"] if m["name"] == "api-keys")
-        env = {e["name"]: e["value"] for e in k8s.container(docs, "rerank-api")["env"]}
+        env = {e["name"]: e["value"] for e in k8s.container(docs, "rerank-api")["env"] if "value" in e}
         assert env[k8s.API_KEYS_FILE_ENV] == f"{mount['mountPath']}/{compose_secret}"
         assert api["environment"][k8s.API_KEYS_FILE_ENV].endswith("/" + compose_secret)

@@ -23,7 +23,7 @@ from export.tiny.decoders import (
     build_minicpm_layerwise_reranker,
 )
 from reranker_server.llm_model import TritonPythonModel, instance_device, resolve_checkpoint  # noqa: E402
-from reranker_server.triton_io import FAILURES_METRIC  # noqa: E402
+from reranker_server.triton_responses import FAILURES_METRIC  # noqa: E402
 from tests.support.fake_pb_utils import FakeRequest  # noqa: E402
 from tests.support.oracle import run_oracle  # noqa: E402
 

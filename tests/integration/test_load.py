@@ -41,14 +41,14 @@ def test_concurrent_mixed_load_returns_each_pairs_own_score(load_setup, triton_s
         LoadConfig(targets, workers=WORKERS, max_requests=24, duration_s=40, seed=1),
         pool,
         reference,
-        server_pid=triton_server.process.pid,
+        server_pid=triton_server.server_pid,
     )
     run = run_load(
         make,
         LoadConfig(targets, workers=WORKERS, max_requests=REQUESTS, duration_s=45, seed=2),
         pool,
         reference,
-        server_pid=triton_server.process.pid,
+        server_pid=triton_server.server_pid,
     )
     print("warm-up:", warm.summary())
     print("load:", run.summary())

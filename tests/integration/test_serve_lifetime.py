@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from reranker_server.embedded import OWNER_FILE, WORKDIR_PREFIX, EmbeddedTritonServer, sweep_stale_workdirs
+from reranker_server.process_tree import process_tree
 from tests.support.ports import free_ports
 
 WAIT_S = 300  # an upper bound for slow shared machines, not a timing assertion
@@ -85,7 +86,8 @@ def _serve_command(repository: Path, ports: list[int]) -> list[str]:
 
 
 def _server_child(wrapper_pid: int):
-    for pid in _children(wrapper_pid):
+    """The tritonserver below the wrapper (its guard's child)."""
+    for pid in process_tree(wrapper_pid):
         try:
             argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
         except OSError:
@@ -96,7 +98,7 @@ def _server_child(wrapper_pid: int):
 
 
 def _tritonserver_of(wrapper_pid: int) -> tuple[int, Path]:
-    """The wrapper's tritonserver child and its scratch directory (from its command line)."""
+    """The wrapper's tritonserver and its scratch directory (from its command line)."""
     _wait_until(lambda: _server_child(wrapper_pid) is not None, "tritonserver child process")
     pid = _server_child(wrapper_pid)
     args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
@@ -115,9 +117,11 @@ def test_stop_signal_stops_the_server_and_removes_its_directory(repository, sig)
     try:
         server_pid, workdir = _tritonserver_of(wrapper.pid)
         _wait_until(lambda: _ready(ports[0]), "server ready")
+        guard_pid = int(Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[-1].split()[1])
+        assert guard_pid in _children(wrapper.pid)
         assert (workdir / OWNER_FILE).read_text().splitlines()[0].split() == [
             str(wrapper.pid),
-            str(server_pid),
+            str(guard_pid),
         ]
         wrapper.send_signal(sig)
         out = wrapper.communicate(timeout=WAIT_S)[0].decode(errors="replace")
@@ -168,10 +172,12 @@ def test_killed_owner_server_stops_and_next_start_sweeps_its_directory(repositor
     )
     try:
         server_pid, workdir = _tritonserver_of(wrapper.pid)
+        tree = process_tree(wrapper.pid)[1:]  # the guard, tritonserver, its stubs
         _wait_until(lambda: _ready(ports[0]), "server ready")
         wrapper.kill()
         wrapper.wait()
         _wait_until(lambda: not _alive(server_pid), "tritonserver exit after its owner was killed")
+        _wait_until(lambda: not any(_alive(p) for p in tree), "the server's processes exit")
     finally:
         if wrapper.poll() is None:
             wrapper.kill()

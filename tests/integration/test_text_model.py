@@ -12,6 +12,7 @@ from tokenizers import Tokenizer
 
 from reranker_core.encoding import passage_budgets
 from reranker_core.manifest import ModelManifest
+from reranker_core.options import parse_options
 from reranker_core.windows import window_texts
 from tests.support.oracle import run_oracle
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
@@ -162,12 +163,13 @@ def test_max_window_scores_are_the_max_over_flagembedding_windows(
     tokenizer = Tokenizer.from_file(str(model_dir / manifest.tokenizer.file))
     pairs = [[RERANK_QUERY, LONG_PASSAGE], [RERANK_QUERY, "hi"], ["bamboo?", LONG_PASSAGE[40:]]]
     max_length = kwargs["max_length"]
+    options = parse_options(kwargs, manifest)  # the product's defaults (query_max_length)
     budgets = passage_budgets(
         tokenizer,
         manifest,
         [q for q, _ in pairs],
         max_length=max_length,
-        query_max_length=max_length * 3 // 4,
+        query_max_length=options.query_max_length,
     )
     windows = [
         window_texts(tokenizer, p, b, kwargs.get("window_stride")) for (_, p), b in zip(pairs, budgets)
@@ -178,25 +180,27 @@ def test_max_window_scores_are_the_max_over_flagembedding_windows(
         assert passage.startswith(texts[0]) and passage.endswith(texts[-1])  # and cover it end to end
     for texts, budget in zip(windows, budgets):
         for text in texts:
-            assert len(tokenizer.encode(text, add_special_tokens=False).ids) <= budget + 1
+            assert len(tokenizer.encode(text, add_special_tokens=False).ids) <= budget
     score_kwargs = {"max_length": max_length}
     flat = [[q, t] for (q, _), texts in zip(pairs, windows) for t in texts]
+    job = {"kind": KIND[model], "model": str(test_repository.checkpoint(model))}
     oracle = run_oracle(
         [
+            {**job, "pairs": flat, "score": score_kwargs, "tokenize": True},
+            {**job, "pairs": pairs, "score": score_kwargs, "tokenize": True},
             {
-                "kind": KIND[model],
-                "model": str(test_repository.checkpoint(model)),
+                **job,
                 "pairs": flat,
-                "score": score_kwargs,
-            },
-            {
-                "kind": KIND[model],
-                "model": str(test_repository.checkpoint(model)),
-                "pairs": pairs,
-                "score": score_kwargs,
+                "score": {"max_length": 4 * max_length, "query_max_length": options.query_max_length},
+                "tokenize": True,
             },
         ]
     )
+    # The budgets against FlagEmbedding itself: it cuts no window (not too long), and the first
+    # window of the long passage is as long as what it keeps of the whole passage (not too short).
+    assert oracle[0]["input_ids"] == oracle[2]["input_ids"]
+    first_window, whole = len(oracle[0]["input_ids"][0]), len(oracle[1]["input_ids"][0])
+    assert whole - 1 <= first_window <= whole
     window_scores = iter(oracle[0]["scores"])
     want = [max(next(window_scores) for _ in texts) for texts in windows]
     got, _ = grpc_text_infer(
@@ -227,7 +231,7 @@ BAD = [
     ({"passages": ["p"], "query": "q", "queries": ["q"]}, {}, "exactly one of query"),
     ({"passages": ["p", "p2"], "queries": ["q"]}, {}, "one query per passage"),
     ({"passages": ["p"] * 1001, "query": "q"}, {}, "1001 passages in one request; the limit is 1000"),
-    ({"passages": ["x" * (1 << 20 + 1)], "query": "q"}, {}, "the limit is 1048576 bytes"),
+    ({"passages": ["x" * ((1 << 20) + 1)], "query": "q"}, {}, "is 1048577 bytes; the limit is 1048576 bytes"),
     ({"passages": ["p"], "query": "q"}, {"max_length": "-3"}, "max_length must be a positive integer"),
     ({"passages": ["p"], "query": "q"}, {"normalize": "maybe"}, "normalize must be true or false"),
     ({"passages": ["p"], "query": "q"}, {"long_passages": "chunk"}, "long_passages must be one of"),
@@ -299,9 +303,9 @@ def test_bad_requests_spare_concurrent_good_ones(triton_server):
     assert all(np.abs(r - want).max() < 1e-5 for r in results)
 
 
-def test_readme_grpc_request_body_works_as_written(triton_server):
-    """The README's grpcurl body (proto JSON of a KServe v2 ModelInferRequest), sent as is through
-    Triton's gRPC service; only the model name is the test model's."""
+def test_documented_grpc_request_body_works_as_written(triton_server):
+    """The grpcurl body of docs/text-models.md (proto JSON of a KServe v2 ModelInferRequest), sent
+    as is through Triton's gRPC service; only the model name is the test model's."""
     import re
     import struct
     from pathlib import Path
@@ -310,8 +314,8 @@ def test_readme_grpc_request_body_works_as_written(triton_server):
     from google.protobuf import json_format
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    body = re.search(r"grpcurl [^\n]*-d '(\{.*?\})' \\", readme, re.S).group(1)
+    page = (Path(__file__).resolve().parents[2] / "docs" / "text-models.md").read_text()
+    body = re.search(r"grpcurl [^\n]*-d '(\{.*?\})' \\", page, re.S).group(1)
     request = json_format.Parse(body, service_pb2.ModelInferRequest())
     request.model_name = "tiny-encoder-text"
     with grpc.insecure_channel(triton_server.grpc_url) as channel:

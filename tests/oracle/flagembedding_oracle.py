@@ -6,9 +6,9 @@ start (the import costs seconds) serves many comparisons. A job:
    "model": dir, "pairs": [[q, p], ...],
    "init": {...FlagReranker kwargs...}, "score": {...compute_score kwargs...},
    "tokenize": bool}   # also return the token ids FlagEmbedding feeds the model
-With "tokenize" the result holds "input_ids": one unpadded id list per pair, in input order; for
-the decoder kinds these are captured from the model's forward (each pair scored alone, padding
-stripped with the attention mask), and "lightweight" adds "query_lengths" and "prompt_lengths".
+With "tokenize" the result holds "input_ids": one unpadded id list per pair, in input order,
+captured from the model's forward (each pair scored alone, padding stripped with the attention
+mask); "lightweight" adds "query_lengths" and "prompt_lengths".
 This file is run only by the oracle interpreter; the product never imports FlagEmbedding.
 """
 
@@ -38,27 +38,10 @@ def _reranker(job: dict):
     return classes[job["kind"]](job["model"], **init)
 
 
-def _encoder_token_ids(reranker, pairs, score_kwargs) -> list[list[int]]:
-    """The ids FlagReranker feeds the model, rebuilt with its own helper and arguments."""
-    from FlagEmbedding.utils.tokenizer_compat import prepare_for_model_compat
-
-    max_length = score_kwargs.get("max_length") or reranker.max_length
-    qmax = score_kwargs.get("query_max_length") or reranker.query_max_length or max_length * 3 // 4
-    tok = reranker.tokenizer
-    out = []
-    for q, p in pairs:
-        q_ids = tok(q, add_special_tokens=False, max_length=qmax, truncation=True)["input_ids"]
-        p_ids = tok(p, add_special_tokens=False, max_length=max_length, truncation=True)["input_ids"]
-        item = prepare_for_model_compat(
-            tok, q_ids, p_ids, truncation="only_second", max_length=max_length, padding=False
-        )
-        out.append(list(item["input_ids"]))
-    return out
-
-
-def _decoder_token_ids(reranker, pairs, score_kwargs) -> dict[str, list]:
-    """The ids FlagLLMReranker / LayerWise / LightWeight feed the model, captured from the model's
-    forward: each pair is scored on its own and the padding is removed with the attention mask."""
+def _token_ids(reranker, pairs, score_kwargs) -> dict[str, list]:
+    """The ids FlagReranker / FlagLLMReranker / LayerWise / LightWeight feed the model, captured
+    from the model's forward (FlagEmbedding's own code path and defaults, e.g. query_max_length):
+    each pair is scored on its own and the padding is removed with the attention mask."""
     model = reranker.model
     calls: list[dict] = []
     original = model.forward
@@ -97,10 +80,8 @@ def run_job(job: dict, cache: dict) -> dict:
     if not isinstance(scores, list):
         scores = [scores]
     result = {"scores": scores}
-    if job.get("tokenize") and job["kind"] == "encoder":
-        result["input_ids"] = _encoder_token_ids(reranker, pairs, score_kwargs)
-    elif job.get("tokenize"):
-        result.update(_decoder_token_ids(reranker, pairs, score_kwargs))
+    if job.get("tokenize"):
+        result.update(_token_ids(reranker, pairs, score_kwargs))
     return result
 
 

@@ -73,12 +73,18 @@ class FakeRequest:
         inputs: dict[str, np.ndarray],
         parameters: dict[str, Any] | None = None,
         raw_parameters: str | None = None,
+        requested_outputs: tuple[str, ...] = ("scores", "indices"),
     ) -> None:
         self._inputs = {k: Tensor(k, v) for k, v in inputs.items() if v is not None}
         self._params = raw_parameters if raw_parameters is not None else json.dumps(parameters or {})
+        self._requested = requested_outputs
 
     def parameters(self) -> str:
         return self._params
+
+    def requested_output_names(self) -> list[str]:
+        """As Triton: every output of the model when the caller named none."""
+        return list(self._requested)
 
     def inputs(self) -> list[Tensor]:
         return list(self._inputs.values())

@@ -6,11 +6,16 @@ belongs under tests/integration/."""
 from __future__ import annotations
 
 import multiprocessing.process
+import platform
 import socket
 import subprocess
 
 import numpy.testing  # noqa: F401  (runs `lscpu` once when first imported)
 import pytest
+
+# Standard-library answers that run a command the first time they are asked (`uname -p`), asked
+# once here so that code under test may use them.
+platform.processor()
 
 
 class StartsAProcessError(AssertionError):

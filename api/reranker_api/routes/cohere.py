@@ -21,10 +21,11 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
 from reranker_api.docs import doc_route
-from reranker_api.endpoint import Context, note, run, score_options
+from reranker_api.endpoint import Context, note, option_fields, run
 from reranker_api.errors import COHERE, ApiError
+from reranker_api.rerank_service import RerankJob
 from reranker_api.schemas import CohereRerankResponse, CohereV1RerankRequest, CohereV2RerankRequest
-from reranker_api.service import RerankJob, ranking
+from reranker_core.scores import ranking
 
 
 def document_text(doc: str | dict[str, Any], i: int, rank_fields: Sequence[str] | None) -> str:
@@ -52,7 +53,7 @@ def register(app: FastAPI, ctx: Context) -> None:
         async def rerank(request: Request) -> JSONResponse:
             async def handle(body: CohereV2RerankRequest) -> JSONResponse:
                 texts = [document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
-                options = score_options(
+                options = option_fields(
                     body, normalize=True, truncate=True, long_passages=ctx.settings.long_passages
                 )
                 job = RerankJob(
@@ -67,7 +68,7 @@ def register(app: FastAPI, ctx: Context) -> None:
                 note(request, scored.model.name, len(texts))
                 row = scored.ranking_row
                 values = row.tolist()
-                order = ranking(row)[: body.top_n or len(texts)]
+                order = ranking(row, body.top_n)
                 results = []
                 for i in order:
                     item: dict[str, Any] = {"index": i, "relevance_score": values[i]}

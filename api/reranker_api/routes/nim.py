@@ -12,16 +12,17 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
 from reranker_api.docs import doc_route
-from reranker_api.endpoint import Context, note, run, score_options
+from reranker_api.endpoint import Context, note, option_fields, run
 from reranker_api.errors import NIM
+from reranker_api.rerank_service import RerankJob
 from reranker_api.schemas import NimRankingRequest, NimRankingResponse
-from reranker_api.service import RerankJob, ranking
+from reranker_core.scores import ranking
 
 
 def register(app: FastAPI, ctx: Context) -> None:
     async def ranking_route(request: Request) -> JSONResponse:
         async def handle(body: NimRankingRequest) -> JSONResponse:
-            options = score_options(
+            options = option_fields(
                 body,
                 normalize=False,
                 truncate=(body.truncate or "NONE") == "END",

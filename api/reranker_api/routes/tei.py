@@ -14,10 +14,11 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
 from reranker_api.docs import doc_route
-from reranker_api.endpoint import Context, note, run, score_options
+from reranker_api.endpoint import Context, note, option_fields, run
 from reranker_api.errors import TEI, ApiError
+from reranker_api.rerank_service import RerankJob
 from reranker_api.schemas import TeiRank, TeiRerankRequest
-from reranker_api.service import RerankJob, ranking
+from reranker_core.scores import ranking
 
 PATHS = ("/rerank", "/", "/invocations")
 
@@ -31,7 +32,7 @@ def register(app: FastAPI, ctx: Context) -> None:
                     "validation",
                     "truncation_direction 'Left' is not supported: this server truncates from the right only",
                 )
-            options = score_options(
+            options = option_fields(
                 body,
                 normalize=not body.raw_scores,
                 truncate=truncate,

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from tokenizers import Tokenizer
 
 from reranker_core.encoding.base import EncodedPair
+from reranker_core.encoding.decoder import DecoderEncoder, encode_decoder_pairs
+from reranker_core.encoding.encoder import encode_encoder_pairs, encoder_passage_budgets
 from reranker_core.families import ENCODER
 from reranker_core.manifest import ModelManifest
 
@@ -22,13 +24,9 @@ def encode_pairs(
 ) -> list[EncodedPair]:
     """Encode (query, passage) pairs for the model described by `manifest`."""
     if manifest.family == ENCODER:
-        from reranker_core.encoding.encoder import encode_encoder_pairs
-
         return encode_encoder_pairs(
             tokenizer, manifest, pairs, max_length=max_length, query_max_length=query_max_length
         )
-    from reranker_core.encoding.decoder import encode_decoder_pairs
-
     return encode_decoder_pairs(
         tokenizer, manifest, pairs, max_length=max_length, query_max_length=query_max_length, prompt=prompt
     )
@@ -45,13 +43,9 @@ def passage_budgets(
 ) -> list[int]:
     """Tokens of each passage that survive truncation next to its query (for max_window)."""
     if manifest.family == ENCODER:
-        from reranker_core.encoding.encoder import encoder_passage_budgets
-
         return encoder_passage_budgets(
             tokenizer, queries, max_length=max_length, query_max_length=query_max_length
         )
-    from reranker_core.encoding.decoder import DecoderEncoder
-
     return DecoderEncoder.from_manifest(tokenizer, manifest).passage_budgets(
         queries, max_length=max_length, query_max_length=query_max_length, prompt=prompt
     )

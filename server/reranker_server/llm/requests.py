@@ -20,7 +20,7 @@ from reranker_core.errors import InputError
 from reranker_core.families import COMPRESS_LAYERS, COMPRESS_RATIO, CUTOFF_LAYERS
 from reranker_core.layers import LayerLimits, LayerSettings, resolve_layers
 from reranker_core.options import parse_int, parse_int_list
-from reranker_server.token_batches import validate_token_inputs
+from reranker_server.token_requests import validate_token_inputs
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from reranker_server.process_tree import (
-    children,
     cmdline,
     is_alive,
-    process_tree,  # noqa: F401
+    process_tree,
     rss_kib,
 )
 
@@ -20,7 +19,7 @@ def stub_pids(server_pid: int, model: str | None = None, *, alive_only: bool = T
     """Python-backend stub processes of the server (of one model when `model` is given).
     A stub's argv is: stub, <repo>/<model>/<version>/model.py, shm region, ..."""
     out = []
-    for pid in children(server_pid):
+    for pid in process_tree(server_pid):
         argv = cmdline(pid)
         if len(argv) < 2 or not argv[0].endswith(STUB_NAME):
             continue

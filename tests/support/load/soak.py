@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from reranker_server.process_tree import tree_rss_mib
 from tests.support.load.driver import (
     LoadConfig,
     LoadReport,
@@ -29,7 +30,7 @@ from tests.support.load.driver import (
     run_load,
     warm_up_peak,
 )
-from tests.support.load.procs import is_alive, rss_by_model_mib, stub_pids, tree_rss_mib
+from tests.support.load.procs import is_alive, rss_by_model_mib, stub_pids
 from tests.support.load.servers import start_private_server
 from tests.support.load.targets import targets_for_repository
 
@@ -62,7 +63,7 @@ def fault_injector(server, models: list[str], every: float, stop: threading.Even
     rng = random.Random(7)
     while not stop.wait(every):
         model = rng.choice(models)
-        stubs = stub_pids(server.process.pid, model)
+        stubs = stub_pids(server.server_pid, model)
         if not stubs:
             continue
         os.kill(stubs[0], signal.SIGKILL)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             pool,
             reference,
         )
-        rss_after_warmup = tree_rss_mib(server.process.pid)
+        rss_after_warmup = tree_rss_mib(server.server_pid)
         injector = None
         if args.kill_stub_every > 0:
             injector = threading.Thread(
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 pool,
                 reference,
-                server_pid=server.process.pid,
+                server_pid=server.server_pid,
             )
             windows.append(
                 {
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                         k: rep.summary()[k]
                         for k in ("requests", "errors", "mismatches", "p99_ms", "rss_mib_last")
                     },
-                    "rss_by_process_mib": rss_by_model_mib(server.process.pid),
+                    "rss_by_process_mib": rss_by_model_mib(server.server_pid),
                 }
             )
             print(json.dumps(windows[-1]), file=sys.stderr, flush=True)
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         if injector is not None:
             injector.join()
-        rss_end = tree_rss_mib(server.process.pid)
+        rss_end = tree_rss_mib(server.server_pid)
     finally:
         stop.set()
         server.stop()

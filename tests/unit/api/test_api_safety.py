@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 
 import pytest
 
 from reranker_api.backend import BackendFailure, BackendTimeout, BackendUnavailable, ModelInfo
 from reranker_api.settings import KEYS_ENV, KEYS_FILE_ENV, parse_settings, read_api_keys
 from tests.support.api_server import api_client
-from tests.support.fake_api_backend import FakeBackend
+from tests.support.fake_api_backend import FakeBackend, fake_model
 
 TEI_BODY = {"query": "what is a panda", "texts": ["a panda", "hi"]}
 COHERE_BODY = {"model": "fake-reranker", "query": "what is a panda", "documents": ["a panda", "hi"]}
@@ -308,7 +309,7 @@ def test_backend_failures_map_to_status_and_body(path, body, style, error, statu
 
 
 def test_a_hanging_backend_gets_504_after_the_request_timeout(monkeypatch):
-    import reranker_api.service as service
+    import reranker_api.rerank_service as service
 
     monkeypatch.setattr(service, "TIMEOUT_MARGIN_S", 0.0)
     backend = FakeBackend(delay_s=30)
@@ -355,17 +356,23 @@ def test_health_follows_the_backend():
         assert c.get("/health").status_code == 503
 
 
-def test_models_list():
+def test_models_list_shows_hub_ids_never_a_server_path():
     backend = FakeBackend(
-        models_served=[ModelInfo("a", family="encoder"), ModelInfo("b", aliases=("b-text",))]
+        models_served=[
+            fake_model("a", source="BAAI/bge-reranker-base"),
+            fake_model("b", "minicpm_layerwise", source="/srv/checkpoints/bge-reranker-v2-minicpm-layerwise"),
+            ModelInfo("c", aliases=("c-text",)),  # its manifest could not be read
+        ]
     )
     with api_client(backend) as c:
         body = c.get("/v1/models").json()
     assert body["object"] == "list"
     assert [(m["id"], m["object"], m["family"], m["aliases"]) for m in body["data"]] == [
-        ("a", "model", "encoder", []),
-        ("b", "model", None, ["b-text"]),
+        ("a", "model", "encoder", ["a-text", "BAAI/bge-reranker-base"]),
+        ("b", "model", "minicpm_layerwise", ["b-text"]),
+        ("c", "model", None, ["c-text"]),
     ]
+    assert "/srv" not in json.dumps(body)
 
 
 def metric(text: str, line_start: str) -> float:
@@ -475,3 +482,21 @@ def test_health_probes_a_model_that_failed_until_it_answers_again():
         assert c.get("/health").status_code == 200
         assert c.get("/health").status_code == 200
         assert len(backend.calls) == calls + 2  # no probe once it answered
+
+
+def test_docs_page_loads_every_asset_from_this_server():
+    """An air-gapped cluster reaches no CDN: every script, style and icon of /docs is served here."""
+    with api_client(FakeBackend(), root_path="/reranker") as c:
+        page = c.get("/docs")
+        assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+        urls = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(r"url: '([^']+)'", page.text)
+        assert len(urls) >= 4 and not [u for u in urls if "//" in u], urls
+        for url in urls:
+            assert url.startswith("/reranker/"), url
+            r = c.get(url.removeprefix("/reranker"))
+            assert r.status_code == 200 and len(r.content) > 100, url
+        assert "swagger-ui-bundle.js" in " ".join(urls)
+        assert "openapi" in c.get("/docs/assets/swagger-ui-bundle.js").text.lower()
+        assert c.get("/redoc").status_code == 404  # FastAPI's redoc page loads from a CDN: off
+        for other in ("index.css", "..%2F__init__.py", "swagger-editor-bundle.js"):
+            assert c.get(f"/docs/assets/{other}").status_code == 404  # only the page's own assets

@@ -1,26 +1,28 @@
-"""reranker_api.triton without a server: gRPC errors mapped to backend errors, request parameters,
-model discovery and aliases, the fallback for text models without the `truncate` option, and the
-wire names kept equal to reranker_core's (the API does not depend on it)."""
+"""reranker_api.triton without a server: gRPC errors mapped to backend errors, the request
+parameters written from reranker_core's ScoreOptions, model discovery from the manifest and its
+aliases (hub ids, never a path), and no retry of a refused request."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 
 import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from reranker_api import triton
 from reranker_api.backend import (
     BackendFailure,
     BackendTimeout,
     BackendUnavailable,
     InvalidRequest,
     ModelNotFound,
-    ScoreOptions,
 )
-from reranker_api.triton import TritonBackend, classify, request_parameters
+from reranker_api.triton import TritonBackend
+from reranker_api.triton_pool import backend_error
+from reranker_core.manifest import ModelManifest, TokenizerInfo
+from reranker_core.options import parse_options
+
+SOURCES = {"enc": "BAAI/enc", "llm": "/models/checkpoints/llm"}  # a hub id, a local export
 
 
 def grpc_error(status: str, message: str) -> InferenceServerException:
@@ -49,44 +51,11 @@ def grpc_error(status: str, message: str) -> InferenceServerException:
     ],
 )
 def test_grpc_errors_map_to_backend_errors(status, message, kind):
-    error = classify(grpc_error(status, message), "m", "host:8001")
+    error = backend_error(grpc_error(status, message), "m", "host:8001")
     assert type(error) is kind
     if kind is InvalidRequest:
         assert error.message == message  # the model's own words reach the caller
-    assert classify(ConnectionResetError("reset"), "m", "h").__class__ is BackendUnavailable
-
-
-def test_request_parameters_send_only_what_differs_from_the_defaults():
-    assert request_parameters(ScoreOptions()) == {}
-    params = request_parameters(
-        ScoreOptions(
-            normalize=True,
-            truncate=False,
-            max_length=64,
-            long_passages="max_window",
-            llm={"cutoff_layers": [8, 12], "prompt": "p", "compress_ratio": 2},
-        )
-    )
-    assert params == {
-        "normalize": True,
-        "truncate": False,
-        "max_length": 64,
-        "long_passages": "max_window",
-        "cutoff_layers": "[8, 12]",
-        "prompt": "p",
-        "compress_ratio": 2,
-    }
-
-
-def test_wire_names_match_reranker_core():
-    tensors = pytest.importorskip("reranker_core.tensors")
-    assert (triton.QUERY, triton.PASSAGES, triton.SCORES, triton.MANIFEST_PARAMETER) == (
-        tensors.QUERY,
-        tensors.PASSAGES,
-        tensors.SCORES,
-        tensors.MANIFEST_PARAMETER,
-    )
-    assert TritonBackend("x").suffix == tensors.TEXT_MODEL_SUFFIX
+    assert backend_error(ConnectionResetError("reset"), "m", "h").__class__ is BackendUnavailable
 
 
 class FakeGrpc:
@@ -101,13 +70,8 @@ class FakeGrpc:
         return {"models": [{"name": n, "state": "READY"} for n in self.models]}
 
     async def get_model_config(self, name, as_json=False, client_timeout=None):
-        manifest = {
-            "family": "encoder",
-            "source": f"BAAI/{name[:-5]}",
-            "max_positions": 514,
-            "default_max_length": 512,
-        }
-        return {"config": {"parameters": {"reranker_manifest": {"string_value": json.dumps(manifest)}}}}
+        text = manifest(name[: -len("-text")]).to_json()
+        return {"config": {"parameters": {"reranker_manifest": {"string_value": text}}}}
 
     async def infer(self, model, inputs, outputs=None, parameters=None, client_timeout=None):
         self.infers.append(
@@ -135,6 +99,17 @@ class FakeGrpc:
         pass
 
 
+def manifest(name: str) -> ModelManifest:
+    return ModelManifest(
+        family="encoder",
+        name=name,
+        tokenizer=TokenizerInfo(sha256="0" * 64),
+        max_positions=514,
+        default_max_length=512,
+        source=SOURCES[name],
+    )
+
+
 def backend_with(fake: FakeGrpc, **kwargs) -> TritonBackend:
     backend = TritonBackend("host:8001", **kwargs)
     backend._client = fake
@@ -149,7 +124,10 @@ def test_discovery_names_aliases_and_unknown_models():
         for alias in ("enc", "enc-text", "BAAI/enc"):
             assert (await backend.resolve(alias)).name == "enc"
         info = await backend.resolve("enc")
-        assert (info.family, info.max_positions, info.default_max_length) == ("encoder", 514, 512)
+        assert info.manifest == manifest("enc") and info.family == "encoder"
+        assert (await backend.resolve("llm")).aliases == ("llm-text",)  # never its checkpoint path
+        with pytest.raises(ModelNotFound):
+            await backend.resolve(SOURCES["llm"])
         with pytest.raises(ModelNotFound, match="'nope' is not served here; served models: enc, llm"):
             await backend.resolve("nope")
         fixed = backend_with(FakeGrpc(), models=("llm-text",))
@@ -162,27 +140,39 @@ def test_score_sends_the_text_model_request():
     async def main():
         fake = FakeGrpc()
         backend = backend_with(fake)
-        scores = await backend.score("enc", b"q", [b"a", b"b", b"c"], ScoreOptions(normalize=True), 5.0)
+        fields = {"normalize": True, "truncate": False, "max_length": 64, "long_passages": "max_window"}
+        options = parse_options(fields, manifest("enc"))
+        scores = await backend.score("enc", b"q", [b"a", b"b", b"c"], options, 5.0)
         assert scores.shape == (1, 3)
-        (call,) = fake.infers
-        assert call == {
-            "model": "enc-text",
-            "parameters": {"normalize": True},
-            "timeout": 5.0,
-            "shapes": [[1], [3]],
-        }
+        await backend.score("enc", b"q", [b"a"], None, None)  # the model's defaults
+        assert fake.infers == [
+            {
+                "model": "enc-text",
+                # the sigmoid is the API's (raw logits on the wire), query_max_length resolved
+                "parameters": {
+                    "max_length": 64,
+                    "query_max_length": 48,
+                    "long_passages": "max_window",
+                    "truncate": False,
+                },
+                "timeout": 5.0,
+                "shapes": [[1], [3]],
+            },
+            {"model": "enc-text", "parameters": {}, "timeout": None, "shapes": [[1], [1]]},
+        ]
 
     asyncio.run(main())
 
 
-def test_models_without_the_truncate_option_fall_back_to_truncation():
+def test_a_refused_request_is_not_sent_again():
     async def main():
         fake = FakeGrpc(reject_truncate=True)
         backend = backend_with(fake)
-        strict = ScoreOptions(truncate=False)
-        assert (await backend.score("enc", b"q", [b"a"], strict, None)).shape == (1, 1)
-        assert (await backend.score("enc", b"q", [b"a"], strict, None)).shape == (1, 1)
-        assert [c["parameters"] for c in fake.infers] == [{"truncate": False}, {}, {}]
+        strict = parse_options({"truncate": False}, manifest("enc"))
+        for _ in range(2):
+            with pytest.raises(InvalidRequest, match="unknown option"):
+                await backend.score("enc", b"q", [b"a"], strict, None)
+        assert len(fake.infers) == 2
 
     asyncio.run(main())
 
@@ -195,7 +185,7 @@ def test_unreachable_server_is_unavailable_everywhere():
         state = await backend.readiness("enc")
         assert not state.ready and "unreachable" in state.reason
         with pytest.raises(BackendUnavailable):
-            await backend.score("enc", b"q", [b"a"], ScoreOptions(), 2.0)
+            await backend.score("enc", b"q", [b"a"], None, 2.0)
         await backend.close()
 
     asyncio.run(main())

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from reranker_api.backend import ModelInfo
+from reranker_core.families import GEMMA2_LIGHTWEIGHT
 from tests.support.api_server import api_client
-from tests.support.fake_api_backend import FakeBackend, fake_logit, sigmoid
+from tests.support.fake_api_backend import FakeBackend, fake_logit, fake_model, sigmoid
 
 QUERY = "what is a panda"
 TEXTS = ["hi there", "the giant panda is a bear", "a panda", "what is a panda bear"]
@@ -263,31 +263,33 @@ def test_nim_truncate_defaults_to_none_and_over_length_is_400(client, backend):
 # --- extra fields and model choice ----------------------------------------------------------------
 
 
-def test_extra_fields_reach_the_model(client, backend):
-    r = client.post(
-        "/v2/rerank",
-        json={
-            "model": "fake-reranker",
-            "query": QUERY,
-            "documents": TEXTS,
-            "prompt": "Is B relevant to A?",
-            "cutoff_layers": [8, 12],
-            "compress_ratio": 2,
-            "compress_layers": [4],
-            "max_length": 128,
-            "query_max_length": 32,
-            "long_passages": "max_window",
-            "window_stride": 16,
-        },
-    )
-    assert r.status_code == 200
+def test_extra_fields_reach_the_model():
+    backend = FakeBackend(models_served=[fake_model("fake-reranker", GEMMA2_LIGHTWEIGHT)])
+    with api_client(backend) as client:
+        r = client.post(
+            "/v2/rerank",
+            json={
+                "model": "fake-reranker",
+                "query": QUERY,
+                "documents": TEXTS,
+                "prompt": "Is B relevant to A?",
+                "cutoff_layers": [8, 12],
+                "compress_ratio": 2,
+                "compress_layers": [4],
+                "max_length": 128,
+                "query_max_length": 32,
+                "long_passages": "max_window",
+                "window_stride": 16,
+            },
+        )
+    assert r.status_code == 200, r.text
     options = backend.calls[-1].options
-    assert options.llm == {
-        "prompt": "Is B relevant to A?",
-        "cutoff_layers": [8, 12],
-        "compress_ratio": 2,
-        "compress_layers": [4],
-    }
+    assert (options.prompt, options.cutoff_layers, options.compress_ratio, options.compress_layers) == (
+        "Is B relevant to A?",
+        (8, 12),
+        2,
+        (4,),
+    )
     assert (options.max_length, options.query_max_length, options.long_passages, options.window_stride) == (
         128,
         32,
@@ -299,6 +301,24 @@ def test_extra_fields_reach_the_model(client, backend):
     assert [x["relevance_score"] for x in r.json()["results"]] == pytest.approx(
         sorted((sigmoid(x) for x in logits), reverse=True), abs=1e-6
     )
+
+
+def test_options_are_checked_against_the_model_by_the_api(backend):
+    """Once, in the API, against the served model's manifest: no request reaches the model."""
+    cases = [
+        ({"prompt": "Is B relevant?"}, "unknown option(s) prompt: encoder models accept"),
+        ({"max_length": 1}, "max_length 1 leaves no room for the query"),
+    ]
+    with api_client(backend) as client:
+        for extra, message in cases:
+            r = client.post("/rerank", json={"query": "q", "texts": ["a"], **extra})
+            assert r.status_code == 422 and message in r.json()["error"], r.text
+    layered = FakeBackend(models_served=[fake_model("m", GEMMA2_LIGHTWEIGHT)])
+    with api_client(layered) as client:
+        body = {"query": {"text": "q"}, "passages": [{"text": "a"}], "cutoff_layers": [99]}
+        r = client.post("/v1/ranking", json=body)
+        assert r.status_code == 400 and "99" in r.json()["error"], r.text
+    assert backend.calls == [] and layered.calls == []
 
 
 @pytest.mark.parametrize(
@@ -321,11 +341,11 @@ def test_server_long_passage_policy_is_the_default(backend):
     with api_client(backend, long_passages="max_window") as c:
         c.post("/rerank", json={"query": "q", "texts": ["a"]})
         c.post("/rerank", json={"query": "q", "texts": ["a"], "long_passages": "truncate"})
-    assert [call.options.long_passages for call in backend.calls] == ["max_window", None]
+    assert [call.options.long_passages for call in backend.calls] == ["max_window", "truncate"]
 
 
 def test_default_model_rules():
-    two = FakeBackend(models_served=[ModelInfo("a"), ModelInfo("b")])
+    two = FakeBackend(models_served=[fake_model("a"), fake_model("b")])
     with api_client(two) as c:
         r = c.post("/rerank", json={"query": "q", "texts": ["x"]})
         assert r.status_code == 422 and "a, b" in r.json()["error"]

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from reranker_client.error_mapping import map_exception
 from reranker_client.errors import (
     InferenceError,
     InvalidInputError,
@@ -20,6 +19,7 @@ from reranker_client.errors import (
     ModelReloadingError,
     RequestTimeoutError,
     ServerUnavailableError,
+    map_exception,
 )
 from reranker_client.ops import InferRequest, Tensor, probe_model
 from reranker_client.retry import RetryPolicy, is_retryable
@@ -285,8 +285,7 @@ def run_flow(mode: str, protocol: str, script: Script, make_flow, retry: RetryPo
         from reranker_client.transport import Transport
 
         transport = Transport(settings)
-        transport._client.close()
-        transport._client = SyncFake(script)
+        transport._clients["localhost:1"] = SyncFake(script)
         try:
             return transport.call(make_flow, retry)
         finally:
@@ -296,8 +295,7 @@ def run_flow(mode: str, protocol: str, script: Script, make_flow, retry: RetryPo
         from reranker_client.aio import AsyncTransport
 
         transport = AsyncTransport(settings)
-        await transport._client.close()
-        transport._client = AsyncFake(script)
+        transport._clients["localhost:1"] = AsyncFake(script)
         return await transport.call(make_flow, retry)
 
     return asyncio.run(main())

@@ -4,6 +4,7 @@ length buckets, the pipeline's score collection, and the text model's request va
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from export.tiny.tokenizer_builder import build_xlmr_tokenizer
 from reranker_core.encoding import EncodedPair
+from reranker_core.encoding.encoder import encode_encoder_pairs, encoder_passage_budgets
 from reranker_core.errors import InputError
 from reranker_core.families import ENCODER, GEMMA2_LIGHTWEIGHT, MINICPM_LAYERWISE
 from reranker_core.layers import LayerLimits, resolve_layers
@@ -18,7 +20,8 @@ from reranker_core.limits import LENGTH_BUCKETS
 from reranker_core.manifest import LLMSettings, ModelManifest, TokenizerInfo
 from reranker_core.options import parse_options
 from reranker_core.packing import bucket_width, plan_requests
-from reranker_core.pipeline import PreparedPairs, ranking
+from reranker_core.pipeline import PreparedPairs, prepare_pairs
+from reranker_core.scores import normalized, ranking
 from reranker_core.texts import normalize_pairs
 from reranker_core.windows import default_stride, window_texts
 from reranker_server.text_requests import parse_text_request
@@ -135,11 +138,49 @@ def test_windows_cover_the_passage_with_overlap(tokenizer):
     texts = window_texts(tokenizer, passage, 16)
     assert len(texts) > 2 and passage.startswith(texts[0]) and passage.endswith(texts[-1])
     sizes = [len(tokenizer.encode(t, add_special_tokens=False).ids) for t in texts]
-    assert max(sizes) <= 17
+    assert max(sizes) <= 16
     assert sum(sizes) > count  # windows overlap
     assert window_texts(tokenizer, "short one", 16) == ["short one"]
     assert default_stride(16) == 12 and default_stride(1) == 1
     assert len(window_texts(tokenizer, passage, 16, stride=16)) < len(texts)
+
+
+@pytest.mark.parametrize("max_length, query_max_length", [(24, 18), (32, 5), (20, 3)])
+def test_max_window_passages_get_what_flagembedding_keeps_next_to_the_query(
+    tokenizer, max_length, query_max_length
+):
+    """FlagReranker lays a pair out as <s> query </s></s> passage </s> and cuts only the passage:
+    the query keeps min(its tokens, query_max_length), the passage the rest of max_length. Each
+    window is that long (never more, so FlagEmbedding would not cut it again) and the rows the
+    text model sends are exactly the windows' encodings."""
+    query = "what is the giant panda eating all day long"
+    passage = " ".join(f"word{i % 7} bamboo panda" for i in range(30))
+    query_tokens = min(len(tokenizer.encode(query, add_special_tokens=False).ids), query_max_length)
+    budget = max_length - query_tokens - 4
+    assert encoder_passage_budgets(
+        tokenizer, [query], max_length=max_length, query_max_length=query_max_length
+    ) == [budget]
+    manifest = replace(
+        ENCODER_MANIFEST,
+        tokenizer=TokenizerInfo(sha256="x", pad_token_id=1, cls_token_id=0, sep_token_id=2),
+    )
+    options = parse_options(
+        {"max_length": max_length, "query_max_length": query_max_length, "long_passages": "max_window"},
+        manifest,
+    )
+    prepared = prepare_pairs(tokenizer, manifest, [(query, passage), (query, "hi")], options)
+    windows = window_texts(tokenizer, passage, budget)
+    want = encode_encoder_pairs(
+        tokenizer,
+        manifest,
+        [(query, w) for w in windows] + [(query, "hi")],
+        max_length=max_length,
+        query_max_length=query_max_length,
+    )
+    assert [r.input_ids for r in prepared.rows] == [r.input_ids for r in want]
+    assert prepared.owners.tolist() == [0] * len(windows) + [1]
+    lengths = [len(r.input_ids) for r in want[:-1]]
+    assert max(lengths) <= max_length and lengths[0] >= max_length - 1  # full windows, never cut
 
 
 @pytest.mark.parametrize("window", [3, 5, 7, 16])
@@ -192,6 +233,15 @@ def test_text_request_shapes_and_errors():
     assert rerank.rerank and rerank.pairs == [("q", "a"), ("q", "b")] and rerank.options.top_n == 1
     pairs = parse(None, _bytes("q1", "q2"), _bytes("a", "b"))
     assert not pairs.rerank and pairs.pairs == [("q1", "a"), ("q2", "b")]
+    # The ranking is computed only when asked for: a top_n, or the indices output requested.
+    assert rerank.wants_indices and not pairs.wants_indices
+    assert not parse(_bytes("q"), None, _bytes("a")).wants_indices
+    for outputs, wanted in [(("scores",), False), (("scores", "indices"), True), (("indices",), True)]:
+        request = parse_text_request(
+            _bytes("q"), None, _bytes("a"), {}, ENCODER_MANIFEST, max_pairs=3, max_text_bytes=20,
+            requested_outputs=outputs,
+        )  # fmt: skip
+        assert request.wants_indices is wanted
     for args, message in [
         ((None, None, _bytes("a")), "exactly one of query"),
         ((_bytes("q"), None, None), "passages input is required"),
@@ -208,3 +258,36 @@ def test_text_request_shapes_and_errors():
         parse(None, _bytes("q"), _bytes("a"), {"top_n": 1})
     with pytest.raises(InputError, match="request parameters must be a JSON object"):
         parse(_bytes("q"), None, _bytes("a"), ["x"])
+
+
+def test_normalize_is_the_logistic_sigmoid_at_every_logit():
+    """FlagEmbedding's normalize=True, 1 / (1 + e^-x), written out here: its value, slope and
+    symmetry over the range of real logits, not only at 0."""
+    logits = np.array([-30.0, -8.5, -2.0, -0.5, 0.0, 0.25, 1.0, 3.7, 12.0], dtype=np.float64)
+    got = normalized(logits, True)
+    assert got.tolist() == pytest.approx([1.0 / (1.0 + math.exp(-x)) for x in logits], rel=1e-12, abs=0)
+    assert np.all(np.diff(got) > 0) and got[4] == 0.5
+    np.testing.assert_allclose(got + normalized(-logits, True), 1.0, atol=1e-15)
+    assert normalized(logits, False) is logits
+
+
+def test_ranking_is_best_first_with_stable_ties():
+    scores = [0.1, 0.5, 0.5, -2.0, 0.5]
+    assert ranking(scores) == [1, 2, 4, 0, 3]
+    assert ranking(scores, ties_high_index_first=True) == [4, 2, 1, 0, 3]
+    assert ranking(np.array(scores), 2) == [1, 2] and ranking([], 3) == []
+
+
+@pytest.mark.parametrize(
+    "source, hub_id",
+    [
+        ("BAAI/bge-reranker-base", "BAAI/bge-reranker-base"),
+        ("/srv/checkpoints/bge", ""),
+        ("./checkpoints/bge", ""),
+        ("~/bge", ""),
+        ("models/bge/v2", ""),
+        ("", ""),
+    ],
+)
+def test_only_a_hub_id_is_shown_as_one(source, hub_id):
+    assert replace(ENCODER_MANIFEST, source=source).hub_id == hub_id

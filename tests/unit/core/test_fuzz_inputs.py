@@ -23,7 +23,7 @@ from reranker_core.errors import InputError
 from reranker_core.families import ENCODER, FAMILIES, family_spec
 from reranker_core.manifest import ModelManifest
 from reranker_core.options import COMMON_OPTIONS, parse_options
-from reranker_server.token_batches import validate_token_inputs
+from reranker_server.token_requests import validate_token_inputs
 
 MAX_POSITIONS = 40
 MAX_BATCH = 5

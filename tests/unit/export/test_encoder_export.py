@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from bench.common import kendall_tau
 from export.__main__ import main as export_main
+from export.config_check import check_config, parse_config
 from export.onnx_export import onnx_scores
 from export.tiny.encoder import build_xlmr_reranker
 from reranker_core.manifest import ModelManifest
@@ -31,8 +32,8 @@ def exported(checkpoint, tmp_path_factory):
     return repo
 
 
-def parse_config(path):
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+def read_config(path):
+    return parse_config(path.read_text())
 
 
 def test_model_directory_layout(exported):
@@ -57,9 +58,7 @@ def test_model_directory_layout(exported):
 def test_every_gpu_config_the_docs_promise_is_written_and_fits_the_onnx_file(exported, model, config):
     import onnx
 
-    from export.config_check import check_config
-
-    cfg = parse_config(exported / model / config)
+    cfg = read_config(exported / model / config)
     onnx_model = onnx.load(str(exported / model / "1" / "model.onnx"), load_external_data=False)
     assert cfg.name == model and cfg.backend == "onnxruntime"
     assert check_config(cfg, onnx_model=onnx_model) == []
@@ -68,7 +67,7 @@ def test_every_gpu_config_the_docs_promise_is_written_and_fits_the_onnx_file(exp
 
 
 def test_embedded_config_is_a_valid_python_backend_config(exported):
-    cfg = parse_config(exported / "m32" / "configs" / "embedded.pbtxt")
+    cfg = read_config(exported / "m32" / "configs" / "embedded.pbtxt")
     assert cfg.backend == "python" and cfg.name == "m32" and cfg.max_batch_size == 64
     assert [i.name for i in cfg.input] == ["input_ids", "attention_mask"]
     assert all(
@@ -82,7 +81,7 @@ def test_embedded_config_is_a_valid_python_backend_config(exported):
 
 
 def test_gpu_config_uses_native_onnxruntime_backend(exported):
-    cfg = parse_config(exported / "m32" / "config.pbtxt")
+    cfg = read_config(exported / "m32" / "config.pbtxt")
     assert cfg.backend == "onnxruntime" or cfg.platform == "onnxruntime_onnx"
     assert [i.name for i in cfg.input] == ["input_ids", "attention_mask"]
 
@@ -176,7 +175,7 @@ def test_existing_model_needs_force(exported, checkpoint, capsys):
 def test_cpu_graph_is_fused_by_default_and_exact(exported):
     import onnx
 
-    cfg = parse_config(exported / "m32" / "configs" / "embedded.pbtxt")
+    cfg = read_config(exported / "m32" / "configs" / "embedded.pbtxt")
     assert cfg.parameters["onnx_file"].string_value == "model.cpu.onnx"
     fused = onnx.load(str(exported / "m32" / "1" / "model.cpu.onnx"))
     assert any(n.op_type == "Attention" and n.domain == "com.microsoft" for n in fused.graph.node)
@@ -217,11 +216,6 @@ def varied_rows(count: int = 48, seed: int = 11) -> list[np.ndarray]:
 
 def row_scores(path, rows) -> np.ndarray:
     return np.array([onnx_scores(path, row[None], np.ones_like(row)[None])[0, 0] for row in rows])
-
-
-def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
-    i, j = np.triu_indices(len(a), 1)
-    return float(np.mean(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])))
 
 
 def test_int8_cpu_graph_is_opt_in_and_quantized(int8_export):
@@ -318,11 +312,11 @@ def test_serving_options_reach_every_config(checkpoint, tmp_path):
         )
         == 0
     )
-    embedded = parse_config(tmp_path / "opt" / "configs" / "embedded.pbtxt")
+    embedded = read_config(tmp_path / "opt" / "configs" / "embedded.pbtxt")
     assert embedded.parameters["max_batch_tokens"].string_value == "512"
     assert embedded.parameters["onnx_file"].string_value == "model.onnx"
     for rel in ("configs/embedded.pbtxt", "config.pbtxt", "configs/onnxruntime_trt.pbtxt"):
-        cfg = parse_config(tmp_path / "opt" / rel)
+        cfg = read_config(tmp_path / "opt" / rel)
         assert cfg.max_batch_size == 8, rel
         assert cfg.dynamic_batching.max_queue_delay_microseconds == 700, rel
         assert cfg.instance_group[0].count == 2, rel
@@ -353,3 +347,13 @@ def test_bad_serving_options_fail_with_one_clear_line(checkpoint, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and flag[2:].replace("-", "_") in err and "\n" not in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_local_checkpoint_is_recorded_by_its_absolute_path(checkpoint, tmp_path, monkeypatch):
+    """However it was named on the command line; a path is never taken for a hub id."""
+    monkeypatch.chdir(checkpoint.parent)
+    repo = tmp_path / "repo"
+    assert export_main(["--model", checkpoint.name, "--name", "rel", "--repository", str(repo)]) == 0
+    for model in ("rel", "rel-text"):
+        manifest = ModelManifest.load(repo / model)
+        assert manifest.source == str(checkpoint.resolve()) and manifest.hub_id == ""

@@ -14,7 +14,7 @@ import pytest
 from export import ort_optimize as oo
 from export.onnx_export import export_encoder_onnx
 from export.tiny.encoder import build_xlmr_reranker
-from reranker_server.encoder_scorer import available_cpus, create_session, session_options
+from reranker_server.ort_session import available_cpus, create_session, session_options
 
 HEADS, HIDDEN = 4, 32
 
@@ -117,7 +117,7 @@ def test_int8_default_also_quantizes_the_fused_qkv_projection(fused, tmp_path):
 
 
 def test_fp16_variant_runs_with_fp32_io(fused, tmp_path):
-    from bench.ort_variants import convert_fp16
+    from bench.graphs import convert_fp16
 
     out = convert_fp16(fused[0], tmp_path / "model.fp16.onnx")
     ids, mask = batch()

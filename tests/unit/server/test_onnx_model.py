@@ -13,7 +13,7 @@ fake_pb_utils.install()
 
 from reranker_core.packing import plan_chunks  # noqa: E402
 from reranker_server import onnx_model  # noqa: E402
-from reranker_server.triton_io import FAILURES_METRIC, OutputSpec  # noqa: E402
+from reranker_server.triton_responses import FAILURES_METRIC, OutputSpec  # noqa: E402
 from tests.support.fake_pb_utils import FakeRequest  # noqa: E402
 
 
@@ -121,8 +121,9 @@ def test_int8_graph_scores_do_not_depend_on_batch_neighbours(tmp_path):
     row at a time, so a pair's score is the same alone or inside any dynamic batch."""
     from export.__main__ import main as export_main
     from export.tiny.encoder import build_xlmr_reranker
-    from reranker_server.encoder_scorer import EncoderScorer, create_session, rows_per_run_for
-    from reranker_server.token_batches import TokenRows
+    from reranker_server.encoder_scorer import EncoderScorer, rows_per_run_for
+    from reranker_server.ort_session import create_session
+    from reranker_server.token_requests import TokenRows
 
     ckpt = build_xlmr_reranker(tmp_path / "ckpt", seed=8)
     assert (

@@ -1,6 +1,6 @@
 """Client + server overhead of one rerank call, measured as paired A/B runs on a shared machine.
 
-    python -m bench.overhead [--quick] [--variant fused] [--pairs 5]
+    python -m bench.client_overhead [--quick] [--variant fused] [--pairs 5]
 
 The same 1 x 100 (~200 tokens) rerank call runs alternately (a) in this process: tokenization +
 the server runner's own ORT session and re-batching (reranker_server.onnx_model), and (b) through
@@ -21,13 +21,20 @@ from pathlib import Path
 import numpy as np
 
 from bench import procstats
+from bench.common import (
+    RESULTS,
+    Plan,
+    batch_tokens,
+    embedded_server,
+    inprocess_scorer,
+    machine_info,
+    sdk_client,
+    served_repository,
+)
+from bench.graphs import build_variant
 from bench.models import build_encoder_checkpoint, export_encoder_onnx
-from bench.ort_variants import build_variant, machine_info
-from bench.run import RESULTS, Plan, _client, batch_tokens, inprocess_scorer, served_repository
-from bench.serving import one_model_server
 from bench.workloads import encode_encoder_pairs, rerank_1x100
-from reranker_server.encoder_scorer import DEFAULT_MAX_BATCH_TOKENS
-from reranker_server.token_batches import TokenRows
+from reranker_server.token_requests import TokenRows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,19 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     graph = build_variant(fp32, args.variant.split("+")[0], shape.num_attention_heads, shape.hidden_size)
     repo = served_repository(ckpt, fp32, [args.variant], shape)
 
-    scorer = inprocess_scorer(graph, batch_tokens(args.variant, DEFAULT_MAX_BATCH_TOKENS))
+    scorer = inprocess_scorer(graph, batch_tokens(args.variant))
 
     def inprocess() -> list[float]:
         rows = [np.asarray(s, dtype=np.int64) for s in encode_encoder_pairs(ckpt, work.pairs)]
         return scorer.score([TokenRows(rows)])[0][:, 0].tolist()
 
     model = f"enc-{args.variant}"
-    server = one_model_server(repo, model)
+    server = embedded_server(repo, [model])
     server.start(timeout=600)
     rows = []
     try:
-        pid = server.process.pid
-        client = _client(server.grpc_url, model, ckpt)
+        pid = server.server_pid
+        client = sdk_client(server.grpc_url, model, ckpt)
 
         def served() -> list[float]:
             res = client.rerank(query, passages, normalize=False)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,25 +21,27 @@ from reranker_api.backend import (
     ModelInfo,
     ModelNotFound,
     Readiness,
-    ScoreOptions,
 )
 from reranker_api.errors import ApiError
 from reranker_api.metrics import Metrics
-from reranker_api.settings import Settings
+from reranker_api.settings import PROBE_TIMEOUT_S, Settings
+from reranker_core.errors import InputError
+from reranker_core.options import MAX_LENGTH, ScoreOptions, parse_options
+from reranker_core.scores import normalized
 
 T = TypeVar("T")
 TIMEOUT_MARGIN_S = 2.0  # the backend's own deadline fires first; this only guards against a hang
-PROBE_TIMEOUT_S = 10.0
 
 
 @dataclass
 class RerankJob:
-    """One request in shape-neutral form; the field names are the caller's, for error messages."""
+    """One request in shape-neutral form; the field names are the caller's, for error messages.
+    `options` are still unchecked, under reranker_core.options' names (endpoint.option_fields)."""
 
     model: str | None
     query: str
     documents: Sequence[str]
-    options: ScoreOptions
+    options: Mapping[str, Any]
     documents_field: str = "documents"
     query_field: str = "query"
     length_cap: int | None = None  # Cohere max_tokens_per_doc: max_length, at most the model's
@@ -48,7 +50,7 @@ class RerankJob:
 @dataclass
 class Scored:
     model: ModelInfo
-    scores: np.ndarray  # [layers, n]; rank by the last row
+    scores: np.ndarray  # [layers, n], sigmoid when the options say normalize; rank by the last row
 
     @property
     def ranking_row(self) -> np.ndarray:
@@ -62,14 +64,6 @@ async def within(awaitable: Awaitable[T], seconds: float) -> T:
         async with asyncio.timeout(seconds):
             return await awaitable
     return await asyncio.wait_for(awaitable, seconds)
-
-
-def ranking(scores: np.ndarray, ties_high_index_first: bool = False) -> list[int]:
-    """Indices by score, best first; equal scores by index (ascending, or descending as TEI does)."""
-    index = np.arange(len(scores))
-    return np.lexsort(
-        (-index if ties_high_index_first else index, -np.asarray(scores, dtype=np.float64))
-    ).tolist()
 
 
 def encode_text(text: str, field: str, max_bytes: int, index: int | None = None) -> bytes:
@@ -135,6 +129,22 @@ class RerankService:
             "validation", "`model` is required: this server serves " + ", ".join(m.name for m in models)
         )
 
+    def options(self, job: RerankJob, info: ModelInfo) -> ScoreOptions:
+        """The job's options checked once against the model's manifest."""
+        if info.manifest is None:
+            raise ApiError(
+                "unavailable",
+                f"model {info.name!r}: its manifest could not be read from Triton",
+                self.settings.retry_after_s,
+            )
+        fields = dict(job.options)
+        if job.length_cap is not None and fields.get(MAX_LENGTH) is None:
+            fields[MAX_LENGTH] = min(job.length_cap, info.manifest.max_positions)
+        try:
+            return parse_options(fields, info.manifest)
+        except InputError as exc:
+            raise ApiError("validation", str(exc)) from None
+
     def backend_error(self, exc: BackendError) -> ApiError:
         if isinstance(exc, BackendUnavailable):
             return ApiError("unavailable", exc.message, self.settings.retry_after_s)
@@ -150,7 +160,7 @@ class RerankService:
         """Score one tiny pair: whether the model really answers (not only reports READY)."""
         try:
             await asyncio.wait_for(
-                self.backend.score(model, b"health check", [b"ok"], ScoreOptions(), PROBE_TIMEOUT_S),
+                self.backend.score(model, b"health check", [b"ok"], None, PROBE_TIMEOUT_S),
                 PROBE_TIMEOUT_S + TIMEOUT_MARGIN_S,
             )
         except (BackendError, asyncio.TimeoutError) as exc:
@@ -164,10 +174,7 @@ class RerankService:
         """All scores of the job, or one ApiError: never partial results."""
         query, documents = self.encode(job)
         info = await self.resolve(job.model)
-        options = job.options
-        if job.length_cap is not None and options.max_length is None:
-            cap = job.length_cap if info.max_positions is None else min(job.length_cap, info.max_positions)
-            options = replace(options, max_length=cap)
+        options = self.options(job, info)
         if self._in_flight >= self.settings.max_concurrent_requests:
             raise ApiError(
                 "overloaded", f"the server is scoring {self._in_flight} requests, its limit; retry later"
@@ -190,7 +197,7 @@ class RerankService:
             self._in_flight -= 1
             self.metrics.in_flight.dec()
             self.metrics.backend_duration.labels(info.name).observe(time.perf_counter() - started)
-        scores = np.asarray(scores, dtype=np.float32)
+        scores = np.asarray(scores, dtype=np.float64)
         if scores.ndim == 1:
             scores = scores.reshape(1, -1)
         if scores.ndim != 2 or scores.shape[1] != len(documents):
@@ -204,4 +211,4 @@ class RerankService:
             raise self.backend_error(BackendFailure(f"model {info.name!r} returned a non-finite score"))
         self.failing.pop(info.name, None)
         self.metrics.pairs.labels(info.name).inc(len(documents))
-        return Scored(info, scores)
+        return Scored(info, normalized(scores, options.normalize))

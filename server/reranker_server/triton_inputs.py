@@ -1,4 +1,5 @@
-"""Small helpers around `triton_python_backend_utils` shared by the served models."""
+"""What a Python-backend model reads from Triton: its config, parameters and manifest at
+initialize, and a request's inputs and parameters."""
 
 from __future__ import annotations
 
