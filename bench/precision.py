@@ -137,15 +137,21 @@ def _encoded(checkpoint: Path, work: Workload) -> TokenRows:
     return TokenRows([np.asarray(s, dtype=np.int64) for s in encode_encoder_pairs(checkpoint, work.pairs)])
 
 
-def speed(root: Path, quick: bool, variants: list[str], rounds: int) -> dict[str, dict[str, dict]]:
+def speed(
+    root: Path,
+    quick: bool,
+    variants: list[str],
+    rounds: int,
+    workloads: tuple[str, ...] = ("rerank", "mixed"),
+) -> dict[str, dict[str, dict]]:
     """pairs/s of each variant on each workload, rounds alternating between the variants."""
     shape = QUICK if quick else BASE
     checkpoint = build_encoder_checkpoint(shape)
-    works = (
-        [rerank_1x100(checkpoint, 20, 64), mixed_pairs(checkpoint, 40, 16, 64)]
-        if quick
-        else [rerank_1x100(checkpoint), mixed_pairs(checkpoint)]
-    )
+    builders = {
+        "rerank": lambda: rerank_1x100(checkpoint, 20, 64) if quick else rerank_1x100(checkpoint),
+        "mixed": lambda: mixed_pairs(checkpoint, 40, 16, 64) if quick else mixed_pairs(checkpoint),
+    }
+    works = [builders[w]() for w in workloads]
     rows = {w.name: _encoded(checkpoint, w) for w in works}
     scorers = {v: variant_scorer(export_variant(checkpoint, root, v), v) for v in variants}
     for v in variants:  # warm-up: first-call allocations and kernel selection
@@ -180,6 +186,7 @@ def run(
     *,
     do_quality: bool = True,
     do_speed: bool = True,
+    workloads: tuple[str, ...] = ("rerank", "mixed"),
     log=print,
 ) -> dict:
     """The section's results (quality and speed), logged line by line."""
@@ -194,7 +201,7 @@ def run(
         for v, a in result["quality"].items():
             log(f"quality {v} vs fp32: {Agreement(**a).summary()}")
     if do_speed:
-        result["speed"] = speed(root / ("quick" if quick else "base"), quick, variants, rounds)
+        result["speed"] = speed(root / ("quick" if quick else "base"), quick, variants, rounds, workloads)
         for v in variants:
             for name, row in result["speed"][v].items():
                 ratio = f" ({row['vs_fp32']:.2f}x fp32)" if row["vs_fp32"] else ""
@@ -210,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument(
+        "--workloads", default="rerank,mixed", help="speed workloads: rerank (1 x 100), mixed"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -219,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
             f"variants must include fp32 and come from {', '.join(GRAPHS)} (got {unknown or variants})"
         )
     result = run(
-        args.quick, variants, args.rounds, do_quality=not args.skip_quality, do_speed=not args.skip_speed
+        args.quick,
+        variants,
+        args.rounds,
+        do_quality=not args.skip_quality,
+        do_speed=not args.skip_speed,
+        workloads=tuple(w for w in args.workloads.split(",") if w),
     )
     out = args.out or RESULTS / ("precision-quick.json" if args.quick else "precision.json")
     out.parent.mkdir(parents=True, exist_ok=True)
