@@ -20,7 +20,7 @@ GPUS ?=
 DRAIN_TIMEOUT_S ?= 30
 PYTEST_ARGS ?=
 
-.PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-api bench-replicas perf soak eval-example clean help
+.PHONY: setup oracle serve demo export lint format test test-unit bench bench-quick bench-precision bench-api bench-replicas perf soak eval-example clean help
 
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
@@ -88,6 +88,11 @@ bench: setup oracle
 
 bench-quick: setup oracle
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
+
+# The encoder CPU graphs fp32 vs bf16 (OpenVINO) vs int8, quality on the trained tiny fixture and
+# speed on the bge-reranker-base shape (docs/benchmarks.md, "bf16 on CPUs that have it").
+bench-precision: setup
+	$(PY) -m bench.precision $(BENCH_PRECISION_ARGS)
 
 # The rerank HTTP API vs the Triton text model called directly, 1 x 100 at concurrency 1 and 16
 # (docs/benchmarks.md). BENCH_API_ARGS="--shape base" for the bge-reranker-base shape.

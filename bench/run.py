@@ -8,9 +8,11 @@ call), 500 pairs of mixed lengths 16..256 (compute_score), and small rerank call
 several concurrency levels. Reported: pairs/s, tokens/s (real tokens, no padding), p50/p95/p99
 latency, peak RSS of the tritonserver process tree, CPU seconds (contention-robust: this machine
 is shared), score drift and top-10 agreement of each variant against FlagEmbedding fp32.
-Section "text_path" (bench/text_path.py): the same rerank call through the text model vs the token
-model. Section "api_overhead" (bench/api_overhead.py): the rerank HTTP API in front of the text
-model vs the text model called directly. Results: bench/results/bench[-quick].json and .png.
+Section "precision" (bench/precision.py, --precision): fp32 vs bf16 vs int8 CPU graphs, quality on
+the trained fixture and speed. Section "text_path" (bench/text_path.py): the same rerank call
+through the text model vs the token model. Section "api_overhead" (bench/api_overhead.py): the
+rerank HTTP API in front of the text model vs the text model called directly.
+Results: bench/results/bench[-quick].json and .png.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import api_overhead, llm_bench, procstats, text_path
+from bench import api_overhead, llm_bench, precision, procstats, text_path
 from bench.common import (
     RESULTS,
     Log,
@@ -293,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--workloads", default="rerank,mixed", help="subset of rerank,mixed")
     parser.add_argument("--llm", action="store_true", help="also the LLM reranker workloads")
+    parser.add_argument(
+        "--precision", action="store_true", help="also bench/precision.py's section: fp32 vs bf16 vs int8"
+    )
     parser.add_argument("--out", default=None, help="JSON path (PNG written beside it)")
     args = parser.parse_args(argv)
     plan = Plan(args.quick)
@@ -356,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             log(line)
     if args.llm:
         result["llm"] = llm_bench.run(quick=args.quick, log=log)
+    if args.precision:
+        log("CPU graphs fp32 vs bf16 vs int8: trained-fixture quality, base-shape speed")
+        result["precision"] = precision.run(args.quick, list(precision.GRAPHS), 3, log=log)
     result["load_avg_end"] = os.getloadavg()
     result["summary"] = summarize(result)
     out = Path(args.out) if args.out else RESULTS / f"bench{'-quick' if args.quick else ''}.json"

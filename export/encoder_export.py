@@ -4,6 +4,7 @@
   config.pbtxt            Triton's native onnxruntime backend, CUDA EP (GPU nodes)
   configs/onnxruntime_trt.pbtxt   the same on ORT's TensorRT EP (--model-config-name=onnxruntime_trt)
   configs/embedded.pbtxt  Python backend running ONNX Runtime (the embedded CPU server)
+  configs/openvino.pbtxt  --cpu-graph bf16: Triton's native openvino backend (CPU nodes, NGC image)
   (configs/tensorrt_plan.pbtxt and 1/model.plan come later from python -m export.tensorrt)
   reranker.json           the model contract (also inside every config as "reranker_manifest")
   tokenizer/              tokenizer.json (+ config) the client must use
@@ -11,6 +12,8 @@
                           (standard ONNX ops only: the GPU backends and TensorRT take it as is)
   1/model.cpu.onnx        the embedded CPU runner's graph: ONNX Runtime transformer fusion (fp32,
                           exact) or fused + int8 (opt-in, --cpu-graph int8); absent with --cpu-graph plain
+  1/model.xml, model.bin  --cpu-graph bf16: OpenVINO IR (fp32 weights) the embedded runner and
+                          Triton's native openvino backend (configs/openvino.pbtxt) run in bf16
   1/model.py              imports reranker_server.onnx_model.TritonPythonModel
 """
 
@@ -29,6 +32,7 @@ from export.fill_template import fill_template, pbtxt_string
 from export.gpu_configs import GpuOptions, write_gpu_configs
 from export.onnx_export import convert_to_fp16, export_encoder_onnx, onnx_scores
 from export.tokenizer_files import copy_tokenizer
+from reranker_core.cpu_features import bf16_support
 from reranker_core.families import ENCODER
 from reranker_core.limits import ENCODER_MAX_BATCH_SIZE, ONNX_CPU_MAX_BATCH_TOKENS
 from reranker_core.manifest import ModelManifest
@@ -47,7 +51,7 @@ class EncoderExportOptions:
     instance_count: int = 1
     max_queue_delay_us: int = 2000
     max_batch_tokens: int = ONNX_CPU_MAX_BATCH_TOKENS  # per ORT run on CPU (docs/benchmarks.md)
-    cpu_graph: str = "fused"  # fused | int8 | plain (the embedded runner uses model.onnx)
+    cpu_graph: str = "fused"  # fused | int8 | bf16 | plain (the embedded runner uses model.onnx)
     intra_op_threads: int = 0
     gpus: tuple[int, ...] = ()
     allow_pickle: bool = False  # accept *.bin-only checkpoints (--allow-pickle)
@@ -91,16 +95,28 @@ def _verify_fp16(fp32: Path, fp16: Path, manifest: ModelManifest, progress: Call
     return diff
 
 
-CPU_GRAPHS = ("fused", "int8", "plain")
+CPU_GRAPHS = ("fused", "int8", "bf16", "plain")
 CPU_GRAPH_FILE = "model.cpu.onnx"
+OPENVINO_FILE = "model.xml"  # + model.bin; Triton's openvino backend loads this name by default
 
 
 def write_cpu_graph(
     fp32_onnx: Path, version: Path, checkpoint: Path, graph: str, progress: Callable[[str], None]
 ) -> str:
-    """The embedded runner's ONNX file name: fused (exact) or fused + int8, built from fp32."""
+    """The embedded runner's graph file: fused (exact), fused + int8 or OpenVINO IR (bf16),
+    built from fp32."""
     if graph == "plain":
         return "model.onnx"
+    if graph == "bf16":
+        write_openvino_ir(fp32_onnx, version / OPENVINO_FILE)
+        progress(f"      OpenVINO IR (fp32 weights, run in bf16): {OPENVINO_FILE}")
+        support = bf16_support()
+        if not support.native:
+            progress(
+                f"      note: this CPU has {support.describe()}; a server on it runs this variant in "
+                "fp32 (bf16 needs AVX512-BF16 or AMX-BF16: AMD Zen 4+, Intel Cooper Lake+)"
+            )
+        return OPENVINO_FILE
     from export.ort_optimize import fuse_transformer, model_dims, quantize_int8
 
     heads, hidden = model_dims(read_config(checkpoint))
@@ -115,6 +131,20 @@ def write_cpu_graph(
     return CPU_GRAPH_FILE
 
 
+def write_openvino_ir(onnx_path: Path, xml_path: Path) -> Path:
+    """The ONNX graph as OpenVINO IR with fp32 weights (the precision is chosen when it is
+    compiled on the serving CPU: bf16 where native, else fp32)."""
+    import openvino as ov
+
+    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
+    return xml_path
+
+
+def cpu_precision(cpu_graph: str) -> str:
+    """The OpenVINO inference precision of a CPU graph ("" for ONNX Runtime graphs)."""
+    return "bf16" if cpu_graph == "bf16" else ""
+
+
 def write_embedded_config(
     model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions, onnx_file: str = "model.onnx"
 ) -> Path:
@@ -127,12 +157,33 @@ def write_embedded_config(
             "max_queue_delay_us": options.max_queue_delay_us,
             "instance_count": options.instance_count,
             "onnx_file": onnx_file,
+            "inference_precision": cpu_precision(options.cpu_graph),
             "intra_op_threads": options.intra_op_threads,
             "max_batch_tokens": options.max_batch_tokens,
             "manifest": pbtxt_string(manifest.to_json()),
         },
     )
     path = model_dir / "configs" / "embedded.pbtxt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def write_openvino_config(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions) -> Path:
+    """configs/openvino.pbtxt: Triton's native openvino backend running 1/model.xml in bf16."""
+    text = fill_template(
+        "openvino",
+        {
+            "name": manifest.name,
+            "max_batch_size": options.max_batch_size,
+            "max_queue_delay_us": options.max_queue_delay_us,
+            "instance_count": options.instance_count,
+            "hint_bf16": "YES",
+            "intra_op_threads": options.intra_op_threads,
+            "manifest": pbtxt_string(manifest.to_json()),
+        },
+    )
+    path = model_dir / "configs" / "openvino.pbtxt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
@@ -154,6 +205,8 @@ def write_configs(
     """Every config of an encoder model directory: the embedded one and the GPU variants
     (config.pbtxt and configs/onnxruntime_trt.pbtxt), each checked before it is written."""
     written = [write_embedded_config(model_dir, manifest, options, onnx_file)]
+    if options.cpu_graph == "bf16":
+        written.append(write_openvino_config(model_dir, manifest, options))
     try:
         return written + write_gpu_configs(model_dir, manifest, gpu_options(options))
     except ValueError as exc:

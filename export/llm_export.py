@@ -3,7 +3,7 @@ Gemma2 lightweight.
 
 <repository>/<name>/
   config.pbtxt            Python backend on GPU (float16 / bfloat16 / float32 as exported)
-  configs/embedded.pbtxt  Python backend on CPU, float32 (the embedded server)
+  configs/embedded.pbtxt  Python backend on CPU, float32 (bfloat16 when exported --dtype bfloat16)
   reranker.json           the model contract (also inside every config as "reranker_manifest",
                           each copy with the dtype that config runs)
   tokenizer/              tokenizer.json, tokenizer_config.json, special_tokens_map.json
@@ -310,6 +310,13 @@ def _check_options(
     )
 
 
+def cpu_compute_dtype(dtype: str) -> str:
+    """The embedded (KIND_CPU) config's dtype: bfloat16 when exported as bfloat16 (the runner falls
+    back to float32, saying so, on a CPU without native bf16), float32 otherwise (FlagEmbedding
+    turns fp16 off on CPU)."""
+    return "bfloat16" if dtype == "bfloat16" else "float32"
+
+
 def export_llm(
     checkpoint: Path,
     out_dir: Path,
@@ -383,9 +390,10 @@ def export_llm(
             max_batch_tokens=max_batch_tokens or LLM_GPU_MAX_BATCH_TOKENS,
         )
     )
+    cpu_dtype = cpu_compute_dtype(dtype)
     cpu_manifest = ModelManifest.from_dict(json.loads(manifest.to_json()))
-    cpu_manifest.precision = DTYPES["float32"]
-    cpu_manifest.llm = replace(cpu_manifest.llm, dtype="float32")
+    cpu_manifest.precision = DTYPES[cpu_dtype]
+    cpu_manifest.llm = replace(cpu_manifest.llm, dtype=cpu_dtype)
     embedded = out_dir / "configs" / "embedded.pbtxt"
     embedded.parent.mkdir(parents=True, exist_ok=True)
     embedded.write_text(

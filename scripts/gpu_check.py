@@ -49,6 +49,8 @@ for _sub in ("", "core", "client", "server"):
     if str(REPO / _sub) not in sys.path:
         sys.path.insert(0, str(REPO / _sub))
 
+from export.precision_agreement import agreement  # noqa: E402
+
 CHECK_CONFIG = "gpucheck"
 ENCODER_PRECISIONS = ("fp32", "fp16")
 LLM_PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -77,6 +79,14 @@ def default_checkpoints(work: Path, quick: bool) -> tuple[Path, Path]:
     encoder = build_encoder_checkpoint(QUICK if quick else BASE, work / "encoder-checkpoint")
     llm = build_decoder_checkpoint(QUICK_GEMMA if quick else GEMMA_2B)  # cached in .cache/bench
     return encoder, llm
+
+
+def trained_checkpoints() -> tuple[Path, Path]:
+    """The tiny XLM-R and Gemma rerankers trained on the synthetic relevance task
+    (export/tiny/trained.py, cached): scores that mean something, for rank-agreement figures."""
+    from export.tiny.trained import trained_encoder_checkpoint, trained_gemma_checkpoint
+
+    return trained_encoder_checkpoint(), trained_gemma_checkpoint()
 
 
 def export(args: list[str]) -> None:
@@ -222,6 +232,15 @@ WORDS = (
     "computer language model search query passage answer question energy light planet ocean "
     "animal plant food market travel health school paper book story garden winter summer"
 ).split()
+
+
+def relevance_pairs(queries: int, passages: int, seed: int = 5000) -> tuple[list[list[str]], list[int]]:
+    """Held-out pairs of the trained checkpoints' relevance task, grouped by query."""
+    from export.tiny.relevance_task import evaluation_set
+
+    evaluation = evaluation_set(seed, queries, passages)
+    pairs = [list(p) for q in evaluation for p in q.pairs()]
+    return pairs, [i for i, q in enumerate(evaluation) for _ in q.passages]
 
 
 def text_pairs(
@@ -428,7 +447,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         encoder_ckpt = Path(args.encoder_checkpoint).resolve() if args.encoder_checkpoint else None
         llm_ckpt = Path(args.llm_checkpoint).resolve() if args.llm_checkpoint else None
-        if not (encoder_ckpt or llm_ckpt):
+        if args.trained:
+            encoder_ckpt, llm_ckpt = trained_checkpoints()
+            print(f"trained tiny checkpoints in {time.perf_counter() - t_start:.1f}s", flush=True)
+        elif not (encoder_ckpt or llm_ckpt):
             encoder_ckpt, llm_ckpt = default_checkpoints(work, args.quick)
             print(f"built random checkpoints in {time.perf_counter() - t_start:.1f}s", flush=True)
         providers = "cpu"
@@ -487,7 +509,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def checks(args: argparse.Namespace, report: dict[str, Any], url: str, models: list[CheckModel]) -> int:
-    pairs, groups = text_pairs(args.queries, args.passages, args.max_words)
+    if args.trained:
+        pairs, groups = relevance_pairs(args.queries, args.passages)
+    else:
+        pairs, groups = text_pairs(args.queries, args.passages, args.max_words)
     tolerances = {"fp16": (args.fp16_atol, args.fp16_rtol), "bf16": (args.bf16_atol, args.bf16_rtol)}
     results: list[Parity] = []
     # the CPU references score the shortest pairs only (an LLM's fp32 CPU pass is slow)
@@ -520,6 +545,10 @@ def checks(args: argparse.Namespace, report: dict[str, Any], url: str, models: l
                 results.append(
                     compare(f"{m.name}-vs-fp32", scores[fp32], scores[m.name], groups, atol=atol, rtol=rtol)
                 )
+                if args.trained:  # spread-relative figures (export/precision_agreement.py)
+                    a = agreement(scores[fp32], scores[m.name], groups)
+                    report.setdefault("agreement", {})[m.name] = {**a.to_dict(), "meets": a.meets_targets()}
+                    print(f"agreement {m.name} vs fp32: {a.summary()}", flush=True)
     report["parity"] = [r.__dict__ for r in results]
     for r in results:
         print(
@@ -554,6 +583,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--encoder-checkpoint", help="XLM-R reranker checkpoint dir (default: random weights)")
     p.add_argument("--llm-checkpoint", help="decoder reranker checkpoint dir (default: random weights)")
     p.add_argument("--quick", action="store_true", help="tiny random checkpoints and short runs")
+    p.add_argument(
+        "--trained",
+        action="store_true",
+        help="the trained tiny checkpoints (export/tiny/trained.py) and their held-out relevance "
+        "pairs: rank agreement of fp16/bf16 on scores that mean something",
+    )
     p.add_argument("--out", default="gpu-check-out")
     p.add_argument(
         "--device",

@@ -11,6 +11,7 @@ import numpy as np
 from reranker_core.limits import ONNX_CPU_MAX_BATCH_TOKENS as DEFAULT_MAX_BATCH_TOKENS
 from reranker_core.packing import pad_rows, plan_chunks
 from reranker_core.tensors import ATTENTION_MASK, INPUT_IDS, SCORES
+from reranker_server.openvino_session import create_openvino_session
 from reranker_server.ort_session import create_session
 from reranker_server.token_requests import TokenRows
 
@@ -22,8 +23,11 @@ def rows_per_run_for(path: Path) -> int:
 
     Dynamic quantization computes activation scales over the whole input of a run, so a pair's
     int8 score would depend on the other pairs batched with it; one row per run keeps every score
-    independent of its dynamic-batch neighbours."""
+    independent of its dynamic-batch neighbours. Non-ONNX graphs (OpenVINO IR) are not quantized."""
     import onnx
+
+    if Path(path).suffix != ".onnx":
+        return 0
 
     graph = onnx.load(str(path), load_external_data=False).graph
     return 1 if any(node.op_type in DYNAMIC_QUANT_OPS for node in graph.node) else 0
@@ -53,10 +57,16 @@ class EncoderScorer:
         pad_id: int,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         intra_op_threads: int = 0,
+        inference_precision: str = "fp32",
     ) -> EncoderScorer:
-        """A scorer for an ONNX file, set up as the served model sets it up."""
+        """A scorer for a graph file, set up as the served model sets it up: ONNX on ONNX Runtime,
+        OpenVINO IR (.xml) on OpenVINO at `inference_precision` (reranker_server.openvino_session)."""
+        if Path(path).suffix == ".xml":
+            session = create_openvino_session(Path(path), inference_precision, intra_op_threads)
+        else:
+            session = create_session(path, intra_op_threads)
         return cls(
-            create_session(path, intra_op_threads),
+            session,
             pad_id=pad_id,
             max_batch_tokens=max_batch_tokens,
             max_rows_per_run=rows_per_run_for(path),

@@ -18,7 +18,7 @@ Model config parameters:
       checkpoint_dir           config.json + safetensors: absolute, or relative to the model
                                directory (export writes "1/checkpoint"), or to the version directory
       dtype                    float32 | float16 | bfloat16 (float16 falls back to float32 on CPU,
-                               as FlagEmbedding does)
+                               as FlagEmbedding does; bfloat16 too on a CPU without native bf16)
       cutoff_layers            allowed cutoffs (checked against the checkpoint)
       default_cutoff_layers    used when a request names none (default: the last layer)
       compress_ratios, default_compress_ratio, default_compress_layers   (lightweight)
@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from reranker_core.cpu_features import Bf16Support, bf16_fallback_message, bf16_support
 from reranker_core.errors import InputError
 from reranker_core.families import GEMMA
 from reranker_core.layers import LayerLimits, LayerSettings
@@ -208,6 +209,19 @@ def build_limits(manifest, scorer, model_config: dict[str, Any]) -> ServingLimit
     )
 
 
+def cpu_dtype(dtype: str, name: str, support: Bf16Support | None = None) -> str:
+    """The dtype a CPU instance computes in: float16 runs float32 (as in FlagEmbedding), bfloat16
+    runs float32 on a CPU without native bf16 (logged: emulated bf16 is slower than fp32)."""
+    if dtype in ("float16", "fp16"):
+        return "float32"
+    if dtype in ("bfloat16", "bf16"):
+        support = support or bf16_support()
+        if not support.native:
+            print(bf16_fallback_message(name, support), flush=True)
+            return "float32"
+    return dtype
+
+
 class TritonPythonModel:
     """Entry point imported by the served model's 1/model.py."""
 
@@ -226,9 +240,7 @@ class TritonPythonModel:
         threads = int(params.get("intra_op_threads") or llm.intra_op_threads or 0)
         if threads > 0:
             torch.set_num_threads(threads)
-        dtype = llm.dtype
-        if device == "cpu" and dtype in ("float16", "fp16"):
-            dtype = "float32"  # FlagEmbedding also turns fp16 off on CPU
+        dtype = cpu_dtype(llm.dtype, manifest.name) if device == "cpu" else llm.dtype
         kwargs: dict[str, Any] = {"dtype": dtype, "device": device, "allow_pickle": bool(llm.allow_pickle)}
         if manifest.family == GEMMA and llm.yes_token_id is not None:
             kwargs["yes_token_id"] = int(llm.yes_token_id)

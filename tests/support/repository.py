@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export.tiny.encoder import build_xlmr_reranker
+from export.tiny.trained import trained_encoder_checkpoint
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,21 @@ ENCODER_MODELS = [
     ),
 ]
 
+# The trained tiny XLM-R (export/tiny/trained.py: scores that mean something), fp32 and bf16
+# (OpenVINO; fp32 on a CPU without native bf16), for the precision tests.
+TRAINED_MODELS = [
+    TestModel("tiny-trained", "encoder", lambda d: trained_encoder_checkpoint()),
+    TestModel(
+        "tiny-trained-bf16",
+        "encoder",
+        lambda d: trained_encoder_checkpoint(),
+        ("--cpu-graph", "bf16"),
+        checkpoint_name="tiny-trained",
+    ),
+]
+
 # Decoder-family models are appended by tests/support/llm_repository.py when present.
-TEST_MODELS: list[TestModel] = list(ENCODER_MODELS)
+TEST_MODELS: list[TestModel] = ENCODER_MODELS + TRAINED_MODELS
 try:
     from tests.support.llm_repository import LLM_MODELS
 

@@ -369,7 +369,10 @@ class LLMScorer:
         return torch.stack(results, dim=1)
 
     def _head(self, cutoff: int, ordinal: int, hidden: torch.Tensor) -> torch.Tensor:
-        return self.head_scores(cutoff, ordinal, self.stack.norm(hidden, self.stack.final_norm))
+        # The final norm and the one-row head run in fp32 whatever the stack's dtype: a bf16/fp16
+        # score would be rounded to 8/11 bits (a few hundredths on scores of a few units); the
+        # cost is one row per pair.
+        return self.head_scores(cutoff, ordinal, self.stack.norm(hidden.float(), self.stack.final_norm))
 
     def _compress_plan(self, ratio: int, layers: Sequence[int] | None, deepest: int) -> set[int]:
         if ratio in (None, 1):

@@ -74,4 +74,4 @@ class GemmaScorer(LLMScorer):
         return [self.num_hidden_layers]
 
     def head_scores(self, cutoff: int, ordinal: int, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden, self.yes_row)[:, 0].float()
+        return F.linear(hidden, self.yes_row.to(hidden.dtype))[:, 0].float()

@@ -113,7 +113,7 @@ class Gemma2LightweightScorer(LLMScorer):
 
     def head_scores(self, cutoff: int, ordinal: int, hidden: torch.Tensor) -> torch.Tensor:
         # FlagEmbedding pairs the j-th recorded (ascending) cutoff with head j, not with its layer
-        logits = F.linear(hidden, self.heads[ordinal][None, :])[:, 0]
+        logits = F.linear(hidden, self.heads[ordinal][None, :].to(hidden.dtype))[:, 0]
         if self.softcap is not None:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits.float()

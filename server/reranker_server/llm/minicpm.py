@@ -62,4 +62,4 @@ class MiniCPMLayerwiseScorer(LLMScorer):
 
     def head_scores(self, cutoff: int, ordinal: int, hidden: torch.Tensor) -> torch.Tensor:
         row = self.heads[cutoff - self.start_layer if self.head_multi else 0]
-        return F.linear(hidden, row[None, :])[:, 0].float()
+        return F.linear(hidden, row[None, :].to(hidden.dtype))[:, 0].float()

@@ -170,7 +170,7 @@ def test_gpu_config_is_a_python_backend_gpu_model(exported, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_embedded_config_is_a_float32_cpu_model(exported, family):
+def test_embedded_config_of_a_bfloat16_export_is_a_bfloat16_cpu_model(exported, family):
     model_dir, manifest = exported[family]
     config = _parse(model_dir / "configs" / "embedded.pbtxt")
     assert config.name == f"m-{family}" and config.backend == "python"
@@ -183,6 +183,16 @@ def test_embedded_config_is_a_float32_cpu_model(exported, family):
     assert config.parameters["max_batch_tokens"].string_value == "4096"
     assert config.parameters["intra_op_threads"].string_value == "0"
     cpu = ModelManifest.from_json(config.parameters[MANIFEST_PARAMETER].string_value)
+    assert cpu.llm.dtype == "bfloat16" and cpu.precision == "bf16"  # float32 where bf16 is not native
+    assert cpu.llm == manifest.llm
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_embedded_config_of_other_exports_runs_float32(checkpoints, tmp_path, dtype):
+    manifest = _export(checkpoints[GEMMA], tmp_path, GEMMA, dtype=dtype)
+    cpu = ModelManifest.from_json(
+        _parse(tmp_path / "out" / "configs" / "embedded.pbtxt").parameters[MANIFEST_PARAMETER].string_value
+    )
     assert cpu.llm.dtype == "float32" and cpu.precision == "fp32"
     assert dataclasses.replace(cpu.llm, dtype=manifest.llm.dtype) == manifest.llm
 

@@ -1,0 +1,52 @@
+"""The trained tiny rerankers (export/tiny/trained.py): cached by content, and their scores
+separate the relevance grades of held-out queries clearly (the quality fixture's whole point)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer
+
+from export.tiny import relevance_task, trained
+
+HELD_OUT_SEED = 5000
+
+
+@pytest.fixture(scope="module")
+def encoder_checkpoint():
+    return trained.trained_encoder_checkpoint()
+
+
+def _encoder_scores(checkpoint, pairs):
+    from transformers import XLMRobertaForSequenceClassification
+
+    tok = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    model = XLMRobertaForSequenceClassification.from_pretrained(str(checkpoint)).eval()
+    ids, mask = trained.right_padded(trained.encoder_input_ids(tok, pairs), pad=1)
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask).logits[:, 0].numpy()
+
+
+def test_encoder_scores_separate_the_relevance_grades(encoder_checkpoint):
+    queries = relevance_task.evaluation_set(HELD_OUT_SEED, n_queries=10, passages_per_query=30)
+    pairs = [p for q in queries for p in q.pairs()]
+    grades = np.array([g for q in queries for g in q.relevance])
+    scores = _encoder_scores(encoder_checkpoint, pairs)
+    means = [scores[grades == g].mean() for g in range(relevance_task.MAX_RELEVANCE + 1)]
+    assert means[0] < means[1] < means[2], means
+    assert scores.std() > 2.0  # random weights give ~0.01
+    # Nearly every fully relevant passage outscores nearly every irrelevant one.
+    assert np.quantile(scores[grades == 2], 0.05) > np.quantile(scores[grades == 0], 0.95)
+
+
+def test_cached_by_content_key(encoder_checkpoint, tmp_path, monkeypatch):
+    assert (encoder_checkpoint / trained.DONE_FILE).exists()
+    assert encoder_checkpoint.name.endswith(trained.content_key("xlmr", trained.ENCODER_SETTINGS))
+    assert trained.trained_encoder_checkpoint() == encoder_checkpoint  # no retraining
+    other = trained.content_key(
+        "xlmr", trained.ENCODER_SETTINGS.__class__(**{**trained.ENCODER_SETTINGS.__dict__, "steps": 1})
+    )
+    assert other != trained.content_key("xlmr", trained.ENCODER_SETTINGS)
+    monkeypatch.setenv("RERANKER_TINY_CACHE", str(tmp_path))
+    assert trained.cache_root() == tmp_path
