@@ -23,7 +23,14 @@ from reranker_api.backend import (
     BackendUnavailable,
     InvalidRequest,
 )
-from reranker_core.endpoints import Endpoint, EndpointPool, EndpointStatus, PoolOptions, fingerprint
+from reranker_core.endpoints import (
+    Endpoint,
+    EndpointPool,
+    EndpointStatus,
+    PoolOptions,
+    fingerprint,
+    refresh_membership,
+)
 from reranker_core.triton_errors import Failure, classify
 
 MANIFEST_PARAMETER = "reranker_manifest"
@@ -135,12 +142,7 @@ class PooledTriton:
             await asyncio.sleep(TICK_S)
 
     async def _round(self) -> None:
-        if self.pool.resolve_due():
-            self.pool.apply_resolved(await asyncio.to_thread(self.pool.lookup))
-        for address in self.pool.idle_retired():  # left the DNS answer, nothing in flight
-            client = self._clients.pop(address, None)
-            if client is not None:
-                await client.close()
+        await refresh_membership(self.pool, self._clients)
         due = self.pool.probes_due()
         if not due:
             return

@@ -28,7 +28,7 @@ from reranker_client.session import (
 )
 from reranker_client.settings import ConnectionSettings
 from reranker_client.wire import TritonCalls
-from reranker_core.endpoints import Endpoint, EndpointStatus
+from reranker_core.endpoints import Endpoint, EndpointStatus, refresh_membership
 from reranker_core.limits import CLIENT_MAX_REQUEST_TOKENS, MAX_TEXT_BYTES
 
 T = TypeVar("T")
@@ -71,12 +71,7 @@ class AsyncTransport:
         await asyncio.shield(self._maintaining)
 
     async def _maintain(self) -> None:
-        if self.pool.resolve_due():
-            self.pool.apply_resolved(await asyncio.to_thread(self.pool.lookup))
-        for address in self.pool.idle_retired():  # left the DNS answer, nothing in flight
-            client = self._clients.pop(address, None)
-            if client is not None:
-                await client.close()
+        await refresh_membership(self.pool, self._clients)
         await asyncio.gather(*(self._probe(e) for e in self.pool.probes_due()))
 
     async def _probe(self, endpoint: Endpoint) -> None:

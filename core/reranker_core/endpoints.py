@@ -20,6 +20,7 @@ of its own. The adapters run the calls and tell the pool what happened:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import random
@@ -29,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from reranker_core.errors import InputError
 from reranker_core.triton_errors import Classified
@@ -472,3 +474,15 @@ class Route:
     def failed_with(self, endpoint: Endpoint, failure: Classified) -> bool:
         """`failed` for a classified failure."""
         return self.failed(endpoint, f"{failure.kind.value}: {failure.message}", failure.replica_failure)
+
+
+async def refresh_membership(pool: EndpointPool, clients: dict[str, Any]) -> None:
+    """For an asyncio adapter: resolve the pool's DNS name when due (in a thread: getaddrinfo
+    blocks) and close the clients (`clients`: address -> client with an async close()) of the
+    endpoints that left the answer and have nothing in flight."""
+    if pool.resolve_due():
+        pool.apply_resolved(await asyncio.to_thread(pool.lookup))
+    for address in pool.idle_retired():
+        client = clients.pop(address, None)
+        if client is not None:
+            await client.close()
