@@ -145,48 +145,53 @@ def cpu_precision(cpu_graph: str) -> str:
     return "bf16" if cpu_graph == "bf16" else ""
 
 
+def write_cpu_config(
+    model_dir: Path,
+    variant: str,
+    template: str,
+    manifest: ModelManifest,
+    options: EncoderExportOptions,
+    **values: object,
+) -> Path:
+    """configs/<variant>.pbtxt from `template`: the serving options every CPU config shares
+    (batching, instances, threads, the manifest) plus the template's own `values`."""
+    text = fill_template(
+        template,
+        {
+            "name": manifest.name,
+            "max_batch_size": options.max_batch_size,
+            "max_queue_delay_us": options.max_queue_delay_us,
+            "instance_count": options.instance_count,
+            "intra_op_threads": options.intra_op_threads,
+            "manifest": pbtxt_string(manifest.to_json()),
+            **values,
+        },
+    )
+    path = model_dir / "configs" / f"{variant}.pbtxt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def write_embedded_config(
     model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions, onnx_file: str = "model.onnx"
 ) -> Path:
     """configs/embedded.pbtxt: the Python backend running ONNX Runtime on CPU."""
-    text = fill_template(
+    return write_cpu_config(
+        model_dir,
+        "embedded",
         "python_onnx",
-        {
-            "name": manifest.name,
-            "max_batch_size": options.max_batch_size,
-            "max_queue_delay_us": options.max_queue_delay_us,
-            "instance_count": options.instance_count,
-            "onnx_file": onnx_file,
-            "inference_precision": cpu_precision(options.cpu_graph),
-            "intra_op_threads": options.intra_op_threads,
-            "max_batch_tokens": options.max_batch_tokens,
-            "manifest": pbtxt_string(manifest.to_json()),
-        },
+        manifest,
+        options,
+        onnx_file=onnx_file,
+        inference_precision=cpu_precision(options.cpu_graph),
+        max_batch_tokens=options.max_batch_tokens,
     )
-    path = model_dir / "configs" / "embedded.pbtxt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def write_openvino_config(model_dir: Path, manifest: ModelManifest, options: EncoderExportOptions) -> Path:
     """configs/openvino.pbtxt: Triton's native openvino backend running 1/model.xml in bf16."""
-    text = fill_template(
-        "openvino",
-        {
-            "name": manifest.name,
-            "max_batch_size": options.max_batch_size,
-            "max_queue_delay_us": options.max_queue_delay_us,
-            "instance_count": options.instance_count,
-            "hint_bf16": "YES",
-            "intra_op_threads": options.intra_op_threads,
-            "manifest": pbtxt_string(manifest.to_json()),
-        },
-    )
-    path = model_dir / "configs" / "openvino.pbtxt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+    return write_cpu_config(model_dir, "openvino", "openvino", manifest, options, hint_bf16="YES")
 
 
 def gpu_options(options: EncoderExportOptions) -> GpuOptions:
