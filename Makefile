@@ -25,6 +25,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo [MODEL=hub-id-or-dir]  export, serve and score the tutorial pairs"
 	@echo "make test                        the whole test suite (installs what it needs)"
+	@echo "make test-unit / make lint       the unit tests (no process or server; seconds) / ruff"
 	@echo "make serve [API_PORT=8080]        run the embedded Triton server on MODEL_REPOSITORY + the rerank HTTP API"
 	@echo "make serve REPLICAS=3 [GPUS=0,1,2] three Triton replicas (ports +3 each, one GPU each) behind the API"
 	@echo "make export MODEL=... NAME=...   export a reranker into MODEL_REPOSITORY"
