@@ -179,13 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     api = [p for kid, p in zip(kids, procs, strict=True) if kid.name == "api"]
     triton = [p for kid, p in zip(kids, procs, strict=True) if kid.name != "api"]
     reported: set[int] = set()
-    while not stop_requested and all(p.poll() is None for p in api) and any(p.poll() is None for p in triton):
+
+    def report_exits() -> None:
         for i, proc in enumerate(triton):
             if proc.poll() is not None and i not in reported:  # the others go on serving
                 reported.add(i)
                 left = sum(p.poll() is None for p in triton)
                 print(f"triton-{i} exited with code {proc.returncode}; {left} replica(s) left", flush=True)
+
+    while not stop_requested and all(p.poll() is None for p in api) and any(p.poll() is None for p in triton):
+        report_exits()
         time.sleep(0.2)
+    report_exits()  # one that exited just before the stop request is still reported
     if stop_requested:
         print(f"{signal.Signals(stop_requested[0]).name}: stopping the API, then draining Triton", flush=True)
     _stop(api, args.drain_timeout_s + EXIT_MARGIN_S)
