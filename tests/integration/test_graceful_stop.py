@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -23,6 +22,7 @@ from reranker_server.process_tree import cmdline, is_alive, process_tree
 from tests.support.api_server import ApiProcess
 from tests.support.ports import free_ports
 from tests.support.slow_model import SLOW_MODEL, add_slow_model, slow_input, started_requests
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 300  # an upper bound for slow shared machines, not a timing assertion
@@ -37,14 +37,6 @@ def repository(tmp_path_factory) -> Path:
     build_repository(root, tmp_path_factory.mktemp("graceful_ckpt"), ENCODER_MODELS[:1])
     add_slow_model(root)
     return root
-
-
-def _wait_until(predicate, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for: {what}")
-        time.sleep(0.1)
 
 
 def _in_flight(api_url: str) -> float:
@@ -85,9 +77,9 @@ def test_api_sigterm_finishes_requests_in_flight(repository, tmp_path):
         callers = [threading.Thread(target=call) for _ in range(4)]
         for t in callers:
             t.start()
-        _wait_until(lambda: _in_flight(api.url) == 4, "4 requests in flight in the API")
+        wait_until(lambda: _in_flight(api.url) == 4, "4 requests in flight in the API")
         api.process.send_signal(signal.SIGTERM)
-        _wait_until(lambda: _refuses_connections(api.url), "the API refusing new connections")
+        wait_until(lambda: _refuses_connections(api.url), "the API refusing new connections")
         assert api.process.poll() is None, "the API exited with requests in flight"
         os.killpg(server.process.pid, signal.SIGCONT)
         frozen = False
@@ -141,16 +133,16 @@ def test_make_serve_with_two_replicas_drains_both_on_sigterm(repository):
     results: list = []
     tree: list[int] = []
     try:
-        _wait_until(lambda: all(_ready(u) for u in urls), "both replicas ready")
+        wait_until(lambda: all(_ready(u) for u in urls), "both replicas ready")
         tree = process_tree(launcher.pid)
         assert sum("triton_python_backend_stub" in cmdline(p)[0] for p in tree) >= 2, tree
         before = started_requests(repository)
         holders = [threading.Thread(target=_hold, args=(u, results)) for u in urls]
         for t in holders:
             t.start()
-        _wait_until(lambda: started_requests(repository) >= before + 2, "a slow request on each replica")
+        wait_until(lambda: started_requests(repository) >= before + 2, "a slow request on each replica")
         launcher.send_signal(signal.SIGTERM)
-        _wait_until(lambda: not any(_ready(u) for u in urls), "both replicas not ready")
+        wait_until(lambda: not any(_ready(u) for u in urls), "both replicas not ready")
         assert not results, "requests in flight ended before the replicas stopped being ready"
         for t in holders:
             t.join(WAIT_S)
@@ -183,7 +175,7 @@ def test_make_serve_keeps_serving_when_one_replica_is_drained(repository):
     urls = [f"127.0.0.1:{grpc}", f"127.0.0.1:{grpc + 3}"]
     tree: list[int] = []
     try:
-        _wait_until(lambda: all(_ready(u) for u in urls), "both replicas ready")
+        wait_until(lambda: all(_ready(u) for u in urls), "both replicas ready")
         tree = process_tree(launcher.pid)
         first = next(
             p
@@ -192,7 +184,7 @@ def test_make_serve_keeps_serving_when_one_replica_is_drained(repository):
             and cmdline(p)[cmdline(p).index("--grpc-port") + 1] == str(grpc)
         )
         os.kill(first, signal.SIGTERM)
-        _wait_until(lambda: not is_alive(first), "replica 0's launcher exit")
+        wait_until(lambda: not is_alive(first), "replica 0's launcher exit")
         assert not _ready(urls[0]) and _ready(urls[1])
         assert launcher.poll() is None, "make serve stopped with a replica still serving"
         launcher.send_signal(signal.SIGTERM)

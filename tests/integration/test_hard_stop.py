@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 from reranker_server.process_tree import cmdline, is_alive, process_tree
 from tests.support.ports import free_ports
 from tests.support.slow_model import SLOW_MODEL, add_slow_model, slow_input, started_requests
+from tests.support.waiting import wait_until
 
 WAIT_S = 300  # an upper bound for slow shared machines, not a timing assertion
 STUCK_MS = 2 * WAIT_S * 1000  # longer than the test waits: only a kill ends this request
@@ -34,14 +34,6 @@ def repository(tmp_path_factory) -> Path:
     build_repository(root, tmp_path_factory.mktemp("hard_stop_ckpt"), ENCODER_MODELS[:1])
     add_slow_model(root)
     return root
-
-
-def _wait_until(predicate, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for: {what}")
-        time.sleep(0.1)
 
 
 def _ready(server: grpcclient.InferenceServerClient) -> bool:
@@ -107,20 +99,20 @@ def test_group_sigkill_during_shutdown_leaves_no_process(repository):
     errors: list = []
     tree: list[int] = []
     try:
-        _wait_until(lambda: _ready(probe), "server ready")
+        wait_until(lambda: _ready(probe), "server ready")
         tree = process_tree(launcher.pid)
         stubs = [p for p in tree if "triton_python_backend_stub" in cmdline(p)[0]]
         assert len(tree) >= 4 and stubs, f"launcher, guard, tritonserver and stubs expected: {tree}"
         workdir = _scratch_directory(tree)
         stuck = threading.Thread(target=_stuck_request, args=(url, errors), daemon=True)
         stuck.start()
-        _wait_until(lambda: started_requests(repository) >= 1, "the stuck request executing")
+        wait_until(lambda: started_requests(repository) >= 1, "the stuck request executing")
 
         launcher.send_signal(signal.SIGTERM)  # shutdown begins ...
-        _wait_until(lambda: not _ready(probe), "server not ready while stopping")
+        wait_until(lambda: not _ready(probe), "server not ready while stopping")
         os.killpg(launcher.pid, signal.SIGKILL)  # ... and is cut short
         launcher.wait()
-        _wait_until(lambda: not [p for p in tree if is_alive(p)], "every process of the server gone")
+        wait_until(lambda: not [p for p in tree if is_alive(p)], "every process of the server gone")
         assert not _processes_naming(workdir), "a process started later by the server remains"
     finally:
         probe.close()

@@ -26,6 +26,7 @@ from reranker_server.replicas import ReplicaSet
 from tests.support.api_server import ApiProcess
 from tests.support.load.api_load import ApiLoadReport, reference_scores, run_api_load
 from tests.support.pairs import MULTILINGUAL_PAIRS, TUTORIAL_PAIRS, many_pairs
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +47,6 @@ def repository(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pool_repo")
     build_repository(root, tmp_path_factory.mktemp("pool_ckpt"), ENCODER_MODELS[:1])
     return root
-
-
-def wait_until(predicate, what: str) -> None:
-    end = time.monotonic() + WAIT_S
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
 
 
 def triton_successes(replicas: ReplicaSet, i: int) -> int:

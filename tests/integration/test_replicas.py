@@ -17,6 +17,7 @@ from reranker_server.process_tree import cmdline, is_alive, process_tree
 from reranker_server.replicas import ReplicaSet
 from tests.support.pairs import MULTILINGUAL_PAIRS
 from tests.support.slow_model import SLOW_MODEL, add_slow_model, slow_input, started_requests
+from tests.support.waiting import wait_until
 
 WAIT_S = 300  # an upper bound for slow shared machines, not a timing assertion
 HOLD_MS = 4000  # how long each slow request stays in flight
@@ -65,16 +66,6 @@ def _hold(url: str, results: list, hold_ms: int = HOLD_MS) -> None:
         client.close()
 
 
-def _wait_until(predicate, what: str) -> None:
-    import time
-
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for: {what}")
-        time.sleep(0.05)
-
-
 def _replica_processes(replicas: ReplicaSet, i: int) -> list[int]:
     """tritonserver of replica i and its Python-backend stubs (checked to be there)."""
     tree = process_tree(replicas.pid(i))
@@ -96,12 +87,12 @@ def test_drain_finishes_in_flight_requests_refuses_new_ones_and_leaves_nothing(r
     threads = [threading.Thread(target=_hold, args=(replicas.grpc_urls[0], results)) for _ in range(3)]
     for t in threads:
         t.start()
-    _wait_until(lambda: started_requests(repository) >= before + 3, "3 slow requests executing")
+    wait_until(lambda: started_requests(repository) >= before + 3, "3 slow requests executing")
 
     drained: list = []
     drainer = threading.Thread(target=lambda: drained.append(replicas.drain(0)))
     drainer.start()
-    _wait_until(lambda: not replicas.is_ready(0), "replica 0 not ready")
+    wait_until(lambda: not replicas.is_ready(0), "replica 0 not ready")
     assert not results, "in-flight requests ended before readiness went false"
     with pytest.raises(InferenceServerException):
         grpcclient.InferenceServerClient(replicas.grpc_urls[0]).infer(SLOW_MODEL, [slow_input(1)])

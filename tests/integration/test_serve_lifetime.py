@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from reranker_server.embedded import OWNER_FILE, WORKDIR_PREFIX, EmbeddedTritonServer, sweep_stale_workdirs
 from reranker_server.process_tree import process_tree
 from tests.support.ports import free_ports
+from tests.support.waiting import wait_until
 
 WAIT_S = 300  # an upper bound for slow shared machines, not a timing assertion
 
@@ -50,14 +50,6 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
-
-
-def _wait_until(predicate, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for: {what}")
-        time.sleep(0.2)
 
 
 def _ready(port: int) -> bool:
@@ -99,7 +91,7 @@ def _server_child(wrapper_pid: int):
 
 def _tritonserver_of(wrapper_pid: int) -> tuple[int, Path]:
     """The wrapper's tritonserver and its scratch directory (from its command line)."""
-    _wait_until(lambda: _server_child(wrapper_pid) is not None, "tritonserver child process")
+    wait_until(lambda: _server_child(wrapper_pid) is not None, "tritonserver child process")
     pid = _server_child(wrapper_pid)
     args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
     backends = next(a.split("=", 1)[1] for a in args if a.startswith("--backend-directory="))
@@ -116,7 +108,7 @@ def test_stop_signal_stops_the_server_and_removes_its_directory(repository, sig)
     )
     try:
         server_pid, workdir = _tritonserver_of(wrapper.pid)
-        _wait_until(lambda: _ready(ports[0]), "server ready")
+        wait_until(lambda: _ready(ports[0]), "server ready")
         guard_pid = int(Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[-1].split()[1])
         assert guard_pid in _children(wrapper.pid)
         assert (workdir / OWNER_FILE).read_text().splitlines()[0].split() == [
@@ -149,14 +141,14 @@ def test_parent_death_stops_the_server_and_removes_its_directory(repository, tmp
     )
     parent = subprocess.Popen([sys.executable, "-c", launcher])
     try:
-        _wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), "wrapper started")
+        wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), "wrapper started")
         wrapper_pid = int(pid_file.read_text())
         server_pid, workdir = _tritonserver_of(wrapper_pid)
-        _wait_until(lambda: _ready(ports[0]), "server ready")
+        wait_until(lambda: _ready(ports[0]), "server ready")
         parent.kill()
         parent.wait()
-        _wait_until(lambda: not _alive(wrapper_pid), "wrapper exit after its parent died")
-        _wait_until(lambda: not _alive(server_pid), "tritonserver exit")
+        wait_until(lambda: not _alive(wrapper_pid), "wrapper exit after its parent died")
+        wait_until(lambda: not _alive(server_pid), "tritonserver exit")
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -173,11 +165,11 @@ def test_killed_owner_server_stops_and_next_start_sweeps_its_directory(repositor
     try:
         server_pid, workdir = _tritonserver_of(wrapper.pid)
         tree = process_tree(wrapper.pid)[1:]  # the guard, tritonserver, its stubs
-        _wait_until(lambda: _ready(ports[0]), "server ready")
+        wait_until(lambda: _ready(ports[0]), "server ready")
         wrapper.kill()
         wrapper.wait()
-        _wait_until(lambda: not _alive(server_pid), "tritonserver exit after its owner was killed")
-        _wait_until(lambda: not any(_alive(p) for p in tree), "the server's processes exit")
+        wait_until(lambda: not _alive(server_pid), "tritonserver exit after its owner was killed")
+        wait_until(lambda: not any(_alive(p) for p in tree), "the server's processes exit")
     finally:
         if wrapper.poll() is None:
             wrapper.kill()
@@ -216,10 +208,10 @@ def test_make_serve_launcher_stops_everything_on_sighup(repository):
         cwd=Path(__file__).resolve().parents[2],
     )
     try:
-        _wait_until(lambda: bool(_children(launcher.pid)), "the embedded server wrapper")
+        wait_until(lambda: bool(_children(launcher.pid)), "the embedded server wrapper")
         wrapper_pid = _children(launcher.pid)[0]
         server_pid, workdir = _tritonserver_of(wrapper_pid)
-        _wait_until(lambda: _ready(http), "server ready")
+        wait_until(lambda: _ready(http), "server ready")
         launcher.send_signal(signal.SIGHUP)
         assert launcher.wait(timeout=WAIT_S) == 0
     finally:
