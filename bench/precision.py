@@ -6,6 +6,8 @@
 Quality: the trained tiny XLM-R (export/tiny/trained.py) exported with each graph and scored by
 the runner's own scorer (reranker_server.encoder_scorer) on 10 held-out queries x 30 passages
 of the synthetic relevance task; each variant against fp32 (export/precision_agreement.py).
+On a CPU with native bf16, also the trained tiny Gemma exported --dtype bfloat16, its runner's
+scorer in bfloat16 against float32 (`llm_quality`).
 Speed: a random-weight model of the bge-reranker-base shape (bench/models.py; speed does not
 depend on weight values), 1 query x 100 passages of ~200 tokens and 500 mixed-length pairs
 (16..256 tokens), each variant timed in alternating rounds (this machine may be shared: the
@@ -86,8 +88,8 @@ def quality(root: Path, variants: list[str]) -> dict[str, Agreement]:
     pairs = [p for q in queries for p in q.pairs()]
     groups = [i for i, q in enumerate(queries) for _ in q.passages]
     scores = {}
-    for v in ["fp32", *[v for v in variants if v != "fp32"]]:
-        model_dir = export_variant(checkpoint, root, v)
+    for v in ["fp32", *[v for v in variants if v != "fp32"]]:  # one export per fixture version
+        model_dir = export_variant(checkpoint, root / checkpoint.name, v)
         scores[v] = score_pairs(model_dir, variant_scorer(model_dir, v), pairs)
     return {v: agreement(scores["fp32"], scores[v], groups) for v in variants if v != "fp32"}
 
@@ -122,9 +124,10 @@ def llm_quality(root: Path) -> Agreement:
     from export.tiny.trained import trained_gemma_checkpoint
     from reranker_core.families import GEMMA
 
-    model_dir = root / "gemma"
+    checkpoint = trained_gemma_checkpoint()
+    model_dir = root / checkpoint.name / "gemma"  # one export per fixture version
     if not (model_dir / "reranker.json").exists():
-        export_llm(trained_gemma_checkpoint(), model_dir, name="gemma", family=GEMMA, dtype="bfloat16")
+        export_llm(checkpoint, model_dir, name="gemma", family=GEMMA, dtype="bfloat16")
     queries = relevance_task.evaluation_set(QUALITY_SEED, *QUALITY_SHAPE)
     pairs = [p for q in queries for p in q.pairs()]
     groups = [i for i, q in enumerate(queries) for _ in q.passages]
@@ -200,6 +203,12 @@ def run(
         result["quality"] = {v: a.to_dict() for v, a in quality(root / "trained", variants).items()}
         for v, a in result["quality"].items():
             log(f"quality {v} vs fp32: {Agreement(**a).summary()}")
+        if bf16_support().native:  # elsewhere the LLM runner computes bf16 exports in fp32
+            gemma = llm_quality(root / "trained")
+            result["quality_llm"] = {"gemma_bf16": gemma.to_dict()}
+            log(f"quality Gemma bf16 (torch, CPU) vs fp32: {gemma.summary()}")
+        else:
+            log(f"quality Gemma bf16: skipped, this CPU has {bf16_support().describe()}")
     if do_speed:
         result["speed"] = speed(root / ("quick" if quick else "base"), quick, variants, rounds, workloads)
         for v in variants:

@@ -9,6 +9,7 @@ import torch
 from tokenizers import Tokenizer
 
 from export.tiny import relevance_task, trained
+from export.tiny.decoders import build_gemma_reranker
 
 HELD_OUT_SEED = 5000
 
@@ -50,3 +51,31 @@ def test_cached_by_content_key(encoder_checkpoint, tmp_path, monkeypatch):
     assert other != trained.content_key("xlmr", trained.ENCODER_SETTINGS)
     monkeypatch.setenv("RERANKER_TINY_CACHE", str(tmp_path))
     assert trained.cache_root() == tmp_path
+
+
+def test_gemma_yes_logit_is_the_tied_lm_head_row(tmp_path):
+    # The Gemma fixture trains on hidden[:, -1] . embed[yes] instead of the full vocabulary
+    # projection: it must be the very logit FlagLLMReranker scores.
+    from transformers import GemmaForCausalLM
+
+    model = GemmaForCausalLM.from_pretrained(str(build_gemma_reranker(tmp_path, seed=3))).eval()
+    ids = torch.from_numpy(np.random.default_rng(0).integers(4, model.config.vocab_size, (5, 12)))
+    mask = torch.ones_like(ids)
+    mask[:2, :4] = 0  # left padding
+    ids[:2, :4] = 0
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits[:, -1, 200]
+        fast = trained.gemma_yes_logits(model, ids, mask, 200)
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
+    assert full.std() > 0.1  # different rows, different scores
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    s = trained.TrainingSettings(
+        seed=0, steps=100, batch_size=1, learning_rate=1.0, init_std=0.1, warmup_steps=10
+    )
+    factors = [trained.learning_rate_factor(s, step) for step in range(s.steps + 1)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
+    assert factors[-1] == pytest.approx(0.0, abs=1e-9)
+    assert trained.learning_rate_factor(trained.ENCODER_SETTINGS, 1234) == 1.0  # no warm-up: constant

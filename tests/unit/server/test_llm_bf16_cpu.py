@@ -7,11 +7,8 @@ from __future__ import annotations
 import pytest
 
 from bench.precision import llm_quality
-from export.precision_agreement import MIN_TOP_K_AGREEMENT
+from export.precision_agreement import MAX_REL_DIFF, MIN_TOP_K_AGREEMENT
 from reranker_core.cpu_features import bf16_support
-
-# Measured on the trained tiny Gemma (docs/benchmarks.md): max |d| 5.3% of the spread, no swap.
-LLM_MAX_REL_DIFF = 0.08
 
 
 @pytest.mark.skipif(not bf16_support().native, reason=f"this CPU has {bf16_support().describe()}")
@@ -20,4 +17,5 @@ def test_bfloat16_on_cpu_ranks_like_float32_on_the_trained_gemma(tmp_path):
     assert a.spread > 1.0 and a.max_abs_diff > 0, a.summary()  # meaningful scores, really bf16
     assert a.separated_swaps == 0, a.summary()
     assert a.top_k_agreement >= MIN_TOP_K_AGREEMENT, a.summary()
-    assert a.max_rel_diff <= LLM_MAX_REL_DIFF, a.summary()
+    # The targets the encoder meets too (docs/benchmarks.md measures the Gemma at MEASURED).
+    assert a.max_rel_diff <= MAX_REL_DIFF, a.summary()
