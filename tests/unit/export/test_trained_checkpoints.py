@@ -79,3 +79,18 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
     assert factors[-1] == pytest.approx(0.0, abs=1e-9)
     assert trained.learning_rate_factor(trained.ENCODER_SETTINGS, 1234) == 1.0  # no warm-up: constant
+
+
+def test_gemma_key_heads_start_as_copies_of_query_heads(tmp_path):
+    from transformers import GemmaForCausalLM
+
+    model = GemmaForCausalLM.from_pretrained(str(build_gemma_reranker(tmp_path, seed=3)))
+    trained._align_query_keys(model)
+    d, heads, kv = model.config.head_dim, model.config.num_attention_heads, model.config.num_key_value_heads
+    group = heads // kv
+    assert group > 1  # grouped-query attention: key head j serves query heads j*group ..
+    for layer in model.model.layers:
+        q, k = layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight
+        for j in range(kv):
+            assert torch.equal(k[j * d : (j + 1) * d], q[j * group * d : (j * group + 1) * d])
+        assert not torch.equal(k[:d], q[d : 2 * d])  # the other query heads keep their own draws
