@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -276,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         do_llm=args.llm,
         llm_layers=args.llm_layers,
         workloads=tuple(w for w in args.workloads.split(",") if w),
+    )
+    result["command"] = shlex.join(
+        ["python", "-m", "bench.precision", *(sys.argv[1:] if argv is None else argv)]
     )
     out = args.out or RESULTS / ("precision-quick.json" if args.quick else "precision.json")
     out.parent.mkdir(parents=True, exist_ok=True)

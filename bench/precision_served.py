@@ -32,6 +32,7 @@ from reranker_client import RerankerClient
 from reranker_core.tensors import text_model_name
 
 PATHS = ("token", "text")
+WARMUP_PAIRS = 32
 
 
 def client_for(url: str, variant: str, path: str, checkpoint: Path) -> RerankerClient:
@@ -94,20 +95,21 @@ def run(
             for v in variants:
                 for p in PATHS:
                     clients[v, p] = client_for(server.grpc_url, v, p, checkpoint)
-            scores = {}
-            for w in works:  # warm-up (every instance, every shape bucket) and the scores compared
+            for w in works:  # warm-up: every connection, model instance and first-call allocation
                 for v in variants:
                     for p in PATHS:
-                        scores[w.name, v, p] = np.asarray(clients[v, p].compute_score(list(w.pairs)))
+                        clients[v, p].compute_score(list(w.pairs[:WARMUP_PAIRS]))
+            scores = {}  # of the first round, compared between the paths
             for r in range(rounds):
                 loads.append(os.getloadavg()[0])
                 for w in works:
                     for p in PATHS:
                         for v in rotated(variants, r):
                             c0, t0 = procstats.cpu_s(server.server_pid), time.perf_counter()
-                            clients[v, p].compute_score(list(w.pairs))
+                            got = clients[v, p].compute_score(list(w.pairs))
                             walls[w.name, p][v].append(time.perf_counter() - t0)
                             cpus[w.name, p][v].append(procstats.cpu_s(server.server_pid) - c0)
+                            scores.setdefault((w.name, v, p), np.asarray(got))
                             log(
                                 f"served round {r + 1}/{rounds} {w.name} {p} {v}: "
                                 f"{len(w.pairs) / walls[w.name, p][v][-1]:.2f} pairs/s"
