@@ -126,6 +126,7 @@ def run(
                 v: float(np.abs(scores[w.name, v, "text"] - scores[w.name, v, "token"]).max())
                 for v in variants
             },
+            "max_abs_score": {v: float(np.abs(scores[w.name, v, "token"]).max()) for v in variants},
         }
     result["peak_rss_mb"] = rss.peak_mb
     result["load_avg_1min_per_round"] = loads
