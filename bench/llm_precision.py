@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from tokenizers import Tokenizer
+from torch.profiler import ProfilerActivity, profile
 
 from bench import procstats
 from bench.common import CACHE, RESULTS, Log, embedded_server, export_once, sdk_client
@@ -29,7 +31,9 @@ from bench.llm_bench import GEMMA_2B, QUICK_GEMMA, DecoderShape, build_decoder_c
 from bench.workloads import Workload, encoder_pairs
 from reranker_core.manifest import ModelManifest
 from reranker_core.options import parse_options
+from reranker_core.packing import pad_rows
 from reranker_core.pipeline import prepare_pairs
+from reranker_server.llm import load_scorer
 
 DTYPES = ("float32", "bfloat16")
 RESERVE_GB = 3.0  # tritonserver, two backend stubs, the client and the machine's other work
@@ -83,12 +87,43 @@ def prepare_repository(checkpoint: Path, shape: DecoderShape) -> Path:
     return repo
 
 
-def served_tokens(model_dir: Path, work: Workload) -> list[int]:
-    """Model tokens per pair as the product encodes them (the reranker's prompt included)."""
+def served_rows(model_dir: Path, work: Workload) -> list[list[int]]:
+    """Token rows of the pairs as the product encodes them (the reranker's prompt included)."""
     manifest = ModelManifest.load(model_dir)
     tokenizer = Tokenizer.from_file(str(model_dir / manifest.tokenizer.file))
     prepared = prepare_pairs(tokenizer, manifest, work.pairs, parse_options({}, manifest))
-    return [len(row.input_ids) for row in prepared.rows]
+    return [list(row.input_ids) for row in prepared.rows]
+
+
+def profile_scorer(model_dir: Path, rows: list[list[int]], dtype: str, top: int = 10) -> dict[str, Any]:
+    """One call of the served model's torch scorer at `dtype`, in this process, under
+    torch.profiler: wall seconds and the ops with the most CPU time (share of the total)."""
+    manifest = ModelManifest.load(model_dir)
+    scorer = load_scorer(
+        manifest.family,
+        model_dir / manifest.llm.checkpoint_dir,
+        dtype=dtype,
+        device="cpu",
+        yes_token_id=manifest.llm.yes_token_id,
+    )
+    ids, mask = (torch.from_numpy(a) for a in pad_rows(rows, manifest.pad_id))
+    scorer.score(ids[:1, :16], mask[:1, :16])  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        scorer.score(ids, mask)
+        wall = time.perf_counter() - t0
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    return {
+        "dtype": dtype,
+        "threads": torch.get_num_threads(),
+        "rows": len(rows),
+        "wall_s": wall,
+        "ops": [
+            {"op": e.key, "self_cpu_s": e.self_cpu_time_total / 1e6, "share": e.self_cpu_time_total / total}
+            for e in ops[:top]
+        ],
+    }
 
 
 def round_order(index: int) -> tuple[str, ...]:
@@ -115,8 +150,16 @@ def summarize(walls: dict[str, list[float]], cpus: dict[str, list[float]], pairs
     return out
 
 
-def run(quick: bool, log: Log = print, rounds: int | None = None, layers: int | None = None) -> dict:
-    """Serve both dtypes of the plan's shape, time them in alternating rounds; the result dict."""
+def run(
+    quick: bool,
+    log: Log = print,
+    rounds: int | None = None,
+    layers: int | None = None,
+    profile_dtype: str | None = None,
+) -> dict:
+    """Serve both dtypes of the plan's shape, time them in alternating rounds (rounds=0: none);
+    with `profile_dtype` also profile one call of that dtype's scorer in this process afterwards.
+    The result dict."""
     plan = QUICK_PLAN if quick else FULL_PLAN
     available = mem_available_gb()
     shape = with_layers(plan.shape, fitting_layers(plan.shape, available, layers))
@@ -129,16 +172,29 @@ def run(quick: bool, log: Log = print, rounds: int | None = None, layers: int | 
         checkpoint, [plan.tokens] * plan.passages, name=f"1x{plan.passages}x{plan.tokens}tok"
     )
     pairs = [list(p) for p in work.pairs]
-    tokens = served_tokens(repo / model_name(DTYPES[0]), work)
+    rows = served_rows(repo / model_name(DTYPES[0]), work)
     result: dict[str, Any] = {
         "shape": dataclasses.asdict(shape),
         "full_layers": plan.shape.layers,
         "params_b": shape.params() / 1e9,
         "mem_available_gb": available,
         "pairs": len(pairs),
-        "tokens_per_pair": statistics.mean(tokens),
-        "rounds": rounds or plan.rounds,
+        "tokens_per_pair": statistics.mean(len(r) for r in rows),
+        "rounds": plan.rounds if rounds is None else rounds,
     }
+    if result["rounds"]:
+        result.update(serve_rounds(repo, checkpoint, pairs, result["rounds"], log))
+    if profile_dtype:
+        log(f"LLM precision {shape.name}: profiling the {profile_dtype} scorer in-process")
+        result["profile"] = profile_scorer(repo / model_name(profile_dtype), rows, profile_dtype)
+        for op in result["profile"]["ops"]:
+            log(f"  {op['op']}: {100 * op['share']:.1f} %")
+    return result
+
+
+def serve_rounds(repo: Path, checkpoint: Path, pairs: list[list[str]], rounds: int, log: Log) -> dict:
+    """Both dtypes served by one embedded server, timed through the client in alternating rounds."""
+    result: dict[str, Any] = {}
     models = [model_name(d) for d in DTYPES]
     server = embedded_server(repo, models, RESULTS / "server-llm-precision.log.tmp")
     t0 = time.perf_counter()
@@ -151,7 +207,7 @@ def run(quick: bool, log: Log = print, rounds: int | None = None, layers: int | 
         clients = {d: sdk_client(server.grpc_url, model_name(d), checkpoint, timeout_s=1800) for d in DTYPES}
         try:
             scores = {d: clients[d].compute_score(pairs) for d in DTYPES}  # warm-up, and the scores
-            for r in range(result["rounds"]):
+            for r in range(rounds):
                 loads.append(os.getloadavg()[0])
                 for dtype in round_order(r):
                     c0, t0 = procstats.cpu_s(server.server_pid), time.perf_counter()
@@ -167,7 +223,7 @@ def run(quick: bool, log: Log = print, rounds: int | None = None, layers: int | 
     result["load_avg_1min_per_round"] = loads
     result["max_abs_diff_bf16_vs_fp32"] = max(abs(a - b) for a, b in zip(*scores.values()))
     log(
-        f"LLM precision {shape.name}: fp32 {result['float32']['pairs_per_s']:.3f} pairs/s, "
+        f"LLM precision: fp32 {result['float32']['pairs_per_s']:.3f} pairs/s, "
         f"bf16 {result['bfloat16']['pairs_per_s']:.3f} pairs/s ({result['bf16_vs_fp32']:.2f}x)"
     )
     return result

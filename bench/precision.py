@@ -2,7 +2,8 @@
 (OpenVINO) vs int8 (ORT dynamic int8), side by side in one run.
 
     python -m bench.precision [--quick] [--rounds 3] [--skip-quality] [--skip-speed] [--skip-served]
-                              [--llm [--llm-layers N]] [--out bench/results/precision.json]
+                              [--llm [--llm-layers N] [--llm-rounds N] [--llm-profile bfloat16]]
+                              [--out bench/results/precision.json]
 
 Quality: the trained tiny XLM-R (export/tiny/trained.py) exported with each graph and scored by
 the runner's own scorer (reranker_server.encoder_scorer) on 10 held-out queries x 30 passages
@@ -201,6 +202,8 @@ def run(
     do_served: bool = True,
     do_llm: bool = False,
     llm_layers: int | None = None,
+    llm_rounds: int | None = None,
+    llm_profile: str | None = None,
     workloads: tuple[str, ...] = ("rerank", "mixed"),
     log=print,
 ) -> dict:
@@ -236,7 +239,13 @@ def run(
                     )
                 )
     if do_llm:
-        result["llm"] = llm_precision.run(quick, log, rounds=rounds, layers=llm_layers)
+        result["llm"] = llm_precision.run(
+            quick,
+            log,
+            rounds=rounds if llm_rounds is None else llm_rounds,
+            layers=llm_layers,
+            profile_dtype=llm_profile,
+        )
     result["load_avg_end"] = os.getloadavg()
     return result
 
@@ -260,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workloads", default="rerank,mixed", help="speed workloads: rerank (1 x 100), mixed"
     )
+    parser.add_argument(
+        "--llm-rounds", type=int, default=None, help="LLM rounds (default: --rounds; 0: profile only)"
+    )
+    parser.add_argument(
+        "--llm-profile",
+        choices=llm_precision.DTYPES,
+        default=None,
+        help="also profile one call of the LLM scorer at this dtype in-process (torch.profiler)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -275,8 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         do_quality=not args.skip_quality,
         do_speed=not args.skip_speed,
         do_served=not args.skip_served,
-        do_llm=args.llm,
+        do_llm=args.llm or args.llm_profile is not None,
         llm_layers=args.llm_layers,
+        llm_rounds=args.llm_rounds,
+        llm_profile=args.llm_profile,
         workloads=tuple(w for w in args.workloads.split(",") if w),
     )
     result["command"] = shlex.join(

@@ -15,7 +15,8 @@ from reranker_core.cpu_features import bf16_support
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("precision") / "precision-quick.json"
-    argv = ["--quick", "--skip-quality", "--skip-speed", "--llm", "--rounds", "2", "--out", str(out)]
+    argv = ["--quick", "--skip-quality", "--skip-speed", "--llm", "--llm-profile", "bfloat16"]
+    argv += ["--rounds", "2", "--out", str(out)]
     assert precision.main(argv) == 0
     return json.loads(out.read_text())
 
@@ -52,6 +53,14 @@ def test_llm_part_serves_both_dtypes_side_by_side(quick):
     for dtype in llm_precision.DTYPES:
         assert len(llm[dtype]["wall_s"]) == 2 and llm[dtype]["pairs_per_s"] > 0
     assert llm["bf16_vs_fp32"] > 0 and len(llm["bf16_vs_fp32_rounds"]) == 2
+
+
+def test_llm_profile_names_where_the_scorer_spends_its_time(quick):
+    prof = quick["llm"]["profile"]
+    assert prof["dtype"] == "bfloat16" and prof["rows"] == llm_precision.QUICK_PLAN.passages
+    shares = [op["share"] for op in prof["ops"]]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0 + 1e-9
+    assert any(op["op"] in ("aten::mm", "aten::addmm", "aten::linear") for op in prof["ops"])
 
 
 @pytest.mark.skipif(not bf16_support().native, reason=f"this CPU has {bf16_support().describe()}")
