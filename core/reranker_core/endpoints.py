@@ -6,13 +6,15 @@ of its own. The adapters run the calls and tell the pool what happened:
 - Endpoints are given as one address (`host:8001`), a comma-separated list (`a:8001,b:8001`) or a
   DNS name that resolves to several addresses (`dns:///triton-headless.ns.svc:8001`), re-resolved
   every `refresh_s` through an injectable resolver (socket.getaddrinfo by default).
-- Each request goes to one live endpoint chosen by the power of two choices on the time it is
-  expected to take there: its recent latency (an exponentially weighted moving average), scaled up
-  when more requests are in flight than those latencies were measured with (their average, each
-  request included). A latency measured behind a queue is not counted twice, so under saturation a
-  slow replica gets a request only when it would answer as soon as the busy fast ones. Expected
-  times within SIMILAR_COST of each other count as equal and fewer in flight wins, so equal
-  replicas get equal shares whatever their latencies' noise.
+- Each request goes to the live endpoint it is expected to finish on soonest. The expected time
+  is the endpoint's recent latency (an exponentially weighted moving average), scaled up when more
+  requests are in flight there than those latencies were measured with (their average, each
+  request included): a latency measured behind a queue is not counted twice, so under saturation
+  a slow replica gets a request only when it would answer as soon as the busy fast ones. Expected
+  times within SIMILAR_COST of the soonest count as equal and fewer in flight wins, so equal
+  replicas get equal shares whatever the noise of their latencies. All live endpoints are compared
+  (a pool holds a few and knows its own requests in flight exactly): two drawn at random would let
+  one slow replica pair with a busy fast one while the other fast one is idle.
 - An endpoint is used only once a probe said it is ready and which manifest fingerprint (per
   model) it serves; one serving another manifest than the expected one gets no request for that
   model. A request that failed with a replica failure (see triton_errors) ejects the endpoint:
@@ -302,9 +304,10 @@ class EndpointPool:
 
     # -- selection -------------------------------------------------------------------------------
     def pick(self, model: str | None = None, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:
-        """A live endpoint that serves `model`, by the power of two choices on the expected time of a
-        new request there (see `expected_time`); when none is live, the ejected (or not yet probed) one due
-        soonest, as a last resort; None when none is left."""
+        """The live endpoint serving `model` that a new request is expected to finish on soonest (see
+        `expected_time`; those within SIMILAR_COST of the soonest count as equal: fewest in flight,
+        then at random); when none is live, the ejected (or not yet probed) one due soonest, as a
+        last resort; None when none is left."""
         excluded = {id(e) for e in exclude}
         eligible = [e for e in self._endpoints.values() if id(e) not in excluded and self.serves(e, model)]
         live = [e for e in eligible if e.state is State.LIVE]
@@ -315,14 +318,14 @@ class EndpointPool:
             return min(resting, key=lambda e: e.retry_at) if resting else None
         if len(live) == 1:
             return live[0]
-        a, b = self.rng.sample(live, 2)
         now = self.clock()
         known = [e.latency_s for e in live if e.latency_s is not None]
         usual = min(known) if known else 1.0
-        cost_a, cost_b = self.expected_time(a, usual, now), self.expected_time(b, usual, now)
-        if min(cost_a, cost_b) * SIMILAR_COST >= max(cost_a, cost_b):  # alike: fewer in flight
-            return a if a.in_flight <= b.in_flight else b
-        return a if cost_a < cost_b else b
+        times = [self.expected_time(e, usual, now) for e in live]
+        soonest = min(times)
+        alike = [e for e, t in zip(live, times, strict=True) if t <= soonest * SIMILAR_COST]
+        fewest = min(e.in_flight for e in alike)
+        return self.rng.choice([e for e in alike if e.in_flight == fewest])
 
     def expected_time(self, endpoint: Endpoint, usual: float, now: float) -> float:
         """The time a new request would take on `endpoint`: its average latency, scaled up when more

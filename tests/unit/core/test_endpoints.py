@@ -84,7 +84,7 @@ def test_unprobed_endpoints_get_requests_only_as_a_last_resort():
     assert pool.probes_due() == []  # b is being probed already
 
 
-def test_power_of_two_choices_spreads_evenly_and_avoids_the_busy_replica():
+def test_equal_replicas_spread_evenly_and_the_busy_one_is_avoided():
     pool = live_pool("a:1,b:2,c:3")
     counts = Counter()
     for _ in range(3000):
@@ -150,6 +150,17 @@ def test_a_route_reports_the_depth_its_request_was_sent_into():
     route.succeeded(only)  # answered at once, sent behind 3 others
     assert only.depth == pytest.approx(4.0)
     assert only.latency_s == pytest.approx(0.5 + 0.2 * (0.0 - 0.5))
+
+
+def test_a_slow_replica_never_makes_a_busy_fast_one_win_over_an_idle_one():
+    """Two replicas drawn at random would pair the slow one with the busy fast one a third of the
+    time, and that one would win; every live replica is compared instead."""
+    pool = live_pool("a:1,b:2,c:3")
+    busy, idle, slow = pool.endpoints
+    for endpoint, duration in ((busy, 0.04), (idle, 0.04), (slow, 0.4)):
+        answered(pool, endpoint, duration)
+    busy.in_flight = 2
+    assert Counter(pool.pick("m").address for _ in range(300)) == {idle.address: 300}
 
 
 def test_equal_replicas_get_equal_shares_whatever_their_history():
