@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-served", action="store_true", help="no served speed (one embedded Triton server, SDK client)"
     )
     parser.add_argument(
-        "--llm", action="store_true", help="also the LLM Gemma-2B shape fp32 vs bf16, served (~16 GB RAM)"
+        "--llm", action="store_true", help="also the LLM Gemma-2B shape fp32 vs bf16, served (~19 GB RAM)"
     )
     parser.add_argument(
         "--llm-layers", type=int, default=None, help="decoder layers of the LLM shape (default: all that fit)"

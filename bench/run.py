@@ -297,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default="rerank,mixed", help="subset of rerank,mixed")
     parser.add_argument("--llm", action="store_true", help="also the LLM reranker workloads")
     parser.add_argument(
-        "--precision", action="store_true", help="also bench/precision.py's section: fp32 vs bf16 vs int8"
+        "--precision",
+        action="store_true",
+        help="also bench/precision.py's section: fp32 vs bf16 vs int8 in-process and served "
+        "(with --llm also the LLM Gemma-2B shape fp32 vs bf16)",
     )
     parser.add_argument("--out", default=None, help="JSON path (PNG written beside it)")
     args = parser.parse_args(argv)
