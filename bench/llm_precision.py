@@ -10,6 +10,9 @@ median round, server CPU seconds per pair (contention-robust), and bf16 / fp32 r
 Memory: both models are resident at once (fp32 4 bytes and bf16 2 bytes per parameter, plus the
 transient fp32 copy of one tensor while bf16 casts). When MemAvailable cannot hold that, the
 same shape with fewer decoder layers is used (per-layer cost is identical) and the result says so.
+
+Profile (`--llm-profile bfloat16|float32`): one call of that dtype's scorer in this process under
+torch.profiler, the ops with the most CPU time and their share.
 """
 
 from __future__ import annotations
