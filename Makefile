@@ -91,7 +91,8 @@ bench-quick: setup oracle
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
 
 # The encoder CPU graphs fp32 vs bf16 (OpenVINO) vs int8, quality on the trained tiny fixture and
-# speed on the bge-reranker-base shape (docs/benchmarks.md, "bf16 on CPUs that have it").
+# speed on the bge-reranker-base shape, in-process and served (docs/benchmarks.md, "bf16 on CPUs
+# that have it"). BENCH_PRECISION_ARGS=--llm adds the LLM Gemma-2B shape fp32 vs bf16 (~19 GB RAM).
 bench-precision: setup
 	$(PY) -m bench.precision $(BENCH_PRECISION_ARGS)
 

@@ -1,7 +1,9 @@
 """Section "precision" of `make bench`: the encoder's CPU graphs fp32 (ORT fused) vs bf16
 (OpenVINO) vs int8 (ORT dynamic int8), side by side in one run.
 
-    python -m bench.precision [--quick] [--rounds 3] [--out bench/results/precision.json]
+    python -m bench.precision [--quick] [--rounds 3] [--skip-quality] [--skip-speed] [--skip-served]
+                              [--llm [--llm-layers N] [--llm-rounds N] [--llm-profile bfloat16]]
+                              [--out bench/results/precision.json]
 
 Quality: the trained tiny XLM-R (export/tiny/trained.py) exported with each graph and scored by
 the runner's own scorer (reranker_server.encoder_scorer) on 10 held-out queries x 30 passages
@@ -11,7 +13,11 @@ scorer in bfloat16 against float32 (`llm_quality`).
 Speed: a random-weight model of the bge-reranker-base shape (bench/models.py; speed does not
 depend on weight values), 1 query x 100 passages of ~200 tokens and 500 mixed-length pairs
 (16..256 tokens), each variant timed in alternating rounds (this machine may be shared: the
-median of the rounds is reported with the load average). In-process, through the runner's scorer.
+median of the rounds is reported with the load average), in-process through the runner's scorer
+and served (bench/precision_served.py: one embedded Triton server, the SDK client's token path
+and the text model).
+LLM (--llm, bench/llm_precision.py): the Gemma-2B shape exported --dtype float32 vs bfloat16,
+served by one embedded Triton server and called through the client, in alternating rounds.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench import llm_precision, precision_served
 from bench.common import BASE, CACHE, QUICK, machine_info
 from bench.models import build_encoder_checkpoint
 from bench.workloads import Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
@@ -140,23 +149,27 @@ def _encoded(checkpoint: Path, work: Workload) -> TokenRows:
     return TokenRows([np.asarray(s, dtype=np.int64) for s in encode_encoder_pairs(checkpoint, work.pairs)])
 
 
-def speed(
-    root: Path,
-    quick: bool,
-    variants: list[str],
-    rounds: int,
-    workloads: tuple[str, ...] = ("rerank", "mixed"),
-) -> dict[str, dict[str, dict]]:
-    """pairs/s of each variant on each workload, rounds alternating between the variants."""
+def speed_models(
+    root: Path, quick: bool, variants: list[str], workloads: tuple[str, ...] = ("rerank", "mixed")
+) -> tuple[Path, list[Workload]]:
+    """The random-weight speed checkpoint (base shape, or a small one with `quick`) exported as
+    each variant under `root`, and the speed workloads: (checkpoint, workloads)."""
     shape = QUICK if quick else BASE
     checkpoint = build_encoder_checkpoint(shape)
     builders = {
         "rerank": lambda: rerank_1x100(checkpoint, 20, 64) if quick else rerank_1x100(checkpoint),
         "mixed": lambda: mixed_pairs(checkpoint, 40, 16, 64) if quick else mixed_pairs(checkpoint),
     }
-    works = [builders[w]() for w in workloads]
+    for v in variants:
+        export_variant(checkpoint, root, v)
+    return checkpoint, [builders[w]() for w in workloads]
+
+
+def speed(root: Path, checkpoint: Path, works: list[Workload], variants: list[str], rounds: int) -> dict:
+    """pairs/s of each variant on each workload in this process, rounds alternating between the
+    variants."""
     rows = {w.name: _encoded(checkpoint, w) for w in works}
-    scorers = {v: variant_scorer(export_variant(checkpoint, root, v), v) for v in variants}
+    scorers = {v: variant_scorer(root / v, v) for v in variants}
     for v in variants:  # warm-up: first-call allocations and kernel selection
         scorers[v].score([TokenRows(rows[works[0].name].rows[:4])])
     walls: dict[str, dict[str, list[float]]] = {v: {w.name: [] for w in works} for v in variants}
@@ -189,10 +202,15 @@ def run(
     *,
     do_quality: bool = True,
     do_speed: bool = True,
+    do_served: bool = True,
+    do_llm: bool = False,
+    llm_layers: int | None = None,
+    llm_rounds: int | None = None,
+    llm_profile: str | None = None,
     workloads: tuple[str, ...] = ("rerank", "mixed"),
     log=print,
 ) -> dict:
-    """The section's results (quality and speed), logged line by line."""
+    """The section's results (quality, in-process speed, served speed, LLM), logged line by line."""
     root = CACHE / "precision"
     result: dict = {
         "machine": {**machine_info(), "bf16": bf16_support().describe()},
@@ -209,12 +227,34 @@ def run(
             log(f"quality Gemma bf16 (torch, CPU) vs fp32: {gemma.summary()}")
         else:
             log(f"quality Gemma bf16: skipped, this CPU has {bf16_support().describe()}")
+    if do_speed or do_served:
+        speed_root = root / ("quick" if quick else "base")
+        checkpoint, works = speed_models(speed_root, quick, variants, workloads)
     if do_speed:
-        result["speed"] = speed(root / ("quick" if quick else "base"), quick, variants, rounds, workloads)
+        result["speed"] = speed(speed_root, checkpoint, works, variants, rounds)
         for v in variants:
             for name, row in result["speed"][v].items():
                 ratio = f" ({row['vs_fp32']:.2f}x fp32)" if row["vs_fp32"] else ""
                 log(f"speed {v} {name}: {row['pairs_per_s']:.2f} pairs/s{ratio}")
+    if do_served:
+        result["served"] = precision_served.run(speed_root, checkpoint, variants, works, rounds, log)
+        for name, row in result["served"]["workloads"].items():
+            for path in precision_served.PATHS:
+                log(
+                    f"served {name} {path}: "
+                    + ", ".join(
+                        f"{v} {r['pairs_per_s']:.2f} pairs/s ({r['vs_fp32']:.2f}x)"
+                        for v, r in row[path].items()
+                    )
+                )
+    if do_llm:
+        result["llm"] = llm_precision.run(
+            quick,
+            log,
+            rounds=rounds if llm_rounds is None else llm_rounds,
+            layers=llm_layers,
+            profile_dtype=llm_profile,
+        )
     result["load_avg_end"] = os.getloadavg()
     return result
 
@@ -227,7 +267,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument(
+        "--skip-served", action="store_true", help="no served speed (one embedded Triton server, SDK client)"
+    )
+    parser.add_argument(
+        "--llm", action="store_true", help="also the LLM Gemma-2B shape fp32 vs bf16, served (~19 GB RAM)"
+    )
+    parser.add_argument(
+        "--llm-layers", type=int, default=None, help="decoder layers of the LLM shape (default: all that fit)"
+    )
+    parser.add_argument(
         "--workloads", default="rerank,mixed", help="speed workloads: rerank (1 x 100), mixed"
+    )
+    parser.add_argument(
+        "--llm-rounds", type=int, default=None, help="LLM rounds (default: --rounds; 0: profile only)"
+    )
+    parser.add_argument(
+        "--llm-profile",
+        choices=llm_precision.DTYPES,
+        default=None,
+        help="also profile one call of the LLM scorer at this dtype in-process (torch.profiler)",
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -243,7 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds,
         do_quality=not args.skip_quality,
         do_speed=not args.skip_speed,
+        do_served=not args.skip_served,
+        do_llm=args.llm or args.llm_profile is not None,
+        llm_layers=args.llm_layers,
+        llm_rounds=args.llm_rounds,
+        llm_profile=args.llm_profile,
         workloads=tuple(w for w in args.workloads.split(",") if w),
+    )
+    result["command"] = shlex.join(
+        ["python", "-m", "bench.precision", *(sys.argv[1:] if argv is None else argv)]
     )
     out = args.out or RESULTS / ("precision-quick.json" if args.quick else "precision.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,8 @@ several concurrency levels. Reported: pairs/s, tokens/s (real tokens, no padding
 latency, peak RSS of the tritonserver process tree, CPU seconds (contention-robust: this machine
 is shared), score drift and top-10 agreement of each variant against FlagEmbedding fp32.
 Section "precision" (bench/precision.py, --precision): fp32 vs bf16 vs int8 CPU graphs, quality on
-the trained fixture and speed. Section "text_path" (bench/text_path.py): the same rerank call
+the trained fixture and speed in-process and served (with --llm also the LLM Gemma-2B shape fp32
+vs bf16, served). Section "text_path" (bench/text_path.py): the same rerank call
 through the text model vs the token model. Section "api_overhead" (bench/api_overhead.py): the
 rerank HTTP API in front of the text model vs the text model called directly.
 Results: bench/results/bench[-quick].json and .png.
@@ -296,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default="rerank,mixed", help="subset of rerank,mixed")
     parser.add_argument("--llm", action="store_true", help="also the LLM reranker workloads")
     parser.add_argument(
-        "--precision", action="store_true", help="also bench/precision.py's section: fp32 vs bf16 vs int8"
+        "--precision",
+        action="store_true",
+        help="also bench/precision.py's section: fp32 vs bf16 vs int8 in-process and served "
+        "(with --llm also the LLM Gemma-2B shape fp32 vs bf16)",
     )
     parser.add_argument("--out", default=None, help="JSON path (PNG written beside it)")
     args = parser.parse_args(argv)
@@ -362,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.llm:
         result["llm"] = llm_bench.run(quick=args.quick, log=log)
     if args.precision:
-        log("CPU graphs fp32 vs bf16 vs int8: trained-fixture quality, base-shape speed")
-        result["precision"] = precision.run(args.quick, list(precision.GRAPHS), 3, log=log)
+        log("CPU graphs fp32 vs bf16 vs int8: trained-fixture quality, base-shape speed (in-process, served)")
+        result["precision"] = precision.run(args.quick, list(precision.GRAPHS), 3, do_llm=args.llm, log=log)
     result["load_avg_end"] = os.getloadavg()
     result["summary"] = summarize(result)
     out = Path(args.out) if args.out else RESULTS / f"bench{'-quick' if args.quick else ''}.json"

@@ -4,6 +4,9 @@ Gemma2 lightweight.
 <repository>/<name>/
   config.pbtxt            Python backend on GPU (float16 / bfloat16 / float32 as exported)
   configs/embedded.pbtxt  Python backend on CPU, float32 (bfloat16 when exported --dtype bfloat16)
+  configs/openvino.pbtxt  the same CPU config under the name CPU nodes serve encoders with
+                          (--model-config-name=openvino: encoders exported --cpu-graph bf16 run on
+                          Triton's openvino backend, LLM rerankers on the Python backend)
   reranker.json           the model contract (also inside every config as "reranker_manifest",
                           each copy with the dtype that config runs)
   tokenizer/              tokenizer.json, tokenizer_config.json, special_tokens_map.json
@@ -42,6 +45,7 @@ from reranker_core.manifest import LLMSettings, ModelManifest, TokenizerInfo
 from reranker_core.tensors import text_model_name
 
 MODEL_PY = "from reranker_server.llm_model import TritonPythonModel  # noqa: F401\n"
+CPU_CONFIG_NAMES = ("embedded", "openvino")  # every --model-config-name a CPU node may serve with
 DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # -> manifest precision
 _MAX_HEADER = 100 * 1024 * 1024
 
@@ -394,18 +398,17 @@ def export_llm(
     cpu_manifest = ModelManifest.from_dict(json.loads(manifest.to_json()))
     cpu_manifest.precision = DTYPES[cpu_dtype]
     cpu_manifest.llm = replace(cpu_manifest.llm, dtype=cpu_dtype)
-    embedded = out_dir / "configs" / "embedded.pbtxt"
-    embedded.parent.mkdir(parents=True, exist_ok=True)
-    embedded.write_text(
-        render_config(
-            cpu_manifest,
-            gpu=False,
-            max_batch_size=max_batch_size,
-            instance_count=instance_count,
-            max_queue_delay_us=max_queue_delay_us,
-            max_batch_tokens=max_batch_tokens or LLM_CPU_MAX_BATCH_TOKENS,
-            intra_op_threads=intra_op_threads,
-        )
+    cpu_config = render_config(
+        cpu_manifest,
+        gpu=False,
+        max_batch_size=max_batch_size,
+        instance_count=instance_count,
+        max_queue_delay_us=max_queue_delay_us,
+        max_batch_tokens=max_batch_tokens or LLM_CPU_MAX_BATCH_TOKENS,
+        intra_op_threads=intra_op_threads,
     )
+    (out_dir / "configs").mkdir(parents=True, exist_ok=True)
+    for name in CPU_CONFIG_NAMES:
+        (out_dir / "configs" / f"{name}.pbtxt").write_text(cpu_config)
     manifest.save(out_dir)
     return manifest

@@ -31,7 +31,7 @@ class RerankerClient(ClientState):
     `url` is host:port of the server's gRPC (default 8001) or HTTP (8000) endpoint, or of several
     replicas: a comma-separated list ("a:8001,b:8001") or a DNS name whose addresses are the
     replicas ("dns:///triton-headless.ns.svc:8001", resolved again every `dns_refresh_s`). Each
-    request goes to the replica with fewer requests in flight (power of two choices) among those
+    request goes to the replica expected to answer soonest (power of two choices) among those
     serving the manifest this client connected with; a replica that fails is left out until a probe
     finds it back, and the request is sent to another one (`endpoints` shows the pool). `model_version`
     picks a version of `model` (default: the server's version policy). The model's family, limits

@@ -6,10 +6,15 @@ of its own. The adapters run the calls and tell the pool what happened:
 - Endpoints are given as one address (`host:8001`), a comma-separated list (`a:8001,b:8001`) or a
   DNS name that resolves to several addresses (`dns:///triton-headless.ns.svc:8001`), re-resolved
   every `refresh_s` through an injectable resolver (socket.getaddrinfo by default).
-- Each request goes to one live endpoint chosen by the power of two choices on its expected
-  cost: (requests in flight + 1) x its recent latency (an exponentially weighted moving average).
-  Equal replicas get equal shares (fewer in flight wins); a slow one is picked only when the
-  others are that many times busier.
+- Each request goes to the live endpoint it is expected to finish on soonest. The expected time
+  is the endpoint's recent latency (an exponentially weighted moving average), scaled up when more
+  requests are in flight there than those latencies were measured with (their average, each
+  request included): a latency measured behind a queue is not counted twice, so under saturation
+  a slow replica gets a request only when it would answer as soon as the busy fast ones. Expected
+  times within SIMILAR_COST of the soonest count as equal and fewer in flight wins, so equal
+  replicas get equal shares whatever the noise of their latencies. All live endpoints are compared
+  (a pool holds a few and knows its own requests in flight exactly): two drawn at random would let
+  one slow replica pair with a busy fast one while the other fast one is idle.
 - An endpoint is used only once a probe said it is ready and which manifest fingerprint (per
   model) it serves; one serving another manifest than the expected one gets no request for that
   model. A request that failed with a replica failure (see triton_errors) ejects the endpoint:
@@ -37,6 +42,7 @@ from reranker_core.triton_errors import Classified
 
 DNS_PREFIX = "dns:///"
 RESOLVE_RETRY_S = 1.0  # a failed or empty resolution is tried again this soon
+SIMILAR_COST = 1.25  # expected times within this factor count as equal: fewer in flight wins
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -137,6 +143,7 @@ class Endpoint:
     strikes: int = 0  # ejections since the last successful request: sets the backoff
     retry_at: float = 0.0
     latency_s: float | None = None  # moving average of successful requests' durations
+    depth: float = 1.0  # moving average of the requests in flight (itself included) they were sent into
     sampled_at: float = float("-inf")  # when latency_s last had a new duration
     probed_at: float = float("-inf")
     probing: bool = False
@@ -297,9 +304,10 @@ class EndpointPool:
 
     # -- selection -------------------------------------------------------------------------------
     def pick(self, model: str | None = None, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:
-        """A live endpoint that serves `model`, by the power of two choices on the cost
-        (in flight + 1) x latency; when none is live, the ejected (or not yet probed) one due
-        soonest, as a last resort; None when none is left."""
+        """The live endpoint serving `model` that a new request is expected to finish on soonest (see
+        `expected_time`; those within SIMILAR_COST of the soonest count as equal: fewest in flight,
+        then at random); when none is live, the ejected (or not yet probed) one due soonest, as a
+        last resort; None when none is left."""
         excluded = {id(e) for e in exclude}
         eligible = [e for e in self._endpoints.values() if id(e) not in excluded and self.serves(e, model)]
         live = [e for e in eligible if e.state is State.LIVE]
@@ -310,24 +318,27 @@ class EndpointPool:
             return min(resting, key=lambda e: e.retry_at) if resting else None
         if len(live) == 1:
             return live[0]
-        a, b = self.rng.sample(live, 2)
         now = self.clock()
-        known = [x for e in live if (x := self._latency(e, now)) is not None]
-        usual = min(known) if known else 1.0  # no recent sample: as fast as the best one
-        return a if self._wait(a, usual, now) <= self._wait(b, usual, now) else b
+        known = [e.latency_s for e in live if e.latency_s is not None]
+        usual = min(known) if known else 1.0
+        times = [self.expected_time(e, usual, now) for e in live]
+        soonest = min(times)
+        alike = [e for e, t in zip(live, times, strict=True) if t <= soonest * SIMILAR_COST]
+        fewest = min(e.in_flight for e in alike)
+        return self.rng.choice([e for e in alike if e.in_flight == fewest])
 
-    def _latency(self, endpoint: Endpoint, now: float) -> float | None:
-        if endpoint.latency_s is None or now - endpoint.sampled_at > self.options.latency_ttl_s:
-            return None
-        return endpoint.latency_s
-
-    def _wait(self, endpoint: Endpoint, usual: float, now: float) -> tuple[float, int]:
-        """The cost of `endpoint`, (in flight + 1) x latency, then its requests in flight. Without a recent
-        duration it takes one request at a time (as fast as the best one) until it has one."""
-        latency = self._latency(endpoint, now)
-        if latency is None:
-            return (usual if endpoint.in_flight == 0 else math.inf), endpoint.in_flight
-        return latency * (endpoint.in_flight + 1), endpoint.in_flight
+    def expected_time(self, endpoint: Endpoint, usual: float, now: float) -> float:
+        """The time a new request would take on `endpoint`: its average latency, scaled up when more
+        requests are in flight now than when those latencies were measured, never down (a replica
+        with several model instances answers a lone request no faster than its measured average).
+        One that never answered, or whose average is older than latency_ttl_s, takes one request at a
+        time, counted as fast as the fastest (`usual`), until it answers; meanwhile an old average
+        still counts."""
+        if endpoint.latency_s is None:
+            return usual if endpoint.in_flight == 0 else math.inf
+        if endpoint.in_flight == 0 and now - endpoint.sampled_at > self.options.latency_ttl_s:
+            return usual
+        return endpoint.latency_s * max(1.0, (endpoint.in_flight + 1) / endpoint.depth)
 
     def live(self, model: str | None = None) -> list[Endpoint]:
         return [e for e in self._endpoints.values() if e.state is State.LIVE and self.serves(e, model)]
@@ -337,16 +348,19 @@ class EndpointPool:
         endpoint.in_flight += 1
         endpoint.requests += 1
 
-    def succeeded(self, endpoint: Endpoint, duration_s: float | None = None) -> None:
-        """A request to `endpoint` answered after `duration_s` (None: not measured)."""
+    def succeeded(self, endpoint: Endpoint, duration_s: float | None = None, depth: int = 1) -> None:
+        """A request to `endpoint` answered after `duration_s` (None: not measured); `depth`: the
+        requests in flight there when it was sent, itself included."""
         endpoint.in_flight = max(0, endpoint.in_flight - 1)
         endpoint.strikes = 0
         if duration_s is not None:
             now = self.clock()
-            previous, weight = self._latency(endpoint, now), self.options.latency_weight
-            endpoint.latency_s = (
-                duration_s if previous is None else previous + weight * (duration_s - previous)
-            )
+            previous, weight = endpoint.latency_s, self.options.latency_weight
+            if previous is None or now - endpoint.sampled_at > self.options.latency_ttl_s:
+                endpoint.latency_s, endpoint.depth = duration_s, max(1.0, depth)
+            else:
+                endpoint.latency_s = previous + weight * (duration_s - previous)
+                endpoint.depth += weight * (max(1.0, depth) - endpoint.depth)
             endpoint.sampled_at = now
         if endpoint.state is State.EJECTED:  # the last-resort pick worked: it is back
             endpoint.state, endpoint.reason = State.LIVE, ""
@@ -446,6 +460,7 @@ class Route:
         self.pool, self.model, self.deadline = pool, model, deadline
         self.tried: list[Endpoint] = []
         self._sent_at = 0.0
+        self._depth = 1
         self.last = ""  # the reason of the last failure
 
     def remaining(self) -> float | None:
@@ -459,11 +474,11 @@ class Route:
         if endpoint is not None:
             self.tried.append(endpoint)
             self.pool.started(endpoint)
-            self._sent_at = self.pool.clock()
+            self._sent_at, self._depth = self.pool.clock(), endpoint.in_flight
         return endpoint
 
     def succeeded(self, endpoint: Endpoint) -> None:
-        self.pool.succeeded(endpoint, self.pool.clock() - self._sent_at)
+        self.pool.succeeded(endpoint, self.pool.clock() - self._sent_at, self._depth)
 
     def failed(self, endpoint: Endpoint, reason: str, replica_failure: bool) -> bool:
         """Record a failure; True (a replica failure): try another endpoint."""

@@ -370,9 +370,8 @@ def test_the_deployment_environment_makes_serve_sh_build_the_production_command(
         assert flag in args, flag
     config = [a for a in args if a.startswith("--model-config-name=")]
     if overlay == "cpu":
-        from reranker_server.embedded import EMBEDDED_CONFIG_NAME
-
-        assert config == [f"--model-config-name={EMBEDDED_CONFIG_NAME}"]  # the config every export writes
+        # the config the overlay's export Job writes (test_kubernetes_metrics.py exports it)
+        assert config == ["--model-config-name=openvino"]
         assert env["MODEL_REPOSITORY"].startswith(str(tmp_path))  # the PVC mount
     else:
         assert config == []

@@ -6,6 +6,13 @@ from __future__ import annotations
 import re
 import urllib.request
 
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from export.__main__ import main as export_main
+from export.tiny import build_tiny
+from reranker_core.families import ENCODER, GEMMA
+from reranker_core.tensors import TEXT_MODEL_SUFFIX
 from tests.support import k8s
 
 
@@ -50,19 +57,40 @@ def test_triton_answers_the_probe_paths_of_the_deployment(triton_server):
         assert _status(f"http://{triton_server.http_url}{path}") == 200, probe
 
 
-def test_every_served_model_has_the_config_the_cpu_overlay_selects(test_repository):
-    from reranker_core.tensors import TEXT_MODEL_SUFFIX
-    from reranker_server.embedded import EMBEDDED_CONFIG_NAME
+def _export_job_args(docs: list[dict]) -> list[str]:
+    [job] = [d for d in docs if d["kind"] == "Job"]
+    [export] = job["spec"]["template"]["spec"]["containers"]
+    assert export["command"][-1] == "export"
+    return list(export["args"])
 
+
+def _with(args: list[str], option: str, value: str) -> list[str]:
+    out = list(args)
+    out[out.index(option) + 1] = value
+    return out
+
+
+def test_every_model_the_cpu_overlay_exports_has_the_config_it_selects(tmp_path):
+    """The overlay's export Job (its own arguments, a tiny local checkpoint for the hub id) and an
+    LLM reranker exported beside it: each token model carries configs/<MODEL_CONFIG_NAME>.pbtxt on
+    CPU, each text model only its CPU config.pbtxt, which Triton falls back to."""
     docs = k8s.render("cpu")
     env = {e["name"]: e.get("value") for e in k8s.container(docs, "triton")["env"]}
-    assert env["MODEL_CONFIG_NAME"] == EMBEDDED_CONFIG_NAME
-    models = [d for d in test_repository.root.iterdir() if (d / "config.pbtxt").exists()]
-    assert models
+    config_name = env["MODEL_CONFIG_NAME"]
+    assert config_name == "openvino"
+    repository = tmp_path / "models"
+    job_args = _with(_export_job_args(docs), "--repository", str(repository))
+    assert export_main(_with(job_args, "--model", str(build_tiny(ENCODER, tmp_path / "xlmr")))) == 0
+    gemma = ["--model", str(build_tiny(GEMMA, tmp_path / "gemma")), "--name", "gemma"]
+    assert export_main([*gemma, "--repository", str(repository)]) == 0
+    models = sorted(d for d in repository.iterdir() if (d / "config.pbtxt").exists())
+    assert len(models) == 4, models  # two token models, two text models
     for model in models:
         if model.name.endswith(TEXT_MODEL_SUFFIX):
-            # Text models run on CPU everywhere: one config.pbtxt, which Triton falls back to when a
-            # model has no configs/<name>.pbtxt (the embedded server here loads them that way).
             assert not (model / "configs").exists(), model.name
-            continue
-        assert (model / "configs" / f"{EMBEDDED_CONFIG_NAME}.pbtxt").is_file(), model.name
+            path = model / "config.pbtxt"
+        else:
+            path = model / "configs" / f"{config_name}.pbtxt"
+        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        kinds = {g.kind for g in config.instance_group}
+        assert kinds == {model_config_pb2.ModelInstanceGroup.KIND_CPU}, (path, kinds)

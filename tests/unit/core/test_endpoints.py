@@ -84,7 +84,7 @@ def test_unprobed_endpoints_get_requests_only_as_a_last_resort():
     assert pool.probes_due() == []  # b is being probed already
 
 
-def test_power_of_two_choices_spreads_evenly_and_avoids_the_busy_replica():
+def test_equal_replicas_spread_evenly_and_the_busy_one_is_avoided():
     pool = live_pool("a:1,b:2,c:3")
     counts = Counter()
     for _ in range(3000):
@@ -118,6 +118,51 @@ def test_a_slow_replica_gets_requests_only_when_it_would_answer_sooner():
     assert slow.latency_s == pytest.approx(0.2 + 0.2 * (0.02 - 0.2))
 
 
+def test_a_latency_measured_behind_a_queue_is_not_counted_twice():
+    """Saturated fast replicas answer in 240 ms because each request waits behind 11 others; a new one
+    would wait as long, not 12 x 240 ms: a replica taking 400 ms on its own gets nothing."""
+    clock = Clock()
+    pool = live_pool("a:1,b:2,c:3", clock)
+    fast_a, fast_b, slow = pool.endpoints
+    for endpoint in (fast_a, fast_b):
+        endpoint.in_flight = 11
+        pool.started(endpoint)
+        pool.succeeded(endpoint, 0.24, depth=12)
+    answered(pool, slow, 0.4)
+    assert fast_a.depth == 12 and slow.depth == 1
+    assert Counter(pool.pick("m").address for _ in range(300))[slow.address] == 0
+    fast_a.in_flight = fast_b.in_flight = 30  # 31/12 x 240 ms > 400 ms: now the slow one is sooner
+    assert Counter(pool.pick("m").address for _ in range(300))[slow.address] > 50
+
+
+def test_a_route_reports_the_depth_its_request_was_sent_into():
+    clock = Clock()
+    pool = live_pool("a:1", clock)
+    (only,) = pool.endpoints
+    only.in_flight = 3
+    route = pool.route("m")
+    assert route.next() is only
+    clock.now += 0.5
+    route.succeeded(only)
+    assert (only.latency_s, only.depth, only.in_flight) == (0.5, 4, 3)
+    route = pool.route("m")
+    route.next()
+    route.succeeded(only)  # answered at once, sent behind 3 others
+    assert only.depth == pytest.approx(4.0)
+    assert only.latency_s == pytest.approx(0.5 + 0.2 * (0.0 - 0.5))
+
+
+def test_a_slow_replica_never_makes_a_busy_fast_one_win_over_an_idle_one():
+    """Two replicas drawn at random would pair the slow one with the busy fast one a third of the
+    time, and that one would win; every live replica is compared instead."""
+    pool = live_pool("a:1,b:2,c:3")
+    busy, idle, slow = pool.endpoints
+    for endpoint, duration in ((busy, 0.04), (idle, 0.04), (slow, 0.4)):
+        answered(pool, endpoint, duration)
+    busy.in_flight = 2
+    assert Counter(pool.pick("m").address for _ in range(300)) == {idle.address: 300}
+
+
 def test_equal_replicas_get_equal_shares_whatever_their_history():
     """A replica that got little traffic for a while is not kept at little: with equal latencies
     the one with fewer requests in flight wins."""
@@ -141,8 +186,47 @@ def test_a_latency_not_renewed_is_forgotten():
     answered(pool, fast, 0.02)
     fast.in_flight = 3
     assert Counter(pool.pick("m").address for _ in range(100))[slow.address] == 100
-    slow.in_flight = 1  # one request at a time until it has a new duration
+    slow.in_flight = 1  # one request at a time until it has a new duration; its old one counts meanwhile
     assert Counter(pool.pick("m").address for _ in range(100))[slow.address] == 0
+
+
+def test_a_burst_after_a_quiet_spell_does_not_queue_on_the_slow_replica():
+    """All averages are older than latency_ttl_s: each replica gets one request to renew its own,
+    the rest of the burst goes by the old averages, not evenly over the three."""
+    clock = Clock()
+    pool = live_pool("a:1,b:2,c:3", clock)
+    fast_a, fast_b, slow = pool.endpoints
+    for endpoint, duration in ((fast_a, 0.04), (fast_b, 0.04), (slow, 0.4)):
+        answered(pool, endpoint, duration)
+    clock.now += 60
+    for _ in range(24):
+        pool.started(pool.pick("m"))
+    assert slow.in_flight == 1 and fast_a.in_flight + fast_b.in_flight == 23
+
+
+def test_a_latency_measured_behind_a_queue_does_not_make_an_idle_replica_look_fast():
+    """1.2 s measured with 6 requests in flight: a lone request there is not expected in 0.2 s
+    (a replica with several model instances answers it no faster than its average)."""
+    pool = live_pool("a:1,b:2")
+    queued, steady = pool.endpoints
+    for _ in range(20):
+        queued.in_flight = 5
+        pool.started(queued)
+        pool.succeeded(queued, 1.2, depth=6)
+    queued.in_flight = 0
+    answered(pool, steady, 0.3)
+    assert Counter(pool.pick("m").address for _ in range(100))[queued.address] == 0
+
+
+def test_replicas_with_alike_latencies_split_evenly():
+    """10 % apart is noise, not a slower replica: fewer in flight decides."""
+    pool = live_pool("a:1,b:2")
+    a, b = pool.endpoints
+    answered(pool, a, 0.10)
+    answered(pool, b, 0.11)
+    for _ in range(200):
+        pool.started(pool.pick("m"))
+    assert abs(a.in_flight - b.in_flight) <= 1, (a.in_flight, b.in_flight)
 
 
 def test_a_failed_replica_is_ejected_and_probed_back_with_growing_backoff():

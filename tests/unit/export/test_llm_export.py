@@ -187,6 +187,17 @@ def test_embedded_config_of_a_bfloat16_export_is_a_bfloat16_cpu_model(exported, 
     assert cpu.llm == manifest.llm
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cpu_nodes_serving_encoders_on_openvino_find_the_same_cpu_config(exported, family):
+    """--model-config-name=openvino (the Kubernetes cpu overlay) must not fall back to the GPU
+    config.pbtxt for an LLM reranker: it gets the CPU config under that name too."""
+    model_dir, _ = exported[family]
+    openvino = (model_dir / "configs" / "openvino.pbtxt").read_text()
+    assert openvino == (model_dir / "configs" / "embedded.pbtxt").read_text()
+    [group] = _parse(model_dir / "configs" / "openvino.pbtxt").instance_group
+    assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_embedded_config_of_other_exports_runs_float32(checkpoints, tmp_path, dtype):
     manifest = _export(checkpoints[GEMMA], tmp_path, GEMMA, dtype=dtype)
