@@ -100,6 +100,12 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if len(values) else float("nan")
 
 
+def cpu_ratio(baseline: float, other: float) -> float | None:
+    """baseline / other; None when `other` is below the CPU clock's resolution (10 ms ticks: a
+    quick run's few pairs can take no measurable server CPU)."""
+    return baseline / other if other > 0 else None
+
+
 def latency_stats(values: Sequence[float]) -> dict[str, float]:
     """p50/p95/p99 seconds and the count."""
     return {

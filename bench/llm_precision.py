@@ -29,7 +29,7 @@ from tokenizers import Tokenizer
 from torch.profiler import ProfilerActivity, profile
 
 from bench import procstats
-from bench.common import CACHE, RESULTS, Log, embedded_server, export_once, sdk_client
+from bench.common import CACHE, RESULTS, Log, cpu_ratio, embedded_server, export_once, sdk_client
 from bench.llm_bench import GEMMA_2B, QUICK_GEMMA, DecoderShape, build_decoder_checkpoint, mem_available_gb
 from bench.workloads import Workload, encoder_pairs
 from reranker_core.manifest import ModelManifest
@@ -149,7 +149,9 @@ def summarize(walls: dict[str, list[float]], cpus: dict[str, list[float]], pairs
     fp32, bf16 = DTYPES
     out["bf16_vs_fp32"] = out[bf16]["pairs_per_s"] / out[fp32]["pairs_per_s"]
     out["bf16_vs_fp32_rounds"] = [a / b for a, b in zip(walls[fp32], walls[bf16])]
-    out["bf16_vs_fp32_cpu"] = out[fp32]["server_cpu_s_per_pair"] / out[bf16]["server_cpu_s_per_pair"]
+    out["bf16_vs_fp32_cpu"] = cpu_ratio(
+        out[fp32]["server_cpu_s_per_pair"], out[bf16]["server_cpu_s_per_pair"]
+    )
     return out
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from bench import procstats
-from bench.common import RESULTS, Log, embedded_server, sdk_client
+from bench.common import RESULTS, Log, cpu_ratio, embedded_server, sdk_client
 from bench.workloads import Workload
 from reranker_client import RerankerClient
 from reranker_core.tensors import text_model_name
@@ -67,7 +67,7 @@ def summarize(
     base = out[baseline]
     for variant, row in out.items():
         row["vs_fp32"] = row["pairs_per_s"] / base["pairs_per_s"]
-        row["vs_fp32_cpu"] = base["server_cpu_ms_per_pair"] / row["server_cpu_ms_per_pair"]
+        row["vs_fp32_cpu"] = cpu_ratio(base["server_cpu_ms_per_pair"], row["server_cpu_ms_per_pair"])
         row["vs_fp32_rounds"] = [b / a for a, b in zip(walls[variant], walls[baseline])]
     return out
 

@@ -58,3 +58,10 @@ def test_llm_shape_keeps_every_layer_when_ram_allows_and_drops_layers_otherwise(
     named = llm_precision.with_layers(GEMMA_2B, 6)
     assert named.layers == 6 and named.name != GEMMA_2B.name
     assert llm_precision.with_layers(GEMMA_2B, GEMMA_2B.layers) is GEMMA_2B
+
+
+def test_a_server_cpu_time_below_the_clock_resolution_gives_no_cpu_ratio():
+    s = precision_served.summarize(
+        {"fp32": [0.01], "bf16": [0.01]}, {"fp32": [0.01], "bf16": [0.0]}, pairs=20
+    )
+    assert s["bf16"]["vs_fp32_cpu"] is None and s["fp32"]["vs_fp32_cpu"] == pytest.approx(1.0)
