@@ -6,15 +6,18 @@ of its own. The adapters run the calls and tell the pool what happened:
 - Endpoints are given as one address (`host:8001`), a comma-separated list (`a:8001,b:8001`) or a
   DNS name that resolves to several addresses (`dns:///triton-headless.ns.svc:8001`), re-resolved
   every `refresh_s` through an injectable resolver (socket.getaddrinfo by default).
-- Each request goes to the live endpoint it is expected to finish on soonest. The expected time
-  is the endpoint's recent latency (an exponentially weighted moving average), scaled up when more
-  requests are in flight there than those latencies were measured with (their average, each
-  request included): a latency measured behind a queue is not counted twice, so under saturation
-  a slow replica gets a request only when it would answer as soon as the busy fast ones. Expected
-  times within SIMILAR_COST of the soonest count as equal and fewer in flight wins, so equal
-  replicas get equal shares whatever the noise of their latencies. All live endpoints are compared
-  (a pool holds a few and knows its own requests in flight exactly): two drawn at random would let
-  one slow replica pair with a busy fast one while the other fast one is idle.
+- Each request goes to a live endpoint in two steps. First the outliers are left out: the
+  expected time of a new request on each endpoint is its recent latency (an exponentially
+  weighted moving average), scaled up when more requests are in flight there than those latencies
+  were measured with (their average, each request included), never down; an endpoint expected to
+  take more than OUTLIER times the soonest one gets nothing. A latency measured behind a queue is
+  not counted twice, so when the fast replicas are saturated a slow one is left out unless its
+  own answer would come nearly as soon. Then two of the others are drawn at random and the one
+  with the lower (in flight + 1) x latency wins (the power of two choices on a "peak EWMA" cost:
+  equal replicas get equal shares, a somewhat slower one a proportionally smaller one; the random
+  draw keeps many callers from all sending to the one replica that looks fastest to each). The
+  outliers are left out before the draw, so a slow replica never pairs with a busy fast one while
+  the other fast one is idle.
 - An endpoint is used only once a probe said it is ready and which manifest fingerprint (per
   model) it serves; one serving another manifest than the expected one gets no request for that
   model. A request that failed with a replica failure (see triton_errors) ejects the endpoint:
@@ -42,7 +45,7 @@ from reranker_core.triton_errors import Classified
 
 DNS_PREFIX = "dns:///"
 RESOLVE_RETRY_S = 1.0  # a failed or empty resolution is tried again this soon
-SIMILAR_COST = 1.25  # expected times within this factor count as equal: fewer in flight wins
+OUTLIER = 1.5  # a replica expected to take this many times the soonest one's time gets no request
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -177,7 +180,7 @@ class PoolOptions:
     eject_max_s: float = 5.0
     jitter: float = 0.2
     latency_weight: float = 0.2  # weight of a new duration in the moving average
-    latency_ttl_s: float = 10.0  # an average this old is forgotten: the endpoint is tried afresh
+    latency_ttl_s: float = 2.0  # an average this old is renewed: one request, whose duration replaces it
 
     def __post_init__(self) -> None:
         if not self.refresh_s > 0:
@@ -304,10 +307,10 @@ class EndpointPool:
 
     # -- selection -------------------------------------------------------------------------------
     def pick(self, model: str | None = None, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:
-        """The live endpoint serving `model` that a new request is expected to finish on soonest (see
-        `expected_time`; those within SIMILAR_COST of the soonest count as equal: fewest in flight,
-        then at random); when none is live, the ejected (or not yet probed) one due soonest, as a
-        last resort; None when none is left."""
+        """A live endpoint serving `model`: of two drawn at random among those whose expected time
+        (see `expected_time`) is within OUTLIER of the soonest, the one with the lower
+        (in flight + 1) x latency; when none is live, the ejected (or not yet probed) one due
+        soonest, as a last resort; None when none is left."""
         excluded = {id(e) for e in exclude}
         eligible = [e for e in self._endpoints.values() if id(e) not in excluded and self.serves(e, model)]
         live = [e for e in eligible if e.state is State.LIVE]
@@ -323,9 +326,21 @@ class EndpointPool:
         usual = min(known) if known else 1.0
         times = [self.expected_time(e, usual, now) for e in live]
         soonest = min(times)
-        alike = [e for e, t in zip(live, times, strict=True) if t <= soonest * SIMILAR_COST]
-        fewest = min(e.in_flight for e in alike)
-        return self.rng.choice([e for e in alike if e.in_flight == fewest])
+        near = [e for e, t in zip(live, times, strict=True) if t <= soonest * OUTLIER]
+        if len(near) == 1:
+            return near[0]
+        a, b = self.rng.sample(near, 2)
+        cost_a = (a.in_flight + 1) * self._latency_or(a, usual, now)
+        cost_b = (b.in_flight + 1) * self._latency_or(b, usual, now)
+        return a if cost_a <= cost_b else b
+
+    def _latency_or(self, endpoint: Endpoint, usual: float, now: float) -> float:
+        """The endpoint's average latency; `usual` for one that has none or is renewing an old one."""
+        if endpoint.latency_s is None:
+            return usual
+        if endpoint.in_flight == 0 and now - endpoint.sampled_at > self.options.latency_ttl_s:
+            return usual
+        return endpoint.latency_s
 
     def expected_time(self, endpoint: Endpoint, usual: float, now: float) -> float:
         """The time a new request would take on `endpoint`: its average latency, scaled up when more

@@ -182,7 +182,7 @@ def test_a_latency_not_renewed_is_forgotten():
     answered(pool, slow, 0.2)
     fast.in_flight = 3
     assert Counter(pool.pick("m").address for _ in range(100))[slow.address] == 0
-    clock.now += 10.5  # no new duration for longer than latency_ttl_s: tried afresh
+    clock.now += 2.5  # no new duration for longer than latency_ttl_s: tried afresh
     answered(pool, fast, 0.02)
     fast.in_flight = 3
     assert Counter(pool.pick("m").address for _ in range(100))[slow.address] == 100
@@ -218,15 +218,16 @@ def test_a_latency_measured_behind_a_queue_does_not_make_an_idle_replica_look_fa
     assert Counter(pool.pick("m").address for _ in range(100))[queued.address] == 0
 
 
-def test_replicas_with_alike_latencies_split_evenly():
-    """10 % apart is noise, not a slower replica: fewer in flight decides."""
+def test_a_replica_that_looks_somewhat_slower_keeps_a_proportional_share():
+    """40 % apart may be noise on a shared machine: the slower-looking one is not starved, its
+    share is proportional (it is left out only beyond OUTLIER of the soonest expected time)."""
     pool = live_pool("a:1,b:2")
     a, b = pool.endpoints
     answered(pool, a, 0.10)
-    answered(pool, b, 0.11)
-    for _ in range(200):
+    answered(pool, b, 0.14)
+    for _ in range(240):
         pool.started(pool.pick("m"))
-    assert abs(a.in_flight - b.in_flight) <= 1, (a.in_flight, b.in_flight)
+    assert b.in_flight == pytest.approx(240 * 0.10 / 0.24, abs=2), (a.in_flight, b.in_flight)
 
 
 def test_a_failed_replica_is_ejected_and_probed_back_with_growing_backoff():
