@@ -334,11 +334,13 @@ class EndpointPool:
         cost_b = (b.in_flight + 1) * self._latency_or(b, usual, now)
         return a if cost_a <= cost_b else b
 
+    def _stale(self, endpoint: Endpoint, now: float) -> bool:
+        """Its average is older than latency_ttl_s: the next duration replaces it."""
+        return now - endpoint.sampled_at > self.options.latency_ttl_s
+
     def _latency_or(self, endpoint: Endpoint, usual: float, now: float) -> float:
         """The endpoint's average latency; `usual` for one that has none or is renewing an old one."""
-        if endpoint.latency_s is None:
-            return usual
-        if endpoint.in_flight == 0 and now - endpoint.sampled_at > self.options.latency_ttl_s:
+        if endpoint.latency_s is None or (endpoint.in_flight == 0 and self._stale(endpoint, now)):
             return usual
         return endpoint.latency_s
 
@@ -349,11 +351,10 @@ class EndpointPool:
         One that never answered, or whose average is older than latency_ttl_s, takes one request at a
         time, counted as fast as the fastest (`usual`), until it answers; meanwhile an old average
         still counts."""
-        if endpoint.latency_s is None:
-            return usual if endpoint.in_flight == 0 else math.inf
-        if endpoint.in_flight == 0 and now - endpoint.sampled_at > self.options.latency_ttl_s:
-            return usual
-        return endpoint.latency_s * max(1.0, (endpoint.in_flight + 1) / endpoint.depth)
+        if endpoint.latency_s is None and endpoint.in_flight > 0:
+            return math.inf
+        # idle (in flight 0): the factor is 1, depth being >= 1
+        return self._latency_or(endpoint, usual, now) * max(1.0, (endpoint.in_flight + 1) / endpoint.depth)
 
     def live(self, model: str | None = None) -> list[Endpoint]:
         return [e for e in self._endpoints.values() if e.state is State.LIVE and self.serves(e, model)]
@@ -371,7 +372,7 @@ class EndpointPool:
         if duration_s is not None:
             now = self.clock()
             previous, weight = endpoint.latency_s, self.options.latency_weight
-            if previous is None or now - endpoint.sampled_at > self.options.latency_ttl_s:
+            if previous is None or self._stale(endpoint, now):
                 endpoint.latency_s, endpoint.depth = duration_s, max(1.0, depth)
             else:
                 endpoint.latency_s = previous + weight * (duration_s - previous)
