@@ -58,8 +58,7 @@ def test_triton_answers_the_probe_paths_of_the_deployment(triton_server):
 
 
 def _export_job_args(docs: list[dict]) -> list[str]:
-    [job] = [d for d in docs if d["kind"] == "Job"]
-    [export] = job["spec"]["template"]["spec"]["containers"]
+    [export] = k8s.find(docs, "Job", "export-model")["spec"]["template"]["spec"]["containers"]
     assert export["command"][-1] == "export"
     return list(export["args"])
 
