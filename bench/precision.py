@@ -3,6 +3,7 @@
 
     python -m bench.precision [--quick] [--rounds 3] [--skip-quality] [--skip-speed] [--skip-served]
                               [--llm [--llm-layers N] [--llm-rounds N] [--llm-profile bfloat16]]
+                              [--gemma-seeds 13,14]
                               [--out bench/results/precision.json]
 
 Quality: the trained tiny XLM-R (export/tiny/trained.py) exported with each graph and scored by
@@ -127,13 +128,14 @@ def llm_scores(model_dir: Path, pairs: list[tuple[str, str]], dtype: str) -> np.
     return np.concatenate(out)
 
 
-def llm_quality(root: Path) -> Agreement:
-    """bfloat16 against float32 on the trained tiny Gemma reranker's held-out queries."""
+def llm_quality(root: Path, seed: int | None = None) -> Agreement:
+    """bfloat16 against float32 on the trained tiny Gemma reranker's held-out queries (`seed`:
+    the fixture's recipe trained from another seed)."""
     from export.llm_export import export_llm
     from export.tiny.trained import trained_gemma_checkpoint
     from reranker_core.families import GEMMA
 
-    checkpoint = trained_gemma_checkpoint()
+    checkpoint = trained_gemma_checkpoint(seed=seed)
     model_dir = root / checkpoint.name / "gemma"  # one export per fixture version
     if not (model_dir / "reranker.json").exists():
         export_llm(checkpoint, model_dir, name="gemma", family=GEMMA, dtype="bfloat16")
@@ -207,6 +209,7 @@ def run(
     llm_layers: int | None = None,
     llm_rounds: int | None = None,
     llm_profile: str | None = None,
+    gemma_seeds: tuple[int, ...] = (),
     workloads: tuple[str, ...] = ("rerank", "mixed"),
     log=print,
 ) -> dict:
@@ -225,6 +228,10 @@ def run(
             gemma = llm_quality(root / "trained")
             result["quality_llm"] = {"gemma_bf16": gemma.to_dict()}
             log(f"quality Gemma bf16 (torch, CPU) vs fp32: {gemma.summary()}")
+            for seed in gemma_seeds:
+                other = llm_quality(root / "trained", seed)
+                result["quality_llm"][f"gemma_bf16_seed{seed}"] = other.to_dict()
+                log(f"quality Gemma bf16 (fixture trained from seed {seed}) vs fp32: {other.summary()}")
         else:
             log(f"quality Gemma bf16: skipped, this CPU has {bf16_support().describe()}")
     if do_speed or do_served:
@@ -259,6 +266,13 @@ def run(
     return result
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a comma-separated list of integer seeds, not {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small shape (smoke run), not base")
@@ -287,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="also profile one call of the LLM scorer at this dtype in-process (torch.profiler)",
     )
+    parser.add_argument(
+        "--gemma-seeds",
+        type=_seeds,
+        default=(),
+        help="also the Gemma fixture's recipe trained from these seeds, e.g. 13,14 (~2 min each, cached)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -306,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         llm_layers=args.llm_layers,
         llm_rounds=args.llm_rounds,
         llm_profile=args.llm_profile,
+        gemma_seeds=args.gemma_seeds,
         workloads=tuple(w for w in args.workloads.split(",") if w),
     )
     result["command"] = shlex.join(

@@ -1,5 +1,5 @@
-"""bench.precision_served and bench.llm_precision without starting anything: round orders,
-the summaries' arithmetic and the LLM shape chosen for the RAM at hand."""
+"""bench.precision_served, bench.llm_precision and bench.precision's arguments without starting
+anything: round orders, the summaries' arithmetic and the LLM shape chosen for the RAM at hand."""
 
 from __future__ import annotations
 
@@ -65,3 +65,12 @@ def test_a_server_cpu_time_below_the_clock_resolution_gives_no_cpu_ratio():
         {"fp32": [0.01], "bf16": [0.01]}, {"fp32": [0.01], "bf16": [0.0]}, pairs=20
     )
     assert s["bf16"]["vs_fp32_cpu"] is None and s["fp32"]["vs_fp32_cpu"] == pytest.approx(1.0)
+
+
+def test_gemma_seeds_are_parsed_and_a_bad_list_is_refused(capsys):
+    from bench import precision
+
+    assert precision._seeds("13, 14") == (13, 14) and precision._seeds("") == ()
+    with pytest.raises(SystemExit):
+        precision.main(["--gemma-seeds", "13,x"])
+    assert "comma-separated list of integer seeds" in capsys.readouterr().err

@@ -3,6 +3,8 @@ separate the relevance grades of held-out queries clearly (the quality fixture's
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -41,6 +43,76 @@ def test_encoder_scores_separate_the_relevance_grades(encoder_checkpoint):
     assert np.quantile(scores[grades == 2], 0.05) > np.quantile(scores[grades == 0], 0.95)
 
 
+@pytest.fixture(scope="module")
+def gemma_checkpoint():
+    return trained.trained_gemma_checkpoint()
+
+
+def _gemma_scores(checkpoint, pairs):
+    from transformers import GemmaForCausalLM
+
+    tok = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    model = GemmaForCausalLM.from_pretrained(str(checkpoint)).eval()
+    loss = trained._GemmaLoss(model, tok, trained.GEMMA_SETTINGS)
+    rows = [loss.row(q, p)[0] for q, p in pairs]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask).logits[:, -1, loss.yes].numpy()
+
+
+def _pairwise_accuracy(queries, scores) -> float:
+    """Of a query's passages of different grades, the fraction the scores order like the grades."""
+    right = total = 0
+    start = 0
+    for q in queries:
+        s, g = scores[start : start + len(q.passages)], np.array(q.relevance)
+        start += len(q.passages)
+        i, j = np.triu_indices(len(g), 1)
+        differ = g[i] != g[j]
+        right += int((np.sign(s[i] - s[j]) == np.sign(g[i] - g[j]))[differ].sum())
+        total += int(differ.sum())
+    return right / total
+
+
+def test_gemma_scores_separate_the_relevance_grades(gemma_checkpoint):
+    queries = relevance_task.evaluation_set(HELD_OUT_SEED, n_queries=10, passages_per_query=30)
+    pairs = [p for q in queries for p in q.pairs()]
+    grades = np.array([g for q in queries for g in q.relevance])
+    scores = _gemma_scores(gemma_checkpoint, pairs)
+    means = [scores[grades == g].mean() for g in range(relevance_task.MAX_RELEVANCE + 1)]
+    assert means[0] < means[1] < means[2], means
+    within = np.sqrt(np.mean([scores[grades == g].var() for g in range(len(means))]))
+    assert means[2] - means[0] > 6 * within, (means, within)  # grades apart, not overlapping
+    assert _pairwise_accuracy(queries, scores) > 0.98
+    assert np.quantile(scores[grades == 2], 0.05) > np.quantile(scores[grades == 0], 0.95)
+
+
+def test_gemma_trains_on_the_clients_encoding_and_labels_the_query_words(tmp_path):
+    from transformers import GemmaForCausalLM
+
+    from export.llm_export import export_llm
+    from reranker_core.encoding.decoder import encode_decoder_pairs
+    from reranker_core.families import GEMMA
+    from reranker_core.manifest import ModelManifest
+
+    checkpoint = build_gemma_reranker(tmp_path / "ckpt", seed=3)
+    export_llm(checkpoint, tmp_path / "gemma", name="gemma", family=GEMMA, dtype="float32")
+    manifest = ModelManifest.load(tmp_path / "gemma")
+    tok = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    loss = trained._GemmaLoss(GemmaForCausalLM.from_pretrained(str(checkpoint)), tok, trained.GEMMA_SETTINGS)
+    pairs = [("panda capital", "the panda is of France panda"), ("query answer", "the pass to")]
+    sent = encode_decoder_pairs(tok, manifest, pairs, max_length=512)
+    for (q, p), encoded in zip(pairs, sent, strict=True):
+        ids, labels = loss.row(q, p)
+        assert ids == list(encoded.input_ids)
+        words = [tok.id_to_token(t) for t, lab in zip(ids, labels, strict=True) if lab >= 0]
+        assert words == ["\u2581" + w for w in p.split()]
+        hits = [tok.id_to_token(t) for t, lab in zip(ids, labels, strict=True) if lab == 1]
+        assert hits == ["\u2581" + w for w in p.split() if w in q.split()]
+
+
 def test_cached_by_content_key(encoder_checkpoint, tmp_path, monkeypatch):
     assert (encoder_checkpoint / trained.DONE_FILE).exists()
     assert encoder_checkpoint.name.endswith(trained.content_key("xlmr", trained.ENCODER_SETTINGS))
@@ -49,6 +121,8 @@ def test_cached_by_content_key(encoder_checkpoint, tmp_path, monkeypatch):
         "xlmr", trained.ENCODER_SETTINGS.__class__(**{**trained.ENCODER_SETTINGS.__dict__, "steps": 1})
     )
     assert other != trained.content_key("xlmr", trained.ENCODER_SETTINGS)
+    gemma = trained.GEMMA_SETTINGS
+    assert trained.content_key("gemma", replace(gemma, seed=13)) != trained.content_key("gemma", gemma)
     monkeypatch.setenv("RERANKER_TINY_CACHE", str(tmp_path))
     assert trained.cache_root() == tmp_path
 
@@ -65,7 +139,8 @@ def test_gemma_yes_logit_is_the_tied_lm_head_row(tmp_path):
     ids[:2, :4] = 0
     with torch.no_grad():
         full = model(input_ids=ids, attention_mask=mask).logits[:, -1, 200]
-        fast = trained.gemma_yes_logits(model, ids, mask, 200)
+        hidden, yes_row = trained.gemma_hidden_and_yes_row(model, ids, mask, 200)
+        fast = hidden[:, -1] @ yes_row
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
     assert full.std() > 0.1  # different rows, different scores
 
