@@ -40,6 +40,7 @@ import tritonclient.grpc.aio as grpcaio
 from bench import procstats
 from bench.common import LOGS, RESULTS, SHAPES, embedded_server, machine_info, served_repository
 from bench.models import build_encoder_checkpoint, export_encoder_onnx
+from bench.result_file import write_result
 from bench.workloads import rerank_1x100
 from reranker_core import tensors
 from reranker_server.embedded import free_ports
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result["command"] = "python -m bench.api_overhead " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out) if args.out else RESULTS / f"api-overhead-{args.shape}.json"
-    out.write_text(json.dumps(result, indent=2))
+    write_result(out, result)
     for line in table(result):
         print(line)
     print(f"wrote {out}")

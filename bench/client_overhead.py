@@ -33,6 +33,7 @@ from bench.common import (
 )
 from bench.graphs import build_variant
 from bench.models import build_encoder_checkpoint, export_encoder_onnx
+from bench.result_file import write_result
 from bench.workloads import encode_encoder_pairs, rerank_1x100
 from reranker_server.token_requests import TokenRows
 
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out
         else RESULTS / f"overhead-{args.variant}{'-quick' if args.quick else ''}.json"
     )
-    out.write_text(json.dumps(result, indent=2))
+    write_result(out, result)
     print(
         f"overhead {args.variant}: wall {result['overhead_wall_median']:+.1%}, "
         f"cpu {result['overhead_cpu_median']:+.1%} (median of {len(rows)} pairs); wrote {out}"

@@ -23,6 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from bench.common import BASE, QUICK, RESULTS, EncoderShape, kendall_tau, machine_info, top10_agreement
 from bench.graphs import build_variant
 from bench.models import build_encoder_checkpoint, export_encoder_onnx
+from bench.result_file import write_result
 from bench.workloads import encode_encoder_pairs, pad_batch, rerank_1x100
 from export import ort_optimize as oo
 from reranker_server.ort_session import available_cpus, create_session
@@ -185,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         result["gemm_peak_gflops"] = {"fp32": gemm_peak("fp32"), "int8": gemm_peak("int8")}
         print(result["gemm_peak_gflops"])
     out = Path(args.out) if args.out else RESULTS / f"ort_variants{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_result(out, result)
     return 0
 
 

@@ -27,6 +27,7 @@ import tritonclient.grpc.aio as grpcclient
 
 from bench.common import QUICK, REPO, RESULTS, embedded_server
 from bench.models import build_encoder_checkpoint
+from bench.result_file import write_result
 from bench.workloads import encode_encoder_pairs, rerank_1x100
 
 DEFAULT_INPUT = REPO / "bench" / "perf_analyzer_input.json"
@@ -235,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     result["date"] = time.strftime("%Y-%m-%d %H:%M %Z")
     result["cpus"] = os.cpu_count()
     out = Path(args.out) if args.out else RESULTS / f"perf_sweep-{args.model}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_result(out, result)
     chart(result, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0

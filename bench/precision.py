@@ -24,7 +24,6 @@ served by one embedded Triton server and called through the client, in alternati
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 from bench import llm_precision, precision_served
 from bench.common import BASE, CACHE, QUICK, machine_info
 from bench.models import build_encoder_checkpoint
+from bench.result_file import write_result
 from bench.workloads import Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
 from export.precision_agreement import Agreement, agreement
 from export.tiny import relevance_task
@@ -333,8 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         ["python", "-m", "bench.precision", *(sys.argv[1:] if argv is None else argv)]
     )
     out = args.out or RESULTS / ("precision-quick.json" if args.quick else "precision.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_result(out, result)
     print(f"wrote {out}")
     return 0
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from bench import procstats
 from bench.ort_variants import machine_info
+from bench.result_file import write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOCUMENTS = [f"passage {i} about pandas and bamboo" for i in range(10)]
@@ -287,8 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent / "replicas-run",
         compare_source=args.compare_source,
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_result(args.out, result)
     print("\n".join(table(result)))
     return 0
 

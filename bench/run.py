@@ -19,7 +19,6 @@ Results: bench/results/bench[-quick].json and .png.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +46,7 @@ from bench.common import (
 )
 from bench.graphs import build_variant
 from bench.models import build_encoder_checkpoint, export_encoder_onnx
+from bench.result_file import write_result
 from bench.workloads import Workload, encode_encoder_pairs, mixed_pairs, rerank_1x100
 from reranker_server.token_requests import TokenRows
 
@@ -371,8 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     result["load_avg_end"] = os.getloadavg()
     result["summary"] = summarize(result)
     out = Path(args.out) if args.out else RESULTS / f"bench{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_result(out, result)
     chart(result, out.with_suffix(".png"))
     log(f"wrote {out} and {out.with_suffix('.png')}")
     for key, s in result["summary"].items():

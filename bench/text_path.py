@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import threading
@@ -51,6 +50,7 @@ from bench.common import (
     stamped_log,
 )
 from bench.models import build_encoder_checkpoint, export_encoder_onnx
+from bench.result_file import write_result
 from bench.workloads import Workload, rerank_1x100
 from export.config_check import parse_config
 from export.text_export import DEFAULT_TEXT_INSTANCES, export_text_model
@@ -402,8 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_end": os.getloadavg(),
     }
     out = Path(args.out) if args.out else RESULTS / f"text-path{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_result(out, result)
     log(f"wrote {out}")
     return 0
 

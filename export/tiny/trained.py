@@ -68,7 +68,7 @@ ENCODER_SETTINGS = TrainingSettings(
 # passage's last token too, and for every passage token whether it is a query word (a linear probe
 # that is not saved). With them it leaves the plateau within ~800 steps; smoothed targets bound
 # the scores (about -3 / 0 / +3 for the three grades) so that training tightens each grade
-# instead of growing the weights. bf16 then keeps its scores within 2-3.5% of their spread over
+# instead of growing the weights. bf16 then keeps its scores within 2.1-2.8% of their spread for
 # training seeds 12-14 (docs/benchmarks.md). Key heads start as copies of query heads
 # (_align_query_keys).
 GEMMA_SETTINGS = TrainingSettings(
