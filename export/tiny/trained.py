@@ -152,6 +152,14 @@ def right_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
+def left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask of `rows`, left-padded with `pad` (as the decoders pad)."""
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    return ids, mask
+
+
 def learning_rate_factor(settings: TrainingSettings, step: int) -> float:
     """The learning rate at `step` as a fraction of settings.learning_rate: constant without
     warm-up, else a linear warm-up over warmup_steps followed by a cosine decay to 0."""
@@ -299,13 +307,12 @@ class _GemmaLoss:
 
     def __call__(self, pairs: list[tuple[str, str]], targets: torch.Tensor) -> torch.Tensor:
         rows = [self.row(q, p) for q, p in pairs]
-        width = max(len(ids) for ids, _ in rows)
-        ids = torch.tensor([[0] * (width - len(r)) + r for r, _ in rows])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r, _ in rows])
+        ids, mask = left_padded([r for r, _ in rows], pad=0)
         hidden, yes_row = gemma_hidden_and_yes_row(self.model, ids, mask, self.yes)
         loss = _bce(hidden[:, -1] @ yes_row, targets)
         if self.weight == 0:
             return loss
+        width = ids.shape[1]
         labels = torch.tensor([[-1.0] * (width - len(r)) + lab for r, lab in rows])
         words = labels >= 0
         passage_end = hidden[:, -len(self.tail) - 1] @ yes_row

@@ -31,16 +31,27 @@ def _encoder_scores(checkpoint, pairs):
         return model(input_ids=ids, attention_mask=mask).logits[:, 0].numpy()
 
 
-def test_encoder_scores_separate_the_relevance_grades(encoder_checkpoint):
+def _held_out():
+    """The held-out queries, their pairs and grades."""
     queries = relevance_task.evaluation_set(HELD_OUT_SEED, n_queries=10, passages_per_query=30)
-    pairs = [p for q in queries for p in q.pairs()]
-    grades = np.array([g for q in queries for g in q.relevance])
-    scores = _encoder_scores(encoder_checkpoint, pairs)
+    return (
+        queries,
+        [p for q in queries for p in q.pairs()],
+        np.array([g for q in queries for g in q.relevance]),
+    )
+
+
+def _assert_grades_ordered(scores, grades) -> None:
     means = [scores[grades == g].mean() for g in range(relevance_task.MAX_RELEVANCE + 1)]
     assert means[0] < means[1] < means[2], means
     assert scores.std() > 2.0  # random weights give ~0.01
     # Nearly every fully relevant passage outscores nearly every irrelevant one.
     assert np.quantile(scores[grades == 2], 0.05) > np.quantile(scores[grades == 0], 0.95)
+
+
+def test_encoder_scores_separate_the_relevance_grades(encoder_checkpoint):
+    _, pairs, grades = _held_out()
+    _assert_grades_ordered(_encoder_scores(encoder_checkpoint, pairs), grades)
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +65,7 @@ def _gemma_scores(checkpoint, pairs):
     tok = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
     model = GemmaForCausalLM.from_pretrained(str(checkpoint)).eval()
     loss = trained._GemmaLoss(model, tok, trained.GEMMA_SETTINGS)
-    rows = [loss.row(q, p)[0] for q, p in pairs]
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    ids, mask = trained.left_padded([loss.row(q, p)[0] for q, p in pairs], pad=0)
     with torch.no_grad():
         return model(input_ids=ids, attention_mask=mask).logits[:, -1, loss.yes].numpy()
 
@@ -77,16 +85,13 @@ def _pairwise_accuracy(queries, scores) -> float:
 
 
 def test_gemma_scores_separate_the_relevance_grades(gemma_checkpoint):
-    queries = relevance_task.evaluation_set(HELD_OUT_SEED, n_queries=10, passages_per_query=30)
-    pairs = [p for q in queries for p in q.pairs()]
-    grades = np.array([g for q in queries for g in q.relevance])
+    queries, pairs, grades = _held_out()
     scores = _gemma_scores(gemma_checkpoint, pairs)
+    _assert_grades_ordered(scores, grades)
     means = [scores[grades == g].mean() for g in range(relevance_task.MAX_RELEVANCE + 1)]
-    assert means[0] < means[1] < means[2], means
     within = np.sqrt(np.mean([scores[grades == g].var() for g in range(len(means))]))
     assert means[2] - means[0] > 6 * within, (means, within)  # grades apart, not overlapping
     assert _pairwise_accuracy(queries, scores) > 0.98
-    assert np.quantile(scores[grades == 2], 0.05) > np.quantile(scores[grades == 0], 0.95)
 
 
 def test_gemma_trains_on_the_clients_encoding_and_labels_the_query_words(tmp_path):
