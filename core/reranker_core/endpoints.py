@@ -17,7 +17,9 @@ of its own. The adapters run the calls and tell the pool what happened:
   equal replicas get equal shares, a somewhat slower one a proportionally smaller one; the random
   draw keeps many callers from all sending to the one replica that looks fastest to each). The
   outliers are left out before the draw, so a slow replica never pairs with a busy fast one while
-  the other fast one is idle.
+  the other fast one is idle. An endpoint whose average is older than its renewal interval takes
+  one request whose duration replaces it; the interval (2 s) doubles up to 16 s while renewals
+  find the endpoint far slower than the others, so one that stays slow costs few slow requests.
 - An endpoint is used only once a probe said it is ready and which manifest fingerprint (per
   model) it serves; one serving another manifest than the expected one gets no request for that
   model. A request that failed with a replica failure (see triton_errors) ejects the endpoint:
@@ -46,6 +48,7 @@ from reranker_core.triton_errors import Classified
 DNS_PREFIX = "dns:///"
 RESOLVE_RETRY_S = 1.0  # a failed or empty resolution is tried again this soon
 OUTLIER = 1.5  # a replica expected to take this many times the soonest one's time gets no request
+SLOW_RENEWAL = 3.0  # a renewal this many times slower than the fastest other replica backs off the next
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -148,6 +151,7 @@ class Endpoint:
     latency_s: float | None = None  # moving average of successful requests' durations
     depth: float = 1.0  # moving average of the requests in flight (itself included) they were sent into
     sampled_at: float = float("-inf")  # when latency_s last had a new duration
+    slow_renewals: int = 0  # renewals in a row that found it SLOW_RENEWAL x slower: spaces the next
     probed_at: float = float("-inf")
     probing: bool = False
     reason: str = ""
@@ -172,7 +176,9 @@ class PoolOptions:
     """refresh_s: how often a dns:/// name is resolved again; health_s: how often a live endpoint
     is probed (0: only on failure); eject_base_s doubling up to eject_max_s (+-jitter): how long an
     ejected endpoint waits before its next probe; latency_weight: of each new request duration in
-    an endpoint's moving average."""
+    an endpoint's moving average; latency_ttl_s doubling up to latency_ttl_max_s: how old an
+    endpoint's average may get before one request renews it (doubling while renewals find it far
+    slower than the others)."""
 
     refresh_s: float = 10.0
     health_s: float = 2.0
@@ -181,6 +187,7 @@ class PoolOptions:
     jitter: float = 0.2
     latency_weight: float = 0.2  # weight of a new duration in the moving average
     latency_ttl_s: float = 2.0  # an average this old is renewed: one request, whose duration replaces it
+    latency_ttl_max_s: float = 16.0
 
     def __post_init__(self) -> None:
         if not self.refresh_s > 0:
@@ -191,6 +198,8 @@ class PoolOptions:
             raise InputError("pool jitter must be in [0, 1]")
         if not 0 < self.latency_weight <= 1:
             raise InputError("pool latency_weight must be in (0, 1]")
+        if not 0 < self.latency_ttl_s <= self.latency_ttl_max_s:
+            raise InputError("pool latency_ttl_s must be > 0 and <= latency_ttl_max_s")
 
 
 class EndpointPool:
@@ -335,8 +344,24 @@ class EndpointPool:
         return a if cost_a <= cost_b else b
 
     def _stale(self, endpoint: Endpoint, now: float) -> bool:
-        """Its average is older than latency_ttl_s: the next duration replaces it."""
-        return now - endpoint.sampled_at > self.options.latency_ttl_s
+        """Its average is older than its renewal interval (`renewal_interval`): the next duration
+        replaces it."""
+        return now - endpoint.sampled_at > self.renewal_interval(endpoint)
+
+    def renewal_interval(self, endpoint: Endpoint) -> float:
+        """latency_ttl_s, doubled for each renewal in a row that found the endpoint SLOW_RENEWAL
+        times slower than the fastest other one, up to latency_ttl_max_s: a replica that stays slow
+        costs one slow request every 16 s, not every 2 s."""
+        o = self.options
+        return min(o.latency_ttl_max_s, o.latency_ttl_s * 2.0 ** min(endpoint.slow_renewals, 30))
+
+    def _far_slower(self, endpoint: Endpoint, duration_s: float) -> bool:
+        others = [
+            e.latency_s
+            for e in self._endpoints.values()
+            if e is not endpoint and e.state is State.LIVE and e.latency_s is not None
+        ]
+        return bool(others) and duration_s > SLOW_RENEWAL * min(others)
 
     def _latency_or(self, endpoint: Endpoint, usual: float, now: float) -> float:
         """The endpoint's average latency; `usual` for one that has none or is renewing an old one."""
@@ -348,9 +373,9 @@ class EndpointPool:
         """The time a new request would take on `endpoint`: its average latency, scaled up when more
         requests are in flight now than when those latencies were measured, never down (a replica
         with several model instances answers a lone request no faster than its measured average).
-        One that never answered, or whose average is older than latency_ttl_s, takes one request at a
-        time, counted as fast as the fastest (`usual`), until it answers; meanwhile an old average
-        still counts."""
+        One that never answered, or whose average is older than its renewal interval, takes one
+        request at a time, counted as fast as the fastest (`usual`), until it answers; meanwhile an
+        old average still counts."""
         if endpoint.latency_s is None and endpoint.in_flight > 0:
             return math.inf
         # idle (in flight 0): the factor is 1, depth being >= 1
@@ -373,6 +398,9 @@ class EndpointPool:
             now = self.clock()
             previous, weight = endpoint.latency_s, self.options.latency_weight
             if previous is None or self._stale(endpoint, now):
+                if previous is not None:  # a renewal
+                    slow = self._far_slower(endpoint, duration_s)
+                    endpoint.slow_renewals = endpoint.slow_renewals + 1 if slow else 0
                 endpoint.latency_s, endpoint.depth = duration_s, max(1.0, depth)
             else:
                 endpoint.latency_s = previous + weight * (duration_s - previous)
@@ -437,6 +465,8 @@ class EndpointPool:
         endpoint.probing = False
         endpoint.probed_at = self.clock()
         endpoint.fingerprints = dict(fingerprints)
+        if endpoint.state is not State.LIVE:  # (back) in: its next answer is its latency
+            endpoint.slow_renewals = 0
         endpoint.state, endpoint.reason = State.LIVE, ""
         for model, fp in fingerprints.items():
             self.expected.setdefault(model, fp)

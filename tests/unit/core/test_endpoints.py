@@ -190,6 +190,82 @@ def test_a_latency_not_renewed_is_forgotten():
     assert Counter(pool.pick("m").address for _ in range(100))[slow.address] == 0
 
 
+def _renewals_of(pool: EndpointPool, clock: Clock, slow, seconds: float, duration: float) -> list[float]:
+    """A steady trickle (one request every 0.1 s) for `seconds`: the times at which `slow` got one,
+    answering in `duration`; the others answer in 0.02 s."""
+    times = []
+    for _ in range(int(seconds * 10)):
+        clock.now += 0.1
+        endpoint = pool.pick("m")
+        if endpoint is slow:
+            times.append(clock.now)
+        answered(pool, endpoint, duration if endpoint is slow else 0.02)
+    return times
+
+
+def test_a_replica_that_stays_far_slower_is_renewed_ever_less_often():
+    """At 10 requests/s a renewal every 2 s would be 5 % of the requests, all slow, in the p99."""
+    clock = Clock()
+    pool = live_pool("a:1,b:2,c:3", clock)
+    fast_a, fast_b, slow = pool.endpoints
+    for endpoint, duration in ((fast_a, 0.02), (fast_b, 0.02), (slow, 0.2)):
+        answered(pool, endpoint, duration)
+    times = _renewals_of(pool, clock, slow, 60.0, 0.2)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    # 2 s, doubled per renewal that found it 10x slower, up to 16 s (+ until a draw picks it)
+    assert len(gaps) == 4 and all(s < g < s + 1.5 for g, s in zip(gaps, [4, 8, 16, 16], strict=True)), times
+    assert pool.renewal_interval(slow) == 16.0 and slow.slow_renewals == 5
+
+
+def test_a_slow_replica_that_recovers_is_back_at_its_next_renewal():
+    clock = Clock()
+    pool = live_pool("a:1,b:2", clock)
+    fast, slow = pool.endpoints
+    answered(pool, fast, 0.02)
+    answered(pool, slow, 0.2)
+    _renewals_of(pool, clock, slow, 20.0, 0.2)
+    assert slow.slow_renewals >= 2
+    _renewals_of(pool, clock, slow, 17.0, 0.02)  # recovered: the next renewal is fast
+    assert slow.slow_renewals == 0 and pool.renewal_interval(slow) == 2.0
+    share = _renewals_of(pool, clock, slow, 10.0, 0.02)
+    assert len(share) > 30, share  # equal replicas: about half of 100 requests
+
+
+def test_a_renewal_only_somewhat_slower_does_not_back_off():
+    """Noise on a shared machine (2x here) never spaces the renewals: only SLOW_RENEWAL does."""
+    clock = Clock()
+    pool = live_pool("a:1,b:2", clock)
+    fast, slow = pool.endpoints
+    answered(pool, fast, 0.02)
+    answered(pool, slow, 0.2)
+    clock.now += 2.5
+    answered(pool, fast, 0.02)
+    answered(pool, slow, 0.04)  # a renewal at 2x the other's latency
+    assert slow.slow_renewals == 0 and pool.renewal_interval(slow) == 2.0
+
+
+def test_an_ejected_replica_back_in_starts_again_from_the_short_renewal():
+    clock = Clock()
+    pool = live_pool("a:1,b:2", clock)
+    fast, slow = pool.endpoints
+    answered(pool, fast, 0.02)
+    answered(pool, slow, 0.2)
+    _renewals_of(pool, clock, slow, 20.0, 0.2)
+    assert slow.slow_renewals >= 2
+    pool.eject(slow, "connection refused")
+    clock.now += 10
+    for endpoint in pool.probes_due():
+        pool.probe_passed(endpoint, {"m": "fp1"})
+    assert slow.slow_renewals == 0
+    pool.probe_passed(fast, {"m": "fp1"})  # a health probe of a live one changes nothing
+    assert pool.renewal_interval(slow) == 2.0
+
+
+def test_pool_options_refuse_a_renewal_interval_above_its_maximum():
+    with pytest.raises(InputError, match="latency_ttl_s"):
+        PoolOptions(latency_ttl_s=20.0)
+
+
 def test_a_burst_after_a_quiet_spell_does_not_queue_on_the_slow_replica():
     """All averages are older than latency_ttl_s: each replica gets one request to renew its own,
     the rest of the burst goes by the old averages, not evenly over the three."""
