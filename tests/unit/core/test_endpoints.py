@@ -217,14 +217,22 @@ def test_a_replica_that_stays_far_slower_is_renewed_ever_less_often():
     assert pool.renewal_interval(slow) == 16.0 and slow.slow_renewals == 5
 
 
-def test_a_slow_replica_that_recovers_is_back_at_its_next_renewal():
-    clock = Clock()
+def _fast_and_slow(clock: Clock, backed_off: bool = True):
+    """A pool of a fast replica (0.02 s) and a 10x slower one, whose renewals have found it slow
+    at least twice when `backed_off`."""
     pool = live_pool("a:1,b:2", clock)
     fast, slow = pool.endpoints
     answered(pool, fast, 0.02)
     answered(pool, slow, 0.2)
-    _renewals_of(pool, clock, slow, 20.0, 0.2)
-    assert slow.slow_renewals >= 2
+    if backed_off:
+        _renewals_of(pool, clock, slow, 20.0, 0.2)
+        assert slow.slow_renewals >= 2 and pool.renewal_interval(slow) >= 8.0
+    return pool, fast, slow
+
+
+def test_a_slow_replica_that_recovers_is_back_at_its_next_renewal():
+    clock = Clock()
+    pool, _, slow = _fast_and_slow(clock)
     _renewals_of(pool, clock, slow, 17.0, 0.02)  # recovered: the next renewal is fast
     assert slow.slow_renewals == 0 and pool.renewal_interval(slow) == 2.0
     share = _renewals_of(pool, clock, slow, 10.0, 0.02)
@@ -234,10 +242,7 @@ def test_a_slow_replica_that_recovers_is_back_at_its_next_renewal():
 def test_a_renewal_only_somewhat_slower_does_not_back_off():
     """Noise on a shared machine (2x here) never spaces the renewals: only SLOW_RENEWAL does."""
     clock = Clock()
-    pool = live_pool("a:1,b:2", clock)
-    fast, slow = pool.endpoints
-    answered(pool, fast, 0.02)
-    answered(pool, slow, 0.2)
+    pool, fast, slow = _fast_and_slow(clock, backed_off=False)
     clock.now += 2.5
     answered(pool, fast, 0.02)
     answered(pool, slow, 0.04)  # a renewal at 2x the other's latency
@@ -246,19 +251,15 @@ def test_a_renewal_only_somewhat_slower_does_not_back_off():
 
 def test_an_ejected_replica_back_in_starts_again_from_the_short_renewal():
     clock = Clock()
-    pool = live_pool("a:1,b:2", clock)
-    fast, slow = pool.endpoints
-    answered(pool, fast, 0.02)
-    answered(pool, slow, 0.2)
-    _renewals_of(pool, clock, slow, 20.0, 0.2)
-    assert slow.slow_renewals >= 2
+    pool, _, slow = _fast_and_slow(clock)
+    backed_off = slow.slow_renewals
+    pool.probe_passed(slow, {"m": "fp1"})  # a health probe of a live replica changes nothing
+    assert slow.slow_renewals == backed_off
     pool.eject(slow, "connection refused")
     clock.now += 10
     for endpoint in pool.probes_due():
         pool.probe_passed(endpoint, {"m": "fp1"})
-    assert slow.slow_renewals == 0
-    pool.probe_passed(fast, {"m": "fp1"})  # a health probe of a live one changes nothing
-    assert pool.renewal_interval(slow) == 2.0
+    assert slow.slow_renewals == 0 and pool.renewal_interval(slow) == 2.0
 
 
 def test_pool_options_refuse_a_renewal_interval_above_its_maximum():
