@@ -36,7 +36,7 @@ from reranker_core.manifest import ModelManifest
 from reranker_core.options import parse_options
 from reranker_core.packing import pad_rows
 from reranker_core.pipeline import prepare_pairs
-from reranker_server.llm import load_scorer
+from reranker_server.llm import LLMScorer, load_scorer
 
 DTYPES = ("float32", "bfloat16")
 RESERVE_GB = 3.0  # tritonserver, two backend stubs, the client and the machine's other work
@@ -98,17 +98,20 @@ def served_rows(model_dir: Path, work: Workload) -> list[list[int]]:
     return [list(row.input_ids) for row in prepared.rows]
 
 
+def cpu_scorer(model_dir: Path, dtype: str) -> tuple[ModelManifest, LLMScorer]:
+    """An exported LLM reranker's manifest and its torch scorer at `dtype` on the CPU, in this
+    process: the manifest's family, checkpoint and "yes" token, as the served model loads it."""
+    manifest = ModelManifest.load(model_dir)
+    llm = manifest.llm
+    kwargs = {"yes_token_id": llm.yes_token_id} if llm.yes_token_id is not None else {}
+    scorer = load_scorer(manifest.family, model_dir / llm.checkpoint_dir, dtype=dtype, device="cpu", **kwargs)
+    return manifest, scorer
+
+
 def profile_scorer(model_dir: Path, rows: list[list[int]], dtype: str, top: int = 10) -> dict[str, Any]:
     """One call of the served model's torch scorer at `dtype`, in this process, under
     torch.profiler: wall seconds and the ops with the most CPU time (share of the total)."""
-    manifest = ModelManifest.load(model_dir)
-    scorer = load_scorer(
-        manifest.family,
-        model_dir / manifest.llm.checkpoint_dir,
-        dtype=dtype,
-        device="cpu",
-        yes_token_id=manifest.llm.yes_token_id,
-    )
+    manifest, scorer = cpu_scorer(model_dir, dtype)
     ids, mask = (torch.from_numpy(a) for a in pad_rows(rows, manifest.pad_id))
     scorer.score(ids[:1, :16], mask[:1, :16])  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof:

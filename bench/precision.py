@@ -111,15 +111,10 @@ def llm_scores(model_dir: Path, pairs: list[tuple[str, str]], dtype: str) -> np.
     from tokenizers import Tokenizer
 
     from reranker_core.packing import pad_rows
-    from reranker_server.llm import load_scorer
 
-    manifest = ModelManifest.load(model_dir)
+    manifest, scorer = llm_precision.cpu_scorer(model_dir, dtype)
     tok = Tokenizer.from_file(str(model_dir / manifest.tokenizer.file))
     encoded = encode_pairs(tok, manifest, pairs, max_length=512, query_max_length=384)
-    kwargs = {"yes_token_id": manifest.llm.yes_token_id} if manifest.llm.yes_token_id is not None else {}
-    scorer = load_scorer(
-        manifest.family, model_dir / manifest.llm.checkpoint_dir, dtype=dtype, device="cpu", **kwargs
-    )
     out = []
     for start in range(0, len(encoded), 32):
         ids, mask = pad_rows([np.asarray(e.input_ids) for e in encoded[start : start + 32]], manifest.pad_id)

@@ -52,7 +52,7 @@ class TrainingSettings:
     weight_decay: float = 0.0
     warmup_steps: int = 0  # > 0: linear warm-up over these steps, then a cosine decay to 0
     label_smoothing: float = 0.0  # targets eps + (1 - 2 eps) * relevance / MAX_RELEVANCE
-    auxiliary_weight: float = 0.0  # the Gemma's training-only losses (_GemmaBatches.loss)
+    auxiliary_weight: float = 0.0  # the Gemma's training-only losses (_GemmaLoss)
 
 
 # A wide initializer (BERT's 0.02 leaves a small cross-encoder on a loss plateau for thousands of
@@ -179,14 +179,18 @@ def smoothed_targets(settings: TrainingSettings, relevance: np.ndarray) -> torch
 
 
 def _train(
-    parameters: list[torch.nn.Parameter],
+    model: torch.nn.Module,
     settings: TrainingSettings,
     loss_of: Callable[[list[tuple[str, str]], torch.Tensor], torch.Tensor],
     progress: Callable[[int, float], None] | None = None,
+    extra_parameters: tuple[torch.nn.Parameter, ...] = (),
 ) -> None:
     """AdamW on `loss_of(pairs, targets)` over fresh batches of the relevance task (targets from
-    `smoothed_targets`); the caller puts its model in train mode and back."""
+    `smoothed_targets`), for the model's parameters and `extra_parameters` (training-only heads),
+    the model in train mode meanwhile."""
     rng = np.random.default_rng(settings.seed)
+    model.train()
+    parameters = [*model.parameters(), *extra_parameters]
     opt = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: learning_rate_factor(settings, step))
     for step in range(settings.steps):
@@ -198,6 +202,7 @@ def _train(
         schedule.step()
         if progress is not None:
             progress(step, float(loss.detach()))
+    model.eval()
 
 
 def encoder_input_ids(tokenizer, pairs: list[tuple[str, str]]) -> list[list[int]]:
@@ -241,9 +246,7 @@ def _build_encoder(out: Path, settings: TrainingSettings, progress=None) -> None
             ids, mask = right_padded(encoder_input_ids(tokenizer, pairs), pad=1)
             return _bce(model(input_ids=ids, attention_mask=mask).logits[:, 0], targets)
 
-        model.train()
-        _train(list(model.parameters()), settings, loss_of, progress)
-        model.eval()
+        _train(model, settings, loss_of, progress)
     save_sequence_classifier(model, out)
 
 
@@ -331,9 +334,7 @@ def _build_gemma(out: Path, settings: TrainingSettings, progress=None) -> None:
         model = GemmaForCausalLM.from_pretrained(str(out), attn_implementation="eager")
         _align_query_keys(model)
         loss_of = _GemmaLoss(model, tokenizer, settings)
-        model.train()
-        _train([*model.parameters(), *loss_of.probe.parameters()], settings, loss_of, progress)
-        model.eval()
+        _train(model, settings, loss_of, progress, extra_parameters=tuple(loss_of.probe.parameters()))
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
 
