@@ -65,8 +65,8 @@ def expected_scores(replica: FakeTriton) -> list[float]:
 def test_a_slow_replica_gets_proportionally_less_traffic(tmp_path, callers, capacity, most):
     """Saturated: 2 fast replicas serve 2 requests at a time in 40 ms, 24 callers queue ~11 deep on
     each (~240 ms), the slow one would take 400 ms: it gets only the requests that renew its average
-    (one per latency_ttl_s, 2 s). Counted after a warm-up: a pool that knows no latency yet spreads its
-    first burst evenly (docs/scale-out.md)."""
+    (after 2 s, then spaced up to 16 s while it stays slow). Counted after a warm-up: a pool that
+    knows no latency yet spreads its first burst evenly (docs/scale-out.md)."""
     wait = 0.02 if capacity is None else 0.04
     fast = [FakeTriton(latency_s=wait, capacity=capacity).start() for _ in range(2)]
     slow = FakeTriton(latency_s=10 * wait, capacity=capacity).start()
